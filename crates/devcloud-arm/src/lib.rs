@@ -1,0 +1,1 @@
+//! A local Azure Resource Manager for Compute images, galleries and Image Builder, faithful enough for the official clients.

@@ -1,0 +1,1 @@
+//! Local Service Bus (queues, topics, subscriptions, peek-lock) and Event Grid (blob events, custom topics, webhook delivery).

@@ -1,0 +1,3 @@
+//! The custom-handler executable the Azure Functions host starts.
+
+fn main() {}
