@@ -1,0 +1,56 @@
+//! Azurite in HTTPS + OAuth mode accepts the devcloud identity's storage tokens and refuses others.
+
+use devcloud_core::{Identity, Tls, azurite};
+
+#[tokio::test]
+async fn azurite_accepts_identity_tokens_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = Tls::load_or_create(dir.path()).unwrap();
+    let identity = Identity::load_or_create(dir.path()).unwrap();
+    let az = azurite::start(&tls, 0, &dir.path().join("azurite"))
+        .await
+        .unwrap();
+    assert_ne!(az.port(), 0);
+    devcloud_core::install_crypto_provider();
+    let ca = reqwest::Certificate::from_pem(&tls.ca_pem_bytes().unwrap()).unwrap();
+    let c = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let token = identity.issue("https://storage.azure.com/.default");
+    let url = format!("{}/cont1?restype=container", az.blob_endpoint());
+    let r = c
+        .put(&url)
+        .bearer_auth(&token)
+        .header("x-ms-version", "2025-01-05")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let wrong = identity.issue("https://management.azure.com");
+    let r = c
+        .put(format!("{}/cont2?restype=container", az.blob_endpoint()))
+        .bearer_auth(&wrong)
+        .header("x-ms-version", "2025-01-05")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let port = az.port();
+    drop(az);
+    // Killed on drop: the port stops answering.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Azurite still listening"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
