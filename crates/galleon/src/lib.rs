@@ -1,6 +1,7 @@
 //! Galleon: small event-driven functions that turn a VHD or an Image Builder run into a published,
 //! replicated, announced Azure Compute Gallery image version.
 
+pub mod events;
 pub mod host;
 
 /// An error and its causes as one line, `outer: inner: innermost`, for logs and failure facts.

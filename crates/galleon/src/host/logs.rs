@@ -33,7 +33,9 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
                 if lines.len() < MAX_LINES {
                     lines.push(line);
                 } else if lines.len() == MAX_LINES {
-                    lines.push("… further log lines of this invocation are in the process log".into());
+                    lines.push(
+                        "… further log lines of this invocation are in the process log".into(),
+                    );
                 }
             }
         });
@@ -64,6 +66,9 @@ impl Visit for LineVisitor<'_> {
 pub async fn capture<F: std::future::Future>(future: F) -> (F::Output, Vec<String>) {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let out = BUFFER.scope(buffer.clone(), future).await;
-    let lines = buffer.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+    let lines = buffer
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
     (out, lines)
 }

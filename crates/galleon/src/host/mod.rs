@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 
 pub use logs::CaptureLayer;
 pub use server::{Limits, Server, router};
-pub use trigger::{BusMessage, GridEvent, GridSchema, HttpRequest, TimerTick, Trigger, TriggerKind};
+pub use trigger::{
+    BusMessage, GridEvent, GridSchema, HttpRequest, TimerTick, Trigger, TriggerKind,
+};
 
 /// One invocation of one function, decoded.
 #[derive(Debug, Clone)]

@@ -145,7 +145,12 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Decodes the envelope for `function`, runs it and builds the host's answer.
-async fn invoke(app: &App, function: &str, headers: &HeaderMap, body: Bytes) -> warp::reply::Response {
+async fn invoke(
+    app: &App,
+    function: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> warp::reply::Response {
     let Some(spec) = app.get(function) else {
         let known: Vec<&str> = app.functions().map(|f| f.name.as_str()).collect();
         return Problem::new(
@@ -218,7 +223,10 @@ async fn invoke(app: &App, function: &str, headers: &HeaderMap, body: Bytes) -> 
             return Problem::new(
                 StatusCode::BAD_REQUEST,
                 "TriggerNotDecodable",
-                format!("{e} (function '{function}' is bound to a {})", spec.trigger.binding_type()),
+                format!(
+                    "{e} (function '{function}' is bound to a {})",
+                    spec.trigger.binding_type()
+                ),
             )
             .reply();
         }
@@ -230,7 +238,9 @@ async fn invoke(app: &App, function: &str, headers: &HeaderMap, body: Bytes) -> 
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         traceparent: header(headers, "traceparent"),
         trigger,
-        host_time: sys.and_then(|s| s.get("UtcNow")).and_then(values::timestamp),
+        host_time: sys
+            .and_then(|s| s.get("UtcNow"))
+            .and_then(values::timestamp),
         retry_count: metadata
             .get("RetryContext")
             .and_then(|r| r.get("RetryCount"))

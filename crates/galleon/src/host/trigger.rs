@@ -106,7 +106,9 @@ pub enum TriggerError {
         expected: &'static str,
         found: &'static str,
     },
-    #[error("event in binding '{binding}' has neither 'specversion' (CloudEvents) nor 'eventType' (Event Grid schema)")]
+    #[error(
+        "event in binding '{binding}' has neither 'specversion' (CloudEvents) nor 'eventType' (Event Grid schema)"
+    )]
     UnknownEventSchema { binding: String },
     #[error("event in binding '{binding}' lacks required field '{field}'")]
     MissingEventField {
@@ -133,14 +135,16 @@ pub fn decode(
     data: &Map<String, Value>,
     metadata: &Map<String, Value>,
 ) -> Result<Trigger, TriggerError> {
-    let value = data.get(binding).ok_or_else(|| TriggerError::MissingBinding {
-        binding: binding.to_owned(),
-        present: if data.is_empty() {
-            "nothing".to_owned()
-        } else {
-            data.keys().cloned().collect::<Vec<_>>().join(", ")
-        },
-    })?;
+    let value = data
+        .get(binding)
+        .ok_or_else(|| TriggerError::MissingBinding {
+            binding: binding.to_owned(),
+            present: if data.is_empty() {
+                "nothing".to_owned()
+            } else {
+                data.keys().cloned().collect::<Vec<_>>().join(", ")
+            },
+        })?;
     match kind {
         TriggerKind::EventGrid => grid_event(binding, value).map(Trigger::EventGrid),
         TriggerKind::ServiceBus => bus_message(binding, value, metadata).map(Trigger::ServiceBus),

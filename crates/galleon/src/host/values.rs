@@ -96,15 +96,22 @@ mod tests {
         assert_eq!(zoneless.as_deref(), Some("2023-10-12T20:13:49+00:00"));
         let offset = timestamp(&json!("2023-10-12T20:13:49+00:00")).map(|t| t.to_rfc3339());
         assert_eq!(offset.as_deref(), Some("2023-10-12T20:13:49+00:00"));
-        let fraction = timestamp(&json!("2023-10-12T20:13:49.640002Z")).map(|t| t.timestamp_micros());
+        let fraction =
+            timestamp(&json!("2023-10-12T20:13:49.640002Z")).map(|t| t.timestamp_micros());
         assert_eq!(fraction, Some(1_697_141_629_640_002));
         assert_eq!(timestamp(&json!("yesterday")), None);
     }
 
     #[test]
     fn documents_inside_strings() {
-        assert_eq!(json_document(&json!("{\"a\":1}")).ok(), Some(json!({"a": 1})));
-        assert_eq!(json_document(&json!("\"{\\\"a\\\":1}\"")).ok(), Some(json!({"a": 1})));
+        assert_eq!(
+            json_document(&json!("{\"a\":1}")).ok(),
+            Some(json!({"a": 1}))
+        );
+        assert_eq!(
+            json_document(&json!("\"{\\\"a\\\":1}\"")).ok(),
+            Some(json!({"a": 1}))
+        );
         assert_eq!(json_document(&json!({"a": 1})).ok(), Some(json!({"a": 1})));
         assert!(json_document(&json!("not json")).is_err());
     }

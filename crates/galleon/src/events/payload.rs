@@ -1,0 +1,280 @@
+//! The `data` of each fact. Field names are camelCase on the wire; Azure resources are named by full
+//! resource id, regions by their ARM names, times in RFC 3339 UTC.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A blob, as seen when the fact was made. `url` never carries a SAS token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobRef {
+    pub url: String,
+    pub e_tag: String,
+    pub content_length: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OsType {
+    Linux,
+    Windows,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OsState {
+    Generalized,
+    Specialized,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HyperVGeneration {
+    V1,
+    V2,
+}
+
+/// How the version is made: through a managed image, or straight from the VHD (faster, no image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PublishFrom {
+    ManagedImage,
+    Vhd,
+}
+
+/// The image definition's identifier triple.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identifier {
+    pub publisher: String,
+    pub offer: String,
+    pub sku: String,
+}
+
+/// One region the version is replicated to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRegion {
+    pub name: String,
+    pub regional_replica_count: u32,
+    pub storage_account_type: String,
+}
+
+/// Everything needed to publish one image version, decided once at ingest and carried by every later fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub gallery: String,
+    pub image_definition: String,
+    pub version: String,
+    /// The home region: where the image, the gallery and the first replica live.
+    pub location: String,
+    pub os_type: OsType,
+    pub os_state: OsState,
+    pub hyper_v_generation: HyperVGeneration,
+    pub identifier: Identifier,
+    /// Every region the version ends up in, the home region included.
+    pub target_regions: Vec<TargetRegion>,
+    pub publish_from: PublishFrom,
+    /// Resource id of the storage account holding the VHD (needed to publish straight from it).
+    pub storage_account_id: String,
+    #[serde(default)]
+    pub exclude_from_latest: bool,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `vhd.accepted`: a complete, valid VHD (with its manifest, if any) is ready to publish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VhdAccepted {
+    pub vhd: BlobRef,
+    pub manifest: Option<BlobRef>,
+    pub virtual_size_bytes: u64,
+    /// `gpt-esp`, `gpt`, `mbr` or `none`.
+    pub partition_scheme: String,
+    pub plan: Plan,
+}
+
+/// Why an input was refused, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// A stable code, e.g. `VhdIsDynamic`, `ManifestInvalid`, `GalleryNotAllowed`.
+    pub code: String,
+    pub message: String,
+    pub fix: String,
+}
+
+/// `vhd.rejected`: the input will not be published as it is. The blob stays where it is, marked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VhdRejected {
+    /// The blob whose arrival was judged (a VHD or a manifest).
+    pub blob: BlobRef,
+    /// The VHD the manifest names, when known.
+    pub vhd: Option<BlobRef>,
+    pub reason: Reason,
+    /// Whether the blob was marked with galleon's rejection metadata.
+    pub marked: bool,
+}
+
+/// `build.requested`: an Image Builder template should run (on schedule or by hand).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildRequested {
+    pub template_id: String,
+    /// `schedule` or `manual`.
+    pub reason: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// `build.started`: Image Builder accepted the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildStarted {
+    pub template_id: String,
+    pub started_at: DateTime<Utc>,
+    /// The `Azure-AsyncOperation` URL of the run.
+    pub operation_url: String,
+}
+
+/// One artifact of an Image Builder run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOutput {
+    pub name: String,
+    pub artifact_id: Option<String>,
+    pub artifact_uri: Option<String>,
+}
+
+/// `build.finished`: the run ended (in any state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildFinished {
+    pub template_id: String,
+    /// `Succeeded`, `PartiallySucceeded`, `Failed` or `Canceled`.
+    pub run_state: String,
+    pub message: Option<String>,
+    pub finished_at: DateTime<Utc>,
+    pub run_outputs: Vec<RunOutput>,
+}
+
+/// `image.created`: the managed image exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageCreated {
+    pub image_id: String,
+    pub vhd: BlobRef,
+    pub plan: Plan,
+}
+
+/// `image.version.published`: the version exists in its home region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionPublished {
+    pub version_id: String,
+    pub image_id: Option<String>,
+    pub vhd: BlobRef,
+    pub plan: Plan,
+}
+
+/// `image.replica.ready`: the version is usable in one more region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaReady {
+    pub version_id: String,
+    pub region: TargetRegion,
+    /// Regions still replicating when this one finished.
+    pub remaining_regions: Vec<String>,
+    pub ready_at: DateTime<Utc>,
+}
+
+/// `image.ready`: the version is usable in every target region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageReady {
+    pub version_id: String,
+    pub image_definition_id: String,
+    pub gallery_id: String,
+    pub version: String,
+    pub regions: Vec<TargetRegion>,
+    pub source_vhd: BlobRef,
+    pub ready_at: DateTime<Utc>,
+}
+
+/// The Azure error that ended a step, verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// The fact that a failed step was handling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedInput {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub id: String,
+    pub subject: Option<String>,
+}
+
+/// `step.failed`: a step gave up. Nothing half-made is left behind; the advice says what to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepFailed {
+    /// The function that gave up, e.g. `PublishVersion`.
+    pub step: String,
+    pub error: AzureError,
+    pub attempts: u32,
+    pub advice: String,
+    pub input: FailedInput,
+}
+
+/// What a follow-up checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Check {
+    /// Poll an ARM long-running operation (`Azure-AsyncOperation` or `Location` URL).
+    #[serde(rename_all = "camelCase")]
+    Operation { url: String, resource_id: String },
+    /// Watch a version's per-region replication (`$expand=ReplicationStatus`).
+    #[serde(rename_all = "camelCase")]
+    Replication {
+        version_id: String,
+        announced_regions: Vec<String>,
+    },
+    /// Re-check that a bare VHD upload is complete and unchanged.
+    #[serde(rename_all = "camelCase")]
+    VhdComplete { url: String, e_tag: String },
+    /// Watch an Image Builder run.
+    #[serde(rename_all = "camelCase")]
+    Build {
+        template_id: String,
+        operation_url: String,
+    },
+}
+
+/// The fact to announce once a check succeeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announce {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub subject: String,
+    pub data: serde_json::Value,
+}
+
+/// `operation.followup` (internal): check on a long operation at the scheduled time, then announce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowUp {
+    /// The step that started the operation.
+    pub step: String,
+    pub check: Check,
+    /// 1 for the first check.
+    pub attempt: u32,
+    /// After this the step fails with `StepDeadlineExceeded`.
+    pub deadline: DateTime<Utc>,
+    pub then: Announce,
+}

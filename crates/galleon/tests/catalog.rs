@@ -1,0 +1,195 @@
+//! The event catalog in `events/` and the Rust fact types must not drift: every example validates against
+//! its schemas, decodes into the Rust payload, and what the code emits for it validates too.
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+use chrono::Utc;
+use galleon::events::{Cause, Fact, FactType};
+use serde_json::Value;
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events")
+}
+
+fn load(name: &str) -> Value {
+    let path = events_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn validator(schema: &Value) -> jsonschema::Validator {
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .unwrap_or_else(|e| panic!("schema does not compile: {e}"))
+}
+
+fn assert_valid(validator: &jsonschema::Validator, instance: &Value, what: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} is invalid:\n{}",
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn every_fact_type_has_a_schema_and_an_example_and_nothing_else_is_there() {
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    for ty in FactType::ALL {
+        expected.insert(format!("{}.schema.json", ty.name()));
+        expected.insert(format!("{}.example.json", ty.name()));
+    }
+    let found: BTreeSet<String> = std::fs::read_dir(events_dir())
+        .expect("events/ exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".schema.json") || n.ends_with(".example.json"))
+        .filter(|n| {
+            !matches!(
+                n.as_str(),
+                "envelope.schema.json" | "subscriptions.schema.json" | "manifest.schema.json"
+            )
+        })
+        .collect();
+    assert_eq!(
+        found, expected,
+        "events/ must hold exactly one schema and one example per fact type"
+    );
+}
+
+#[test]
+fn examples_validate_and_decode_into_the_rust_types() {
+    let envelope = validator(&load("envelope.schema.json"));
+    for ty in FactType::ALL.iter().copied() {
+        let example = load(&format!("{}.example.json", ty.name()));
+        let data_schema = validator(&load(&format!("{}.schema.json", ty.name())));
+        assert_valid(
+            &envelope,
+            &example,
+            &format!("{} example envelope", ty.name()),
+        );
+        assert_valid(
+            &data_schema,
+            &example["data"],
+            &format!("{} example data", ty.name()),
+        );
+        assert_eq!(example["type"], ty.cloud_event_type());
+        assert_eq!(example["dataschema"], ty.schema_url());
+
+        let fact = Fact::from_json(&example.to_string())
+            .unwrap_or_else(|e| panic!("{} example does not decode: {e}", ty.name()));
+        assert_eq!(fact.fact_type(), Some(ty));
+
+        // What the Rust type writes back must still satisfy the schema (catches fields the type drops or renames).
+        let normalized = ty
+            .normalize_payload(&example["data"])
+            .expect("payload round-trips");
+        assert_valid(
+            &data_schema,
+            &normalized,
+            &format!("{} data as written by the Rust type", ty.name()),
+        );
+    }
+}
+
+#[test]
+fn facts_built_by_the_code_validate_against_the_catalog() {
+    let envelope = validator(&load("envelope.schema.json"));
+    let cause = Cause::root(
+        "831e1650-001e-001b-66ab-eeb76e069631",
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+    );
+    for ty in FactType::ALL.iter().copied() {
+        let example = load(&format!("{}.example.json", ty.name()));
+        let data_schema = validator(&load(&format!("{}.schema.json", ty.name())));
+        let data = ty
+            .normalize_payload(&example["data"])
+            .expect("payload round-trips");
+        let fact = galleon::events::build_untyped(
+            ty,
+            "galleon-test",
+            &cause,
+            "galleries/g/images/i/versions/1.0.0",
+            "",
+            data,
+            Utc::now(),
+        )
+        .expect("fact builds");
+        let json = fact.to_json();
+        assert_valid(&envelope, &json, &format!("{} as built", ty.name()));
+        assert_valid(
+            &data_schema,
+            &json["data"],
+            &format!("{} data as built", ty.name()),
+        );
+        assert_eq!(json["correlationid"], cause.correlation_id.as_str());
+        assert!(
+            json["traceparent"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"))
+        );
+    }
+}
+
+#[test]
+fn fact_ids_are_deterministic_from_the_cause() {
+    let cause = Cause::root("evt-1", None);
+    let example = load("image.ready.v1.example.json");
+    let data = FactType::ImageReady
+        .normalize_payload(&example["data"])
+        .expect("payload");
+    let build = |c: &Cause, disc: &str| {
+        galleon::events::build_untyped(
+            FactType::ImageReady,
+            "x",
+            c,
+            "s",
+            disc,
+            data.clone(),
+            Utc::now(),
+        )
+        .expect("fact")
+        .id()
+        .to_owned()
+    };
+    assert_eq!(build(&cause, ""), build(&cause, ""), "same cause, same id");
+    assert_ne!(
+        build(&cause, ""),
+        build(&cause, "westeurope"),
+        "discriminator separates"
+    );
+    assert_ne!(
+        build(&cause, ""),
+        build(&Cause::root("evt-2", None), ""),
+        "another cause, another id"
+    );
+}
+
+#[test]
+fn schemas_reject_broken_facts() {
+    let schema = validator(&load("vhd.accepted.v1.schema.json"));
+    let example = load("vhd.accepted.v1.example.json");
+    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        ("missing version", Box::new(|d| {
+            d["plan"].as_object_mut().map(|p| p.remove("version"));
+        })),
+        ("unaligned size", Box::new(|d| d["virtualSizeBytes"] = 1_048_577.into())),
+        ("SAS in url", Box::new(|d| d["vhd"]["url"] = "https://a.blob.core.windows.net/c/x.vhd?sig=secret".into())),
+        ("gallery with hyphen", Box::new(|d| d["plan"]["gallery"] = "my-gallery".into())),
+        ("version part too long", Box::new(|d| d["plan"]["version"] = "1.0.12345678901".into())),
+        ("unknown field", Box::new(|d| d["surprise"] = true.into())),
+    ];
+    for (what, mutate) in mutations {
+        let mut data = example["data"].clone();
+        mutate(&mut data);
+        assert!(!schema.is_valid(&data), "schema accepted a fact with {what}");
+    }
+    let envelope = validator(&load("envelope.schema.json"));
+    let mut no_correlation = example.clone();
+    no_correlation.as_object_mut().map(|e| e.remove("correlationid"));
+    assert!(!envelope.is_valid(&no_correlation), "envelope accepted a fact without correlationid");
+}
