@@ -1,0 +1,960 @@
+//! The Service Bus broker as plain data: queues, topics with subscriptions and rules, scheduled
+//! messages, peek-lock with lock expiry and renewal, delivery counts, dead-lettering, TTL, duplicate
+//! detection and size limits. Every operation takes `now`, so the logic is tested without clocks;
+//! the HTTP layer (`super::rest`) adds waiting.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+use super::filter::{Filter, Rule};
+use super::message::{Message, NewMessage, format_http_date};
+
+/// Standard tier message size limit (body + properties).
+pub const STANDARD_MAX_MESSAGE_SIZE: usize = 256 * 1024;
+
+/// Settings of a queue or subscription (the receiving side) and of a queue or topic (the sending side).
+#[derive(Debug, Clone)]
+pub struct EntityConfig {
+    pub lock_duration: Duration,
+    pub max_delivery_count: u32,
+    /// Entity default message TTL; a message's own TTL can only shorten it.
+    pub default_ttl: Option<Duration>,
+    pub dead_lettering_on_expiration: bool,
+    /// `Some(window)` turns duplicate detection on (queues and topics).
+    pub duplicate_detection_window: Option<Duration>,
+    pub max_message_size: usize,
+}
+
+impl Default for EntityConfig {
+    fn default() -> Self {
+        EntityConfig {
+            lock_duration: Duration::seconds(60),
+            max_delivery_count: 10,
+            default_ttl: None,
+            dead_lettering_on_expiration: false,
+            duplicate_detection_window: Some(Duration::minutes(10)),
+            max_message_size: STANDARD_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// Which entity a path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityPath {
+    Queue(String),
+    Topic(String),
+    Subscription(String, String),
+}
+
+/// A receive target: an entity's main queue or its dead-letter sub-queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivePath {
+    pub entity: EntityPath,
+    pub dead_letter: bool,
+}
+
+impl ReceivePath {
+    /// Parses `{queue}`, `{topic}/subscriptions/{sub}` and either + `/$DeadLetterQueue`
+    /// (names are case-insensitive and stored lower-case). A bare name is a queue or a topic,
+    /// decided by the namespace.
+    pub fn parse(path: &str) -> Option<ReceivePath> {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (segs, dead_letter) = match segs.split_last() {
+            Some((last, rest)) if last.eq_ignore_ascii_case("$DeadLetterQueue") => (rest, true),
+            _ => (&segs[..], false),
+        };
+        let valid = |s: &str| !s.is_empty() && !s.starts_with('$') && !s.starts_with('_');
+        let entity = match segs {
+            [q] if valid(q) => EntityPath::Queue(q.to_ascii_lowercase()),
+            [t, subs, s] if subs.eq_ignore_ascii_case("subscriptions") && valid(t) && valid(s) => {
+                EntityPath::Subscription(t.to_ascii_lowercase(), s.to_ascii_lowercase())
+            }
+            _ => return None,
+        };
+        Some(ReceivePath {
+            entity,
+            dead_letter,
+        })
+    }
+
+    pub fn display(&self) -> String {
+        let base = match &self.entity {
+            EntityPath::Queue(q) | EntityPath::Topic(q) => q.clone(),
+            EntityPath::Subscription(t, s) => format!("{t}/subscriptions/{s}"),
+        };
+        if self.dead_letter {
+            format!("{base}/$DeadLetterQueue")
+        } else {
+            base
+        }
+    }
+}
+
+/// Errors of broker operations, mapped to the REST status codes by the HTTP layer.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BrokerError {
+    #[error("the messaging entity '{0}' could not be found")]
+    EntityNotFound(String),
+    #[error("the message of {size} bytes exceeds the maximum size of {max} bytes")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("the lock supplied is invalid: it has expired, or the message was already removed")]
+    LockLost,
+    #[error("sending to '{0}' is not supported: send to the queue or topic")]
+    CannotSendHere(String),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// How a receive settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveMode {
+    PeekLock,
+    ReceiveAndDelete,
+}
+
+/// A received message (a copy) with its lock.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message: Message,
+    pub lock: Option<(String, DateTime<Utc>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Locked {
+    msg: Message,
+    until: DateTime<Utc>,
+}
+
+/// Active messages plus their locks (the main queue or the dead-letter sub-queue).
+#[derive(Debug, Default)]
+struct SubQueue {
+    active: BTreeMap<i64, Message>,
+    locked: HashMap<String, Locked>,
+}
+
+impl SubQueue {
+    fn lock_next(
+        &mut self,
+        now: DateTime<Utc>,
+        lock: Duration,
+        mode: ReceiveMode,
+    ) -> Option<Received> {
+        let (_, mut msg) = self.active.pop_first()?;
+        msg.delivery_count += 1;
+        match mode {
+            ReceiveMode::ReceiveAndDelete => Some(Received {
+                message: msg,
+                lock: None,
+            }),
+            ReceiveMode::PeekLock => {
+                let token = uuid::Uuid::new_v4().to_string();
+                let until = now + lock;
+                self.locked.insert(
+                    token.clone(),
+                    Locked {
+                        msg: msg.clone(),
+                        until,
+                    },
+                );
+                Some(Received {
+                    message: msg,
+                    lock: Some((token, until)),
+                })
+            }
+        }
+    }
+
+    fn take_locked(
+        &mut self,
+        id: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Message, BrokerError> {
+        match self.locked.get(token) {
+            Some(l)
+                if l.until > now
+                    && (l.msg.message_id == id || l.msg.sequence_number.to_string() == id) => {}
+            _ => return Err(BrokerError::LockLost),
+        }
+        self.locked
+            .remove(token)
+            .map(|l| l.msg)
+            .ok_or(BrokerError::LockLost)
+    }
+
+    fn expired_locks(&mut self, now: DateTime<Utc>) -> Vec<Message> {
+        let tokens: Vec<String> = self
+            .locked
+            .iter()
+            .filter(|(_, l)| l.until <= now)
+            .map(|(t, _)| t.clone())
+            .collect();
+        tokens
+            .into_iter()
+            .filter_map(|t| self.locked.remove(&t).map(|l| l.msg))
+            .collect()
+    }
+}
+
+/// Counts for inspection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub active: usize,
+    pub scheduled: usize,
+    pub locked: usize,
+    pub dead_letter: usize,
+}
+
+/// The receiving side of a queue or subscription.
+#[derive(Debug)]
+pub struct Store {
+    pub config: EntityConfig,
+    name: String,
+    scheduled: BTreeMap<(DateTime<Utc>, i64), Message>,
+    main: SubQueue,
+    dlq: SubQueue,
+}
+
+impl Store {
+    pub fn new(name: &str, config: EntityConfig) -> Store {
+        Store {
+            config,
+            name: name.to_string(),
+            scheduled: BTreeMap::new(),
+            main: SubQueue::default(),
+            dlq: SubQueue::default(),
+        }
+    }
+
+    fn activate(&mut self, mut msg: Message, now: DateTime<Utc>) {
+        msg.enqueued_time = now;
+        let ttl = match (msg.props.time_to_live, self.config.default_ttl) {
+            (Some(s), Some(d)) => Some(Duration::milliseconds((s * 1000.0) as i64).min(d)),
+            (Some(s), None) => Some(Duration::milliseconds((s * 1000.0) as i64)),
+            (None, d) => d,
+        };
+        msg.expires_at = ttl.and_then(|t| now.checked_add_signed(t));
+        self.main.active.insert(msg.sequence_number, msg);
+    }
+
+    /// Adds a stamped message: scheduled for later or active now.
+    fn enqueue(&mut self, msg: Message, now: DateTime<Utc>) {
+        match msg.props.scheduled_enqueue_time {
+            Some(at) if at > now => {
+                self.scheduled.insert((at, msg.sequence_number), msg);
+            }
+            _ => self.activate(msg, now),
+        }
+    }
+
+    fn dead_letter(&mut self, mut msg: Message, reason: &str, description: String) {
+        msg.dead_letter_reason = Some(reason.to_string());
+        msg.dead_letter_description = Some(description);
+        msg.dead_letter_source = Some(self.name.clone());
+        self.dlq.active.insert(msg.sequence_number, msg);
+    }
+
+    /// A message comes back from a lock (abandon or lock expiry): redelivered, or dead-lettered once
+    /// it has been delivered `max_delivery_count` times.
+    fn unlock(&mut self, msg: Message) {
+        if msg.delivery_count >= self.config.max_delivery_count {
+            let n = msg.delivery_count;
+            self.dead_letter(
+                msg,
+                "MaxDeliveryCountExceeded",
+                format!("Message could not be consumed after {n} delivery attempts."),
+            );
+        } else {
+            self.main.active.insert(msg.sequence_number, msg);
+        }
+    }
+
+    /// Applies what time has done: scheduled messages become active, expired locks are abandoned,
+    /// expired messages are removed (or dead-lettered).
+    pub fn maintain(&mut self, now: DateTime<Utc>) {
+        while let Some(entry) = self.scheduled.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let msg = entry.remove();
+            self.activate(msg, now);
+        }
+        for msg in self.main.expired_locks(now) {
+            self.unlock(msg);
+        }
+        for msg in self.dlq.expired_locks(now) {
+            self.dlq.active.insert(msg.sequence_number, msg);
+        }
+        let expired: Vec<i64> = self
+            .main
+            .active
+            .values()
+            .filter(|m| m.expires_at.is_some_and(|e| e <= now))
+            .map(|m| m.sequence_number)
+            .collect();
+        for seq in expired {
+            if let Some(msg) = self.main.active.remove(&seq) {
+                if self.config.dead_lettering_on_expiration {
+                    self.dead_letter(
+                        msg,
+                        "TTLExpiredException",
+                        "The message expired and was dead lettered.".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The next time something changes by itself (a scheduled message is due, a lock expires).
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        let sched = self.scheduled.keys().next().map(|k| k.0);
+        let locks = self
+            .main
+            .locked
+            .values()
+            .chain(self.dlq.locked.values())
+            .map(|l| l.until)
+            .min();
+        match (sched, locks) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn receive(
+        &mut self,
+        dead_letter: bool,
+        mode: ReceiveMode,
+        now: DateTime<Utc>,
+    ) -> Option<Received> {
+        self.maintain(now);
+        let lock = self.config.lock_duration;
+        if dead_letter {
+            self.dlq.lock_next(now, lock, mode)
+        } else {
+            self.main.lock_next(now, lock, mode)
+        }
+    }
+
+    pub fn complete(
+        &mut self,
+        dead_letter: bool,
+        id: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Message, BrokerError> {
+        self.maintain(now);
+        let q = if dead_letter {
+            &mut self.dlq
+        } else {
+            &mut self.main
+        };
+        q.take_locked(id, token, now)
+    }
+
+    pub fn abandon(
+        &mut self,
+        dead_letter: bool,
+        id: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), BrokerError> {
+        self.maintain(now);
+        if dead_letter {
+            let msg = self.dlq.take_locked(id, token, now)?;
+            self.dlq.active.insert(msg.sequence_number, msg);
+        } else {
+            let msg = self.main.take_locked(id, token, now)?;
+            self.unlock(msg);
+        }
+        Ok(())
+    }
+
+    pub fn renew(
+        &mut self,
+        dead_letter: bool,
+        id: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, BrokerError> {
+        self.maintain(now);
+        let lock = self.config.lock_duration;
+        let q = if dead_letter {
+            &mut self.dlq
+        } else {
+            &mut self.main
+        };
+        match q.locked.get_mut(token) {
+            Some(l)
+                if l.until > now
+                    && (l.msg.message_id == id || l.msg.sequence_number.to_string() == id) =>
+            {
+                l.until = now + lock;
+                Ok(l.until)
+            }
+            _ => Err(BrokerError::LockLost),
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            active: self.main.active.len(),
+            scheduled: self.scheduled.len(),
+            locked: self.main.locked.len(),
+            dead_letter: self.dlq.active.len() + self.dlq.locked.len(),
+        }
+    }
+
+    /// Dead letters (not locked ones), oldest first.
+    pub fn peek_dead_letters(&self, max: usize) -> Vec<Message> {
+        self.dlq.active.values().take(max).cloned().collect()
+    }
+
+    /// Removes a dead letter by sequence number.
+    fn take_dead_letter(&mut self, seq: i64) -> Option<Message> {
+        self.dlq.active.remove(&seq)
+    }
+}
+
+/// Duplicate detection by `MessageId` inside a window.
+#[derive(Debug, Default)]
+struct Dedup {
+    seen: HashMap<String, DateTime<Utc>>,
+    order: VecDeque<(DateTime<Utc>, String)>,
+}
+
+impl Dedup {
+    /// True when `id` was seen within `window` (the message is then dropped).
+    fn is_duplicate(&mut self, id: &str, window: Duration, now: DateTime<Utc>) -> bool {
+        while let Some((t, old)) = self.order.front() {
+            if *t + window > now {
+                break;
+            }
+            if self.seen.get(old) == Some(t) {
+                self.seen.remove(old);
+            }
+            self.order.pop_front();
+        }
+        if self.seen.contains_key(id) {
+            return true;
+        }
+        self.seen.insert(id.to_string(), now);
+        self.order.push_back((now, id.to_string()));
+        false
+    }
+}
+
+#[derive(Debug)]
+struct Queue {
+    store: Store,
+    dedup: Dedup,
+}
+
+/// A topic subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    pub rules: Vec<Rule>,
+    pub store: Store,
+}
+
+impl Subscription {
+    fn accepts(&self, m: &Message) -> bool {
+        self.rules.iter().any(|r| r.filter.matches(m))
+    }
+}
+
+#[derive(Debug)]
+struct Topic {
+    config: EntityConfig,
+    dedup: Dedup,
+    subscriptions: BTreeMap<String, Subscription>,
+}
+
+/// One recorded broker operation, for inspection.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub time: DateTime<Utc>,
+    pub entity: String,
+    pub op: &'static str,
+    pub message_id: String,
+    pub sequence_number: i64,
+    pub detail: Option<String>,
+}
+
+const RECENT: usize = 500;
+
+/// Outcome of a send.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SendOutcome {
+    pub accepted: usize,
+    pub duplicates: usize,
+    /// Topic sends: how many subscription copies were made.
+    pub routed: usize,
+}
+
+/// A Service Bus namespace: all queues and topics.
+#[derive(Debug, Default)]
+pub struct Namespace {
+    next_seq: i64,
+    queues: BTreeMap<String, Queue>,
+    topics: BTreeMap<String, Topic>,
+    recent: VecDeque<Activity>,
+}
+
+impl Namespace {
+    pub fn new() -> Namespace {
+        Namespace {
+            next_seq: 1,
+            ..Default::default()
+        }
+    }
+
+    fn record(
+        &mut self,
+        entity: &str,
+        op: &'static str,
+        m: &Message,
+        detail: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        if self.recent.len() >= RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Activity {
+            time: now,
+            entity: entity.to_string(),
+            op,
+            message_id: m.message_id.clone(),
+            sequence_number: m.sequence_number,
+            detail,
+        });
+    }
+
+    /// Creates or updates a queue (messages are kept on update).
+    pub fn put_queue(&mut self, name: &str, config: EntityConfig) {
+        let key = name.to_ascii_lowercase();
+        match self.queues.get_mut(&key) {
+            Some(q) => q.store.config = config,
+            None => {
+                self.queues.insert(
+                    key.clone(),
+                    Queue {
+                        store: Store::new(&key, config),
+                        dedup: Dedup::default(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Creates or updates a topic.
+    pub fn put_topic(&mut self, name: &str, config: EntityConfig) {
+        let key = name.to_ascii_lowercase();
+        match self.topics.get_mut(&key) {
+            Some(t) => t.config = config,
+            None => {
+                self.topics.insert(
+                    key,
+                    Topic {
+                        config,
+                        dedup: Dedup::default(),
+                        subscriptions: BTreeMap::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Creates or updates a subscription; no rules means the `$Default` true filter, as in Azure.
+    pub fn put_subscription(
+        &mut self,
+        topic: &str,
+        name: &str,
+        config: EntityConfig,
+        rules: Vec<Rule>,
+    ) -> Result<(), BrokerError> {
+        let tkey = topic.to_ascii_lowercase();
+        let skey = name.to_ascii_lowercase();
+        let t = self
+            .topics
+            .get_mut(&tkey)
+            .ok_or_else(|| BrokerError::EntityNotFound(topic.to_string()))?;
+        let rules = if rules.is_empty() {
+            vec![Rule {
+                name: "$Default".into(),
+                filter: Filter::True,
+            }]
+        } else {
+            rules
+        };
+        match t.subscriptions.get_mut(&skey) {
+            Some(s) => {
+                s.store.config = config;
+                s.rules = rules;
+            }
+            None => {
+                let store = Store::new(&format!("{tkey}/subscriptions/{skey}"), config);
+                t.subscriptions.insert(skey, Subscription { rules, store });
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a bare name: a queue first, then a topic.
+    pub fn resolve(&self, p: ReceivePath) -> ReceivePath {
+        match &p.entity {
+            EntityPath::Queue(n) if !self.queues.contains_key(n) && self.topics.contains_key(n) => {
+                ReceivePath {
+                    entity: EntityPath::Topic(n.clone()),
+                    dead_letter: p.dead_letter,
+                }
+            }
+            _ => p,
+        }
+    }
+
+    fn store_mut(&mut self, e: &EntityPath) -> Result<&mut Store, BrokerError> {
+        match e {
+            EntityPath::Queue(q) => self
+                .queues
+                .get_mut(q)
+                .map(|q| &mut q.store)
+                .ok_or_else(|| BrokerError::EntityNotFound(q.clone())),
+            EntityPath::Subscription(t, s) => self
+                .topics
+                .get_mut(t)
+                .and_then(|t| t.subscriptions.get_mut(s))
+                .map(|s| &mut s.store)
+                .ok_or_else(|| BrokerError::EntityNotFound(format!("{t}/subscriptions/{s}"))),
+            EntityPath::Topic(t) => Err(BrokerError::BadRequest(format!(
+                "cannot receive from topic '{t}': receive from one of its subscriptions"
+            ))),
+        }
+    }
+
+    /// Whether the entity exists.
+    pub fn exists(&self, e: &EntityPath) -> bool {
+        match e {
+            EntityPath::Queue(q) => self.queues.contains_key(q),
+            EntityPath::Topic(t) => self.topics.contains_key(t),
+            EntityPath::Subscription(t, s) => self
+                .topics
+                .get(t)
+                .is_some_and(|t| t.subscriptions.contains_key(s)),
+        }
+    }
+
+    /// Sends messages (a batch is all-or-nothing on size) to a queue or topic.
+    pub fn send(
+        &mut self,
+        target: &ReceivePath,
+        msgs: Vec<NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Result<SendOutcome, BrokerError> {
+        if target.dead_letter {
+            return Err(BrokerError::CannotSendHere(target.display()));
+        }
+        let config = match &target.entity {
+            EntityPath::Queue(q) => self
+                .queues
+                .get(q)
+                .map(|q| q.store.config.clone())
+                .ok_or_else(|| BrokerError::EntityNotFound(q.clone()))?,
+            EntityPath::Topic(t) => self
+                .topics
+                .get(t)
+                .map(|t| t.config.clone())
+                .ok_or_else(|| BrokerError::EntityNotFound(t.clone()))?,
+            EntityPath::Subscription(..) => {
+                return Err(BrokerError::CannotSendHere(target.display()));
+            }
+        };
+        let total: usize = msgs.iter().map(NewMessage::size).sum();
+        if let Some(big) = msgs.iter().find(|m| m.size() > config.max_message_size) {
+            return Err(BrokerError::MessageTooLarge {
+                size: big.size(),
+                max: config.max_message_size,
+            });
+        }
+        if total > config.max_message_size {
+            return Err(BrokerError::MessageTooLarge {
+                size: total,
+                max: config.max_message_size,
+            });
+        }
+        let mut out = SendOutcome::default();
+        let name = target.display();
+        for m in msgs {
+            if let (Some(id), Some(window)) =
+                (&m.props.message_id, config.duplicate_detection_window)
+            {
+                let dedup = match &target.entity {
+                    EntityPath::Queue(q) => self.queues.get_mut(q).map(|q| &mut q.dedup),
+                    EntityPath::Topic(t) => self.topics.get_mut(t).map(|t| &mut t.dedup),
+                    EntityPath::Subscription(..) => None,
+                };
+                if dedup.is_some_and(|d| d.is_duplicate(id, window, now)) {
+                    out.duplicates += 1;
+                    let ghost = self.stamp(m.clone(), now);
+                    self.record(&name, "duplicate-dropped", &ghost, None, now);
+                    continue;
+                }
+            }
+            let msg = self.stamp(m, now);
+            out.accepted += 1;
+            let op = if msg.props.scheduled_enqueue_time.is_some_and(|t| t > now) {
+                "scheduled"
+            } else {
+                "sent"
+            };
+            self.record(&name, op, &msg, None, now);
+            match &target.entity {
+                EntityPath::Queue(q) => {
+                    if let Some(q) = self.queues.get_mut(q) {
+                        q.store.enqueue(msg, now);
+                    }
+                }
+                EntityPath::Topic(t) => {
+                    let mut routed = Vec::new();
+                    if let Some(t) = self.topics.get_mut(t) {
+                        for (sname, sub) in t.subscriptions.iter_mut() {
+                            if sub.accepts(&msg) {
+                                sub.store.enqueue(msg.clone(), now);
+                                routed.push(sname.clone());
+                            }
+                        }
+                    }
+                    out.routed += routed.len();
+                    let detail = if routed.is_empty() {
+                        "no subscription matched".to_string()
+                    } else {
+                        format!("routed to {}", routed.join(", "))
+                    };
+                    self.record(&name, "routed", &msg, Some(detail), now);
+                }
+                EntityPath::Subscription(..) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn stamp(&mut self, m: NewMessage, now: DateTime<Utc>) -> Message {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Message {
+            message_id: m
+                .props
+                .message_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+            body: m.body,
+            content_type: m.content_type,
+            props: m.props,
+            app_props: m.app_props,
+            sequence_number: seq,
+            enqueued_time: now,
+            delivery_count: 0,
+            expires_at: None,
+            dead_letter_reason: None,
+            dead_letter_description: None,
+            dead_letter_source: None,
+        }
+    }
+
+    pub fn receive(
+        &mut self,
+        p: &ReceivePath,
+        mode: ReceiveMode,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Received>, BrokerError> {
+        let name = p.display();
+        let got = self.store_mut(&p.entity)?.receive(p.dead_letter, mode, now);
+        if let Some(r) = &got {
+            let op = match mode {
+                ReceiveMode::PeekLock => "locked",
+                ReceiveMode::ReceiveAndDelete => "received-and-deleted",
+            };
+            let detail = Some(format!("DeliveryCount={}", r.message.delivery_count));
+            self.record(&name, op, &r.message.clone(), detail, now);
+        }
+        Ok(got)
+    }
+
+    pub fn complete(
+        &mut self,
+        p: &ReceivePath,
+        id: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), BrokerError> {
+        let m = self
+            .store_mut(&p.entity)?
+            .complete(p.dead_letter, id, token, now)?;
+        self.record(&p.display(), "completed", &m, None, now);
+        Ok(())
+    }
+
+    pub fn abandon(
+        &mut self,
+        p: &ReceivePath,
+        id: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), BrokerError> {
+        let store = self.store_mut(&p.entity)?;
+        let before = store.counts().dead_letter;
+        store.abandon(p.dead_letter, id, token, now)?;
+        let dead = store.counts().dead_letter > before;
+        let stub = Message {
+            message_id: id.to_string(),
+            body: Default::default(),
+            content_type: None,
+            props: Default::default(),
+            app_props: Default::default(),
+            sequence_number: id.parse().unwrap_or(0),
+            enqueued_time: now,
+            delivery_count: 0,
+            expires_at: None,
+            dead_letter_reason: None,
+            dead_letter_description: None,
+            dead_letter_source: None,
+        };
+        let op = if dead {
+            "abandoned-dead-lettered"
+        } else {
+            "abandoned"
+        };
+        self.record(&p.display(), op, &stub, None, now);
+        Ok(())
+    }
+
+    pub fn renew(
+        &mut self,
+        p: &ReceivePath,
+        id: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, BrokerError> {
+        self.store_mut(&p.entity)?
+            .renew(p.dead_letter, id, token, now)
+    }
+
+    /// Moves a dead letter back to its entity as a new message (new sequence number, DeliveryCount 0).
+    pub fn resubmit(
+        &mut self,
+        p: &ReceivePath,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, BrokerError> {
+        let store = self.store_mut(&p.entity)?;
+        store.maintain(now);
+        let mut msg = store.take_dead_letter(seq).ok_or_else(|| {
+            BrokerError::BadRequest(format!("no dead letter with sequence number {seq}"))
+        })?;
+        let new_seq = self.next_seq;
+        self.next_seq += 1;
+        msg.sequence_number = new_seq;
+        msg.delivery_count = 0;
+        msg.dead_letter_reason = None;
+        msg.dead_letter_description = None;
+        msg.dead_letter_source = None;
+        msg.props.scheduled_enqueue_time = None;
+        self.record(
+            &p.display(),
+            "resubmitted",
+            &msg,
+            Some(format!("was {seq}")),
+            now,
+        );
+        self.store_mut(&p.entity)?.activate(msg, now);
+        Ok(new_seq)
+    }
+
+    /// Peeks dead letters of a queue or subscription.
+    pub fn dead_letters(
+        &mut self,
+        p: &ReceivePath,
+        max: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Message>, BrokerError> {
+        let store = self.store_mut(&p.entity)?;
+        store.maintain(now);
+        Ok(store.peek_dead_letters(max))
+    }
+
+    /// Earliest time at which the entity changes by itself.
+    pub fn next_due(&mut self, p: &ReceivePath) -> Option<DateTime<Utc>> {
+        self.store_mut(&p.entity).ok().and_then(|s| s.next_due())
+    }
+
+    /// All entities with counts, as JSON for the admin endpoint.
+    pub fn overview(&mut self, now: DateTime<Utc>) -> Value {
+        let counts = |c: Counts| {
+            json!({"activeMessageCount": c.active, "scheduledMessageCount": c.scheduled,
+                   "lockedMessageCount": c.locked, "deadLetterMessageCount": c.dead_letter})
+        };
+        let mut queues = Vec::new();
+        for (name, q) in self.queues.iter_mut() {
+            q.store.maintain(now);
+            let mut v = counts(q.store.counts());
+            v["name"] = json!(name);
+            v["maxDeliveryCount"] = json!(q.store.config.max_delivery_count);
+            v["lockDurationSeconds"] = json!(q.store.config.lock_duration.num_seconds());
+            queues.push(v);
+        }
+        let mut topics = Vec::new();
+        for (tname, t) in self.topics.iter_mut() {
+            let mut subs = Vec::new();
+            for (sname, s) in t.subscriptions.iter_mut() {
+                s.store.maintain(now);
+                let mut v = counts(s.store.counts());
+                v["name"] = json!(sname);
+                v["maxDeliveryCount"] = json!(s.store.config.max_delivery_count);
+                v["lockDurationSeconds"] = json!(s.store.config.lock_duration.num_seconds());
+                v["rules"] = Value::Array(s.rules.iter().map(rule_json).collect());
+                subs.push(v);
+            }
+            topics.push(json!({"name": tname, "subscriptions": subs}));
+        }
+        json!({"queues": queues, "topics": topics})
+    }
+
+    /// Recent operations, newest last.
+    pub fn recent(&self, max: usize) -> Vec<Value> {
+        let skip = self.recent.len().saturating_sub(max);
+        self.recent
+            .iter()
+            .skip(skip)
+            .map(|a| {
+                json!({"time": a.time.to_rfc3339(), "entity": a.entity, "op": a.op,
+                       "messageId": a.message_id, "sequenceNumber": a.sequence_number, "detail": a.detail})
+            })
+            .collect()
+    }
+}
+
+fn rule_json(r: &Rule) -> Value {
+    let filter = match &r.filter {
+        Filter::True => json!({"type": "TrueFilter"}),
+        Filter::False => json!({"type": "FalseFilter"}),
+        Filter::Sql { text, .. } => json!({"type": "SqlFilter", "sqlExpression": text}),
+        Filter::Correlation(c) => {
+            let props: serde_json::Map<String, Value> = c
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect();
+            json!({"type": "CorrelationFilter", "label": c.label, "correlationId": c.correlation_id,
+                   "messageId": c.message_id, "contentType": c.content_type, "to": c.to,
+                   "replyTo": c.reply_to, "sessionId": c.session_id, "properties": props})
+        }
+    };
+    json!({"name": r.name, "filter": filter})
+}
+
+/// For logging dates the way the REST API shows them.
+pub fn http_date(d: DateTime<Utc>) -> String {
+    format_http_date(d)
+}

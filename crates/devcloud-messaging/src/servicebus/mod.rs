@@ -1,0 +1,16 @@
+//! The local Service Bus: a broker ([`broker`]) behind the Service Bus REST API ([`rest`]), with an
+//! admin endpoint under `/_devcloud/`. Start it with [`serve`].
+
+pub mod broker;
+pub mod filter;
+pub mod message;
+pub mod rest;
+
+#[cfg(test)]
+mod broker_tests;
+
+pub use broker::{EntityConfig, Namespace, ReceiveMode, ReceivePath};
+pub use filter::{CorrelationFilter, Filter, Rule};
+pub use rest::{
+    RunningServiceBus, ServiceBus, ServiceBusConfig, SubscriptionSpec, TopicSpec, serve,
+};

@@ -1,0 +1,642 @@
+//! The Service Bus REST API over the broker: send (single and batch), peek-lock and
+//! receive-and-delete with long polling, complete/abandon/renew, bearer auth, the service's XML
+//! error bodies, and the admin endpoint (`/_devcloud/...`) for inspection and dead-letter resubmission.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Notify};
+
+use super::broker::{
+    BrokerError, EntityConfig, EntityPath, Namespace, ReceiveMode, ReceivePath, Received,
+};
+use super::filter::Rule;
+use super::message::{BrokerProps, NewMessage, PropValue, PropsError};
+use crate::auth::{SERVICEBUS_AUDIENCE, Verifier, bearer_token};
+use crate::httpserv::{self, BodyError, Req, Resp, Server};
+
+/// A topic and its subscriptions to create at start.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub config: EntityConfig,
+    pub subscriptions: Vec<SubscriptionSpec>,
+}
+
+/// A subscription to create at start.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSpec {
+    pub name: String,
+    pub config: EntityConfig,
+    pub rules: Vec<Rule>,
+}
+
+/// What the local namespace holds at start.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceBusConfig {
+    pub queues: Vec<(String, EntityConfig)>,
+    pub topics: Vec<TopicSpec>,
+}
+
+/// Shared broker with waiting receivers.
+#[derive(Clone)]
+pub struct ServiceBus {
+    ns: Arc<Mutex<Namespace>>,
+    changed: Arc<Notify>,
+}
+
+impl Default for ServiceBus {
+    fn default() -> Self {
+        ServiceBus::new()
+    }
+}
+
+impl ServiceBus {
+    pub fn new() -> ServiceBus {
+        ServiceBus {
+            ns: Arc::new(Mutex::new(Namespace::new())),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Builds the namespace described by `config`.
+    pub async fn from_config(config: &ServiceBusConfig) -> Result<ServiceBus, BrokerError> {
+        let sb = ServiceBus::new();
+        {
+            let mut ns = sb.ns.lock().await;
+            for (name, c) in &config.queues {
+                ns.put_queue(name, c.clone());
+            }
+            for t in &config.topics {
+                ns.put_topic(&t.name, t.config.clone());
+                for s in &t.subscriptions {
+                    ns.put_subscription(&t.name, &s.name, s.config.clone(), s.rules.clone())?;
+                }
+            }
+        }
+        Ok(sb)
+    }
+
+    /// Runs `f` on the namespace (for admin and tests), waking receivers afterwards.
+    pub async fn with<R>(&self, f: impl FnOnce(&mut Namespace) -> R) -> R {
+        let r = f(&mut *self.ns.lock().await);
+        self.changed.notify_waiters();
+        r
+    }
+
+    /// Receives, waiting up to `timeout` for a message (scheduled messages and lock expiries wake it).
+    pub async fn receive_wait(
+        &self,
+        path: &ReceivePath,
+        mode: ReceiveMode,
+        timeout: StdDuration,
+    ) -> Result<Option<Received>, BrokerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next_due = {
+                let mut ns = self.ns.lock().await;
+                if let Some(r) = ns.receive(path, mode, Utc::now())? {
+                    drop(ns);
+                    self.changed.notify_waiters();
+                    return Ok(Some(r));
+                }
+                ns.next_due(path)
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let mut wake = deadline;
+            if let Some(due) = next_due {
+                let ms = (due - Utc::now()).num_milliseconds().max(0) as u64;
+                // +5 ms so the wall clock has passed `due` when we look again
+                wake = wake.min(now + StdDuration::from_millis(ms + 5));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+}
+
+/// A running local Service Bus.
+pub struct RunningServiceBus {
+    pub addr: SocketAddr,
+    pub broker: ServiceBus,
+    pub tls: bool,
+    server: Server,
+}
+
+impl RunningServiceBus {
+    /// Base URL (`https://127.0.0.1:port` or `http://…` without TLS).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
+    }
+}
+
+/// Largest request body read (bigger requests get 413 without being read further).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Longest receive long-poll.
+const MAX_RECEIVE_TIMEOUT: u64 = 230;
+
+/// Starts the local Service Bus on `addr` (use port 0 in tests). With `tls` it serves HTTPS.
+pub async fn serve(
+    config: ServiceBusConfig,
+    auth: Verifier,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    addr: SocketAddr,
+) -> std::io::Result<RunningServiceBus> {
+    let broker = ServiceBus::from_config(&config)
+        .await
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let listener = TcpListener::bind(addr).await?;
+    let is_tls = tls.is_some();
+    let scheme = if is_tls { "https" } else { "http" };
+    let b = broker.clone();
+    let server = httpserv::serve(listener, tls, MAX_BODY, move |req| {
+        let b = b.clone();
+        let auth = auth.clone();
+        async move { handle(b, auth, scheme, req).await }
+    })?;
+    Ok(RunningServiceBus {
+        addr: server.addr,
+        broker,
+        tls: is_tls,
+        server,
+    })
+}
+
+/// The service's error body: `<Error><Code>…</Code><Detail>…</Detail></Error>`.
+fn error(status: StatusCode, detail: &str) -> Resp {
+    let detail = xml_escape(detail);
+    let tracking = uuid::Uuid::new_v4();
+    let body = format!(
+        "<Error><Code>{}</Code><Detail>{detail} TrackingId:{tracking}, SystemTracker:devcloud, Timestamp:{}</Detail></Error>",
+        status.as_u16(),
+        Utc::now().format("%Y-%m-%dT%H:%M:%S")
+    );
+    httpserv::response(status, "application/xml; charset=utf-8", body)
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn broker_error(e: BrokerError) -> Resp {
+    let status = match &e {
+        BrokerError::EntityNotFound(_) => StatusCode::NOT_FOUND,
+        BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BrokerError::LockLost => StatusCode::NOT_FOUND,
+        BrokerError::CannotSendHere(_) | BrokerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+    };
+    error(status, &e.to_string())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len() + 0
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_param(req: &Req, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        k.eq_ignore_ascii_case(name).then(|| percent_decode(v))
+    })
+}
+
+/// Headers that are HTTP plumbing, not application properties.
+fn is_plumbing_header(name: &str) -> bool {
+    const SKIP: [&str; 27] = [
+        "authorization",
+        "brokerproperties",
+        "content-type",
+        "content-length",
+        "host",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-charset",
+        "accept-language",
+        "connection",
+        "transfer-encoding",
+        "expect",
+        "te",
+        "keep-alive",
+        "upgrade",
+        "date",
+        "cookie",
+        "origin",
+        "referer",
+        "cache-control",
+        "pragma",
+        "traceparent",
+        "tracestate",
+        "request-id",
+        "content-encoding",
+        "if-match",
+    ];
+    SKIP.contains(&name)
+        || name.starts_with("x-ms-")
+        || name.starts_with("x-forwarded-")
+        || name.starts_with(':')
+}
+
+fn app_props_from_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, PropValue> {
+    headers
+        .iter()
+        .filter(|(k, _)| !is_plumbing_header(k.as_str()))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), PropValue::from_header(v)))
+        })
+        .collect()
+}
+
+fn parse_single(req: &Req) -> Result<NewMessage, PropsError> {
+    let props = match req.headers().get("brokerproperties") {
+        Some(v) => {
+            BrokerProps::from_header(v.to_str().map_err(|e| PropsError::NotJson(e.to_string()))?)?
+        }
+        None => BrokerProps::default(),
+    };
+    Ok(NewMessage {
+        body: req.body().clone(),
+        content_type: req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        props,
+        app_props: app_props_from_headers(req.headers()),
+    })
+}
+
+fn parse_batch(body: &Bytes) -> Result<Vec<NewMessage>, String> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("the batch body is not valid JSON: {e}"))?;
+    let items = v.as_array().ok_or("the batch body must be a JSON array")?;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let obj = item
+            .as_object()
+            .ok_or(format!("batch item {i} is not an object"))?;
+        let body = match obj.get("Body") {
+            Some(Value::String(s)) => Bytes::from(s.clone()),
+            None | Some(Value::Null) => Bytes::new(),
+            Some(other) => Bytes::from(other.to_string()),
+        };
+        let props = match obj.get("BrokerProperties") {
+            Some(Value::Object(o)) => {
+                BrokerProps::from_json(o).map_err(|e| format!("batch item {i}: {e}"))?
+            }
+            None | Some(Value::Null) => BrokerProps::default(),
+            Some(_) => return Err(format!("batch item {i}: BrokerProperties is not an object")),
+        };
+        let app_props = match obj.get("UserProperties") {
+            Some(Value::Object(o)) => o
+                .iter()
+                .map(|(k, v)| (k.clone(), PropValue::from_json(v)))
+                .collect(),
+            None | Some(Value::Null) => Default::default(),
+            Some(_) => return Err(format!("batch item {i}: UserProperties is not an object")),
+        };
+        out.push(NewMessage {
+            body,
+            content_type: None,
+            props,
+            app_props,
+        });
+    }
+    Ok(out)
+}
+
+fn received_response(
+    r: Received,
+    path: &ReceivePath,
+    host: &str,
+    scheme: &str,
+    status: StatusCode,
+) -> Resp {
+    let m = &r.message;
+    let lock = r.lock.as_ref().map(|(t, u)| (t.as_str(), *u));
+    let props = m.broker_properties_json(
+        lock,
+        if path.dead_letter {
+            "Deferred"
+        } else {
+            "Active"
+        },
+    );
+    let ct = m
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let mut resp = httpserv::response(status, &ct, m.body.clone());
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&props.to_string()) {
+        h.insert("brokerproperties", v);
+    }
+    if let Some((token, _)) = &r.lock {
+        let loc = format!(
+            "{scheme}://{host}/{}/messages/{}/{token}",
+            path.display(),
+            m.message_id
+        );
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            h.insert(http::header::LOCATION, v);
+        }
+    }
+    for (k, v) in &m.app_props {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v.to_header()),
+        ) {
+            if !is_plumbing_header(name.as_str()) {
+                h.insert(name, value);
+            }
+        }
+    }
+    resp
+}
+
+async fn handle(
+    sb: ServiceBus,
+    auth: Verifier,
+    scheme: &'static str,
+    req: Result<Req, (http::request::Parts, BodyError)>,
+) -> Resp {
+    let req = match req {
+        Ok(r) => r,
+        Err((_, BodyError::TooLarge)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request body is too large.",
+            );
+        }
+        Err((_, BodyError::Io(e))) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("The request body could not be read: {e}"),
+            );
+        }
+    };
+    let path = req.uri().path().to_string();
+    if let Some(rest) = path.strip_prefix("/_devcloud/") {
+        return admin(&sb, &req, rest).await;
+    }
+    // auth first, as the service does
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match bearer_token(header) {
+        None => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "MissingToken: The authorization header was not found or is not a Bearer token.",
+            );
+        }
+        Some(token) => {
+            if let Err(reason) = auth.verify(token, SERVICEBUS_AUDIENCE) {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    &format!("InvalidSignature: The token is not valid: {reason}."),
+                );
+            }
+        }
+    }
+    let segs: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let Some(mi) = segs
+        .iter()
+        .rposition(|s| s.eq_ignore_ascii_case("messages"))
+    else {
+        return error(StatusCode::NOT_FOUND, "No operation at this address.");
+    };
+    let entity_text = segs[..mi].join("/");
+    let tail = &segs[mi + 1..];
+    let Some(parsed) = ReceivePath::parse(&entity_text) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("'{entity_text}' is not a valid entity path."),
+        );
+    };
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let entity = sb.ns.lock().await.resolve(parsed);
+    if !sb.ns.lock().await.exists(&entity.entity) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "The messaging entity 'sb://devcloud/{}' could not be found.",
+                entity.display()
+            ),
+        );
+    }
+    let method = req.method().clone();
+    match (method, tail.len()) {
+        (Method::POST, 0) => {
+            let is_batch = req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| {
+                    ct.to_ascii_lowercase()
+                        .starts_with("application/vnd.microsoft.servicebus.json")
+                });
+            let msgs = if is_batch {
+                match parse_batch(req.body()) {
+                    Ok(m) => m,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+                }
+            } else {
+                match parse_single(&req) {
+                    Ok(m) => vec![m],
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+                }
+            };
+            let result = sb.with(|ns| ns.send(&entity, msgs, Utc::now())).await;
+            match result {
+                Ok(_) => httpserv::empty(StatusCode::CREATED),
+                Err(e) => broker_error(e),
+            }
+        }
+        (m @ (Method::POST | Method::DELETE), 1) if tail[0].eq_ignore_ascii_case("head") => {
+            let mode = if m == Method::POST {
+                ReceiveMode::PeekLock
+            } else {
+                ReceiveMode::ReceiveAndDelete
+            };
+            let timeout = match query_param(&req, "timeout") {
+                None => 60,
+                Some(t) => match t.parse::<u64>() {
+                    Ok(t) => t.min(MAX_RECEIVE_TIMEOUT),
+                    Err(_) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "The timeout parameter is not a number of seconds.",
+                        );
+                    }
+                },
+            };
+            match sb
+                .receive_wait(&entity, mode, StdDuration::from_secs(timeout))
+                .await
+            {
+                Ok(Some(r)) => {
+                    let status = if mode == ReceiveMode::PeekLock {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    };
+                    received_response(r, &entity, &host, scheme, status)
+                }
+                Ok(None) => httpserv::empty(StatusCode::NO_CONTENT),
+                Err(e) => broker_error(e),
+            }
+        }
+        (m @ (Method::DELETE | Method::PUT | Method::POST), 2) => {
+            let (id, token) = (tail[0].as_str(), tail[1].as_str());
+            let now = Utc::now();
+            let result = sb
+                .with(|ns| match m {
+                    Method::DELETE => ns.complete(&entity, id, token, now).map(|_| None),
+                    Method::PUT => ns.abandon(&entity, id, token, now).map(|_| None),
+                    _ => ns.renew(&entity, id, token, now).map(Some),
+                })
+                .await;
+            match result {
+                Ok(None) => httpserv::empty(StatusCode::OK),
+                Ok(Some(until)) => {
+                    let mut resp = httpserv::empty(StatusCode::OK);
+                    let props = json!({"LockedUntilUtc": super::message::format_http_date(until)});
+                    if let Ok(v) = HeaderValue::from_str(&props.to_string()) {
+                        resp.headers_mut().insert("brokerproperties", v);
+                    }
+                    resp
+                }
+                Err(e) => broker_error(e),
+            }
+        }
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "The operation is not supported at this address.",
+        ),
+    }
+}
+
+/// Admin endpoint (local only, unauthenticated, JSON):
+/// - `GET /_devcloud/entities`: queues, topics, subscriptions with active/scheduled/locked/dead-letter counts and rules
+/// - `GET /_devcloud/deadletters?entity=<queue|topic/subscriptions/sub>&max=N`: peek dead letters
+/// - `POST /_devcloud/deadletters/resubmit?entity=…&sequenceNumber=N`: move one back to its entity
+/// - `GET /_devcloud/recent?max=N`: recent operations (sent, scheduled, routed, locked, completed, abandoned, dead-lettered, duplicates)
+async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
+    let now = Utc::now();
+    let max = query_param(req, "max")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(100);
+    let entity = || -> Result<ReceivePath, Resp> {
+        let e = query_param(req, "entity").ok_or_else(|| {
+            admin_error(StatusCode::BAD_REQUEST, "the entity parameter is missing")
+        })?;
+        ReceivePath::parse(&e)
+            .filter(|p| !p.dead_letter && !matches!(p.entity, EntityPath::Topic(_)))
+            .ok_or_else(|| {
+                admin_error(
+                    StatusCode::BAD_REQUEST,
+                    "entity must be a queue or topic/subscriptions/sub",
+                )
+            })
+    };
+    match (req.method(), rest.trim_end_matches('/')) {
+        (&Method::GET, "entities") => {
+            let v = sb.with(|ns| ns.overview(now)).await;
+            httpserv::json(StatusCode::OK, &v)
+        }
+        (&Method::GET, "recent") => {
+            let v = sb.with(|ns| ns.recent(max)).await;
+            httpserv::json(StatusCode::OK, &Value::Array(v))
+        }
+        (&Method::GET, "deadletters") => {
+            let p = match entity() {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            match sb.with(|ns| ns.dead_letters(&p, max, now)).await {
+                Ok(msgs) => httpserv::json(
+                    StatusCode::OK,
+                    &Value::Array(msgs.iter().map(|m| m.admin_json()).collect()),
+                ),
+                Err(e) => admin_error(StatusCode::NOT_FOUND, &e.to_string()),
+            }
+        }
+        (&Method::POST, "deadletters/resubmit") => {
+            let p = match entity() {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let Some(seq) = query_param(req, "sequenceNumber").and_then(|s| s.parse::<i64>().ok())
+            else {
+                return admin_error(
+                    StatusCode::BAD_REQUEST,
+                    "the sequenceNumber parameter is missing or not a number",
+                );
+            };
+            match sb.with(|ns| ns.resubmit(&p, seq, now)).await {
+                Ok(new_seq) => httpserv::json(StatusCode::OK, &json!({"sequenceNumber": new_seq})),
+                Err(e @ BrokerError::EntityNotFound(_)) => {
+                    admin_error(StatusCode::NOT_FOUND, &e.to_string())
+                }
+                Err(e) => admin_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            }
+        }
+        _ => admin_error(StatusCode::NOT_FOUND, "unknown admin operation"),
+    }
+}
+
+fn admin_error(status: StatusCode, message: &str) -> Resp {
+    httpserv::json(
+        status,
+        &json!({"error": {"code": status.as_u16().to_string(), "message": message}}),
+    )
+}
