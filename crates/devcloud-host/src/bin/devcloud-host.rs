@@ -1,0 +1,57 @@
+//! `devcloud-host --app <dir>`: run a function app locally with the devcloud Functions host.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+fn usage() -> &'static str {
+    "usage: devcloud-host --app <dir> [--port <port>] [--master-key <key>] [--host-key <key>]... [--ca <pem>]\n\
+     App settings come from <dir>/local.settings.json; environment variables of the same name win."
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut app = None;
+    let mut config = devcloud_host::HostConfig::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value\n{}", usage()));
+        match a.as_str() {
+            "--app" => app = Some(PathBuf::from(value("--app")?)),
+            "--port" => {
+                let port: u16 = value("--port")?.parse().context("--port must be a number")?;
+                config.http_addr = SocketAddr::from(([127, 0, 0, 1], port));
+            }
+            "--master-key" => config.master_key = Some(value("--master-key")?),
+            "--host-key" => config.host_keys.push(value("--host-key")?),
+            "--ca" => config.ca_cert_pem = Some(PathBuf::from(value("--ca")?)),
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n{}", usage()),
+        }
+    }
+    let Some(app) = app else { bail!("{}", usage()) };
+    // Environment variables override local.settings.json, as with Core Tools.
+    let loaded = devcloud_host::FunctionApp::load(&app, BTreeMap::new())?;
+    let overrides: BTreeMap<String, String> = loaded
+        .settings
+        .keys()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+        .collect();
+    let host = devcloud_host::Host::load(&app, overrides)?;
+    let running = host.start(config).await?;
+    eprintln!("devcloud Functions host listening on http://{}", running.http_addr);
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    running.shutdown().await;
+    Ok(())
+}
