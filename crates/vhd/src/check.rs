@@ -470,10 +470,22 @@ fn check_fixed(
     }
 
     let mut notes = Vec::new();
-    let partition_scheme = match partition::parse(ev.head, ev.gpt_entries) {
+    let disk_sectors = size / 512;
+    let parsed = partition::parse(ev.head, ev.gpt_entries)
+        .map_err(|e| partition_error_message(&e, size))
+        .and_then(|scheme| match scheme.partition_beyond(disk_sectors) {
+            Some((number, end)) => Err(format!(
+                "partition {number} ends at LBA {} but the disk's last LBA is {} (it has {} sectors): \
+                 the disk was cut or shrunk after it was partitioned",
+                thousands(end),
+                thousands(disk_sectors - 1),
+                thousands(disk_sectors)
+            )),
+            None => Ok(scheme),
+        });
+    let partition_scheme = match parsed {
         Ok(s) => s,
-        Err(e) => {
-            let message = partition_error_message(&e, size);
+        Err(message) => {
             if ex.allow_generation_mismatch {
                 notes.push(format!(
                     "Partition table not checked (allowGenerationMismatch): {message}"
@@ -491,6 +503,16 @@ fn check_fixed(
             }
         }
     };
+    if let PartitionScheme::Gpt { backup_lba, .. } = &partition_scheme
+        && *backup_lba != disk_sectors - 1
+    {
+        notes.push(format!(
+            "The GPT's backup header is recorded at LBA {} but the disk's last LBA is {}: the disk was \
+             resized after partitioning. Most systems repair this at boot; `sgdisk -e` moves it.",
+            thousands(*backup_lba),
+            thousands(disk_sectors - 1)
+        ));
+    }
     let bootable_generations = partition_scheme.bootable_generations();
     let (generation, generation_source) = match (ex.declared_generation, &bootable_generations) {
         (Some(declared), Some(bootable)) if !bootable.contains(&declared) => {
@@ -532,6 +554,13 @@ fn check_fixed(
             None => (None, GenerationSource::Unknown),
         },
     };
+    if generation.is_none() {
+        notes.push(
+            "No hyperVGeneration was declared and the partition table does not imply one; ARM needs it \
+             for images from a blob, so declare it in the manifest."
+                .to_string(),
+        );
+    }
     if f.saved_state {
         notes.push(
             "The footer's saved-state flag is set (the disk was in a saved state).".to_string(),

@@ -76,6 +76,9 @@ pub enum PartitionScheme {
         has_bios_boot: bool,
         /// False when LBA 0 holds no protective MBR (non-conforming, but some tools write that).
         protective_mbr: bool,
+        /// Where the primary header says the backup header is (the disk's last LBA when the table
+        /// was written; differs after the disk was resized).
+        backup_lba: u64,
     },
     /// No partition table: blank disk, or a file system written straight onto the disk.
     None,
@@ -111,6 +114,7 @@ pub struct GptEntriesLocation {
 }
 
 struct GptHeader {
+    backup_lba: u64,
     entries_lba: u64,
     entry_count: u32,
     entry_size: u32,
@@ -185,6 +189,7 @@ pub fn parse(head: &[u8], entries: Option<&[u8]>) -> Result<PartitionScheme, Par
                 has_bios_boot: partitions.iter().any(|p| p.type_guid == BIOS_BOOT_GUID),
                 partitions,
                 protective_mbr: protective,
+                backup_lba: header.backup_lba,
             })
         }
         None if protective => Err(PartitionError::GptHeaderMissing),
@@ -234,6 +239,27 @@ impl PartitionScheme {
         match self.bootable_generations()?.as_slice() {
             [only] => Some(*only),
             _ => None,
+        }
+    }
+
+    /// The first partition that ends beyond a disk of `disk_sectors` sectors, as
+    /// (partition number from 1, its last LBA).
+    pub fn partition_beyond(&self, disk_sectors: u64) -> Option<(u32, u64)> {
+        let last = disk_sectors.checked_sub(1)?;
+        match self {
+            Self::Mbr { partitions, .. } => partitions
+                .iter()
+                .filter(|p| p.partition_type != MBR_TYPE_PROTECTIVE)
+                .map(|p| {
+                    let end = (u64::from(p.first_lba) + u64::from(p.sectors)).saturating_sub(1);
+                    (u32::from(p.index) + 1, end)
+                })
+                .find(|(_, end)| *end > last),
+            Self::Gpt { partitions, .. } => partitions
+                .iter()
+                .map(|p| (p.index + 1, p.last_lba))
+                .find(|(_, end)| *end > last),
+            Self::None => None,
         }
     }
 
@@ -329,6 +355,7 @@ fn parse_gpt_header(head: &[u8]) -> Result<Option<GptHeader>, PartitionError> {
         )));
     }
     let header = GptHeader {
+        backup_lba: le64(lba1, 32),
         entries_lba: le64(lba1, 72),
         entry_count: le32(lba1, 80),
         entry_size: le32(lba1, 84),
@@ -573,7 +600,7 @@ mod tests {
                         ],
                     )
                 },
-                want: |s| matches!(s, PartitionScheme::Gpt { has_esp: true, has_bios_boot: false, protective_mbr: true, partitions } if partitions.len() == 2 && partitions[0].name == "EFI system partition"),
+                want: |s| matches!(s, PartitionScheme::Gpt { has_esp: true, has_bios_boot: false, protective_mbr: true, partitions, backup_lba: 127 } if partitions.len() == 2 && partitions[0].name == "EFI system partition"),
                 generations: Some(vec![Generation::V2]),
             },
             Case {

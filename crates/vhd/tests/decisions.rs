@@ -316,3 +316,55 @@ async fn a_blob_shorter_than_announced_is_a_short_read() {
     );
     assert!(err.is_retryable());
 }
+
+#[test]
+fn partitions_beyond_the_end_of_the_disk_mean_it_was_cut() {
+    let mut disk = vec![0u8; 4 * MIB as usize];
+    mbr(&mut disk, &[(true, 0x83, 2048, 16_384)]); // ends at LBA 18,431; the disk has 8,192 sectors
+    let blob = fixed_vhd_in_memory(disk);
+    let p = decide(&blob, &Expectations::new("cut.vhd")).expect_err("rejected");
+    assert_eq!(p.code, ProblemCode::PartitionTableInvalid, "{p}");
+    assert!(
+        p.message
+            .contains("partition 1 ends at LBA 18,431 but the disk's last LBA is 8,191"),
+        "{p}"
+    );
+}
+
+#[test]
+fn notes_say_what_was_noticed_without_rejecting() {
+    // A GPT disk grown after partitioning (as the alignment recipe does): backup header not at the end.
+    let mut disk = vec![0u8; 4 * MIB as usize];
+    gpt(
+        &mut disk,
+        &[Part {
+            type_guid: ESP_GUID,
+            first_lba: 2048,
+            last_lba: 4095,
+            name: "EFI",
+        }],
+    );
+    disk.resize(5 * MIB as usize, 0);
+    let i = decide(&fixed_vhd_in_memory(disk), &Expectations::new("grown.vhd")).expect("accepted");
+    assert!(
+        i.notes.iter().any(|n| n
+            .contains("backup header is recorded at LBA 8,191 but the disk's last LBA is 10,239")),
+        "{:?}",
+        i.notes
+    );
+
+    // Blank disk, nothing declared: the caller is told to declare a generation.
+    let i = decide(
+        &fixed_vhd_in_memory(vec![0u8; MIB as usize]),
+        &Expectations::new("blank.vhd"),
+    )
+    .expect("accepted");
+    assert_eq!(i.generation, None);
+    assert!(
+        i.notes
+            .iter()
+            .any(|n| n.contains("No hyperVGeneration was declared")),
+        "{:?}",
+        i.notes
+    );
+}

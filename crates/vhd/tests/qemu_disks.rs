@@ -603,3 +603,48 @@ fn crc32(data: &[u8]) -> u32 {
 fn the_test_crc32_matches_the_standard_check_value() {
     assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
 }
+
+/// The partition tables the tests write are checked by an independent reader (util-linux `partx`,
+/// libblkid), so the GPT/MBR parsing is not only tested against this crate's own writer.
+#[test]
+fn partx_reads_the_tables_the_tests_write() {
+    let dir = tmp();
+    let raw = dir.path().join("gpt.raw");
+    let mut disk = vec![0u8; 16 * MIB as usize];
+    gpt_esp(&mut disk);
+    std::fs::write(&raw, &disk).expect("write");
+    let show = |path: &Path| {
+        let out = Command::new("partx")
+            .args([
+                "--raw",
+                "--noheadings",
+                "--output",
+                "NR,START,END,TYPE,NAME",
+            ])
+            .arg(path)
+            .output()
+            .unwrap_or_else(|e| panic!("partx (util-linux) is required for this test: {e}"));
+        assert!(
+            out.status.success(),
+            "partx failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    };
+    let listing = show(&raw);
+    assert!(
+        listing.contains(&format!("1 2048 4095 {}", ESP_GUID.to_lowercase())),
+        "partx sees no ESP at 2048..4095:\n{listing}"
+    );
+    assert!(
+        listing.contains(&format!("2 4096 30000 {}", LINUX_FS.to_lowercase())),
+        "{listing}"
+    );
+
+    let raw = dir.path().join("mbr.raw");
+    let mut disk = vec![0u8; 16 * MIB as usize];
+    mbr(&mut disk, &[(true, 0x83, 2048, 30_000)]);
+    std::fs::write(&raw, &disk).expect("write");
+    let listing = show(&raw);
+    assert!(listing.contains("1 2048 32047 0x83"), "{listing}");
+}
