@@ -1,8 +1,11 @@
 //! Galleon: small event-driven functions that turn a VHD or an Image Builder run into a published,
 //! replicated, announced Azure Compute Gallery image version.
 
+pub mod config;
 pub mod events;
+pub mod functions;
 pub mod host;
+pub mod telemetry;
 
 /// An error and its causes as one line, `outer: inner: innermost`, for logs and failure facts.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

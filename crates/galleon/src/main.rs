@@ -1,3 +1,36 @@
-//! The custom-handler executable the Azure Functions host starts.
+//! The custom-handler executable the Azure Functions host starts: reads its settings, binds
+//! 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT and serves galleon's functions until told to stop.
 
-fn main() {}
+use galleon::{
+    config::Config,
+    functions,
+    host::{Limits, Server},
+    telemetry,
+};
+
+#[tokio::main]
+async fn main() {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("galleon: cannot start: {e}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::install_crypto_provider();
+    telemetry::init(config.log_format);
+    let app = functions::app(&config);
+    let limits = Limits {
+        max_body_bytes: config.max_invocation_bytes,
+    };
+    let server = match Server::start(app, limits, config.port).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(port = config.port, error = %e, "cannot listen");
+            eprintln!("galleon: cannot listen on 127.0.0.1:{}: {e}", config.port);
+            std::process::exit(1);
+        }
+    };
+    tracing::info!(addr = %server.addr, instance = %config.instance, "galleon is serving");
+    server.run_until_signal().await;
+}

@@ -174,22 +174,47 @@ fn schemas_reject_broken_facts() {
     let schema = validator(&load("vhd.accepted.v1.schema.json"));
     let example = load("vhd.accepted.v1.example.json");
     let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("missing version", Box::new(|d| {
-            d["plan"].as_object_mut().map(|p| p.remove("version"));
-        })),
-        ("unaligned size", Box::new(|d| d["virtualSizeBytes"] = 1_048_577.into())),
-        ("SAS in url", Box::new(|d| d["vhd"]["url"] = "https://a.blob.core.windows.net/c/x.vhd?sig=secret".into())),
-        ("gallery with hyphen", Box::new(|d| d["plan"]["gallery"] = "my-gallery".into())),
-        ("version part too long", Box::new(|d| d["plan"]["version"] = "1.0.12345678901".into())),
+        (
+            "missing version",
+            Box::new(|d| {
+                d["plan"].as_object_mut().map(|p| p.remove("version"));
+            }),
+        ),
+        (
+            "unaligned size",
+            Box::new(|d| d["virtualSizeBytes"] = 1_048_577.into()),
+        ),
+        (
+            "SAS in url",
+            Box::new(|d| {
+                d["vhd"]["url"] = "https://a.blob.core.windows.net/c/x.vhd?sig=secret".into()
+            }),
+        ),
+        (
+            "gallery with hyphen",
+            Box::new(|d| d["plan"]["gallery"] = "my-gallery".into()),
+        ),
+        (
+            "version part too long",
+            Box::new(|d| d["plan"]["version"] = "1.0.12345678901".into()),
+        ),
         ("unknown field", Box::new(|d| d["surprise"] = true.into())),
     ];
     for (what, mutate) in mutations {
         let mut data = example["data"].clone();
         mutate(&mut data);
-        assert!(!schema.is_valid(&data), "schema accepted a fact with {what}");
+        assert!(
+            !schema.is_valid(&data),
+            "schema accepted a fact with {what}"
+        );
     }
     let envelope = validator(&load("envelope.schema.json"));
     let mut no_correlation = example.clone();
-    no_correlation.as_object_mut().map(|e| e.remove("correlationid"));
-    assert!(!envelope.is_valid(&no_correlation), "envelope accepted a fact without correlationid");
+    no_correlation
+        .as_object_mut()
+        .map(|e| e.remove("correlationid"));
+    assert!(
+        !envelope.is_valid(&no_correlation),
+        "envelope accepted a fact without correlationid"
+    );
 }

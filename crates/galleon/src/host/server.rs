@@ -64,12 +64,13 @@ pub fn router(
     app: Arc<App>,
     limits: Limits,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
-    let ready = warp::get()
-        .and(warp::path::end())
+    // Path first, then method: an unknown path is 404, a known path with the wrong method 405.
+    let ready = warp::path::end()
+        .and(warp::get())
         .map(|| warp::reply::with_status("ready", StatusCode::OK).into_response());
-    let invoke = warp::post()
-        .and(warp::path::param::<String>())
+    let invoke = warp::path::param::<String>()
         .and(warp::path::end())
+        .and(warp::post())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and_then(move |function: String, headers: HeaderMap, body| {
