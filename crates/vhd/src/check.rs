@@ -354,13 +354,30 @@ fn no_footer(ev: &Evidence<'_>, names: &Names) -> Problem {
             bytes(ev.blob_len)
         ),
         format!(
-            "If an upload is still running, wait for it (galleon checks again when the manifest arrives). \
-             If it was interrupted, upload the VHD again. If it is a raw image, convert it: `qemu-img \
-             convert -f raw -O vpc -o subformat=fixed,force_size {} {}` (resize it to a multiple of 1 MiB \
-             first if needed: `qemu-img resize -f raw {} <size rounded up to MiB>`).",
-            names.input, names.output, names.input
+            "If an upload is still running, let it finish (and write the manifest after it). If it was \
+             interrupted, upload the VHD again. If it is a raw disk image, convert it: {}",
+            raw_convert(names, ev.blob_len)
         ),
     )
+}
+
+/// The command that turns a raw image of `len` bytes into a fixed VHD, resizing it to a whole
+/// number of MiB first when needed.
+fn raw_convert(names: &Names, len: u64) -> String {
+    let convert = format!(
+        "qemu-img convert -f raw -O vpc -o subformat=fixed,force_size {} {}",
+        names.input, names.output
+    );
+    if len.is_multiple_of(MIB) {
+        format!("`{convert}`.")
+    } else {
+        format!(
+            "`qemu-img resize -f raw {} {} && {convert}` (its size is not a multiple of 1 MiB, so it is \
+             grown to the next MiB first).",
+            names.input,
+            align_up_mib(len)
+        )
+    }
 }
 
 fn truncated_fix(names: &Names) -> String {

@@ -94,6 +94,7 @@ fn expect_named(path: &Path) -> Expectations {
 fn rejected(o: &Outcome, code: ProblemCode) -> &vhd::Problem {
     match &o.result {
         Err(InspectError::Rejected(p)) => {
+            eprintln!("{p}\n");
             assert_eq!(p.code, code, "wrong rejection: {p}");
             assert!(!p.message.is_empty() && !p.fix.is_empty(), "{p}");
             p
@@ -647,4 +648,49 @@ fn partx_reads_the_tables_the_tests_write() {
     std::fs::write(&raw, &disk).expect("write");
     let listing = show(&raw);
     assert!(listing.contains("1 2048 32047 0x83"), "{listing}");
+}
+
+#[tokio::test]
+async fn raw_image_named_vhd_gets_the_conversion_that_works() {
+    let dir = tmp();
+    let path = dir.path().join("rawdisk.vhd");
+    let mut disk = vec![0u8; 16 * MIB as usize + 4096];
+    mbr(&mut disk, &[(true, 0x83, 2048, 30_000)]);
+    std::fs::write(&path, &disk).expect("write");
+    let o = inspect_file(&path, &expect_named(&path)).await;
+    let p = rejected(&o, ProblemCode::VhdFooterMissing);
+    assert!(
+        p.message.contains("It starts with MBR with 1 partition(s)"),
+        "{p}"
+    );
+    let recipe = "qemu-img resize -f raw rawdisk.vhd 17825792 && qemu-img convert -f raw -O vpc -o subformat=fixed,force_size rawdisk.vhd rawdisk-fixed.vhd";
+    assert!(p.fix.contains(recipe), "{p}");
+
+    let fixed = dir.path().join("rawdisk-fixed.vhd");
+    qemu_img(&["resize", "-q", "-f", "raw", path_str(&path), "17825792"]);
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vpc",
+        "-o",
+        "subformat=fixed,force_size",
+        path_str(&path),
+        path_str(&fixed),
+    ]);
+    let o = inspect_file(&fixed, &expect_named(&fixed)).await;
+    let i = accepted(&o);
+    assert_eq!(i.virtual_size, 17 * MIB);
+    assert_eq!(i.generation, Some(Generation::V1));
+}
+
+#[test]
+fn inspect_futures_are_send_so_handlers_can_spawn_them() {
+    fn assert_send<T: Send>(_: &T) {}
+    let reader = CountingReader::new(vhd::BytesReader(bytes::Bytes::new()));
+    let expect = Expectations::new("x.vhd");
+    let fut = inspect(&reader, 0, &expect);
+    assert_send(&fut);
+    drop(fut);
 }
