@@ -1,5 +1,9 @@
 //! Local Service Bus (queues, topics, subscriptions, peek-lock) and Event Grid (blob events, custom topics, webhook delivery).
 
 pub mod auth;
+pub mod eventgrid;
 pub mod httpserv;
+pub mod routing;
 pub mod servicebus;
+
+pub use routing::Routing;

@@ -295,14 +295,14 @@ impl Store {
             .map(|m| m.sequence_number)
             .collect();
         for seq in expired {
-            if let Some(msg) = self.main.active.remove(&seq) {
-                if self.config.dead_lettering_on_expiration {
-                    self.dead_letter(
-                        msg,
-                        "TTLExpiredException",
-                        "The message expired and was dead lettered.".into(),
-                    );
-                }
+            if let Some(msg) = self.main.active.remove(&seq)
+                && self.config.dead_lettering_on_expiration
+            {
+                self.dead_letter(
+                    msg,
+                    "TTLExpiredException",
+                    "The message expired and was dead lettered.".into(),
+                );
             }
         }
     }

@@ -215,7 +215,7 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len() + 0
+            && i + 2 < bytes.len()
             && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
         {
             out.push(v);
@@ -383,10 +383,9 @@ fn received_response(
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(k.as_bytes()),
             HeaderValue::from_str(&v.to_header()),
-        ) {
-            if !is_plumbing_header(name.as_str()) {
-                h.insert(name, value);
-            }
+        ) && !is_plumbing_header(name.as_str())
+        {
+            h.insert(name, value);
         }
     }
     resp
@@ -575,17 +574,20 @@ async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
     let max = query_param(req, "max")
         .and_then(|m| m.parse::<usize>().ok())
         .unwrap_or(100);
-    let entity = || -> Result<ReceivePath, Resp> {
+    let entity = || -> Result<ReceivePath, Box<Resp>> {
         let e = query_param(req, "entity").ok_or_else(|| {
-            admin_error(StatusCode::BAD_REQUEST, "the entity parameter is missing")
+            Box::new(admin_error(
+                StatusCode::BAD_REQUEST,
+                "the entity parameter is missing",
+            ))
         })?;
         ReceivePath::parse(&e)
             .filter(|p| !p.dead_letter && !matches!(p.entity, EntityPath::Topic(_)))
             .ok_or_else(|| {
-                admin_error(
+                Box::new(admin_error(
                     StatusCode::BAD_REQUEST,
                     "entity must be a queue or topic/subscriptions/sub",
-                )
+                ))
             })
     };
     match (req.method(), rest.trim_end_matches('/')) {
@@ -600,7 +602,7 @@ async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
         (&Method::GET, "deadletters") => {
             let p = match entity() {
                 Ok(p) => p,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             match sb.with(|ns| ns.dead_letters(&p, max, now)).await {
                 Ok(msgs) => httpserv::json(
@@ -613,7 +615,7 @@ async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
         (&Method::POST, "deadletters/resubmit") => {
             let p = match entity() {
                 Ok(p) => p,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let Some(seq) = query_param(req, "sequenceNumber").and_then(|s| s.parse::<i64>().ok())
             else {
