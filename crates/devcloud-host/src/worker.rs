@@ -136,7 +136,7 @@ impl Worker {
         let deadline = Instant::now() + timeout;
         let port = self.wait_ready(timeout).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        tokio::time::timeout(remaining, post(port, function, invocation_id, body))
+        tokio::time::timeout(remaining, send_invocation(port, function, invocation_id, body))
             .await
             .map_err(|_| InvokeError::Timeout(timeout))?
     }
@@ -196,7 +196,8 @@ pub fn invocation_request(
     req
 }
 
-async fn post(
+/// POST one invocation to a handler listening on `port` (no readiness wait).
+pub async fn send_invocation(
     port: u16,
     function: &str,
     invocation_id: uuid::Uuid,
