@@ -1,0 +1,104 @@
+//! functions/<Name>/function.json and the handler's registrations must agree: same functions, same trigger
+//! type and binding name, same output binding names. A mismatch would fail only in Azure otherwise.
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+use galleon::{config::Config, functions};
+use serde_json::Value;
+
+fn functions_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../functions")
+}
+
+#[test]
+fn function_json_matches_the_registered_handlers() {
+    let config =
+        Config::from_lookup(|k| (k == "FUNCTIONS_CUSTOMHANDLER_PORT").then(|| "7072".to_owned()))
+            .expect("config");
+    let app = functions::app(&config);
+    let registered: BTreeSet<String> = app.functions().map(|f| f.name.clone()).collect();
+    let mut on_disk = BTreeSet::new();
+    for entry in std::fs::read_dir(functions_dir())
+        .expect("functions/ exists")
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path().join("function.json");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let json: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let spec = app
+            .get(&name)
+            .unwrap_or_else(|| panic!("functions/{name} has no handler registered"));
+        let bindings = json["bindings"].as_array().expect("bindings array");
+        let triggers: Vec<&Value> = bindings
+            .iter()
+            .filter(|b| b["type"].as_str().is_some_and(|t| t.ends_with("Trigger")))
+            .collect();
+        assert_eq!(triggers.len(), 1, "{name}: exactly one trigger");
+        assert_eq!(
+            triggers[0]["type"],
+            spec.trigger.binding_type(),
+            "{name}: trigger type"
+        );
+        assert_eq!(
+            triggers[0]["name"],
+            spec.trigger_binding.as_str(),
+            "{name}: trigger binding name"
+        );
+        let outputs: BTreeSet<String> = bindings
+            .iter()
+            .filter(|b| b["direction"] == "out")
+            .filter_map(|b| b["name"].as_str().map(str::to_owned))
+            .collect();
+        let declared: BTreeSet<String> = spec.outputs.iter().cloned().collect();
+        assert_eq!(outputs, declared, "{name}: output binding names");
+        on_disk.insert(name);
+    }
+    assert_eq!(
+        on_disk, registered,
+        "every registered function has a folder and vice versa"
+    );
+}
+
+#[test]
+fn routing_names_only_subscriptions_of_known_fact_types() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events/subscriptions.json");
+    let routing: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("routing file")).expect("JSON");
+    let subs = routing["serviceBus"]["subscriptions"]
+        .as_array()
+        .expect("subscriptions");
+    assert!(!subs.is_empty());
+    for sub in subs {
+        for ty in sub["types"].as_array().expect("types") {
+            let ty = ty.as_str().expect("type string");
+            assert!(
+                galleon::events::FactType::from_cloud_event_type(ty).is_some(),
+                "unknown type {ty} in routing"
+            );
+        }
+    }
+    // Service Bus triggers in function.json point at subscriptions that the routing declares.
+    let names: BTreeSet<&str> = subs.iter().filter_map(|s| s["name"].as_str()).collect();
+    for entry in std::fs::read_dir(functions_dir())
+        .expect("functions/")
+        .flatten()
+    {
+        let json: Value = serde_json::from_str(
+            &std::fs::read_to_string(entry.path().join("function.json")).expect("read"),
+        )
+        .expect("JSON");
+        for b in json["bindings"].as_array().into_iter().flatten() {
+            if b["type"] == "serviceBusTrigger" {
+                assert_eq!(b["topicName"], routing["serviceBus"]["topic"]);
+                let sub = b["subscriptionName"].as_str().expect("subscriptionName");
+                assert!(
+                    names.contains(sub),
+                    "{sub} is not in events/subscriptions.json"
+                );
+            }
+        }
+    }
+}

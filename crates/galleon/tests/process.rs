@@ -1,0 +1,246 @@
+//! Starts the galleon executable as the Functions host does (port in the environment, `GET /` until it
+//! answers) and sends chunked invocations over a real socket. CI points `GALLEON_BIN` at the release build;
+//! otherwise the test profile's binary is used.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    process::{Child, Command},
+};
+
+fn binary() -> PathBuf {
+    std::env::var_os("GALLEON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_galleon")))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Handler {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn start(extra_env: &[(&str, &str)]) -> Handler {
+    let port = free_port();
+    let mut cmd = Command::new(binary());
+    cmd.env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env(
+            "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
+            "d1b3e6f0-4c2a-4f7e-9b8d-2a1c3e5f7a9b",
+        )
+        .env("GALLEON_INSTANCE", "process-test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+    let handler = Handler { child, port };
+    // The host polls GET / every 25 ms; any HTTP answer means ready.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((status, _)) = http(
+            port,
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            &[],
+        )
+        .await
+        {
+            assert_eq!(status, 200);
+            return handler;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "galleon did not answer GET / within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends `head` and then `chunks` with chunked transfer encoding; returns the status and the decoded body.
+async fn http(port: u16, head: &str, chunks: &[&[u8]]) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(head.as_bytes()).await?;
+    if !chunks.is_empty() {
+        for chunk in chunks {
+            stream
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            stream.write_all(chunk).await?;
+            stream.write_all(b"\r\n").await?;
+            stream.flush().await?;
+        }
+        stream.write_all(b"0\r\n\r\n").await?;
+    }
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| std::io::Error::other("no answer within 10 s"))??;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, body))
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&raw[start..(start + size).min(raw.len())]);
+        raw = &raw[(start + size + 2).min(raw.len())..];
+    }
+    out
+}
+
+fn invocation_head(function: &str) -> String {
+    format!(
+        "POST /{function} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json; charset=utf-8\r\n\
+         Transfer-Encoding: chunked\r\nX-Azure-Functions-InvocationId: 83a33220-a921-460a-bec0-b3f043dcf1ff\r\n\
+         X-Azure-Functions-HostVersion: 4.24.4.4\r\nUser-Agent: Azure-Functions-Host/4.24.4.4\r\n\
+         traceparent: 00-bb2bd5eef54cb15a1506d0326d2489e7-d3f54c84c7034d76-00\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// A Service Bus invocation as the host encodes it: the body's JSON text inside a JSON string.
+fn service_bus_invocation(body: &str) -> Vec<u8> {
+    let envelope = json!({
+        "Data": {"fact": serde_json::to_string(body).unwrap_or_default()},
+        "Metadata": {
+            "DeliveryCount": "1",
+            "MessageId": "\"6d1c2b3a-4e5f-5a6b-8c7d-000000000009\"",
+            "ContentType": "\"application/cloudevents+json; charset=utf-8\"",
+            "SequenceNumber": "42",
+            "EnqueuedTimeUtc": "2026-11-21T10:43:09",
+            "ApplicationProperties": {"type": "io.galleon.image.ready.v1"},
+            "sys": {"MethodName": "Announce", "UtcNow": "2026-11-21T10:43:09.6400021Z", "RandGuid": "35e6e68c-5583-436c-a277-5aec2b416ba8"}
+        }
+    });
+    serde_json::to_vec(&envelope).unwrap_or_default()
+}
+
+fn example(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test]
+async fn chunked_invocations_over_a_real_socket() {
+    let handler = start(&[]).await;
+    let body = service_bus_invocation(&example("image.ready.v1.example.json"));
+    // Split the body into uneven chunks, as a streaming host would send it.
+    let (a, rest) = body.split_at(7);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    let (status, answer) = http(handler.port, &invocation_head("Announce"), &[a, b, c])
+        .await
+        .expect("answer");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let answer: Value = serde_json::from_slice(&answer).expect("JSON answer");
+    let announced = &answer["Outputs"]["announcements"][0];
+    assert_eq!(announced["type"], "io.galleon.image.ready.v1");
+    assert_eq!(announced["id"], "6d1c2b3a-4e5f-5a6b-8c7d-000000000009");
+    assert!(
+        answer["Logs"].as_array().is_some_and(|l| !l.is_empty()),
+        "Logs carries the invocation's lines"
+    );
+    assert_eq!(answer["ReturnValue"], Value::Null);
+}
+
+#[tokio::test]
+async fn poison_message_is_answered_2xx_with_a_failure_fact() {
+    let handler = start(&[]).await;
+    let body = service_bus_invocation("{\"hello\": \"not a fact\"}");
+    let (status, answer) = http(handler.port, &invocation_head("Announce"), &[&body])
+        .await
+        .expect("answer");
+    assert_eq!(status, 200, "poison input must not burn retries");
+    let answer: Value = serde_json::from_slice(&answer).expect("JSON answer");
+    let announced = &answer["Outputs"]["announcements"][0];
+    assert_eq!(announced["type"], "io.galleon.step.failed.v1");
+    assert_eq!(announced["data"]["error"]["code"], "FactUndecodable");
+    assert_eq!(
+        announced["data"]["input"]["id"],
+        "6d1c2b3a-4e5f-5a6b-8c7d-000000000009"
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_invocations_and_oversized_ones_do_not_hang_it() {
+    let handler = start(&[("GALLEON_MAX_INVOCATION_BYTES", "65536")]).await;
+    let body = service_bus_invocation(&example("image.replica.ready.v1.example.json"));
+    let head = invocation_head("Announce");
+    let chunks: [&[u8]; 1] = [&body];
+    let calls = (0..32).map(|_| http(handler.port, &head, &chunks));
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(result.expect("answer").0, 200);
+    }
+    let big = vec![b' '; 70_000];
+    let (status, answer) = http(handler.port, &head, &[&big[..40_000], &big[40_000..]])
+        .await
+        .expect("answer");
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&answer));
+    // Still serving afterwards.
+    assert_eq!(
+        http(handler.port, &head, &[&body]).await.expect("answer").0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_stop_it_with_the_setting_named() {
+    let output = std::process::Command::new(binary())
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", "7072")
+        .env("GALLEON_LOG_FORMAT", "yaml")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("GALLEON_LOG_FORMAT") && stderr.contains("'json' or 'text'"),
+        "{stderr}"
+    );
+}
