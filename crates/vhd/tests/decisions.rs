@@ -191,18 +191,22 @@ fn table_of_rejections() {
     }
 }
 
+/// A 4 MiB disk with a GPT holding one EFI System Partition.
+fn esp_disk() -> Vec<u8> {
+    let mut disk = vec![0u8; 4 * MIB as usize];
+    let esp = Part {
+        type_guid: ESP_GUID,
+        first_lba: 2048,
+        last_lba: 4095,
+        name: "EFI",
+    };
+    gpt(&mut disk, &[esp]);
+    disk
+}
+
 #[test]
 fn accepted_inspections_serialize() {
-    let mut disk = vec![0u8; 4 * MIB as usize];
-    gpt(
-        &mut disk,
-        &[Part {
-            type_guid: ESP_GUID,
-            first_lba: 2048,
-            last_lba: 4095,
-            name: "EFI",
-        }],
-    );
+    let disk = esp_disk();
     let blob = fixed_vhd_in_memory(disk);
     let i = decide(&blob, &Expectations::new("a.vhd")).expect("accepted");
     let json = serde_json::to_value(&i).expect("serializes");
@@ -334,16 +338,7 @@ fn partitions_beyond_the_end_of_the_disk_mean_it_was_cut() {
 #[test]
 fn notes_say_what_was_noticed_without_rejecting() {
     // A GPT disk grown after partitioning (as the alignment recipe does): backup header not at the end.
-    let mut disk = vec![0u8; 4 * MIB as usize];
-    gpt(
-        &mut disk,
-        &[Part {
-            type_guid: ESP_GUID,
-            first_lba: 2048,
-            last_lba: 4095,
-            name: "EFI",
-        }],
-    );
+    let mut disk = esp_disk();
     disk.resize(5 * MIB as usize, 0);
     let i = decide(&fixed_vhd_in_memory(disk), &Expectations::new("grown.vhd")).expect("accepted");
     assert!(

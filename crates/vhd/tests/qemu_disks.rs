@@ -64,6 +64,28 @@ fn partitioned_vhd(dir: &Path, name: &str, size: u64, table: impl FnOnce(&mut [u
     vhd_path
 }
 
+/// Runs the first `command` quoted in a fix, as the uploader would (`sh -c` in the folder holding
+/// the file), and inspects the `<stem>-fixed.vhd` it makes.
+async fn follow_fix(p: &vhd::Problem, dir: &Path, output: &str) -> Outcome {
+    let command = p
+        .fix
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in the fix: {p}"));
+    let out = Command::new("sh")
+        .args(["-c", command])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sh: {e}"));
+    assert!(
+        out.status.success(),
+        "the fix `{command}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fixed = dir.join(output);
+    inspect_file(&fixed, &expect_named(&fixed)).await
+}
+
 struct Outcome {
     result: Result<Inspection, InspectError<std::io::Error>>,
     reads: usize,
@@ -173,37 +195,7 @@ async fn fixed_vhd_without_force_size_is_unaligned_and_rejected_with_the_resize_
     assert_eq!(o.reads, 2);
 
     // The recipe works: following it gives a disk that is accepted.
-    let raw = dir.path().join("noforce.raw");
-    let fixed = dir.path().join("noforce-fixed.vhd");
-    qemu_img(&[
-        "convert",
-        "-f",
-        "vpc",
-        "-O",
-        "raw",
-        path_str(&path),
-        path_str(&raw),
-    ]);
-    qemu_img(&[
-        "resize",
-        "-q",
-        "-f",
-        "raw",
-        path_str(&raw),
-        &aligned.to_string(),
-    ]);
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vpc",
-        "-o",
-        "subformat=fixed,force_size",
-        path_str(&raw),
-        path_str(&fixed),
-    ]);
-    let o = inspect_file(&fixed, &expect_named(&fixed)).await;
+    let o = follow_fix(p, dir.path(), "noforce-fixed.vhd").await;
     assert_eq!(accepted(&o).virtual_size, aligned);
 }
 
@@ -224,19 +216,7 @@ async fn dynamic_vhd_is_named_and_the_conversion_command_fixes_it() {
     assert!(p.fix.contains(command), "{p}");
     assert!(p.message.contains("8,388,608 bytes (8 MiB)"), "{p}");
 
-    let fixed = dir.path().join("sparse-fixed.vhd");
-    qemu_img(&[
-        "convert",
-        "-f",
-        "vpc",
-        "-O",
-        "vpc",
-        "-o",
-        "subformat=fixed,force_size",
-        path_str(&path),
-        path_str(&fixed),
-    ]);
-    let o = inspect_file(&fixed, &expect_named(&fixed)).await;
+    let o = follow_fix(p, dir.path(), "sparse-fixed.vhd").await;
     assert_eq!(accepted(&o).virtual_size, 8 * MIB);
 }
 
@@ -257,6 +237,8 @@ async fn dynamic_vhd_without_force_size_gets_the_resize_recipe() {
             .contains("qemu-img resize -f raw sparse-chs.raw 105906176"),
         "{p}"
     );
+    let o = follow_fix(p, dir.path(), "sparse-chs-fixed.vhd").await;
+    assert_eq!(accepted(&o).virtual_size, 101 * MIB);
 }
 
 #[tokio::test]
@@ -271,6 +253,8 @@ async fn vhdx_is_named_as_such() {
         "{p}"
     );
     assert!(p.fix.contains("Convert-VHD"), "{p}");
+    let o = follow_fix(p, dir.path(), "hyperv-fixed.vhd").await;
+    assert_eq!(accepted(&o).virtual_size, 8 * MIB);
 }
 
 #[tokio::test]
@@ -283,6 +267,8 @@ async fn qcow2_named_vhd_is_not_a_vhd_and_says_what_it_is() {
     let p = rejected(&o, ProblemCode::NotAVhd);
     assert!(p.message.contains("QCOW2"), "{p}");
     assert!(p.fix.contains("qemu-img convert -f qcow2 -O vpc"), "{p}");
+    let o = follow_fix(p, dir.path(), "image-fixed.vhd").await;
+    assert_eq!(accepted(&o).virtual_size, 8 * MIB);
 }
 
 #[tokio::test]
@@ -666,20 +652,7 @@ async fn raw_image_named_vhd_gets_the_conversion_that_works() {
     let recipe = "qemu-img resize -f raw rawdisk.vhd 17825792 && qemu-img convert -f raw -O vpc -o subformat=fixed,force_size rawdisk.vhd rawdisk-fixed.vhd";
     assert!(p.fix.contains(recipe), "{p}");
 
-    let fixed = dir.path().join("rawdisk-fixed.vhd");
-    qemu_img(&["resize", "-q", "-f", "raw", path_str(&path), "17825792"]);
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vpc",
-        "-o",
-        "subformat=fixed,force_size",
-        path_str(&path),
-        path_str(&fixed),
-    ]);
-    let o = inspect_file(&fixed, &expect_named(&fixed)).await;
+    let o = follow_fix(p, dir.path(), "rawdisk-fixed.vhd").await;
     let i = accepted(&o);
     assert_eq!(i.virtual_size, 17 * MIB);
     assert_eq!(i.generation, Some(Generation::V1));
