@@ -315,7 +315,7 @@ fn no_footer(ev: &Evidence<'_>, names: &Names) -> Problem {
     } else {
         format!(
             "the last 512 bytes are not a VHD footer (they start {:?}, not \"conectix\")",
-            crate::footer::printable(&ev.tail[..8])
+            crate::footer::printable(ev.tail.get(..8).unwrap_or(ev.tail))
         )
     };
     if !ev.blob_len.is_multiple_of(512) {
@@ -488,6 +488,7 @@ fn check_fixed(
 
     let mut notes = Vec::new();
     let disk_sectors = size / 512;
+    let last_lba = disk_sectors.saturating_sub(1);
     let parsed = partition::parse(ev.head, ev.gpt_entries)
         .map_err(|e| partition_error_message(&e, size))
         .and_then(|scheme| match scheme.partition_beyond(disk_sectors) {
@@ -495,7 +496,7 @@ fn check_fixed(
                 "partition {number} ends at LBA {} but the disk's last LBA is {} (it has {} sectors): \
                  the disk was cut or shrunk after it was partitioned",
                 thousands(end),
-                thousands(disk_sectors - 1),
+                thousands(last_lba),
                 thousands(disk_sectors)
             )),
             None => Ok(scheme),
@@ -521,13 +522,13 @@ fn check_fixed(
         }
     };
     if let PartitionScheme::Gpt { backup_lba, .. } = &partition_scheme
-        && *backup_lba != disk_sectors - 1
+        && *backup_lba != last_lba
     {
         notes.push(format!(
             "The GPT's backup header is recorded at LBA {} but the disk's last LBA is {}: the disk was \
              resized after partitioning. Most systems repair this at boot; `sgdisk -e` moves it.",
             thousands(*backup_lba),
-            thousands(disk_sectors - 1)
+            thousands(last_lba)
         ));
     }
     let bootable_generations = partition_scheme.bootable_generations();

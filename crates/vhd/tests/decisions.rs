@@ -363,3 +363,75 @@ fn notes_say_what_was_noticed_without_rejecting() {
         i.notes
     );
 }
+
+#[test]
+fn a_zero_size_disk_is_handled_when_the_minimum_allows_it() {
+    let mut expect = Expectations::new("zero.vhd");
+    expect.limits.min_virtual_size = 0;
+    let i = decide(&footer::build(0, DiskType::Fixed, b"qem2"), &expect).expect("accepted");
+    assert_eq!(i.virtual_size, 0);
+}
+
+/// Mutated headers, tables and footers (CRCs and checksum recomputed so parsing goes deep) never
+/// panic: every input gets an inspection or a problem.
+#[test]
+fn mutated_inputs_never_panic() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let base = fixed_vhd_in_memory(esp_disk());
+    let mut outcomes = std::collections::BTreeSet::new();
+    for round in 0..3000 {
+        let mut blob = base.clone();
+        for _ in 0..(1 + next() % 4) {
+            let at = match next() % 3 {
+                0 => 512 + (next() % 92) as usize,              // GPT header
+                1 => (next() % 1024) as usize,                  // MBR and header sector
+                _ => blob.len() - 512 + (next() % 85) as usize, // footer fields
+            };
+            blob[at] = next() as u8;
+        }
+        if round % 2 == 0 {
+            blob[512 + 16..512 + 20].fill(0);
+            let crc = crc32fast::hash(&blob[512..604]);
+            blob[512 + 16..512 + 20].copy_from_slice(&crc.to_le_bytes());
+        }
+        if round % 3 != 0 {
+            let n = blob.len();
+            let mut f = [0u8; 512];
+            f.copy_from_slice(&blob[n - 512..]);
+            let sum = footer::checksum(&f);
+            blob[n - 512 + 64..n - 512 + 68].copy_from_slice(&sum.to_be_bytes());
+        }
+        let cut = if round % 5 == 0 {
+            (next() % blob.len() as u64) as usize
+        } else {
+            blob.len()
+        };
+        let mut expect = Expectations::new("fuzz.vhd");
+        if round % 7 == 0 {
+            expect.declared_generation = Some(vhd::Generation::V1);
+        }
+        let outcome = match decide(&blob[..cut.max(1)], &expect) {
+            Ok(_) => "accepted".to_string(),
+            Err(p) => p.code.to_string(),
+        };
+        outcomes.insert(outcome);
+    }
+    for expected in [
+        "accepted",
+        "PartitionTableInvalid",
+        "VhdFooterChecksum",
+        "GenerationMismatch",
+        "VhdTruncated",
+    ] {
+        assert!(
+            outcomes.contains(expected),
+            "no {expected} among {outcomes:?}"
+        );
+    }
+}
