@@ -1,5 +1,12 @@
 //! The local Event Grid: custom topics with the publish endpoint, the blob storage system topic
 //! (by watching Azurite), subscriptions with filters and webhook delivery. Start it with [`serve`].
 
+pub mod blobwatch;
 pub mod delivery;
 pub mod model;
+pub mod server;
+
+pub use blobwatch::{BlobWatchConfig, StorageAuth};
+pub use delivery::{DeliverySettings, Destination, SubscriptionConfig};
+pub use model::{EventFilter, Schema};
+pub use server::{EventGridConfig, RunningEventGrid, TopicConfig, serve};

@@ -1,0 +1,615 @@
+//! The Event Grid HTTP server: custom topic publish (`POST [/topics/{topic}]/api/events`) with
+//! `aeg-sas-key` or bearer auth, the service's error bodies and 1 MB limits; the admin endpoint
+//! (`/_devcloud/...`); and the wiring of the blob watcher and the delivery engine.
+//!
+//! Topic selection: `POST /topics/{name}/api/events`, or `POST /api/events` with a `Host` whose
+//! first label is the topic name (`galleon-events.localhost:7446`), or `POST /api/events` when
+//! there is exactly one custom topic.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use super::blobwatch::{BlobWatchConfig, BlobWatcher, WatchStatus};
+use super::delivery::{
+    DeliverySettings, Destination, Dispatcher, Subscription, SubscriptionConfig,
+};
+use super::model::{EventFilter, Schema, parse_publish};
+use crate::auth::{EVENTGRID_AUDIENCE, Verifier, bearer_token};
+use crate::httpserv::{self, BodyError, Req, Resp, Server};
+use crate::routing::Routing;
+
+/// Largest publish request (1 MB).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// The name of the blob storage system topic in subscriptions.
+pub const STORAGE_TOPIC: &str = "storage";
+
+/// A custom topic.
+#[derive(Debug, Clone)]
+pub struct TopicConfig {
+    pub name: String,
+    pub input_schema: Schema,
+    /// The `aeg-sas-key` access key.
+    pub key: String,
+}
+
+/// Everything the local Event Grid needs.
+#[derive(Clone, Default)]
+pub struct EventGridConfig {
+    pub topics: Vec<TopicConfig>,
+    pub subscriptions: Vec<SubscriptionConfig>,
+    pub delivery: DeliverySettings,
+    /// The blob system topic (`None`: no Azurite watching).
+    pub blob_watch: Option<BlobWatchConfig>,
+    /// Extra CA (PEM) trusted for outgoing HTTPS (webhooks, Azurite): the devcloud CA.
+    pub ca_pem: Option<Vec<u8>>,
+    /// For custom topic resource ids.
+    pub subscription_id: String,
+    pub resource_group: String,
+}
+
+/// A routing-file subscription that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("Event Grid subscription {0}: unknown schema '{1}'")]
+    Schema(String, String),
+    #[error("Event Grid subscription {0}: needs a function or an endpoint")]
+    NoDestination(String),
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("the CA certificate is not valid PEM")]
+    Ca(#[source] reqwest::Error),
+    #[error("cannot listen")]
+    Listen(#[source] std::io::Error),
+}
+
+impl EventGridConfig {
+    /// Topics and subscriptions from the routing file; every topic gets `key`.
+    pub fn from_routing(routing: &Routing, key: &str) -> Result<EventGridConfig, ConfigError> {
+        let mut c = EventGridConfig {
+            subscription_id: "00000000-0000-0000-0000-000000000000".into(),
+            resource_group: "devcloud".into(),
+            ..Default::default()
+        };
+        let Some(eg) = &routing.event_grid else {
+            return Ok(c);
+        };
+        for t in &eg.topics {
+            c.topics.push(TopicConfig {
+                name: t.name.clone(),
+                input_schema: Schema::parse(&t.input_schema)
+                    .ok_or_else(|| ConfigError::Schema(t.name.clone(), t.input_schema.clone()))?,
+                key: key.to_string(),
+            });
+        }
+        for s in &eg.subscriptions {
+            let destination = match (&s.function, &s.endpoint) {
+                (_, Some(url)) => Destination::Webhook(url.clone()),
+                (Some(f), None) => Destination::Function(f.clone()),
+                (None, None) => return Err(ConfigError::NoDestination(s.name.clone())),
+            };
+            let schema = Schema::parse(&s.event_delivery_schema).ok_or_else(|| {
+                ConfigError::Schema(s.name.clone(), s.event_delivery_schema.clone())
+            })?;
+            let mut sc = SubscriptionConfig::new(&s.name, &s.topic, destination, schema);
+            sc.filter = EventFilter {
+                included_event_types: s.included_event_types.clone(),
+                subject_begins_with: s.subject_begins_with.clone(),
+                subject_ends_with: s.subject_ends_with.clone(),
+                case_sensitive: false,
+            };
+            if let Some(n) = s.max_delivery_attempts {
+                sc.max_delivery_attempts = n;
+            }
+            c.subscriptions.push(sc);
+        }
+        Ok(c)
+    }
+
+    fn topic_id(&self, name: &str) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.EventGrid/topics/{name}",
+            self.subscription_id, self.resource_group
+        )
+    }
+}
+
+/// Builds the outgoing HTTP client (rustls/ring, optional extra CA).
+pub fn http_client(
+    ca_pem: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<reqwest::Client, ConfigError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout);
+    if let Some(pem) = ca_pem {
+        let cert = reqwest::Certificate::from_pem(pem).map_err(ConfigError::Ca)?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build().map_err(ConfigError::Client)
+}
+
+struct Inner {
+    config: EventGridConfig,
+    dispatcher: Arc<Dispatcher>,
+    auth: Verifier,
+    watch: Arc<WatchStatus>,
+}
+
+/// A running local Event Grid.
+pub struct RunningEventGrid {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub dispatcher: Arc<Dispatcher>,
+    watch: Arc<WatchStatus>,
+    watch_enabled: bool,
+    stop: StopOnDrop,
+    server: Server,
+}
+
+impl RunningEventGrid {
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The publish URL of a custom topic.
+    pub fn topic_endpoint(&self, topic: &str) -> String {
+        format!("{}/topics/{topic}/api/events", self.url())
+    }
+
+    /// Waits until the blob watcher has taken its first listing (at most `timeout`); false if it
+    /// has not (or no watcher is configured).
+    pub async fn blob_watch_ready(&self, timeout: Duration) -> bool {
+        if !self.watch_enabled {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.watch.ready.notified();
+            if self.watch.is_ready.load(Ordering::SeqCst) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.watch.is_ready.load(Ordering::SeqCst);
+            }
+        }
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.0.send(true);
+        self.server.shutdown().await
+    }
+}
+
+/// Stops the blob watcher when dropped.
+struct StopOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Starts the local Event Grid on `addr` (port 0 in tests). Routing-file subscriptions are
+/// validated lazily before their first delivery.
+pub async fn serve(
+    config: EventGridConfig,
+    auth: Verifier,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    addr: SocketAddr,
+) -> Result<RunningEventGrid, ConfigError> {
+    let client = http_client(
+        config.ca_pem.as_deref(),
+        config.delivery.timeout + Duration::from_secs(5),
+    )?;
+    let dispatcher = Arc::new(Dispatcher::new(config.delivery.clone(), client.clone()));
+    for s in &config.subscriptions {
+        dispatcher.insert(Arc::new(Subscription::new(s.clone(), false)));
+    }
+    let listener = TcpListener::bind(addr).await.map_err(ConfigError::Listen)?;
+    let is_tls = tls.is_some();
+    let local = listener.local_addr().map_err(ConfigError::Listen)?;
+    if let Ok(mut u) = dispatcher.self_url.write() {
+        *u = format!("{}://{local}", if is_tls { "https" } else { "http" });
+    }
+    let watch = Arc::new(WatchStatus::default());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(w) = config.blob_watch.clone() {
+        let d = dispatcher.clone();
+        let topic_id = w.topic_id();
+        let watcher = BlobWatcher::new(w, client.clone());
+        let status = watch.clone();
+        tokio::spawn(watcher.run(status, stop_rx, move |events| {
+            d.publish(STORAGE_TOPIC, &topic_id, events);
+        }));
+    }
+    let watch_enabled = config.blob_watch.is_some();
+    let inner = Arc::new(Inner {
+        config,
+        dispatcher: dispatcher.clone(),
+        auth,
+        watch: watch.clone(),
+    });
+    let server = httpserv::serve(listener, tls, MAX_REQUEST_BYTES, move |req| {
+        let inner = inner.clone();
+        async move { handle(inner, req).await }
+    })
+    .map_err(ConfigError::Listen)?;
+    Ok(RunningEventGrid {
+        addr: server.addr,
+        tls: is_tls,
+        dispatcher,
+        watch,
+        watch_enabled,
+        stop: StopOnDrop(stop),
+        server,
+    })
+}
+
+/// The service's error body.
+fn error(status: StatusCode, detail_code: &str, message: &str) -> Resp {
+    let code = match status {
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        _ => "InternalServerError",
+    };
+    let tracking = uuid::Uuid::new_v4();
+    let full = format!(
+        "{message} Report '{tracking}:{}' to our forums for assistance or raise a support ticket.",
+        chrono::Utc::now().format("%-m/%-d/%Y %-I:%M:%S %p")
+    );
+    httpserv::json(
+        status,
+        &json!({"error": {"code": code, "message": full, "details": [{"code": detail_code, "message": full}]}}),
+    )
+}
+
+fn query_param(req: &Req, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.into_owned())
+}
+
+fn pick_topic<'a>(inner: &'a Inner, req: &Req, path: &str) -> Option<&'a TopicConfig> {
+    let topics = &inner.config.topics;
+    if let Some(rest) = path.strip_prefix("/topics/") {
+        let name = rest.strip_suffix("/api/events")?;
+        return topics.iter().find(|t| t.name.eq_ignore_ascii_case(name));
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let label = host.split(['.', ':']).next().unwrap_or("");
+    topics
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(label))
+        .or_else(|| (topics.len() == 1).then(|| &topics[0]))
+}
+
+/// Compares without an early exit on the first difference.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn handle(inner: Arc<Inner>, req: Result<Req, (http::request::Parts, BodyError)>) -> Resp {
+    let req = match req {
+        Ok(r) => r,
+        Err((_, BodyError::TooLarge)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                &format!("The maximum size ({MAX_REQUEST_BYTES}) has been exceeded."),
+            );
+        }
+        Err((_, BodyError::Io(e))) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InputJsonInvalid",
+                &format!("The body could not be read: {e}."),
+            );
+        }
+    };
+    let path = req.uri().path().to_string();
+    if let Some(rest) = path.strip_prefix("/_devcloud/") {
+        return admin(&inner, &req, rest).await;
+    }
+    if !path.ends_with("/api/events") {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "The requested resource does not exist.",
+        );
+    }
+    if req.method() != Method::POST {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "Only POST is supported on /api/events.",
+        );
+    }
+    let Some(topic) = pick_topic(&inner, &req, &path) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "No topic is served at this address.",
+        );
+    };
+    // auth: aeg-sas-key (header or query), or a bearer token for Event Grid
+    let sas_key = req
+        .headers()
+        .get("aeg-sas-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| query_param(&req, "aeg-sas-key"));
+    let authz = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let authorized = match (sas_key, bearer_token(authz)) {
+        (Some(k), _) => {
+            if topic.key.is_empty() || !same_key(&k, &topic.key) {
+                Err(format!("The request authorization key is not authorized for {}.", topic.name.to_uppercase()))
+            } else {
+                Ok(())
+            }
+        }
+        (None, Some(token)) => inner
+            .auth
+            .verify(token, EVENTGRID_AUDIENCE)
+            .map_err(|r| format!("The bearer token is not valid: {r}.")),
+        (None, None) => Err(
+            "Request must contain one of the following authorization signature: aeg-sas-token, aeg-sas-key, or a bearer token."
+                .to_string(),
+        ),
+    };
+    if let Err(message) = authorized {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized", &message);
+    }
+    let ct = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let topic_id = inner.config.topic_id(&topic.name);
+    let events = match parse_publish(topic.input_schema, ct, req.body(), &topic_id) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.detail_code, &e.message),
+    };
+    if let Some(big) = events
+        .iter()
+        .find(|e| e.value.to_string().len() > MAX_REQUEST_BYTES)
+    {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!(
+                "The event {} exceeds the maximum size of {MAX_REQUEST_BYTES} bytes.",
+                big.id()
+            ),
+        );
+    }
+    inner.dispatcher.publish(&topic.name, &topic_id, events);
+    httpserv::empty(StatusCode::OK)
+}
+
+fn admin_error(status: StatusCode, message: &str) -> Resp {
+    httpserv::json(
+        status,
+        &json!({"error": {"code": status.as_u16().to_string(), "message": message}}),
+    )
+}
+
+/// Admin endpoint (local only, JSON):
+/// - `GET /_devcloud/topics`: custom topics and the storage system topic, with publish paths
+/// - `GET /_devcloud/subscriptions`: subscriptions with state and counters
+/// - `POST /_devcloud/subscriptions`: add a webhook subscription (body: `name`, `topic`, `endpoint`
+///   or `function`, `includedEventTypes`, `subjectBeginsWith`, `subjectEndsWith`,
+///   `eventDeliverySchema`, `maxDeliveryAttempts`); the handshake runs first: 201, or 400 when it fails
+/// - `DELETE /_devcloud/subscriptions/{name}`
+/// - `GET /_devcloud/deadletters?subscription=NAME`: dead-lettered events
+/// - `GET /_devcloud/deliveries?max=N`: recent handshakes and delivery attempts
+/// - `GET /_devcloud/events?max=N`: recent published events (custom and blob)
+/// - `GET /_devcloud/blobwatch`: the Azurite watcher's state
+/// - `GET /_devcloud/validate?subscription=NAME&code=CODE`: the `validationUrl` of the handshake
+async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
+    let d = &inner.dispatcher;
+    let max = query_param(req, "max")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(100);
+    let rest = rest.trim_end_matches('/');
+    match (req.method(), rest) {
+        (&Method::GET, "topics") => {
+            let mut topics: Vec<Value> = inner
+                .config
+                .topics
+                .iter()
+                .map(|t| {
+                    json!({"name": t.name, "inputSchema": t.input_schema.arm_name(),
+                           "endpoint": format!("/topics/{}/api/events", t.name), "id": inner.config.topic_id(&t.name)})
+                })
+                .collect();
+            if let Some(w) = &inner.config.blob_watch {
+                topics.push(json!({"name": STORAGE_TOPIC, "type": "Microsoft.Storage.StorageAccounts", "source": w.topic_id(),
+                                   "watching": w.account_url}));
+            }
+            httpserv::json(StatusCode::OK, &Value::Array(topics))
+        }
+        (&Method::GET, "subscriptions") => {
+            let mut out = Vec::new();
+            for s in d.subscriptions() {
+                let mut v = s.state_json().await;
+                v["endpoint"] = json!(d.endpoint_url(&s.config.destination));
+                out.push(v);
+            }
+            httpserv::json(StatusCode::OK, &Value::Array(out))
+        }
+        (&Method::POST, "subscriptions") => add_subscription(inner, req).await,
+        (&Method::DELETE, r) if r.starts_with("subscriptions/") => {
+            let name = &r["subscriptions/".len()..];
+            if d.remove(name) {
+                httpserv::empty(StatusCode::OK)
+            } else {
+                admin_error(StatusCode::NOT_FOUND, "no such subscription")
+            }
+        }
+        (&Method::GET, "deadletters") => {
+            let subs: Vec<Arc<Subscription>> = match query_param(req, "subscription") {
+                Some(n) => match d.subscription(&n) {
+                    Some(s) => vec![s],
+                    None => return admin_error(StatusCode::NOT_FOUND, "no such subscription"),
+                },
+                None => d.subscriptions(),
+            };
+            let out: Vec<Value> = subs
+                .iter()
+                .flat_map(|s| {
+                    s.dead_letters()
+                        .into_iter()
+                        .map(|e| json!({"subscription": s.config.name, "event": e}))
+                })
+                .collect();
+            httpserv::json(StatusCode::OK, &Value::Array(out))
+        }
+        (&Method::GET, "deliveries") => {
+            httpserv::json(StatusCode::OK, &Value::Array(d.recent_deliveries(max)))
+        }
+        (&Method::GET, "events") => {
+            httpserv::json(StatusCode::OK, &Value::Array(d.recent_events(max)))
+        }
+        (&Method::GET, "blobwatch") => {
+            let w = &inner.watch;
+            let last_error = w.last_error.lock().ok().and_then(|e| e.clone());
+            httpserv::json(
+                StatusCode::OK,
+                &json!({"enabled": inner.config.blob_watch.is_some(), "ready": w.is_ready.load(Ordering::SeqCst),
+                        "polls": w.polls.load(Ordering::Relaxed), "blobs": w.blobs.load(Ordering::Relaxed),
+                        "lastError": last_error}),
+            )
+        }
+        (&Method::GET, "validate") => {
+            let (Some(sub), Some(code)) =
+                (query_param(req, "subscription"), query_param(req, "code"))
+            else {
+                return admin_error(
+                    StatusCode::BAD_REQUEST,
+                    "subscription and code are required",
+                );
+            };
+            if d.take_validation_code(&sub, &code) {
+                httpserv::response(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    "Webhook successfully validated as a subscription endpoint.",
+                )
+            } else {
+                admin_error(
+                    StatusCode::BAD_REQUEST,
+                    "unknown or already used validation code",
+                )
+            }
+        }
+        _ => admin_error(StatusCode::NOT_FOUND, "unknown admin operation"),
+    }
+}
+
+async fn add_subscription(inner: &Inner, req: &Req) -> Resp {
+    let v: Value = match serde_json::from_slice(req.body()) {
+        Ok(v) => v,
+        Err(e) => {
+            return admin_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(name), Some(topic)) = (s("name"), s("topic")) else {
+        return admin_error(StatusCode::BAD_REQUEST, "name and topic are required");
+    };
+    let known_topic = topic.eq_ignore_ascii_case(STORAGE_TOPIC)
+        || inner
+            .config
+            .topics
+            .iter()
+            .any(|t| t.name.eq_ignore_ascii_case(&topic));
+    if !known_topic {
+        return admin_error(StatusCode::NOT_FOUND, &format!("no topic named {topic}"));
+    }
+    let destination = match (s("endpoint"), s("function")) {
+        (Some(u), _) => Destination::Webhook(u),
+        (None, Some(f)) => Destination::Function(f),
+        (None, None) => {
+            return admin_error(
+                StatusCode::BAD_REQUEST,
+                "endpoint (webhook URL) or function is required",
+            );
+        }
+    };
+    let schema_text = s("eventDeliverySchema").unwrap_or_else(|| "EventGridSchema".into());
+    let Some(schema) = Schema::parse(&schema_text) else {
+        return admin_error(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown eventDeliverySchema {schema_text}"),
+        );
+    };
+    let mut config = SubscriptionConfig::new(&name, &topic, destination, schema);
+    config.filter = EventFilter {
+        included_event_types: v
+            .get("includedEventTypes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        subject_begins_with: s("subjectBeginsWith").unwrap_or_default(),
+        subject_ends_with: s("subjectEndsWith").unwrap_or_default(),
+        case_sensitive: v
+            .get("isSubjectCaseSensitive")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    };
+    if let Some(n) = v.get("maxDeliveryAttempts").and_then(Value::as_u64) {
+        config.max_delivery_attempts = n.clamp(1, 30) as u32;
+    }
+    if let Some(m) = v.get("eventTimeToLiveInMinutes").and_then(Value::as_u64) {
+        config.event_ttl = Duration::from_secs(m.clamp(1, 1440) * 60);
+    }
+    let topic_id = if topic.eq_ignore_ascii_case(STORAGE_TOPIC) {
+        inner
+            .config
+            .blob_watch
+            .as_ref()
+            .map(|w| w.topic_id())
+            .unwrap_or_default()
+    } else {
+        inner.config.topic_id(&topic)
+    };
+    let sub = Arc::new(Subscription::new(config, false));
+    if let Err(e) = inner.dispatcher.ensure_validated(&sub, &topic_id).await {
+        return admin_error(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    inner.dispatcher.insert(sub.clone());
+    let state = sub.state_json().await;
+    httpserv::json(StatusCode::CREATED, &state)
+}
