@@ -107,8 +107,15 @@ mod tests {
 
     #[test]
     fn sas_shape() {
-        let s = service_bus_sas("https://NS.servicebus.windows.net/q", "RootManageSharedAccessKey", "k", 1700000000);
-        assert!(s.starts_with("SharedAccessSignature sr=https%3A%2F%2Fns.servicebus.windows.net%2Fq&sig="));
+        let s = service_bus_sas(
+            "https://NS.servicebus.windows.net/q",
+            "RootManageSharedAccessKey",
+            "k",
+            1700000000,
+        );
+        assert!(s.starts_with(
+            "SharedAccessSignature sr=https%3A%2F%2Fns.servicebus.windows.net%2Fq&sig="
+        ));
         assert!(s.ends_with("&se=1700000000&skn=RootManageSharedAccessKey"));
     }
 }

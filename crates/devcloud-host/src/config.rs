@@ -207,7 +207,11 @@ pub fn expand_settings(text: &str, settings: &BTreeMap<String, String>) -> Resul
         let name = &after[..end];
         match settings.get(name) {
             Some(v) => out.push_str(v),
-            None => return Err(format!("app setting {name:?} (referenced as %{name}%) is not set")),
+            None => {
+                return Err(format!(
+                    "app setting {name:?} (referenced as %{name}%) is not set"
+                ));
+            }
         }
         rest = &after[end + 1..];
     }
@@ -241,12 +245,10 @@ fn bool_field(b: &Value, key: &str) -> Option<bool> {
 impl FunctionApp {
     /// Load `app_dir`. `overrides` win over `local.settings.json` `Values`.
     pub fn load(app_dir: &Path, overrides: BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let root = app_dir
-            .canonicalize()
-            .map_err(|source| ConfigError::Read {
-                path: app_dir.to_path_buf(),
-                source,
-            })?;
+        let root = app_dir.canonicalize().map_err(|source| ConfigError::Read {
+            path: app_dir.to_path_buf(),
+            source,
+        })?;
         let host_json = read_json(&root.join("host.json"))?;
         let mut settings = BTreeMap::new();
         let local = root.join("local.settings.json");
@@ -277,9 +279,15 @@ impl FunctionApp {
             .unwrap_or("api")
             .trim_matches('/')
             .to_string();
-        let allow: Option<Vec<String>> = host_json.get("functions").and_then(Value::as_array).map(
-            |a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        );
+        let allow: Option<Vec<String>> =
+            host_json
+                .get("functions")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                });
 
         let mut functions = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
@@ -384,7 +392,8 @@ fn parse_handler(
     if desc.is_none() {
         problems.push("host.json: customHandler.description is missing".into());
     } else if exe.is_empty() {
-        problems.push("host.json: customHandler.description.defaultExecutablePath is missing".into());
+        problems
+            .push("host.json: customHandler.description.defaultExecutablePath is missing".into());
     }
     let mut arguments = Vec::new();
     for a in desc
@@ -402,7 +411,11 @@ fn parse_handler(
     let wd = desc
         .and_then(|d| str_field(d, "workingDirectory"))
         .unwrap_or("");
-    let working_dir = if wd.is_empty() { root.to_path_buf() } else { root.join(wd) };
+    let working_dir = if wd.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(wd)
+    };
     // Relative paths resolve against the app root when the file exists there, else via PATH.
     let candidate = root.join(exe);
     let executable = if Path::new(exe).is_absolute() || candidate.is_file() {
@@ -421,13 +434,15 @@ fn parse_service_bus(host: &Value, problems: &mut Vec<String>) -> ServiceBusOpti
     let sb = host.pointer("/extensions/serviceBus");
     let max_concurrent_calls = match sb.and_then(|s| s.get("maxConcurrentCalls")) {
         None => 16,
-        Some(v) => match v.as_u64() {
-            Some(n) if n >= 1 => n as usize,
-            _ => {
-                problems.push("host.json extensions.serviceBus.maxConcurrentCalls must be a positive integer".into());
-                16
+        Some(v) => {
+            match v.as_u64() {
+                Some(n) if n >= 1 => n as usize,
+                _ => {
+                    problems.push("host.json extensions.serviceBus.maxConcurrentCalls must be a positive integer".into());
+                    16
+                }
             }
-        },
+        }
     };
     let max_auto_lock_renewal = sb
         .and_then(|s| s.get("maxAutoLockRenewalDuration"))
@@ -452,7 +467,12 @@ fn has_sb_connection(conn: &str, settings: &BTreeMap<String, String>) -> bool {
         || settings.contains_key(&format!("AzureWebJobs{conn}"))
 }
 
-fn parse_entity(b: &Value, settings: &BTreeMap<String, String>, what: &str, problems: &mut Vec<String>) -> Option<Entity> {
+fn parse_entity(
+    b: &Value,
+    settings: &BTreeMap<String, String>,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Option<Entity> {
     let expand = |key: &str, problems: &mut Vec<String>| -> Option<String> {
         let raw = str_field(b, key)?;
         match expand_settings(raw, settings) {
@@ -490,7 +510,9 @@ fn parse_function(
     problems: &mut Vec<String>,
 ) -> Option<FunctionDef> {
     let Some(bindings) = field(json, "bindings").and_then(Value::as_array) else {
-        problems.push(format!("function {name}: function.json has no \"bindings\" array"));
+        problems.push(format!(
+            "function {name}: function.json has no \"bindings\" array"
+        ));
         return None;
     };
     let mut trigger = None;
@@ -505,7 +527,9 @@ fn parse_function(
             continue;
         };
         let bname = bname.to_string();
-        let direction = str_field(b, "direction").unwrap_or("in").to_ascii_lowercase();
+        let direction = str_field(b, "direction")
+            .unwrap_or("in")
+            .to_ascii_lowercase();
         let connection = |default: &str| str_field(b, "connection").unwrap_or(default).to_string();
         let binary = str_field(b, "dataType").is_some_and(|d| d.eq_ignore_ascii_case("binary"));
         let lower = kind.to_ascii_lowercase();
@@ -628,10 +652,15 @@ fn parse_function(
                             None
                         })
                     } else if let Some(conn) = str_field(b, "connection") {
-                        settings.get(&format!("{conn}__topicEndpointUri")).cloned().or_else(|| {
-                            problems.push(format!("{what}: app setting {conn}__topicEndpointUri is not set"));
-                            None
-                        })
+                        settings
+                            .get(&format!("{conn}__topicEndpointUri"))
+                            .cloned()
+                            .or_else(|| {
+                                problems.push(format!(
+                                    "{what}: app setting {conn}__topicEndpointUri is not set"
+                                ));
+                                None
+                            })
                     } else {
                         problems.push(format!("{what}: needs topicEndpointUri or connection"));
                         None
@@ -698,9 +727,21 @@ mod tests {
     fn loads_both_layouts_and_settings() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "host.json", HOST);
-        write(d.path(), "local.settings.json", r#"{"Values":{"ARG":"a","SB__fullyQualifiedNamespace":"127.0.0.1:1","EVERY":"0 */5 * * * *"}}"#);
-        write(d.path(), "Tick/function.json", r#"{"bindings":[{"name":"timer","type":"timerTrigger","direction":"in","schedule":"%EVERY%"}]}"#);
-        write(d.path(), "functions/Work/function.json", r#"{"bindings":[{"name":"msg","type":"serviceBusTrigger","topicName":"t","subscriptionName":"s","connection":"SB"},{"name":"out","type":"serviceBus","direction":"out","queueName":"q","connection":"SB"}]}"#);
+        write(
+            d.path(),
+            "local.settings.json",
+            r#"{"Values":{"ARG":"a","SB__fullyQualifiedNamespace":"127.0.0.1:1","EVERY":"0 */5 * * * *"}}"#,
+        );
+        write(
+            d.path(),
+            "Tick/function.json",
+            r#"{"bindings":[{"name":"timer","type":"timerTrigger","direction":"in","schedule":"%EVERY%"}]}"#,
+        );
+        write(
+            d.path(),
+            "functions/Work/function.json",
+            r#"{"bindings":[{"name":"msg","type":"serviceBusTrigger","topicName":"t","subscriptionName":"s","connection":"SB"},{"name":"out","type":"serviceBus","direction":"out","queueName":"q","connection":"SB"}]}"#,
+        );
         let mut over = BTreeMap::new();
         over.insert("ARG".to_string(), "b".to_string());
         let app = FunctionApp::load(d.path(), over).unwrap();
@@ -723,11 +764,29 @@ mod tests {
     fn reports_every_problem_clearly() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "host.json", HOST);
-        write(d.path(), "A/function.json", r#"{"bindings":[{"name":"x","type":"fooTrigger"}]}"#);
-        write(d.path(), "B/function.json", r#"{"bindings":[{"type":"timerTrigger","schedule":"0 * * * * *"}]}"#);
-        write(d.path(), "C/function.json", r#"{"bindings":[{"name":"m","type":"serviceBusTrigger","queueName":"q","connection":"Missing"}]}"#);
-        write(d.path(), "D/function.json", r#"{"bindings":[{"name":"t","type":"timerTrigger","schedule":"%NOPE%"}]}"#);
-        let err = FunctionApp::load(d.path(), BTreeMap::new()).unwrap_err().to_string();
+        write(
+            d.path(),
+            "A/function.json",
+            r#"{"bindings":[{"name":"x","type":"fooTrigger"}]}"#,
+        );
+        write(
+            d.path(),
+            "B/function.json",
+            r#"{"bindings":[{"type":"timerTrigger","schedule":"0 * * * * *"}]}"#,
+        );
+        write(
+            d.path(),
+            "C/function.json",
+            r#"{"bindings":[{"name":"m","type":"serviceBusTrigger","queueName":"q","connection":"Missing"}]}"#,
+        );
+        write(
+            d.path(),
+            "D/function.json",
+            r#"{"bindings":[{"name":"t","type":"timerTrigger","schedule":"%NOPE%"}]}"#,
+        );
+        let err = FunctionApp::load(d.path(), BTreeMap::new())
+            .unwrap_err()
+            .to_string();
         for needle in [
             "unknown trigger type \"fooTrigger\"",
             "function B: binding #0 (timerTrigger): missing \"name\"",

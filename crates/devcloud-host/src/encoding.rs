@@ -186,7 +186,9 @@ mod tests {
     use serde_json::json;
 
     fn t() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2023, 10, 12, 20, 13, 49).single().unwrap()
+        Utc.with_ymd_and_hms(2023, 10, 12, 20, 13, 49)
+            .single()
+            .unwrap()
             + chrono::Duration::nanoseconds(640_002_000)
     }
 
@@ -195,14 +197,29 @@ mod tests {
         let g = uuid::Uuid::parse_str("4e773554-f6b7-4ea2-b07d-4c5fd5aba741").unwrap();
         let cases: Vec<(HostValue, Option<Value>)> = vec![
             (HostValue::Str("aaaaa".into()), Some(json!("\"aaaaa\""))),
-            (HostValue::Str("{\"a\":1}".into()), Some(json!("\"{\\\"a\\\":1}\""))),
-            (HostValue::Str("https://x/y".into()), Some(json!("\"https://x/y\""))),
+            (
+                HostValue::Str("{\"a\":1}".into()),
+                Some(json!("\"{\\\"a\\\":1}\"")),
+            ),
+            (
+                HostValue::Str("https://x/y".into()),
+                Some(json!("\"https://x/y\"")),
+            ),
             (HostValue::Int(1), Some(json!("1"))),
             (HostValue::Bool(false), Some(json!("false"))),
-            (HostValue::Guid(g), Some(json!("\"4e773554-f6b7-4ea2-b07d-4c5fd5aba741\""))),
+            (
+                HostValue::Guid(g),
+                Some(json!("\"4e773554-f6b7-4ea2-b07d-4c5fd5aba741\"")),
+            ),
             (HostValue::DateTime(t()), Some(json!("2023-10-12T20:13:49"))),
-            (HostValue::DateTimeOffset(t()), Some(json!("2023-10-12T20:13:49+00:00"))),
-            (HostValue::Bytes(b"hello from byte\n".to_vec()), Some(json!("aGVsbG8gZnJvbSBieXRlCg=="))),
+            (
+                HostValue::DateTimeOffset(t()),
+                Some(json!("2023-10-12T20:13:49+00:00")),
+            ),
+            (
+                HostValue::Bytes(b"hello from byte\n".to_vec()),
+                Some(json!("aGVsbG8gZnJvbSBieXRlCg==")),
+            ),
             (HostValue::Json(json!({"a": [1]})), Some(json!({"a": [1]}))),
             (HostValue::Json(json!([1, "x"])), Some(json!("[1,\"x\"]"))),
             (HostValue::Json(json!("s")), Some(json!("\"s\""))),

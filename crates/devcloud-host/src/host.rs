@@ -272,7 +272,9 @@ impl Core {
         };
         let tag = format!("{} [{id}]", f.name);
         match &error {
-            None => self.log.info(&tag, &format!("Executed '{}' (Succeeded)", f.name)),
+            None => self
+                .log
+                .info(&tag, &format!("Executed '{}' (Succeeded)", f.name)),
             Some(e) => self
                 .log
                 .error(&tag, &format!("Executed '{}' (Failed): {e}", f.name)),
@@ -340,9 +342,15 @@ impl Core {
                 Output::EventGrid { endpoint, key, .. } => {
                     let events = outputs::event_items(value).map_err(|e| anyhow!(e))?;
                     let n = events.len();
-                    outputs::publish_events(&self.http, &self.tokens, endpoint, key.as_deref(), events)
-                        .await
-                        .with_context(|| format!("output binding {:?}", out.name()))?;
+                    outputs::publish_events(
+                        &self.http,
+                        &self.tokens,
+                        endpoint,
+                        key.as_deref(),
+                        events,
+                    )
+                    .await
+                    .with_context(|| format!("output binding {:?}", out.name()))?;
                     written += n;
                 }
                 Output::Unsupported { name, kind } => {
@@ -414,8 +422,13 @@ async fn run_timer(core: Arc<Core>, f: FunctionDef, mut stop: watch::Receiver<bo
     };
     core.log.info(
         &f.name,
-        &format!("timer schedule {schedule_text:?}; next occurrence {}",
-            schedule.next_after(Utc::now(), core.started).map(|t| crate::encoding::iso(&t)).unwrap_or_else(|| "never".into())),
+        &format!(
+            "timer schedule {schedule_text:?}; next occurrence {}",
+            schedule
+                .next_after(Utc::now(), core.started)
+                .map(|t| crate::encoding::iso(&t))
+                .unwrap_or_else(|| "never".into())
+        ),
     );
     if *run_on_startup {
         let _ = core.run_timer_once(&f, false).await;
@@ -423,7 +436,8 @@ async fn run_timer(core: Arc<Core>, f: FunctionDef, mut stop: watch::Receiver<bo
     loop {
         let now = Utc::now();
         let Some(next) = schedule.next_after(now, core.started) else {
-            core.log.warn(&f.name, "timer schedule has no further occurrence");
+            core.log
+                .warn(&f.name, "timer schedule has no further occurrence");
             return;
         };
         let wait = (next - now).to_std().unwrap_or_default();
@@ -499,8 +513,10 @@ async fn run_service_bus(core: Arc<Core>, f: FunctionDef, mut stop: watch::Recei
             }
             Err(e) => {
                 if !failing {
-                    core.log
-                        .warn(&f.name, &format!("receive from {path} failed (retrying): {e:#}"));
+                    core.log.warn(
+                        &f.name,
+                        &format!("receive from {path} failed (retrying): {e:#}"),
+                    );
                     failing = true;
                 }
                 tokio::select! {
@@ -512,7 +528,10 @@ async fn run_service_bus(core: Arc<Core>, f: FunctionDef, mut stop: watch::Recei
     }
     // Let running invocations finish (they settle their messages); the host kills the handler after the drain timeout.
     let drain = core.config.drain_timeout;
-    let _ = tokio::time::timeout(drain, async { while in_flight.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(drain, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
     in_flight.abort_all();
 }
 
@@ -548,7 +567,9 @@ async fn handle_message(
                     return;
                 }
                 match client.renew(&path, &msg).await {
-                    Ok(u) => until = u.or(until.map(|_| Utc::now() + chrono::Duration::seconds(60))),
+                    Ok(u) => {
+                        until = u.or(until.map(|_| Utc::now() + chrono::Duration::seconds(60)))
+                    }
                     Err(e) => {
                         log.warn(&name, &format!("lock renewal failed: {e:#}"));
                         return;

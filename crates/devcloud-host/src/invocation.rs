@@ -160,10 +160,8 @@ pub fn http(ctx: &InvocationContext, binding: &str, req: &HttpRequestData) -> Va
             None => headers.push((k.clone(), vec![v.clone()])),
         }
     }
-    let data_headers: Map<String, Value> = headers
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let data_headers: Map<String, Value> =
+        headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let meta_headers: Map<String, Value> = headers
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.join(","))))
@@ -269,7 +267,8 @@ mod tests {
         assert_eq!(r.output("RES"), None);
         assert_eq!(r.logs, vec!["a", "1"]);
         assert_eq!(r.output("$return"), Some(&json!("{\"hello\":\"world\"}")));
-        let empty = HandlerResult::parse(br#"{"Outputs":null,"Logs":null,"ReturnValue":null}"#).unwrap();
+        let empty =
+            HandlerResult::parse(br#"{"Outputs":null,"Logs":null,"ReturnValue":null}"#).unwrap();
         assert!(empty.outputs.is_empty() && empty.return_value.is_none());
         assert!(HandlerResult::parse(b"not json").is_err());
         assert!(HandlerResult::parse(b"[1]").is_err());

@@ -57,7 +57,11 @@ impl Schedule {
     }
 
     /// The first occurrence strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>, started: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_after(
+        &self,
+        after: DateTime<Utc>,
+        started: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron(c) => c.next_after(after),
             Schedule::Interval(d) => {
@@ -85,8 +89,12 @@ impl Schedule {
         match self {
             Schedule::Interval(d) => d.as_secs() >= 60,
             Schedule::Cron(c) => {
-                let Some(a) = c.next_after(from) else { return true };
-                let Some(b) = c.next_after(a) else { return true };
+                let Some(a) = c.next_after(from) else {
+                    return true;
+                };
+                let Some(b) = c.next_after(a) else {
+                    return true;
+                };
                 b - a >= Duration::minutes(1)
             }
         }
@@ -99,7 +107,11 @@ impl Cron {
         let limit = after + Duration::days(366 * 5);
         while t <= limit {
             if !bit(self.months, t.month()) {
-                let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+                let (y, m) = if t.month() == 12 {
+                    (t.year() + 1, 1)
+                } else {
+                    (t.year(), t.month() + 1)
+                };
                 t = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single()?;
                 continue;
             }
@@ -184,7 +196,9 @@ fn parse_timespan(s: &str) -> Result<std::time::Duration, String> {
         Ok([h, m, sec]) if *h >= 0.0 && *m >= 0.0 && *sec >= 0.0 => Ok(
             std::time::Duration::from_secs_f64(h * 3600.0 + m * 60.0 + sec),
         ),
-        _ => Err(format!("invalid TimeSpan schedule {s:?} (expected hh:mm:ss)")),
+        _ => Err(format!(
+            "invalid TimeSpan schedule {s:?} (expected hh:mm:ss)"
+        )),
     }
 }
 
@@ -210,32 +224,99 @@ mod tests {
     #[test]
     fn next_occurrences_table() {
         let cases = [
-            ("0 */5 * * * *", "2024-01-01T10:02:30Z", "2024-01-01T10:05:00Z"),
-            ("0 */1 * * * *", "2024-01-01T10:05:00Z", "2024-01-01T10:06:00Z"),
-            ("*/10 * * * * *", "2024-01-01T10:00:05Z", "2024-01-01T10:00:10Z"),
-            ("0 0 0 1 * *", "2024-01-15T00:00:00Z", "2024-02-01T00:00:00Z"),
-            ("0 0 0 1 * *", "2024-12-02T00:00:00Z", "2025-01-01T00:00:00Z"),
-            ("0 30 9 * * 1-5", "2024-06-07T10:00:00Z", "2024-06-10T09:30:00Z"),
-            ("0 30 9 * * MON-FRI", "2024-06-07T10:00:00Z", "2024-06-10T09:30:00Z"),
-            ("0 0 12 * * SUN", "2024-06-03T00:00:00Z", "2024-06-09T12:00:00Z"),
-            ("0 0 12 * * 7", "2024-06-03T00:00:00Z", "2024-06-09T12:00:00Z"),
-            ("0 0 0 29 FEB *", "2024-03-01T00:00:00Z", "2028-02-29T00:00:00Z"),
-            ("5,10 0 0 * * *", "2024-01-01T00:00:05Z", "2024-01-01T00:00:10Z"),
-            ("0 0 9-17/4 * * *", "2024-01-01T09:00:00Z", "2024-01-01T13:00:00Z"),
-            ("0 0 3/6 * * *", "2024-01-01T04:00:00Z", "2024-01-01T09:00:00Z"),
-            ("0 0 0 13 * FRI", "2024-01-01T00:00:00Z", "2024-09-13T00:00:00Z"),
-            ("0 0 0 1 jan,jul *", "2024-02-01T00:00:00Z", "2024-07-01T00:00:00Z"),
+            (
+                "0 */5 * * * *",
+                "2024-01-01T10:02:30Z",
+                "2024-01-01T10:05:00Z",
+            ),
+            (
+                "0 */1 * * * *",
+                "2024-01-01T10:05:00Z",
+                "2024-01-01T10:06:00Z",
+            ),
+            (
+                "*/10 * * * * *",
+                "2024-01-01T10:00:05Z",
+                "2024-01-01T10:00:10Z",
+            ),
+            (
+                "0 0 0 1 * *",
+                "2024-01-15T00:00:00Z",
+                "2024-02-01T00:00:00Z",
+            ),
+            (
+                "0 0 0 1 * *",
+                "2024-12-02T00:00:00Z",
+                "2025-01-01T00:00:00Z",
+            ),
+            (
+                "0 30 9 * * 1-5",
+                "2024-06-07T10:00:00Z",
+                "2024-06-10T09:30:00Z",
+            ),
+            (
+                "0 30 9 * * MON-FRI",
+                "2024-06-07T10:00:00Z",
+                "2024-06-10T09:30:00Z",
+            ),
+            (
+                "0 0 12 * * SUN",
+                "2024-06-03T00:00:00Z",
+                "2024-06-09T12:00:00Z",
+            ),
+            (
+                "0 0 12 * * 7",
+                "2024-06-03T00:00:00Z",
+                "2024-06-09T12:00:00Z",
+            ),
+            (
+                "0 0 0 29 FEB *",
+                "2024-03-01T00:00:00Z",
+                "2028-02-29T00:00:00Z",
+            ),
+            (
+                "5,10 0 0 * * *",
+                "2024-01-01T00:00:05Z",
+                "2024-01-01T00:00:10Z",
+            ),
+            (
+                "0 0 9-17/4 * * *",
+                "2024-01-01T09:00:00Z",
+                "2024-01-01T13:00:00Z",
+            ),
+            (
+                "0 0 3/6 * * *",
+                "2024-01-01T04:00:00Z",
+                "2024-01-01T09:00:00Z",
+            ),
+            (
+                "0 0 0 13 * FRI",
+                "2024-01-01T00:00:00Z",
+                "2024-09-13T00:00:00Z",
+            ),
+            (
+                "0 0 0 1 jan,jul *",
+                "2024-02-01T00:00:00Z",
+                "2024-07-01T00:00:00Z",
+            ),
         ];
         for (expr, after, want) in cases {
             let s = Schedule::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
-            assert_eq!(s.next_after(at(after), at(after)), Some(at(want)), "{expr} after {after}");
+            assert_eq!(
+                s.next_after(at(after), at(after)),
+                Some(at(want)),
+                "{expr} after {after}"
+            );
         }
     }
 
     #[test]
     fn impossible_schedule_has_no_occurrence() {
         let s = Schedule::parse("0 0 0 31 FEB *").unwrap();
-        assert_eq!(s.next_after(at("2024-01-01T00:00:00Z"), at("2024-01-01T00:00:00Z")), None);
+        assert_eq!(
+            s.next_after(at("2024-01-01T00:00:00Z"), at("2024-01-01T00:00:00Z")),
+            None
+        );
     }
 
     #[test]
@@ -260,17 +341,34 @@ mod tests {
     fn timespans() {
         let s = Schedule::parse("00:00:10").unwrap();
         let start = at("2024-01-01T00:00:00Z");
-        assert_eq!(s.next_after(at("2024-01-01T00:00:15Z"), start), Some(at("2024-01-01T00:00:20Z")));
+        assert_eq!(
+            s.next_after(at("2024-01-01T00:00:15Z"), start),
+            Some(at("2024-01-01T00:00:20Z"))
+        );
         assert_eq!(s.next_after(start, start), Some(at("2024-01-01T00:00:10Z")));
-        assert_eq!(parse_host_timespan("00:05:00"), Some(std::time::Duration::from_secs(300)));
-        assert_eq!(parse_host_timespan("1.00:00:01"), Some(std::time::Duration::from_secs(86401)));
+        assert_eq!(
+            parse_host_timespan("00:05:00"),
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse_host_timespan("1.00:00:01"),
+            Some(std::time::Duration::from_secs(86401))
+        );
         assert_eq!(parse_host_timespan("-1"), None);
     }
 
     #[test]
     fn monitor_default_depends_on_period() {
         let now = at("2024-01-01T00:00:00Z");
-        assert!(Schedule::parse("0 */5 * * * *").unwrap().period_at_least_a_minute(now));
-        assert!(!Schedule::parse("*/10 * * * * *").unwrap().period_at_least_a_minute(now));
+        assert!(
+            Schedule::parse("0 */5 * * * *")
+                .unwrap()
+                .period_at_least_a_minute(now)
+        );
+        assert!(
+            !Schedule::parse("*/10 * * * * *")
+                .unwrap()
+                .period_at_least_a_minute(now)
+        );
     }
 }

@@ -7,10 +7,12 @@ use serde_json::Value;
 /// `Convert.FromBase64String` acceptance: whitespace ignored, length multiple of 4, valid alphabet.
 pub fn strict_base64(s: &str) -> Option<Vec<u8>> {
     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if compact.len() % 4 != 0 {
+    if !compact.len().is_multiple_of(4) {
         return None;
     }
-    base64::engine::general_purpose::STANDARD.decode(compact).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
 }
 
 fn text_of(v: &Value) -> Vec<u8> {
@@ -99,13 +101,19 @@ pub async fn publish_events(
     req = if eg {
         req.header("Content-Type", "application/json")
     } else {
-        req.header("Content-Type", "application/cloudevents-batch+json; charset=utf-8")
+        req.header(
+            "Content-Type",
+            "application/cloudevents-batch+json; charset=utf-8",
+        )
     };
     req = match key {
         Some(k) => req.header("aeg-sas-key", k),
         None => req.header(
             "Authorization",
-            format!("Bearer {}", tokens.token("https://eventgrid.azure.net").await?),
+            format!(
+                "Bearer {}",
+                tokens.token("https://eventgrid.azure.net").await?
+            ),
         ),
     };
     let body = serde_json::to_vec(&Value::Array(events)).context("serialising events")?;
@@ -155,7 +163,10 @@ mod tests {
         let ce = json!({"id":"1","source":"s","type":"t","specversion":"1.0"});
         assert!(is_event_grid_schema(&eg));
         assert!(!is_event_grid_schema(&ce));
-        assert_eq!(event_items(&json!([eg.clone(), ce.to_string()])).unwrap(), vec![eg.clone(), ce.clone()]);
+        assert_eq!(
+            event_items(&json!([eg.clone(), ce.to_string()])).unwrap(),
+            vec![eg.clone(), ce.clone()]
+        );
         assert_eq!(event_items(&ce).unwrap(), vec![ce]);
         assert!(event_items(&json!("nope")).is_err());
         assert!(event_items(&json!([1])).is_err());

@@ -33,7 +33,11 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
 }
 
 fn json_resp(status: StatusCode, v: &Value) -> Resp {
-    respond(status, "application/json; charset=utf-8", serde_json::to_vec(v).unwrap_or_default())
+    respond(
+        status,
+        "application/json; charset=utf-8",
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
 }
 
 fn empty(status: StatusCode) -> Resp {
@@ -43,7 +47,11 @@ fn empty(status: StatusCode) -> Resp {
 }
 
 /// Serve until `stop` turns true; open connections are closed with it.
-pub(crate) async fn serve(core: Arc<Core>, listener: tokio::net::TcpListener, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    core: Arc<Core>,
+    listener: tokio::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -102,7 +110,11 @@ fn query_get(uri: &hyper::Uri, key: &str) -> Option<String> {
 async fn route(core: Arc<Core>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Resp {
     let path = req.uri().path().to_string();
     let lower = path.to_ascii_lowercase();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let method = req.method().clone();
     if lower == "/runtime/webhooks/eventgrid" {
         return event_grid_webhook(core, req).await;
@@ -116,7 +128,11 @@ async fn route(core: Arc<Core>, req: Request<Incoming>, peer: std::net::SocketAd
             &json!({"state": "Running", "version": crate::worker::HOST_VERSION}),
         );
     }
-    if segs.len() == 3 && segs[0].eq_ignore_ascii_case("admin") && segs[1].eq_ignore_ascii_case("functions") && method == Method::POST {
+    if segs.len() == 3
+        && segs[0].eq_ignore_ascii_case("admin")
+        && segs[1].eq_ignore_ascii_case("functions")
+        && method == Method::POST
+    {
         // The real host's "run a non-HTTP function" API: 202 and run in the background.
         let name = segs[2].to_string();
         match core.app.function(&name).map(|f| f.trigger.clone()) {
@@ -126,12 +142,21 @@ async fn route(core: Arc<Core>, req: Request<Incoming>, peer: std::net::SocketAd
                 });
                 return empty(StatusCode::ACCEPTED);
             }
-            Some(_) => return json_resp(StatusCode::BAD_REQUEST, &json!({"error": "only timer functions can be run from the admin API locally"})),
+            Some(_) => {
+                return json_resp(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": "only timer functions can be run from the admin API locally"}),
+                );
+            }
             None => return empty(StatusCode::NOT_FOUND),
         }
     }
     if path == "/" && method == Method::GET {
-        return respond(StatusCode::OK, "text/plain; charset=utf-8", "devcloud Functions host is running\n");
+        return respond(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "devcloud Functions host is running\n",
+        );
     }
     http_trigger(core, req, peer).await
 }
@@ -169,16 +194,26 @@ async fn devcloud_admin(core: Arc<Core>, method: &Method, segs: &[&str]) -> Resp
                 .collect();
             json_resp(StatusCode::OK, &Value::Array(list))
         }
-        (&Method::GET, ["invocations"]) => json_resp(StatusCode::OK, &json!(core.invocations.list())),
+        (&Method::GET, ["invocations"]) => {
+            json_resp(StatusCode::OK, &json!(core.invocations.list()))
+        }
         (&Method::GET, ["logs"]) => json_resp(StatusCode::OK, &json!(core.log.lines())),
         (&Method::GET, ["status"]) => {
             let (pid, starts) = core.worker_info().await;
-            json_resp(StatusCode::OK, &json!({"handlerPid": pid, "handlerStarts": starts, "functions": core.app.functions.len()}))
+            json_resp(
+                StatusCode::OK,
+                &json!({"handlerPid": pid, "handlerStarts": starts, "functions": core.app.functions.len()}),
+            )
         }
         (&Method::POST, ["functions", name, "fire"]) => match core.fire_timer(name, false).await {
             Ok(()) => json_resp(StatusCode::OK, &json!({"status": "Succeeded"})),
-            Err(e) if core.app.function(name).is_none() => json_resp(StatusCode::NOT_FOUND, &json!({"error": format!("{e:#}")})),
-            Err(e) => json_resp(StatusCode::OK, &json!({"status": "Failed", "error": format!("{e:#}")})),
+            Err(e) if core.app.function(name).is_none() => {
+                json_resp(StatusCode::NOT_FOUND, &json!({"error": format!("{e:#}")}))
+            }
+            Err(e) => json_resp(
+                StatusCode::OK,
+                &json!({"status": "Failed", "error": format!("{e:#}")}),
+            ),
         },
         _ => empty(StatusCode::NOT_FOUND),
     }
@@ -188,9 +223,15 @@ async fn devcloud_admin(core: Arc<Core>, method: &Method, segs: &[&str]) -> Resp
 fn allowed_origin(origin: Option<&str>) -> String {
     match origin {
         Some(o)
-            if ["eventgrid.azure.net", "eventgrid.azure.us", "eventgrid.azure.cn"]
-                .iter()
-                .any(|d| o.eq_ignore_ascii_case(d) || o.to_ascii_lowercase().ends_with(&format!(".{d}"))) =>
+            if [
+                "eventgrid.azure.net",
+                "eventgrid.azure.us",
+                "eventgrid.azure.cn",
+            ]
+            .iter()
+            .any(|d| {
+                o.eq_ignore_ascii_case(d) || o.to_ascii_lowercase().ends_with(&format!(".{d}"))
+            }) =>
         {
             o.to_string()
         }
@@ -210,12 +251,18 @@ async fn event_grid_webhook(core: Arc<Core>, req: Request<Incoming>) -> Resp {
         }
     };
     if req.method() == Method::OPTIONS {
-        let origin = req.headers().get("WebHook-Request-Origin").and_then(|v| v.to_str().ok());
+        let origin = req
+            .headers()
+            .get("WebHook-Request-Origin")
+            .and_then(|v| v.to_str().ok());
         let mut r = empty(StatusCode::OK);
         if let Ok(v) = hyper::header::HeaderValue::from_str(&allowed_origin(origin)) {
             r.headers_mut().insert("WebHook-Allowed-Origin", v);
         }
-        r.headers_mut().insert("WebHook-Allowed-Rate", hyper::header::HeaderValue::from_static("*"));
+        r.headers_mut().insert(
+            "WebHook-Allowed-Rate",
+            hyper::header::HeaderValue::from_static("*"),
+        );
         return r;
     }
     if req.method() != Method::POST {
@@ -232,15 +279,28 @@ async fn event_grid_webhook(core: Arc<Core>, req: Request<Incoming>) -> Resp {
     };
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return json_resp(StatusCode::BAD_REQUEST, &json!({"error": format!("body is not JSON: {e}")})),
+        Err(e) => {
+            return json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("body is not JSON: {e}")}),
+            );
+        }
     };
     let events: Vec<Value> = match parsed {
         Value::Array(a) => a,
         o @ Value::Object(_) => vec![o],
-        _ => return json_resp(StatusCode::BAD_REQUEST, &json!({"error": "expected an event or an array of events"})),
+        _ => {
+            return json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "expected an event or an array of events"}),
+            );
+        }
     };
     let is_validation = event_type.as_deref() == Some("subscriptionvalidation")
-        || events.first().and_then(|e| e.get("eventType")).and_then(Value::as_str)
+        || events
+            .first()
+            .and_then(|e| e.get("eventType"))
+            .and_then(Value::as_str)
             == Some("Microsoft.EventGrid.SubscriptionValidationEvent");
     if is_validation {
         let code = events
@@ -249,10 +309,16 @@ async fn event_grid_webhook(core: Arc<Core>, req: Request<Incoming>) -> Resp {
             .and_then(Value::as_str);
         return match code {
             Some(c) => {
-                core.log.info(&f.name, "answered the Event Grid subscription validation handshake");
+                core.log.info(
+                    &f.name,
+                    "answered the Event Grid subscription validation handshake",
+                );
                 json_resp(StatusCode::OK, &json!({"validationResponse": c}))
             }
-            None => json_resp(StatusCode::BAD_REQUEST, &json!({"error": "validation event without data.validationCode"})),
+            None => json_resp(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "validation event without data.validationCode"}),
+            ),
         };
     }
     if event_type.as_deref() == Some("unsubscribe") {
@@ -276,7 +342,10 @@ async fn event_grid_webhook(core: Arc<Core>, req: Request<Incoming>) -> Resp {
     if results.iter().all(Result::is_ok) {
         empty(StatusCode::OK)
     } else {
-        json_resp(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "one or more invocations failed"}))
+        json_resp(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": "one or more invocations failed"}),
+        )
     }
 }
 
@@ -292,7 +361,10 @@ fn match_route(template: &str, segs: &[&str]) -> Option<Vec<(String, String)>> {
             let inner = inner.trim_end_matches('?');
             let (name, constraint) = inner.split_once(':').unwrap_or((inner, ""));
             if catch_all {
-                params.push((name.to_string(), segs.get(i..).map(|s| s.join("/")).unwrap_or_default()));
+                params.push((
+                    name.to_string(),
+                    segs.get(i..).map(|s| s.join("/")).unwrap_or_default(),
+                ));
                 return Some(params);
             }
             match segs.get(i) {
@@ -326,25 +398,39 @@ fn title_case(name: &str) -> String {
         .join("-")
 }
 
-async fn http_trigger(core: Arc<Core>, req: Request<Incoming>, _peer: std::net::SocketAddr) -> Resp {
+async fn http_trigger(
+    core: Arc<Core>,
+    req: Request<Incoming>,
+    _peer: std::net::SocketAddr,
+) -> Resp {
     let path = req.uri().path().to_string();
     let segs: Vec<String> = path
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_decode(s)
-        })
+        .map(percent_decode)
         .collect();
-    let prefix: Vec<&str> = core.app.route_prefix.split('/').filter(|s| !s.is_empty()).collect();
-    if segs.len() < prefix.len() || !segs.iter().zip(&prefix).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
+    let prefix: Vec<&str> = core
+        .app
+        .route_prefix
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if segs.len() < prefix.len()
+        || !segs
+            .iter()
+            .zip(&prefix)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    {
         return empty(StatusCode::NOT_FOUND);
     }
     let rest: Vec<&str> = segs[prefix.len()..].iter().map(String::as_str).collect();
     let mut method_mismatch = false;
     let mut found = None;
     for f in &core.app.functions {
-        let Trigger::Http { route, methods, .. } = &f.trigger else { continue };
+        let Trigger::Http { route, methods, .. } = &f.trigger else {
+            continue;
+        };
         let template = route.clone().unwrap_or_else(|| f.name.clone());
         if let Some(params) = match_route(&template, &rest) {
             if !methods.is_empty() && !methods.iter().any(|m| m == req.method().as_str()) {
@@ -356,9 +442,18 @@ async fn http_trigger(core: Arc<Core>, req: Request<Incoming>, _peer: std::net::
         }
     }
     let Some((f, params)) = found else {
-        return empty(if method_mismatch { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND });
+        return empty(if method_mismatch {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else {
+            StatusCode::NOT_FOUND
+        });
     };
-    let Trigger::Http { name: binding, auth_level, .. } = &f.trigger else {
+    let Trigger::Http {
+        name: binding,
+        auth_level,
+        ..
+    } = &f.trigger
+    else {
         return empty(StatusCode::NOT_FOUND);
     };
     let key = query_get(req.uri(), "code").or_else(|| {
@@ -378,7 +473,10 @@ async fn http_trigger(core: Arc<Core>, req: Request<Incoming>, _peer: std::net::
         .unwrap_or_else(|| core.config.http_addr.to_string());
     let url = format!(
         "http://{host}{}",
-        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
     );
     let query = query_pairs(req.uri());
     let method = req.method().as_str().to_string();
@@ -389,7 +487,11 @@ async fn http_trigger(core: Arc<Core>, req: Request<Incoming>, _peer: std::net::
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (title_case(k.as_str()), v.to_string())))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (title_case(k.as_str()), v.to_string()))
+        })
         .collect();
     let data = HttpRequestData {
         url,
@@ -440,7 +542,11 @@ pub(crate) fn http_response(v: &Value) -> Resp {
     let Value::Object(o) = v else {
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let get = |name: &str| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let get = |name: &str| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    };
     let status = match get("statusCode").or_else(|| get("status")) {
         Some(Value::Number(n)) => n.as_u64().map(|n| n as u16),
         Some(Value::String(s)) => s.trim().parse::<u16>().ok(),
@@ -480,7 +586,10 @@ pub(crate) fn http_response(v: &Value) -> Resp {
     if let Some(ct) = default_ct
         && !r.headers().contains_key(hyper::header::CONTENT_TYPE)
     {
-        r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ct));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(ct),
+        );
     }
     r
 }
@@ -491,17 +600,26 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(match_route("items/{id}", &["items", "5"]), Some(vec![("id".into(), "5".into())]));
+        assert_eq!(
+            match_route("items/{id}", &["items", "5"]),
+            Some(vec![("id".into(), "5".into())])
+        );
         assert_eq!(match_route("items/{id:int}", &["items", "x"]), None);
         assert_eq!(match_route("items/{id?}", &["items"]), Some(vec![]));
         assert_eq!(match_route("Items", &["items"]), Some(vec![]));
         assert_eq!(match_route("items", &["items", "extra"]), None);
-        assert_eq!(match_route("files/{*path}", &["files", "a", "b"]), Some(vec![("path".into(), "a/b".into())]));
+        assert_eq!(
+            match_route("files/{*path}", &["files", "a", "b"]),
+            Some(vec![("path".into(), "a/b".into())])
+        );
     }
 
     #[test]
     fn origins_and_headers() {
-        assert_eq!(allowed_origin(Some("eventgrid.azure.net")), "eventgrid.azure.net");
+        assert_eq!(
+            allowed_origin(Some("eventgrid.azure.net")),
+            "eventgrid.azure.net"
+        );
         assert_eq!(allowed_origin(Some("evil.example")), "eventgrid.azure.net");
         assert_eq!(title_case("x-arr-log-id"), "X-Arr-Log-Id");
         assert_eq!(title_case("content-type"), "Content-Type");

@@ -34,7 +34,9 @@ impl Namespace {
             let mut key_name = None;
             let mut key = None;
             for part in cs.split(';') {
-                let Some((k, v)) = part.split_once('=') else { continue };
+                let Some((k, v)) = part.split_once('=') else {
+                    continue;
+                };
                 match k.trim().to_ascii_lowercase().as_str() {
                     "endpoint" => endpoint = Some(v.trim().to_string()),
                     "sharedaccesskeyname" => key_name = Some(v.trim().to_string()),
@@ -126,7 +128,10 @@ impl ReceivedMessage {
         );
         let opt_str = |v: Option<String>| v.map(HostValue::Str).unwrap_or(HostValue::Null);
         bd.set("DeliveryCount", HostValue::Int(self.delivery_count));
-        bd.set("DeadLetterSource", opt_str(self.broker_str("DeadLetterSource")));
+        bd.set(
+            "DeadLetterSource",
+            opt_str(self.broker_str("DeadLetterSource")),
+        );
         bd.set("LockToken", HostValue::Str(self.lock_token.clone()));
         let expires = self.expires_at();
         bd.set("ExpiresAtUtc", HostValue::DateTime(expires));
@@ -139,7 +144,9 @@ impl ReceivedMessage {
         bd.set("ReplyTo", opt_str(self.broker_str("ReplyTo")));
         bd.set("SequenceNumber", HostValue::Int(self.sequence_number));
         bd.set("To", opt_str(self.broker_str("To")));
-        let subject = self.broker_str("Label").or_else(|| self.broker_str("Subject"));
+        let subject = self
+            .broker_str("Label")
+            .or_else(|| self.broker_str("Subject"));
         bd.set("Label", opt_str(subject.clone()));
         bd.set("Subject", opt_str(subject));
         bd.set("CorrelationId", opt_str(self.broker_str("CorrelationId")));
@@ -147,7 +154,10 @@ impl ReceivedMessage {
         bd.set("ApplicationProperties", props.clone());
         bd.set("UserProperties", props);
         bd.set("SessionId", opt_str(self.broker_str("SessionId")));
-        bd.set("ReplyToSessionId", opt_str(self.broker_str("ReplyToSessionId")));
+        bd.set(
+            "ReplyToSessionId",
+            opt_str(self.broker_str("ReplyToSessionId")),
+        );
         bd.set("PartitionKey", opt_str(self.broker_str("PartitionKey")));
         bd.set(
             "TransactionPartitionKey",
@@ -161,10 +171,18 @@ impl ReceivedMessage {
         let max = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_else(|_| Utc::now());
-        if let Some(t) = self.broker.get("ExpiresAtUtc").and_then(Value::as_str).and_then(parse_time) {
+        if let Some(t) = self
+            .broker
+            .get("ExpiresAtUtc")
+            .and_then(Value::as_str)
+            .and_then(parse_time)
+        {
             return t;
         }
-        match (self.enqueued, self.broker.get("TimeToLive").and_then(Value::as_f64)) {
+        match (
+            self.enqueued,
+            self.broker.get("TimeToLive").and_then(Value::as_f64),
+        ) {
             (Some(enq), Some(ttl)) if ttl > 0.0 && ttl < 1.0e10 => {
                 enq + chrono::Duration::milliseconds((ttl * 1000.0) as i64)
             }
@@ -245,7 +263,10 @@ impl ServiceBusClient {
         entity: &str,
         timeout_secs: u64,
     ) -> anyhow::Result<Option<ReceivedMessage>> {
-        let url = format!("{}/messages/head?timeout={timeout_secs}", self.entity_url(entity));
+        let url = format!(
+            "{}/messages/head?timeout={timeout_secs}",
+            self.entity_url(entity)
+        );
         let resp = self
             .http
             .post(&url)
@@ -261,7 +282,10 @@ impl ServiceBusClient {
             200 | 201 => {}
             _ => {
                 let text = resp.text().await.unwrap_or_default();
-                bail!("peek-lock on {entity}: HTTP {status}: {}", text.chars().take(300).collect::<String>());
+                bail!(
+                    "peek-lock on {entity}: HTTP {status}: {}",
+                    text.chars().take(300).collect::<String>()
+                );
             }
         }
         let headers = resp.headers().clone();
@@ -292,8 +316,10 @@ impl ServiceBusClient {
                 _ => None,
             })
         };
-        let lock_token = s("LockToken").ok_or_else(|| anyhow!("BrokerProperties has no LockToken"))?;
-        let message_id = s("MessageId").ok_or_else(|| anyhow!("BrokerProperties has no MessageId"))?;
+        let lock_token =
+            s("LockToken").ok_or_else(|| anyhow!("BrokerProperties has no LockToken"))?;
+        let message_id =
+            s("MessageId").ok_or_else(|| anyhow!("BrokerProperties has no MessageId"))?;
         Ok(Some(ReceivedMessage {
             content_type,
             application_properties,
@@ -341,11 +367,15 @@ impl ServiceBusClient {
     }
 
     pub async fn complete(&self, entity: &str, msg: &ReceivedMessage) -> anyhow::Result<()> {
-        self.settle(reqwest::Method::DELETE, entity, msg, "complete").await.map(|_| ())
+        self.settle(reqwest::Method::DELETE, entity, msg, "complete")
+            .await
+            .map(|_| ())
     }
 
     pub async fn abandon(&self, entity: &str, msg: &ReceivedMessage) -> anyhow::Result<()> {
-        self.settle(reqwest::Method::PUT, entity, msg, "abandon").await.map(|_| ())
+        self.settle(reqwest::Method::PUT, entity, msg, "abandon")
+            .await
+            .map(|_| ())
     }
 
     /// Renew the lock; returns the new LockedUntilUtc when the server reports it.
@@ -354,17 +384,28 @@ impl ServiceBusClient {
         entity: &str,
         msg: &ReceivedMessage,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let resp = self.settle(reqwest::Method::POST, entity, msg, "renew lock").await?;
+        let resp = self
+            .settle(reqwest::Method::POST, entity, msg, "renew lock")
+            .await?;
         let until = resp
             .headers()
             .get("BrokerProperties")
             .and_then(|v| serde_json::from_slice::<Map<String, Value>>(v.as_bytes()).ok())
-            .and_then(|b| b.get("LockedUntilUtc").and_then(Value::as_str).and_then(parse_time));
+            .and_then(|b| {
+                b.get("LockedUntilUtc")
+                    .and_then(Value::as_str)
+                    .and_then(parse_time)
+            });
         Ok(until)
     }
 
     /// Send one message (`POST /{entity}/messages`, 201).
-    pub async fn send(&self, entity: &str, body: Vec<u8>, content_type: &str) -> anyhow::Result<()> {
+    pub async fn send(
+        &self,
+        entity: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> anyhow::Result<()> {
         let url = format!("{}/messages", self.entity_url(entity));
         let resp = self
             .http
@@ -378,7 +419,10 @@ impl ServiceBusClient {
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            bail!("send to {entity}: HTTP {status}: {}", text.chars().take(300).collect::<String>());
+            bail!(
+                "send to {entity}: HTTP {status}: {}",
+                text.chars().take(300).collect::<String>()
+            );
         }
         Ok(())
     }
@@ -389,23 +433,34 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn resolves_connections() {
         let ns = Namespace::resolve(
             "SB",
-            &settings(&[("SB", "Endpoint=sb://127.0.0.1:7445/;SharedAccessKeyName=root;SharedAccessKey=abc")]),
+            &settings(&[(
+                "SB",
+                "Endpoint=sb://127.0.0.1:7445/;SharedAccessKeyName=root;SharedAccessKey=abc",
+            )]),
         )
         .unwrap();
         assert_eq!(ns.base, "https://127.0.0.1:7445");
         assert_eq!(ns.fqns, "127.0.0.1:7445");
         assert!(ns.sas.is_some());
-        let ns = Namespace::resolve("SB", &settings(&[("SB__fullyQualifiedNamespace", "127.0.0.1:7445")])).unwrap();
+        let ns = Namespace::resolve(
+            "SB",
+            &settings(&[("SB__fullyQualifiedNamespace", "127.0.0.1:7445")]),
+        )
+        .unwrap();
         assert_eq!(ns.base, "https://127.0.0.1:7445");
         assert!(ns.sas.is_none());
-        let ns = Namespace::resolve("SB", &settings(&[("SB", "Endpoint=http://localhost:1/")])).unwrap();
+        let ns =
+            Namespace::resolve("SB", &settings(&[("SB", "Endpoint=http://localhost:1/")])).unwrap();
         assert_eq!(ns.base, "http://localhost:1");
         assert!(Namespace::resolve("SB", &settings(&[])).is_err());
     }

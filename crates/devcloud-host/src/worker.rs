@@ -136,9 +136,12 @@ impl Worker {
         let deadline = Instant::now() + timeout;
         let port = self.wait_ready(timeout).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        tokio::time::timeout(remaining, send_invocation(port, function, invocation_id, body))
-            .await
-            .map_err(|_| InvokeError::Timeout(timeout))?
+        tokio::time::timeout(
+            remaining,
+            send_invocation(port, function, invocation_id, body),
+        )
+        .await
+        .map_err(|_| InvokeError::Timeout(timeout))?
     }
 
     /// Stop the handler (its whole process group) and the supervisor.
@@ -161,14 +164,18 @@ impl Drop for Worker {
     }
 }
 
+/// A request body of unknown length (so it goes out chunked, like the host's).
+pub type InvocationBody = StreamBody<
+    futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>>,
+>;
+
 /// Build the invocation request the way the host's HttpClient sends it.
 pub fn invocation_request(
     port: u16,
     function: &str,
     invocation_id: uuid::Uuid,
     body: Vec<u8>,
-) -> hyper::Request<StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>>>>
-{
+) -> hyper::Request<InvocationBody> {
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
     let frames = vec![Ok(Frame::data(Bytes::from(body)))];
@@ -177,7 +184,9 @@ pub fn invocation_request(
     *req.method_mut() = hyper::Method::POST;
     // Path segments are the folder name verbatim; escape only what cannot appear in a path.
     let path = format!("/{}", function.replace(' ', "%20"));
-    *req.uri_mut() = path.parse().unwrap_or_else(|_| hyper::Uri::from_static("/"));
+    *req.uri_mut() = path
+        .parse()
+        .unwrap_or_else(|_| hyper::Uri::from_static("/"));
     let h = req.headers_mut();
     let pairs = [
         ("host", format!("127.0.0.1:{port}")),
@@ -186,7 +195,10 @@ pub fn invocation_request(
         ("user-agent", format!("Azure-Functions-Host/{HOST_VERSION}")),
         ("transfer-encoding", "chunked".to_string()),
         ("traceparent", format!("00-{trace_id}-{span_id}-00")),
-        ("content-type", "application/json; charset=utf-8".to_string()),
+        (
+            "content-type",
+            "application/json; charset=utf-8".to_string(),
+        ),
     ];
     for (k, v) in pairs {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {

@@ -127,8 +127,14 @@ fn service_bus_capture() {
     broker.insert("LockToken".into(), json!(id));
     broker.insert("DeliveryCount".into(), json!(1));
     broker.insert("SequenceNumber".into(), json!(1));
-    broker.insert("EnqueuedTimeUtc".into(), json!("Thu, 12 Oct 2023 20:13:49 GMT"));
-    broker.insert("ExpiresAtUtc".into(), json!("Thu, 12 Oct 2023 20:13:49 GMT"));
+    broker.insert(
+        "EnqueuedTimeUtc".into(),
+        json!("Thu, 12 Oct 2023 20:13:49 GMT"),
+    );
+    broker.insert(
+        "ExpiresAtUtc".into(),
+        json!("Thu, 12 Oct 2023 20:13:49 GMT"),
+    );
     let msg = ReceivedMessage {
         body: bytes::Bytes::from_static(body.as_bytes()),
         broker,
@@ -145,8 +151,15 @@ fn service_bus_capture() {
 
     // Where the hand-written fixture differs from the real host (functions-protocol.md §2.3/§2.5):
     // 1. the host double-encodes string bodies: Data.queue is the JSON text of the body string;
-    assert_eq!(got["Data"]["queue"], json!(serde_json::to_string(body).unwrap()));
-    assert_eq!(cap["Data"]["queue"], json!(body), "fixture stores the body single-encoded");
+    assert_eq!(
+        got["Data"]["queue"],
+        json!(serde_json::to_string(body).unwrap())
+    );
+    assert_eq!(
+        cap["Data"]["queue"],
+        json!(body),
+        "fixture stores the body single-encoded"
+    );
     // 2. every top-level non-array body property leaks into Metadata, as a string (number too);
     assert_eq!(got["Metadata"]["number"], json!("\"2\""));
     assert!(md.get("number").is_none(), "fixture leaves out `number`");
@@ -170,11 +183,26 @@ fn queue_capture_through_the_encoder() {
     let mut bd = BindingData::new();
     bd.set("QueueTrigger", HostValue::Str("aaaaa".into()));
     bd.set("DequeueCount", HostValue::Int(1));
-    bd.set("ExpirationTime", HostValue::DateTimeOffset(t("2022-06-20T06:00:06Z")));
-    bd.set("Id", HostValue::Guid("a0004923-f050-417a-9742-6d7c7b984134".parse().unwrap()));
-    bd.set("InsertionTime", HostValue::DateTimeOffset(t("2022-06-13T06:00:06Z")));
-    bd.set("NextVisibleTime", HostValue::DateTimeOffset(t("2022-06-13T06:10:18Z")));
-    bd.set("PopReceipt", HostValue::Str("AgAAAAMAAAAAAAAA8d5gQex+2AE=".into()));
+    bd.set(
+        "ExpirationTime",
+        HostValue::DateTimeOffset(t("2022-06-20T06:00:06Z")),
+    );
+    bd.set(
+        "Id",
+        HostValue::Guid("a0004923-f050-417a-9742-6d7c7b984134".parse().unwrap()),
+    );
+    bd.set(
+        "InsertionTime",
+        HostValue::DateTimeOffset(t("2022-06-13T06:00:06Z")),
+    );
+    bd.set(
+        "NextVisibleTime",
+        HostValue::DateTimeOffset(t("2022-06-13T06:10:18Z")),
+    );
+    bd.set(
+        "PopReceipt",
+        HostValue::Str("AgAAAAMAAAAAAAAA8d5gQex+2AE=".into()),
+    );
     bd.apply_body("aaaaa");
     let ctx = ctx_of(&cap);
     let sys = devcloud_host::encoding::sys(&ctx.function, &ctx.utc_now, &ctx.rand_guid);
@@ -220,7 +248,11 @@ fn http_captures() {
     // The docs sample (older host): Query was the string "{}" and Identities/Metadata were cut;
     // the current host sends objects. Compare the fields both agree on.
     let cap = fixture("request.httpTrigger.order.docs.json");
-    let inputs = http_inputs(&cap, "req", br#"{"id":1005,"quantity":2,"color":"black"}"#.to_vec());
+    let inputs = http_inputs(
+        &cap,
+        "req",
+        br#"{"id":1005,"quantity":2,"color":"black"}"#.to_vec(),
+    );
     let got = invocation::http(&InvocationContext::new("order"), "req", &inputs);
     for k in ["Url", "Method", "Headers", "Params", "Body"] {
         assert_eq!(got["Data"]["req"][k], cap["Data"]["req"][k], "{k}");
@@ -245,15 +277,23 @@ async fn request_headers_match_the_host_capture() {
             buf.extend_from_slice(&chunk[..n]);
         }
         let body = br#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#;
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
         s.write_all(head.as_bytes()).await.unwrap();
         s.write_all(body).await.unwrap();
         String::from_utf8(buf).unwrap()
     });
     let id = uuid::Uuid::new_v4();
-    let resp = devcloud_host::worker::send_invocation(port, "MyFunction", id, br#"{"Data":{},"Metadata":{}}"#.to_vec())
-        .await
-        .unwrap();
+    let resp = devcloud_host::worker::send_invocation(
+        port,
+        "MyFunction",
+        id,
+        br#"{"Data":{},"Metadata":{}}"#.to_vec(),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status, 200);
     let raw = server.await.unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
@@ -266,13 +306,27 @@ async fn request_headers_match_the_host_capture() {
         })
         .collect();
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-    let want: Vec<&str> = cap.as_object().unwrap().keys().map(String::as_str).collect();
+    let want: Vec<&str> = cap
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut sorted_names = names.clone();
     sorted_names.sort();
     let mut sorted_want = want.clone();
     sorted_want.sort();
-    assert_eq!(sorted_names, sorted_want, "same header set as the capture (and no Content-Length)");
-    let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap();
+    assert_eq!(
+        sorted_names, sorted_want,
+        "same header set as the capture (and no Content-Length)"
+    );
+    let get = |k: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
+    };
     assert_eq!(get("host"), format!("127.0.0.1:{port}"));
     assert_eq!(get("transfer-encoding"), cap["transfer-encoding"]);
     assert_eq!(get("content-type"), cap["content-type"]);
@@ -282,8 +336,19 @@ async fn request_headers_match_the_host_capture() {
     assert_eq!(get("user-agent"), format!("Azure-Functions-Host/{version}"));
     let tp: Vec<&str> = get("traceparent").split('-').collect();
     let cap_tp: Vec<&str> = cap["traceparent"].as_str().unwrap().split('-').collect();
-    assert_eq!(tp.iter().map(|p| p.len()).collect::<Vec<_>>(), cap_tp.iter().map(|p| p.len()).collect::<Vec<_>>());
+    assert_eq!(
+        tp.iter().map(|p| p.len()).collect::<Vec<_>>(),
+        cap_tp.iter().map(|p| p.len()).collect::<Vec<_>>()
+    );
     assert_eq!((tp[0], tp[3]), (cap_tp[0], cap_tp[3]));
-    assert!(tp[1].chars().chain(tp[2].chars()).all(|c| c.is_ascii_hexdigit()));
-    assert!(body.contains(r#"{"Data":{},"Metadata":{}}"#), "chunked body: {body:?}");
+    assert!(
+        tp[1]
+            .chars()
+            .chain(tp[2].chars())
+            .all(|c| c.is_ascii_hexdigit())
+    );
+    assert!(
+        body.contains(r#"{"Data":{},"Metadata":{}}"#),
+        "chunked body: {body:?}"
+    );
 }

@@ -28,7 +28,10 @@ async fn start(dir: &std::path::Path, cfg: HostConfig) -> RunningHost {
 async fn stop(host: RunningHost) {
     let (pid, _) = host.handler_process().await;
     host.shutdown().await;
-    assert!(!process_alive(pid), "handler pid {pid} still running after shutdown");
+    assert!(
+        !process_alive(pid),
+        "handler pid {pid} still running after shutdown"
+    );
 }
 
 fn http() -> reqwest::Client {
@@ -43,42 +46,99 @@ async fn timer_fires_on_schedule_and_on_demand() {
         d.path(),
         json!({}),
         &[
-            ("Every", json!({"bindings": [{"name": "timer", "type": "timerTrigger", "direction": "in", "schedule": "%EVERY%"}]})),
-            ("Monthly", json!({"bindings": [{"name": "tick", "type": "timerTrigger", "direction": "in", "schedule": "0 0 0 1 * *", "useMonitor": true}]})),
+            (
+                "Every",
+                json!({"bindings": [{"name": "timer", "type": "timerTrigger", "direction": "in", "schedule": "%EVERY%"}]}),
+            ),
+            (
+                "Monthly",
+                json!({"bindings": [{"name": "tick", "type": "timerTrigger", "direction": "in", "schedule": "0 0 0 1 * *", "useMonitor": true}]}),
+            ),
         ],
         json!({"EVERY": "*/1 * * * * *"}),
     );
     let host = start(d.path(), config()).await;
-    wait_until(20, "two scheduled runs", || records_for(&rec, "Every").len() >= 2).await;
+    wait_until(20, "two scheduled runs", || {
+        records_for(&rec, "Every").len() >= 2
+    })
+    .await;
     let every = records_for(&rec, "Every");
     let body = &every[0]["body"];
-    assert_eq!(body["Data"]["timer"]["Schedule"], json!({"AdjustForDST": true}));
+    assert_eq!(
+        body["Data"]["timer"]["Schedule"],
+        json!({"AdjustForDST": true})
+    );
     assert_eq!(body["Data"]["timer"]["IsPastDue"], json!(false));
     assert_eq!(body["Metadata"]["sys"]["MethodName"], "Every");
     // A per-second schedule is not monitored: ScheduleStatus stays null.
-    assert!(every.iter().all(|r| r["body"]["Data"]["timer"]["ScheduleStatus"].is_null()));
+    assert!(
+        every
+            .iter()
+            .all(|r| r["body"]["Data"]["timer"]["ScheduleStatus"].is_null())
+    );
     assert_eq!(every[0]["headers"]["transfer-encoding"], "chunked");
     assert!(every[0]["headers"].get("content-length").is_none());
 
     // On demand, through the admin endpoint, twice: the second run has a ScheduleStatus.
     assert!(records_for(&rec, "Monthly").is_empty());
-    let url = format!("http://{}/_devcloud/host/functions/Monthly/fire", host.http_addr);
+    let url = format!(
+        "http://{}/_devcloud/host/functions/Monthly/fire",
+        host.http_addr
+    );
     for _ in 0..2 {
-        let r: Value = http().post(&url).send().await.unwrap().json().await.unwrap();
+        let r: Value = http()
+            .post(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(r["status"], "Succeeded");
     }
     let monthly = records_for(&rec, "Monthly");
     assert_eq!(monthly.len(), 2);
-    let statuses: Vec<&Value> = monthly.iter().map(|r| &r["body"]["Data"]["tick"]["ScheduleStatus"]).collect();
+    let statuses: Vec<&Value> = monthly
+        .iter()
+        .map(|r| &r["body"]["Data"]["tick"]["ScheduleStatus"])
+        .collect();
     assert!(statuses.iter().any(|s| s.is_null()));
-    let st = statuses.iter().find(|s| !s.is_null()).expect("a ScheduleStatus on the second run");
-    assert!(st["Next"].as_str().unwrap().ends_with("-01T00:00:00Z"), "{st}");
+    let st = statuses
+        .iter()
+        .find(|s| !s.is_null())
+        .expect("a ScheduleStatus on the second run");
+    assert!(
+        st["Next"].as_str().unwrap().ends_with("-01T00:00:00Z"),
+        "{st}"
+    );
     // The real host's admin API also runs it (202, in the background).
-    let r = http().post(format!("http://{}/admin/functions/Monthly", host.http_addr)).json(&json!({"input": ""})).send().await.unwrap();
+    let r = http()
+        .post(format!("http://{}/admin/functions/Monthly", host.http_addr))
+        .json(&json!({"input": ""}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     wait_until(10, "admin run", || records_for(&rec, "Monthly").len() == 3).await;
-    let invs: Value = http().get(format!("http://{}/_devcloud/host/invocations", host.http_addr)).send().await.unwrap().json().await.unwrap();
-    assert!(invs.as_array().unwrap().iter().any(|i| i["function"] == "Monthly" && i["status"] == "Succeeded" && i["trigger"] == "timerTrigger"));
+    let invs: Value = http()
+        .get(format!(
+            "http://{}/_devcloud/host/invocations",
+            host.http_addr
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        invs.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["function"] == "Monthly"
+                && i["status"] == "Succeeded"
+                && i["trigger"] == "timerTrigger")
+    );
     stop(host).await;
 }
 
@@ -98,11 +158,17 @@ async fn service_bus_failures_redeliver_then_dead_letter_and_outputs_are_sent() 
         )],
         sb.settings("SB"),
     );
-    let cfg = HostConfig { ca_cert_pem: Some(sb.ca_pem.clone()), ..config() };
+    let cfg = HostConfig {
+        ca_cert_pem: Some(sb.ca_pem.clone()),
+        ..config()
+    };
     let host = start(d.path(), cfg).await;
     let failing = sb.send("jobs", r#"{"fail":true}"#);
     for i in 0..4 {
-        sb.send("jobs", &json!({"n": i, "sleepMs": 300, "outputs": {"out": [{"n": i}, "second"]}}).to_string());
+        sb.send(
+            "jobs",
+            &json!({"n": i, "sleepMs": 300, "outputs": {"out": [{"n": i}, "second"]}}).to_string(),
+        );
     }
     wait_until(30, "dead letter + completions", || {
         sb.with("jobs", |e| e.dead.len() == 1 && e.completed.len() == 4)
@@ -113,28 +179,63 @@ async fn service_bus_failures_redeliver_then_dead_letter_and_outputs_are_sent() 
         .into_iter()
         .filter(|r| r["body"]["Metadata"]["MessageId"] == json!(format!("\"{failing}\"")))
         .collect();
-    let mut counts: Vec<String> = fails.iter().map(|r| r["body"]["Metadata"]["DeliveryCount"].as_str().unwrap().to_string()).collect();
+    let mut counts: Vec<String> = fails
+        .iter()
+        .map(|r| {
+            r["body"]["Metadata"]["DeliveryCount"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     counts.sort();
     assert_eq!(counts, vec!["1", "2", "3"]);
     assert_eq!(sb.with("jobs", |e| e.dead[0].id.clone()), failing);
     // Outputs: two messages per success on "done" (an object → indented JSON, a string → text).
-    let done = sb.with("done", |e| e.ready.iter().map(|m| (String::from_utf8_lossy(&m.body).to_string(), m.content_type.clone())).collect::<Vec<_>>());
+    let done = sb.with("done", |e| {
+        e.ready
+            .iter()
+            .map(|m| {
+                (
+                    String::from_utf8_lossy(&m.body).to_string(),
+                    m.content_type.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
     assert_eq!(done.len(), 8, "{done:?}");
     assert!(done.iter().any(|(b, _)| b == "{\n  \"n\": 0\n}"));
     assert!(done.iter().filter(|(b, _)| b == "second").count() == 4);
-    assert!(done.iter().all(|(_, ct)| ct.as_deref() == Some("text/plain")));
+    assert!(
+        done.iter()
+            .all(|(_, ct)| ct.as_deref() == Some("text/plain"))
+    );
     // maxConcurrentCalls = 2 bounds the number of messages held at once.
     let max = sb.with("jobs", |e| e.max_locked);
     assert!((1..=2).contains(&max), "max locked {max}");
     // Metadata as the Service Bus extension encodes it.
-    let ok = records_for(&rec, "Work").into_iter().find(|r| r["body"]["Metadata"]["DeliveryCount"] == "1" && r["body"]["Metadata"]["MessageId"] != json!(format!("\"{failing}\""))).unwrap();
+    let ok = records_for(&rec, "Work")
+        .into_iter()
+        .find(|r| {
+            r["body"]["Metadata"]["DeliveryCount"] == "1"
+                && r["body"]["Metadata"]["MessageId"] != json!(format!("\"{failing}\""))
+        })
+        .unwrap();
     let md = &ok["body"]["Metadata"];
-    assert!(ok["body"]["Data"]["msg"].as_str().unwrap().starts_with("\"{"));
+    assert!(
+        ok["body"]["Data"]["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("\"{")
+    );
     assert_eq!(md["ContentType"], "\"application/json\"");
     assert_eq!(md["ApplicationProperties"], json!({"priority": "High"}));
     assert_eq!(md["Client"]["FullyQualifiedNamespace"], sb.addr.to_string());
     assert!(md["EnqueuedTimeUtc"].as_str().unwrap().len() == 19);
-    assert!(md["sleepMs"] == "\"300\"", "body properties leak into Metadata");
+    assert!(
+        md["sleepMs"] == "\"300\"",
+        "body properties leak into Metadata"
+    );
     assert_eq!(sb.broker.lock().unwrap().unauthorized, 0);
     stop(host).await;
 }
@@ -146,26 +247,48 @@ async fn a_crashed_handler_is_restarted_and_no_message_is_lost() {
     let rec = write_app(
         d.path(),
         json!({}),
-        &[("Crashy", json!({"bindings": [{"name": "msg", "type": "serviceBusTrigger", "queueName": "work", "connection": "SB"}]}))],
+        &[(
+            "Crashy",
+            json!({"bindings": [{"name": "msg", "type": "serviceBusTrigger", "queueName": "work", "connection": "SB"}]}),
+        )],
         sb.settings("SB"),
     );
-    let cfg = HostConfig { ca_cert_pem: Some(sb.ca_pem.clone()), ..config() };
+    let cfg = HostConfig {
+        ca_cert_pem: Some(sb.ca_pem.clone()),
+        ..config()
+    };
     let host = start(d.path(), cfg).await;
     let crash = sb.send("work", r#"{"crashOnce":"c1"}"#);
-    let others: Vec<String> = (0..3).map(|i| sb.send("work", &json!({"n": i}).to_string())).collect();
-    wait_until(30, "all messages completed", || sb.with("work", |e| e.completed.len() == 4)).await;
+    let others: Vec<String> = (0..3)
+        .map(|i| sb.send("work", &json!({"n": i}).to_string()))
+        .collect();
+    wait_until(30, "all messages completed", || {
+        sb.with("work", |e| e.completed.len() == 4)
+    })
+    .await;
     let (_, starts) = host.handler_process().await;
     assert!(starts >= 2, "handler restarted ({starts} starts)");
-    assert!(sb.with("work", |e| e.dead.is_empty() && e.ready.is_empty() && e.locked.is_empty()));
-    let completed: Vec<String> = sb.with("work", |e| e.completed.iter().map(|m| m.id.clone()).collect());
+    assert!(sb.with("work", |e| e.dead.is_empty()
+        && e.ready.is_empty()
+        && e.locked.is_empty()));
+    let completed: Vec<String> = sb.with("work", |e| {
+        e.completed.iter().map(|m| m.id.clone()).collect()
+    });
     for id in others.iter().chain([&crash]) {
         assert!(completed.contains(id), "{id} completed");
     }
     // The crashing message was seen by two different processes.
-    let seen: Vec<Value> = records_for(&rec, "Crashy").into_iter().filter(|r| r["body"]["Metadata"]["MessageId"] == json!(format!("\"{crash}\""))).collect();
+    let seen: Vec<Value> = records_for(&rec, "Crashy")
+        .into_iter()
+        .filter(|r| r["body"]["Metadata"]["MessageId"] == json!(format!("\"{crash}\"")))
+        .collect();
     assert_eq!(seen.len(), 2);
     assert_ne!(seen[0]["pid"], seen[1]["pid"]);
-    assert!(host.logs().iter().any(|l| l.message.contains("Language Worker Process exited")));
+    assert!(
+        host.logs()
+            .iter()
+            .any(|l| l.message.contains("Language Worker Process exited"))
+    );
     stop(host).await;
 }
 
@@ -175,37 +298,86 @@ async fn event_grid_webhook_handshakes_and_delivery() {
     let rec = write_app(
         d.path(),
         json!({}),
-        &[("OnBlob", json!({"bindings": [{"name": "event", "type": "eventGridTrigger", "direction": "in"}]}))],
+        &[(
+            "OnBlob",
+            json!({"bindings": [{"name": "event", "type": "eventGridTrigger", "direction": "in"}]}),
+        )],
         json!({}),
     );
     let host = start(d.path(), config()).await;
-    let url = format!("http://{}/runtime/webhooks/eventgrid?functionName=OnBlob", host.http_addr);
+    let url = format!(
+        "http://{}/runtime/webhooks/eventgrid?functionName=OnBlob",
+        host.http_addr
+    );
     let c = http();
     // Event Grid schema validation handshake.
     let validation: Value = serde_json::from_str(&std::fs::read_to_string("/work/shared/fixtures/functions/eventgrid.SubscriptionValidationEvent.docs.json").unwrap_or_else(|_| {
         json!([{"id": "1", "topic": "t", "subject": "", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "eventTime": "2018-01-25T22:12:19.4556811Z", "data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}, "dataVersion": "1"}]).to_string()
     })).unwrap();
-    let r = c.post(&url).header("aeg-event-type", "SubscriptionValidation").json(&validation).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("aeg-event-type", "SubscriptionValidation")
+        .json(&validation)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"})
+    );
     // CloudEvents abuse-protection preflight.
-    let r = c.request(reqwest::Method::OPTIONS, &url).header("WebHook-Request-Origin", "eventgrid.azure.net").send().await.unwrap();
+    let r = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("WebHook-Request-Origin", "eventgrid.azure.net")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["WebHook-Allowed-Origin"], "eventgrid.azure.net");
     // A batch of two Event Grid events → two invocations, 200.
     let ev = |id: &str, data: Value| json!({"id": id, "topic": "/t", "subject": "/blobServices/default/containers/c/blobs/a.vhd", "eventType": "Microsoft.Storage.BlobCreated", "eventTime": "2017-06-26T18:41:00.9584103Z", "data": data, "dataVersion": "", "metadataVersion": "1"});
-    let r = c.post(&url).header("aeg-event-type", "Notification").json(&json!([ev("a", json!({"url": "u1"})), ev("b", json!({"url": "u2"}))])).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("aeg-event-type", "Notification")
+        .json(&json!([
+            ev("a", json!({"url": "u1"})),
+            ev("b", json!({"url": "u2"}))
+        ]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let got = records_for(&rec, "OnBlob");
     assert_eq!(got.len(), 2);
-    let one = got.iter().find(|r| r["body"]["Data"]["event"]["id"] == "a").unwrap();
-    assert_eq!(one["body"]["Data"]["event"]["eventTime"], "2017-06-26T18:41:00.9584103Z");
+    let one = got
+        .iter()
+        .find(|r| r["body"]["Data"]["event"]["id"] == "a")
+        .unwrap();
+    assert_eq!(
+        one["body"]["Data"]["event"]["eventTime"],
+        "2017-06-26T18:41:00.9584103Z"
+    );
     assert_eq!(one["body"]["Metadata"]["data"], json!({"url": "u1"}));
     // A CloudEvent whose invocation fails → 500 so that Event Grid retries.
     let ce = json!({"specversion": "1.0", "id": "c", "source": "/s", "type": "t", "data": {"fail": true}});
-    let r = c.post(&url).header("content-type", "application/cloudevents+json").body(ce.to_string()).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("content-type", "application/cloudevents+json")
+        .body(ce.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 500);
-    let r = c.post(format!("http://{}/runtime/webhooks/eventgrid?functionName=Nope", host.http_addr)).json(&json!([])).send().await.unwrap();
+    let r = c
+        .post(format!(
+            "http://{}/runtime/webhooks/eventgrid?functionName=Nope",
+            host.http_addr
+        ))
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     stop(host).await;
 }
@@ -217,14 +389,20 @@ async fn http_trigger_routes_keys_and_responses() {
         d.path(),
         json!({}),
         &[
-            ("Items", json!({"bindings": [
-                {"name": "req", "type": "httpTrigger", "direction": "in", "route": "items/{id}", "methods": ["get", "post"], "authLevel": "function"},
-                {"name": "res", "type": "http", "direction": "out"},
-            ]})),
-            ("Open", json!({"bindings": [
-                {"name": "req", "type": "httpTrigger", "direction": "in", "authLevel": "anonymous"},
-                {"name": "$return", "type": "http", "direction": "out"},
-            ]})),
+            (
+                "Items",
+                json!({"bindings": [
+                    {"name": "req", "type": "httpTrigger", "direction": "in", "route": "items/{id}", "methods": ["get", "post"], "authLevel": "function"},
+                    {"name": "res", "type": "http", "direction": "out"},
+                ]}),
+            ),
+            (
+                "Open",
+                json!({"bindings": [
+                    {"name": "req", "type": "httpTrigger", "direction": "in", "authLevel": "anonymous"},
+                    {"name": "$return", "type": "http", "direction": "out"},
+                ]}),
+            ),
         ],
         json!({}),
     );
@@ -233,11 +411,38 @@ async fn http_trigger_routes_keys_and_responses() {
     let host = start(d.path(), cfg).await;
     let base = format!("http://{}", host.http_addr);
     let c = http();
-    assert_eq!(c.post(format!("{base}/api/items/5")).send().await.unwrap().status(), 401);
-    assert_eq!(c.post(format!("{base}/api/items/5?code=wrong")).send().await.unwrap().status(), 401);
-    assert_eq!(c.delete(format!("{base}/api/items/5?code=k1")).send().await.unwrap().status(), 405);
+    assert_eq!(
+        c.post(format!("{base}/api/items/5"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        c.post(format!("{base}/api/items/5?code=wrong"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        c.delete(format!("{base}/api/items/5?code=k1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
     let instr = json!({"outputs": {"res": {"statusCode": "201", "headers": {"x-test": "yes"}, "body": {"ok": true}}}});
-    let r = c.post(format!("{base}/api/items/5?x=1")).header("x-functions-key", "k1").json(&instr).send().await.unwrap();
+    let r = c
+        .post(format!("{base}/api/items/5?x=1"))
+        .header("x-functions-key", "k1")
+        .json(&instr)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["x-test"], "yes");
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"ok": true}));
@@ -248,14 +453,27 @@ async fn http_trigger_routes_keys_and_responses() {
     assert_eq!(req["Query"], json!({"x": "1"}));
     assert_eq!(req["Headers"]["Content-Type"], json!(["application/json"]));
     assert_eq!(req["Url"], format!("{base}/api/items/5?x=1"));
-    assert_eq!(serde_json::from_str::<Value>(req["Body"].as_str().unwrap()).unwrap(), instr);
+    assert_eq!(
+        serde_json::from_str::<Value>(req["Body"].as_str().unwrap()).unwrap(),
+        instr
+    );
     assert_eq!(rec_items[0]["body"]["Metadata"]["id"], "\"5\"");
     // $return http output and the default route (function name).
-    let r = c.post(format!("{base}/api/open")).json(&json!({"returnValue": {"body": "hi"}})).send().await.unwrap();
+    let r = c
+        .post(format!("{base}/api/open"))
+        .json(&json!({"returnValue": {"body": "hi"}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "hi");
     // A failing invocation is a 500.
-    let r = c.post(format!("{base}/api/Open")).json(&json!({"fail": true})).send().await.unwrap();
+    let r = c
+        .post(format!("{base}/api/Open"))
+        .json(&json!({"fail": true}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 500);
     stop(host).await;
 }
@@ -266,11 +484,19 @@ async fn invocations_wait_for_a_slow_starting_handler() {
     let rec = write_app(
         d.path(),
         json!({}),
-        &[("Open", json!({"bindings": [{"name": "req", "type": "httpTrigger", "authLevel": "anonymous"}, {"name": "res", "type": "http", "direction": "out"}]}))],
+        &[(
+            "Open",
+            json!({"bindings": [{"name": "req", "type": "httpTrigger", "authLevel": "anonymous"}, {"name": "res", "type": "http", "direction": "out"}]}),
+        )],
         json!({"TEST_STARTUP_DELAY_MS": "700"}),
     );
     let host = start(d.path(), config()).await;
-    let r = http().post(format!("http://{}/api/Open", host.http_addr)).json(&json!({"outputs": {"res": {"body": "late"}}})).send().await.unwrap();
+    let r = http()
+        .post(format!("http://{}/api/Open", host.http_addr))
+        .json(&json!({"outputs": {"res": {"body": "late"}}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "late");
     assert_eq!(records_for(&rec, "Open").len(), 1);
     stop(host).await;

@@ -23,11 +23,16 @@ async fn main() -> anyhow::Result<()> {
     let mut config = devcloud_host::HostConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value\n{}", usage()));
+        let mut value = |name: &str| {
+            args.next()
+                .with_context(|| format!("{name} needs a value\n{}", usage()))
+        };
         match a.as_str() {
             "--app" => app = Some(PathBuf::from(value("--app")?)),
             "--port" => {
-                let port: u16 = value("--port")?.parse().context("--port must be a number")?;
+                let port: u16 = value("--port")?
+                    .parse()
+                    .context("--port must be a number")?;
                 config.http_addr = SocketAddr::from(([127, 0, 0, 1], port));
             }
             "--master-key" => config.master_key = Some(value("--master-key")?),
@@ -50,8 +55,13 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let host = devcloud_host::Host::load(&app, overrides)?;
     let running = host.start(config).await?;
-    eprintln!("devcloud Functions host listening on http://{}", running.http_addr);
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    eprintln!(
+        "devcloud Functions host listening on http://{}",
+        running.http_addr
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     running.shutdown().await;
     Ok(())
 }

@@ -29,20 +29,23 @@ fn decode(v: &Value) -> Value {
 }
 
 fn instructions(body: &Value) -> Value {
-    let data = body.get("Data").and_then(Value::as_object);
-    for (_, v) in data.into_iter().flatten() {
-        let d = decode(v);
-        // HTTP triggers: the instructions are in the request body.
-        if let Some(b) = d.get("Body") {
-            return decode(&json!(b.as_str().unwrap_or_default()));
-        }
-        // Event Grid: in the event's data.
-        if let Some(data) = d.get("data") {
-            return data.clone();
-        }
-        return d;
+    let Some(v) = body
+        .get("Data")
+        .and_then(Value::as_object)
+        .and_then(|d| d.values().next())
+    else {
+        return Value::Null;
+    };
+    let d = decode(v);
+    // HTTP triggers: the instructions are in the request body.
+    if let Some(b) = d.get("Body") {
+        return decode(&json!(b.as_str().unwrap_or_default()));
     }
-    Value::Null
+    // Event Grid: in the event's data.
+    if let Some(data) = d.get("data") {
+        return data.clone();
+    }
+    d
 }
 
 async fn handle(dir: PathBuf, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
@@ -50,7 +53,12 @@ async fn handle(dir: PathBuf, req: Request<hyper::body::Incoming>) -> Response<F
     let headers: serde_json::Map<String, Value> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), json!(v.to_str().unwrap_or_default())))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                json!(v.to_str().unwrap_or_default()),
+            )
+        })
         .collect();
     let method = req.method().clone();
     let bytes = match req.into_body().collect().await {
@@ -61,7 +69,8 @@ async fn handle(dir: PathBuf, req: Request<hyper::body::Incoming>) -> Response<F
         return Response::new(Full::new(Bytes::from_static(b"ready")));
     }
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let record = json!({"function": function, "headers": headers, "body": body, "pid": std::process::id()});
+    let record =
+        json!({"function": function, "headers": headers, "body": body, "pid": std::process::id()});
     let file = dir.join(format!("{}.json", uuid::Uuid::new_v4()));
     let _ = std::fs::write(&file, serde_json::to_vec(&record).unwrap_or_default());
     let ins = instructions(&body);
@@ -83,9 +92,13 @@ async fn handle(dir: PathBuf, req: Request<hyper::body::Incoming>) -> Response<F
     }
     let outputs = ins.get("outputs").cloned().unwrap_or(json!({}));
     let ret = ins.get("returnValue").cloned().unwrap_or(Value::Null);
-    let out = json!({"Outputs": outputs, "Logs": [format!("handled {function}")], "ReturnValue": ret});
+    let out =
+        json!({"Outputs": outputs, "Logs": [format!("handled {function}")], "ReturnValue": ret});
     let mut r = Response::new(Full::new(Bytes::from(out.to_string())));
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -97,7 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(std::time::Duration::from_millis(ms.parse()?)).await;
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    println!("test handler listening on {port}, cwd {}", std::env::current_dir()?.display());
+    println!(
+        "test handler listening on {port}, cwd {}",
+        std::env::current_dir()?.display()
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         let dir = dir.clone();

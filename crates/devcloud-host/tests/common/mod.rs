@@ -18,7 +18,12 @@ use serde_json::{Value, json};
 pub const HANDLER: &str = env!("CARGO_BIN_EXE_devcloud-test-handler");
 
 /// Write a function app whose handler is the test handler.
-pub fn write_app(dir: &Path, extra_host: Value, functions: &[(&str, Value)], settings: Value) -> PathBuf {
+pub fn write_app(
+    dir: &Path,
+    extra_host: Value,
+    functions: &[(&str, Value)],
+    settings: Value,
+) -> PathBuf {
     let mut host = json!({
         "version": "2.0",
         "customHandler": {"description": {"defaultExecutablePath": HANDLER, "workingDirectory": "", "arguments": []}},
@@ -27,10 +32,15 @@ pub fn write_app(dir: &Path, extra_host: Value, functions: &[(&str, Value)], set
     if let (Value::Object(h), Value::Object(e)) = (&mut host, extra_host) {
         h.extend(e);
     }
-    std::fs::write(dir.join("host.json"), serde_json::to_vec_pretty(&host).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("host.json"),
+        serde_json::to_vec_pretty(&host).unwrap(),
+    )
+    .unwrap();
     let records = dir.join("records");
     std::fs::create_dir_all(&records).unwrap();
-    let mut values = json!({"FUNCTIONS_WORKER_RUNTIME": "custom", "TEST_RECORD_DIR": records.to_str().unwrap()});
+    let mut values =
+        json!({"FUNCTIONS_WORKER_RUNTIME": "custom", "TEST_RECORD_DIR": records.to_str().unwrap()});
     if let (Value::Object(v), Value::Object(s)) = (&mut values, settings) {
         v.extend(s);
     }
@@ -42,7 +52,11 @@ pub fn write_app(dir: &Path, extra_host: Value, functions: &[(&str, Value)], set
     for (name, fj) in functions {
         let d = dir.join("functions").join(name);
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("function.json"), serde_json::to_vec_pretty(fj).unwrap()).unwrap();
+        std::fs::write(
+            d.join("function.json"),
+            serde_json::to_vec_pretty(fj).unwrap(),
+        )
+        .unwrap();
     }
     records
 }
@@ -63,7 +77,10 @@ pub fn records(dir: &Path) -> Vec<Value> {
 }
 
 pub fn records_for(dir: &Path, function: &str) -> Vec<Value> {
-    records(dir).into_iter().filter(|r| r["function"] == function).collect()
+    records(dir)
+        .into_iter()
+        .filter(|r| r["function"] == function)
+        .collect()
 }
 
 /// Poll `cond` every 50 ms until it holds or `secs` pass.
@@ -121,7 +138,11 @@ pub const IDENTITY_HEADER: &str = "stub-identity-header";
 impl SbStub {
     pub async fn start(dir: &Path) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .unwrap();
         let ca_pem = dir.join("stub-ca.pem");
         std::fs::write(&ca_pem, cert.cert.pem()).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
@@ -136,11 +157,15 @@ impl SbStub {
         let b = broker.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let b = b.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let svc = hyper::service::service_fn(move |req| {
                         let b = b.clone();
                         async move { Ok::<_, Infallible>(handle(b, req).await) }
@@ -151,7 +176,12 @@ impl SbStub {
                 });
             }
         });
-        Self { addr, broker, ca_pem, _task: task }
+        Self {
+            addr,
+            broker,
+            ca_pem,
+            _task: task,
+        }
     }
 
     pub fn send(&self, entity: &str, body: &str) -> String {
@@ -159,13 +189,17 @@ impl SbStub {
         b.seq += 1;
         let seq = b.seq;
         let id = uuid::Uuid::new_v4().to_string();
-        b.entities.entry(entity.to_string()).or_default().ready.push_back(StubMessage {
-            id: id.clone(),
-            body: body.as_bytes().to_vec(),
-            content_type: Some("application/json".into()),
-            delivery_count: 0,
-            sequence: seq,
-        });
+        b.entities
+            .entry(entity.to_string())
+            .or_default()
+            .ready
+            .push_back(StubMessage {
+                id: id.clone(),
+                body: body.as_bytes().to_vec(),
+                content_type: Some("application/json".into()),
+                delivery_count: 0,
+                sequence: seq,
+            });
         id
     }
 
@@ -194,26 +228,49 @@ fn rfc1123(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-async fn handle(b: Arc<Mutex<Broker>>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    b: Arc<Mutex<Broker>>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
     if path == "/msi/token" {
-        let ok = req.headers().get("X-IDENTITY-HEADER").is_some_and(|v| v == IDENTITY_HEADER)
+        let ok = req
+            .headers()
+            .get("X-IDENTITY-HEADER")
+            .is_some_and(|v| v == IDENTITY_HEADER)
             && query.contains("resource=https%3A%2F%2Fservicebus.azure.net")
             && query.contains("api-version=2019-08-01");
         if !ok {
             return resp(StatusCode::BAD_REQUEST, "bad identity request");
         }
         let exp = chrono::Utc::now().timestamp() + 3600;
-        return resp(StatusCode::OK, json!({"access_token": TOKEN, "expires_on": exp.to_string(), "token_type": "Bearer"}).to_string());
+        return resp(
+            StatusCode::OK,
+            json!({"access_token": TOKEN, "expires_on": exp.to_string(), "token_type": "Bearer"})
+                .to_string(),
+        );
     }
-    if req.headers().get("authorization").is_none_or(|v| v != format!("Bearer {TOKEN}").as_str()) {
+    if req
+        .headers()
+        .get("authorization")
+        .is_none_or(|v| v != format!("Bearer {TOKEN}").as_str())
+    {
         b.lock().unwrap().unauthorized += 1;
         return resp(StatusCode::UNAUTHORIZED, "no token");
     }
-    let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let trimmed = path.trim_start_matches('/');
     let Some((entity, rest)) = trimmed.split_once("/messages") else {
         return resp(StatusCode::NOT_FOUND, "");
@@ -225,13 +282,17 @@ async fn handle(b: Arc<Mutex<Broker>>, req: Request<hyper::body::Incoming>) -> R
             let mut g = b.lock().unwrap();
             g.seq += 1;
             let seq = g.seq;
-            g.entities.entry(entity).or_default().ready.push_back(StubMessage {
-                id: uuid::Uuid::new_v4().to_string(),
-                body: body.to_vec(),
-                content_type: ct,
-                delivery_count: 0,
-                sequence: seq,
-            });
+            g.entities
+                .entry(entity)
+                .or_default()
+                .ready
+                .push_back(StubMessage {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    body: body.to_vec(),
+                    content_type: ct,
+                    delivery_count: 0,
+                    sequence: seq,
+                });
             resp(StatusCode::CREATED, "")
         }
         (Method::POST, "head") => {
@@ -246,7 +307,12 @@ async fn handle(b: Arc<Mutex<Broker>>, req: Request<hyper::body::Incoming>) -> R
                     let mut g = b.lock().unwrap();
                     let e = g.entities.entry(entity.clone()).or_default();
                     // Expired locks go back to the queue.
-                    let expired: Vec<String> = e.locked.iter().filter(|(_, (_, t))| t.elapsed() > Duration::from_secs(10)).map(|(k, _)| k.clone()).collect();
+                    let expired: Vec<String> = e
+                        .locked
+                        .iter()
+                        .filter(|(_, (_, t))| t.elapsed() > Duration::from_secs(10))
+                        .map(|(k, _)| k.clone())
+                        .collect();
                     for k in expired {
                         if let Some((m, _)) = e.locked.remove(&k) {
                             e.ready.push_front(m);
@@ -267,11 +333,13 @@ async fn handle(b: Arc<Mutex<Broker>>, req: Request<hyper::body::Incoming>) -> R
                         e.locked.insert(lock, (m.clone(), Instant::now()));
                         e.max_locked = e.max_locked.max(e.locked.len());
                         let mut r = resp(StatusCode::CREATED, m.body.clone());
-                        r.headers_mut().insert("BrokerProperties", props.to_string().parse().unwrap());
+                        r.headers_mut()
+                            .insert("BrokerProperties", props.to_string().parse().unwrap());
                         if let Some(ct) = &m.content_type {
                             r.headers_mut().insert("Content-Type", ct.parse().unwrap());
                         }
-                        r.headers_mut().insert("Priority", "\"High\"".parse().unwrap());
+                        r.headers_mut()
+                            .insert("Priority", "\"High\"".parse().unwrap());
                         return r;
                     }
                 }
@@ -311,7 +379,8 @@ async fn handle(b: Arc<Mutex<Broker>>, req: Request<hyper::body::Incoming>) -> R
                         *t = Instant::now();
                         let mut r = resp(StatusCode::OK, "");
                         let props = json!({"LockedUntilUtc": rfc1123(chrono::Utc::now() + chrono::Duration::seconds(10))});
-                        r.headers_mut().insert("BrokerProperties", props.to_string().parse().unwrap());
+                        r.headers_mut()
+                            .insert("BrokerProperties", props.to_string().parse().unwrap());
                         r
                     }
                     None => resp(StatusCode::GONE, "lock lost"),
