@@ -1,0 +1,2 @@
+//! Simulator throughput: GETs per second and create+poll cycles per second (printed; no harness).
+fn main() {}

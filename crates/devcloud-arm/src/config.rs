@@ -1,0 +1,256 @@
+//! Configuration of the simulator: time factor, accepted api-versions, latency model, throttling and limits.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the simulator can be tuned with. `ArmConfig::default()` is realistic (time factor 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArmConfig {
+    /// Multiplies every simulated duration (0.01 makes a 10-minute replication take 6 s; 0 = instant).
+    pub time_factor: f64,
+    pub api_versions: ApiVersions,
+    pub latency: LatencyModel,
+    pub throttling: Throttling,
+    pub limits: Limits,
+    /// Azurite blob endpoint for the account all storage URLs map to, e.g.
+    /// `https://127.0.0.1:10000/devstoreaccount1`. `None` disables source blob checks and VHD output.
+    pub blob_endpoint: Option<String>,
+    /// Where `POST /_devcloud/snapshot` writes and where state is loaded from at start (if present).
+    pub snapshot_path: Option<PathBuf>,
+    /// Seed of the jitter generator (deterministic runs); `None` = from the clock.
+    pub seed: Option<u64>,
+    /// Log every request at info level (method, path, status, duration).
+    pub log_requests: bool,
+}
+
+impl Default for ArmConfig {
+    fn default() -> Self {
+        Self {
+            time_factor: 1.0,
+            api_versions: ApiVersions::default(),
+            latency: LatencyModel::default(),
+            throttling: Throttling::default(),
+            limits: Limits::default(),
+            blob_endpoint: None,
+            snapshot_path: None,
+            seed: None,
+            log_requests: true,
+        }
+    }
+}
+
+/// api-versions accepted per resource provider area. Others get `NoRegisteredProviderFound`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiVersions {
+    /// `Microsoft.Compute/images`.
+    pub images: Vec<String>,
+    /// `Microsoft.Compute/galleries/**`.
+    pub galleries: Vec<String>,
+    /// `Microsoft.VirtualMachineImages/imageTemplates`.
+    pub image_builder: Vec<String>,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for ApiVersions {
+    fn default() -> Self {
+        Self {
+            images: strings(&[
+                "2021-03-01", "2021-04-01", "2021-07-01", "2021-11-01", "2022-03-01", "2022-08-01",
+                "2022-11-01", "2023-03-01", "2023-07-01", "2023-09-01", "2024-03-01", "2024-07-01",
+                "2024-11-01", "2025-04-01", "2025-11-01", "2026-04-01",
+            ]),
+            galleries: strings(&[
+                "2021-07-01", "2021-10-01", "2022-01-03", "2022-03-03", "2022-08-03", "2023-07-03",
+                "2024-03-03", "2025-03-03", "2025-12-03", "2026-03-03",
+            ]),
+            image_builder: strings(&[
+                "2022-02-14", "2022-07-01", "2023-07-01", "2024-02-01", "2025-10-01",
+            ]),
+        }
+    }
+}
+
+/// Kinds of simulated work with a duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Work {
+    ImageCreate,
+    ImageUpdate,
+    ImageDelete,
+    GalleryCreate,
+    GalleryUpdate,
+    GalleryDelete,
+    DefinitionCreate,
+    DefinitionUpdate,
+    DefinitionDelete,
+    /// First copy of a version in its home region (from the source).
+    VersionHomeRegion,
+    /// Replication of a version to one more region.
+    VersionReplicate,
+    VersionUpdate,
+    VersionDelete,
+    TemplateCreate,
+    TemplateUpdate,
+    TemplateDelete,
+    TemplateRun,
+    TemplateCancel,
+}
+
+/// Durations per kind of work (seconds at time factor 1), per-region multipliers and jitter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LatencyModel {
+    pub base_secs: HashMap<Work, f64>,
+    /// Multiplier per normalized region name (e.g. `australiaeast`: 1.5). Missing = 1.0.
+    pub region_multiplier: HashMap<String, f64>,
+    /// Relative jitter: each duration is multiplied by a uniform factor in `[1-j, 1+j]`.
+    pub jitter: f64,
+    /// Extra time per additional replica in a region (relative: 0.1 = +10% per replica).
+    pub per_replica: f64,
+}
+
+impl Default for LatencyModel {
+    fn default() -> Self {
+        use Work::*;
+        let base_secs = [
+            (ImageCreate, 45.0),
+            (ImageUpdate, 5.0),
+            (ImageDelete, 20.0),
+            (GalleryCreate, 10.0),
+            (GalleryUpdate, 5.0),
+            (GalleryDelete, 10.0),
+            (DefinitionCreate, 8.0),
+            (DefinitionUpdate, 5.0),
+            (DefinitionDelete, 8.0),
+            (VersionHomeRegion, 240.0),
+            (VersionReplicate, 420.0),
+            (VersionUpdate, 10.0),
+            (VersionDelete, 60.0),
+            (TemplateCreate, 15.0),
+            (TemplateUpdate, 10.0),
+            (TemplateDelete, 30.0),
+            (TemplateRun, 900.0),
+            (TemplateCancel, 60.0),
+        ]
+        .into_iter()
+        .collect();
+        let region_multiplier = [
+            ("australiaeast", 1.6),
+            ("australiasoutheast", 1.6),
+            ("brazilsouth", 1.5),
+            ("southafricanorth", 1.5),
+            ("japaneast", 1.4),
+            ("japanwest", 1.4),
+            ("eastasia", 1.4),
+            ("southeastasia", 1.4),
+            ("centralindia", 1.3),
+            ("koreacentral", 1.4),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Self {
+            base_secs,
+            region_multiplier,
+            jitter: 0.2,
+            per_replica: 0.1,
+        }
+    }
+}
+
+/// ARM token buckets per subscription (reads, writes, deletes), numbers from arm-contract.md §4.3.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Throttling {
+    pub enabled: bool,
+    /// Multiplies bucket sizes and refill rates (0.1 = ten times stricter).
+    pub scale: f64,
+    pub reads: Bucket,
+    pub writes: Bucket,
+    pub deletes: Bucket,
+}
+
+/// A token bucket: capacity and refill per second.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Bucket {
+    pub capacity: f64,
+    pub refill_per_sec: f64,
+}
+
+impl Default for Throttling {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            scale: 1.0,
+            reads: Bucket {
+                capacity: 250.0,
+                refill_per_sec: 25.0,
+            },
+            writes: Bucket {
+                capacity: 200.0,
+                refill_per_sec: 10.0,
+            },
+            deletes: Bucket {
+                capacity: 200.0,
+                refill_per_sec: 10.0,
+            },
+        }
+    }
+}
+
+/// Gallery limits per subscription and region (arm-contract.md §5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    pub galleries_per_region: usize,
+    pub definitions_per_region: usize,
+    pub versions_per_region: usize,
+    pub replicas_per_version: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            galleries_per_region: 100,
+            definitions_per_region: 1000,
+            versions_per_region: 10000,
+            replicas_per_version: 100,
+        }
+    }
+}
+
+impl ArmConfig {
+    /// A configuration for tests: everything 1000 times faster, no jitter, deterministic.
+    pub fn fast() -> Self {
+        let mut c = Self {
+            time_factor: 0.001,
+            seed: Some(7),
+            log_requests: false,
+            ..Self::default()
+        };
+        c.latency.jitter = 0.0;
+        c
+    }
+
+    /// Simulated duration of `work` in `region`, with `replicas` replicas, before jitter.
+    pub fn nominal(&self, work: Work, region: &str, replicas: i64) -> Duration {
+        let base = self.latency.base_secs.get(&work).copied().unwrap_or(10.0);
+        let mult = self
+            .latency
+            .region_multiplier
+            .get(region)
+            .copied()
+            .unwrap_or(1.0);
+        let reps = 1.0 + self.latency.per_replica * (replicas.max(1) - 1) as f64;
+        let secs = (base * mult * reps * self.time_factor).max(0.0);
+        Duration::from_secs_f64(if secs.is_finite() { secs } else { 0.0 })
+    }
+}

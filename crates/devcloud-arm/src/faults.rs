@@ -1,0 +1,102 @@
+//! Fault injection, configured through `/_devcloud/faults`: fail the next N requests or operations of a
+//! kind with an ARM error, answer 5xx/429 at a rate, add latency, stall operations, reset connections,
+//! or fail a region's replication.
+
+use serde::{Deserialize, Serialize};
+
+/// One rule. It matches requests of `kind` (an operation id such as `GalleryImageVersions_CreateOrUpdate`,
+/// or `None` for every ARM request), applies with probability `rate` (default 1) and at most `count` times.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRule {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    pub action: FaultAction,
+    /// How many times it has applied.
+    #[serde(default)]
+    pub applied: u64,
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum FaultAction {
+    /// Answer with an ARM error. With `inOperation`, the request is accepted and its long-running
+    /// operation ends `Failed` with this error instead.
+    #[serde(rename_all = "camelCase")]
+    Error {
+        status: u16,
+        #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        retry_after: Option<u64>,
+        #[serde(default)]
+        in_operation: bool,
+    },
+    /// Delay the answer.
+    Latency { ms: u64 },
+    /// The operation started by the request never finishes until `POST /_devcloud/operations/{id}/release`.
+    Stall,
+    /// Drop the connection without an answer.
+    Reset,
+    /// The version's replication to `region` fails with `details`.
+    #[serde(rename_all = "camelCase")]
+    FailRegion {
+        region: String,
+        #[serde(default)]
+        details: Option<String>,
+    },
+}
+
+/// What applies to one request, after rolling the dice.
+#[derive(Debug, Default, Clone)]
+pub struct Applied {
+    pub latency_ms: u64,
+    pub reset: bool,
+    pub error: Option<crate::error::ArmError>,
+    pub retry_after: Option<u64>,
+    /// For the operation the request starts.
+    pub op: OpFault,
+}
+
+/// Faults carried into the operation a request starts.
+#[derive(Debug, Default, Clone)]
+pub struct OpFault {
+    pub error: Option<crate::error::ArmError>,
+    pub stall: bool,
+    pub fail_regions: Vec<(String, String)>,
+}
+
+impl FaultAction {
+    pub fn to_error(&self) -> Option<crate::error::ArmError> {
+        match self {
+            FaultAction::Error {
+                status,
+                code,
+                message,
+                ..
+            } => {
+                let code = code.clone().unwrap_or_else(|| match status {
+                    429 => "TooManyRequests".to_string(),
+                    500 => "InternalServerError".to_string(),
+                    503 => "ServiceUnavailable".to_string(),
+                    // INVENTED: a placeholder when the rule names no code.
+                    _ => "InjectedFault".to_string(),
+                });
+                let message = message
+                    .clone()
+                    .unwrap_or_else(|| format!("Injected fault ({code})."));
+                Some(crate::error::ArmError::new(*status, &code, message))
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `devcloud-arm`: starts the identity endpoint, Azurite (HTTPS + OAuth) and the ARM simulator with one
+//! command, and prints the addresses and environment variables clients need.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use devcloud_arm::{ArmConfig, DEFAULT_SUBSCRIPTION_ID};
+use devcloud_core::{Identity, Tls};
+
+const USAGE: &str = "usage: devcloud-arm [--state-dir DIR] [--arm-port 7443] [--msi-port 7444] [--blob-port 10000]
+                    [--time-factor 1.0] [--no-azurite] [--config FILE.json] [--snapshot FILE.json]";
+
+struct Args {
+    state_dir: PathBuf,
+    arm_port: u16,
+    msi_port: u16,
+    blob_port: u16,
+    time_factor: Option<f64>,
+    azurite: bool,
+    config: Option<PathBuf>,
+    snapshot: Option<PathBuf>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        state_dir: PathBuf::from(".devcloud"),
+        arm_port: 7443,
+        msi_port: 7444,
+        blob_port: 10000,
+        time_factor: None,
+        azurite: true,
+        config: None,
+        snapshot: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value\n{USAGE}"));
+        match flag.as_str() {
+            "--state-dir" => a.state_dir = PathBuf::from(val("--state-dir")?),
+            "--arm-port" => a.arm_port = val("--arm-port")?.parse().context("--arm-port")?,
+            "--msi-port" => a.msi_port = val("--msi-port")?.parse().context("--msi-port")?,
+            "--blob-port" => a.blob_port = val("--blob-port")?.parse().context("--blob-port")?,
+            "--time-factor" => a.time_factor = Some(val("--time-factor")?.parse().context("--time-factor")?),
+            "--config" => a.config = Some(PathBuf::from(val("--config")?)),
+            "--snapshot" => a.snapshot = Some(PathBuf::from(val("--snapshot")?)),
+            "--no-azurite" => a.azurite = false,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = parse_args()?;
+    devcloud_core::install_crypto_provider();
+    let tls = Tls::load_or_create(&args.state_dir).context("preparing TLS")?;
+    let identity = Identity::load_or_create(&args.state_dir).context("preparing the identity key")?;
+    let mut config = match &args.config {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => ArmConfig::default(),
+    };
+    if let Some(f) = args.time_factor {
+        config.time_factor = f;
+    }
+    if args.snapshot.is_some() {
+        config.snapshot_path = args.snapshot.clone();
+    }
+    let azurite = if args.azurite {
+        let az = devcloud_core::azurite::start(&tls, args.blob_port, &args.state_dir.join("azurite"))
+            .await
+            .context("starting Azurite")?;
+        config.blob_endpoint = Some(az.blob_endpoint());
+        Some(az)
+    } else {
+        None
+    };
+    let secret = uuid::Uuid::new_v4().simple().to_string();
+    let msi_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.msi_port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", args.msi_port))?;
+    let msi = devcloud_core::serve_http(identity.msi_filter(secret.clone()), msi_listener)
+        .context("starting the managed-identity endpoint")?;
+    let addr: SocketAddr = ([127, 0, 0, 1], args.arm_port).into();
+    let arm = devcloud_arm::serve(config, identity, Some(&tls), addr).await?;
+    let ca = std::fs::canonicalize(&tls.ca_pem).unwrap_or(tls.ca_pem.clone());
+    println!("# devcloud ARM is running. Paste into a shell:");
+    println!("export AZURE_RESOURCE_MANAGER_ENDPOINT={}", arm.base_url);
+    println!("export AZURE_SUBSCRIPTION_ID={DEFAULT_SUBSCRIPTION_ID}");
+    println!("export IDENTITY_ENDPOINT=http://{}/msi/token", msi.addr());
+    println!("export IDENTITY_HEADER={secret}");
+    println!("export SSL_CERT_FILE={}", ca.display());
+    println!("export REQUESTS_CA_BUNDLE={}", ca.display());
+    if let Some(az) = &azurite {
+        println!("export AZURE_STORAGE_BLOB_ENDPOINT={}", az.blob_endpoint());
+    }
+    println!("# admin: {}/_devcloud/requests, /_devcloud/operations, /_devcloud/faults", arm.base_url);
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    arm.shutdown().await;
+    msi.shutdown().await;
+    drop(azurite);
+    Ok(())
+}
