@@ -1,0 +1,196 @@
+//! The host inside the real local cloud: devcloud-core's CA and managed-identity endpoint, and
+//! devcloud-messaging's Service Bus over HTTPS with bearer tokens. A topic subscription feeds a
+//! function; failures are redelivered then dead-lettered by the broker; a handler crash loses
+//! nothing; output messages land on a queue.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::*;
+use devcloud_host::{Host, HostConfig};
+use devcloud_messaging::servicebus::{
+    EntityConfig, ServiceBusConfig, SubscriptionSpec, TopicSpec, serve,
+};
+use serde_json::{Value, json};
+
+fn entity(max_delivery_count: u32) -> EntityConfig {
+    EntityConfig {
+        max_delivery_count,
+        lock_duration: chrono::Duration::seconds(5),
+        ..EntityConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_runs_against_the_local_service_bus_and_identity() {
+    devcloud_core::install_crypto_provider();
+    let d = tempfile::tempdir().unwrap();
+    let tls = devcloud_core::Tls::load_or_create(&d.path().join("state")).unwrap();
+    let identity = devcloud_core::Identity::from_key([7u8; 32]);
+
+    // Managed identity endpoint (plain HTTP, as App Service's local endpoint).
+    let secret = "identity-secret".to_string();
+    let msi_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let msi = devcloud_core::serve_http(identity.msi_filter(secret.clone()), msi_listener).unwrap();
+
+    // Service Bus over HTTPS, verifying the identity's tokens.
+    let verifier_identity = identity.clone();
+    let verifier: devcloud_messaging::auth::Verifier =
+        Arc::new(move |token: &str, audience: &str| {
+            verifier_identity
+                .verify(Some(&format!("Bearer {token}")), audience)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+    let config = ServiceBusConfig {
+        queues: vec![("done".into(), entity(10))],
+        topics: vec![TopicSpec {
+            name: "facts".into(),
+            config: entity(10),
+            subscriptions: vec![SubscriptionSpec {
+                name: "host".into(),
+                config: entity(3),
+                rules: vec![],
+            }],
+        }],
+    };
+    let sb = serve(
+        config,
+        verifier,
+        Some(tls.server_config.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let rec = write_app(
+        d.path(),
+        json!({"extensions": {"serviceBus": {"maxConcurrentCalls": 4}}}),
+        &[(
+            "OnFact",
+            json!({"bindings": [
+                {"name": "fact", "type": "serviceBusTrigger", "direction": "in", "topicName": "facts", "subscriptionName": "host", "connection": "ServiceBusConnection"},
+                {"name": "out", "type": "serviceBus", "direction": "out", "queueName": "done", "connection": "ServiceBusConnection"},
+            ]}),
+        )],
+        json!({
+            "ServiceBusConnection__fullyQualifiedNamespace": sb.addr.to_string(),
+            "IDENTITY_ENDPOINT": format!("http://{}/msi/token", msi.addr()),
+            "IDENTITY_HEADER": secret,
+        }),
+    );
+    let host = Host::load(d.path(), BTreeMap::new()).unwrap();
+    let running = host
+        .start(HostConfig {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ca_cert_pem: Some(tls.ca_pem.clone()),
+            receive_timeout_secs: 1,
+            ..HostConfig::default()
+        })
+        .await
+        .unwrap();
+
+    // Publish like any client: REST send with a bearer token and an application property.
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&tls.ca_pem).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let token = identity.issue("https://servicebus.azure.net");
+    let send = |body: Value, id: &str| {
+        client
+            .post(format!("{}/facts/messages", sb.url()))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/json")
+            .header(
+                "BrokerProperties",
+                json!({"MessageId": id, "Label": "fact"}).to_string(),
+            )
+            .header("Origin-Stage", "\"ingest\"")
+            .body(body.to_string())
+            .send()
+    };
+    for (body, id) in [
+        (
+            json!({"kind": "ok", "outputs": {"out": {"kind": "next"}}}),
+            "m-ok",
+        ),
+        (json!({"kind": "bad", "fail": true}), "m-fail"),
+        (json!({"kind": "crash", "crashOnce": "x"}), "m-crash"),
+    ] {
+        let r = send(body, id).await.unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    }
+
+    let counts = || async { sb.broker.with(|ns| ns.overview(chrono::Utc::now())).await };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let o = counts().await;
+        let sub = &o["topics"][0]["subscriptions"][0];
+        let done = o["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == "done")
+            .unwrap();
+        if sub["activeMessageCount"] == 0
+            && sub["lockedMessageCount"] == 0
+            && sub["deadLetterMessageCount"] == 1
+            && done["activeMessageCount"] == 1
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "broker state: {o}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The failing message was delivered MaxDeliveryCount (3) times before the dead letter.
+    let all = records_for(&rec, "OnFact");
+    let mut fail_counts: Vec<String> = all
+        .iter()
+        .filter(|r| r["body"]["Metadata"]["MessageId"] == "\"m-fail\"")
+        .map(|r| {
+            r["body"]["Metadata"]["DeliveryCount"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    fail_counts.sort();
+    assert_eq!(fail_counts, vec!["1", "2", "3"]);
+    // The crash was survived: two deliveries, two processes.
+    let crash: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["body"]["Metadata"]["MessageId"] == "\"m-crash\"")
+        .collect();
+    assert_eq!(crash.len(), 2);
+    assert_ne!(crash[0]["pid"], crash[1]["pid"]);
+    // Metadata from the real broker's BrokerProperties and property headers.
+    let ok = all
+        .iter()
+        .find(|r| r["body"]["Metadata"]["MessageId"] == "\"m-ok\"")
+        .unwrap();
+    let md = &ok["body"]["Metadata"];
+    assert_eq!(md["Label"], "\"fact\"");
+    assert_eq!(md["Subject"], "\"fact\"");
+    assert_eq!(md["DeliveryCount"], "1");
+    assert_eq!(md["kind"], "\"ok\"");
+    assert_eq!(md["ContentType"], "\"application/json\"");
+    assert_eq!(md["ApplicationProperties"]["origin-stage"], "ingest");
+    assert_eq!(md["Client"]["FullyQualifiedNamespace"], sb.addr.to_string());
+    assert_eq!(md["ExpiresAtUtc"].as_str().unwrap().len(), 19);
+    let decoded: String =
+        serde_json::from_str(ok["body"]["Data"]["fact"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&decoded).unwrap()["kind"],
+        "ok"
+    );
+
+    let (pid, _) = running.handler_process().await;
+    running.shutdown().await;
+    assert!(!process_alive(pid));
+    sb.shutdown().await;
+    msi.shutdown().await;
+}
