@@ -76,3 +76,29 @@ mod tests {
         assert!(StaticToken(String::new()).verify("", "x").is_err());
     }
 }
+
+/// A verifier backed by the devcloud identity (HS256 tokens from the local managed-identity endpoint).
+pub fn identity_verifier(identity: devcloud_core::Identity) -> Verifier {
+    Arc::new(move |token: &str, audience: &str| {
+        identity
+            .verify(Some(&format!("Bearer {token}")), audience)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn identity_tokens() {
+        let id = devcloud_core::Identity::from_key([9u8; 32]);
+        let v = identity_verifier(id.clone());
+        let token = id.issue(SERVICEBUS_AUDIENCE);
+        assert!(v.verify(&token, SERVICEBUS_AUDIENCE).is_ok());
+        assert!(v.verify(&token, EVENTGRID_AUDIENCE).is_err());
+        let other = devcloud_core::Identity::from_key([1u8; 32]).issue(SERVICEBUS_AUDIENCE);
+        assert!(v.verify(&other, SERVICEBUS_AUDIENCE).is_err());
+    }
+}

@@ -535,3 +535,52 @@ async fn errors_as_the_service() {
         .expect("bad lock");
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_the_devcloud_ca_and_identity() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let tls = devcloud_core::Tls::load_or_create(state.path()).expect("tls");
+    let identity = devcloud_core::Identity::from_key([5u8; 32]);
+    let sb = servicebus::serve(
+        queue("secure", EntityConfig::default()),
+        devcloud_messaging::auth::identity_verifier(identity.clone()),
+        Some(tls.server_config.clone()),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("serve");
+    assert!(sb.url().starts_with("https://"));
+    let c = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&tls.ca_pem_bytes().expect("ca")).expect("pem"),
+        )
+        .build()
+        .expect("client");
+    let base = sb.url();
+    let good = identity.issue("https://servicebus.azure.net/");
+    let wrong_audience = identity.issue("https://eventgrid.azure.net");
+    let r = c
+        .post(format!("{base}/secure/messages"))
+        .bearer_auth(&wrong_audience)
+        .body("x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let r = c
+        .post(format!("{base}/secure/messages"))
+        .bearer_auth(&good)
+        .body("x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201);
+    let r = c
+        .delete(format!("{base}/secure/messages/head?timeout=5"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .expect("receive");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "x");
+}

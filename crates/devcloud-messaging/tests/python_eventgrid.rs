@@ -1,0 +1,69 @@
+//! An independent client against the local Event Grid: runs the pytest suite in
+//! `tests/python/eventgrid/` (Microsoft's `azure-eventgrid` publisher client with a key and with a
+//! token credential) against the server over HTTPS with the devcloud CA and identity.
+
+use std::time::Duration;
+
+use devcloud_messaging::auth::identity_verifier;
+use devcloud_messaging::eventgrid::{self, DeliverySettings, EventGridConfig, Schema, TopicConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let python = format!("{root}/.venv/bin/python");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} is missing: run scripts/setup.sh"
+    );
+    let state = tempfile::tempdir().expect("tempdir");
+    let tls = devcloud_core::Tls::load_or_create(state.path()).expect("tls");
+    let identity = devcloud_core::Identity::from_key([42u8; 32]);
+    let config = EventGridConfig {
+        topics: vec![TopicConfig {
+            name: "galleon-events".into(),
+            input_schema: Schema::CloudEvents,
+            key: "py-key-0123456789".into(),
+        }],
+        delivery: DeliverySettings {
+            time_factor: 0.001,
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        subscription_id: "sub".into(),
+        resource_group: "rg".into(),
+        ..Default::default()
+    };
+    let eg = eventgrid::serve(
+        config,
+        identity_verifier(identity.clone()),
+        Some(tls.server_config.clone()),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("event grid");
+    let token = identity.issue("https://eventgrid.azure.net");
+    let out = tokio::process::Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
+        .arg(format!("{root}/tests/python/eventgrid"))
+        .env(
+            "DEVCLOUD_EVENTGRID_ENDPOINT",
+            eg.topic_endpoint("galleon-events"),
+        )
+        .env("DEVCLOUD_EVENTGRID_KEY", "py-key-0123456789")
+        .env("DEVCLOUD_EVENTGRID_TOKEN", token)
+        .env("DEVCLOUD_EVENTGRID_ADMIN", eg.url())
+        .env("REQUESTS_CA_BUNDLE", &tls.ca_pem)
+        .env("SSL_CERT_FILE", &tls.ca_pem)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("pytest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("3 passed"), "expected 3 passed:\n{stdout}");
+    assert!(
+        !stdout.contains("skipped"),
+        "nothing may be skipped:\n{stdout}"
+    );
+}
