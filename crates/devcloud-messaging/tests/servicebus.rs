@@ -584,3 +584,81 @@ async fn https_with_the_devcloud_ca_and_identity() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.expect("body"), "x");
 }
+
+#[tokio::test]
+async fn admin_creates_entities_with_sql_rules() {
+    let sb = start(ServiceBusConfig::default()).await;
+    let c = client();
+    let base = sb.url();
+    let r = c
+        .put(format!("{base}/_devcloud/entities/facts?kind=topic"))
+        .send()
+        .await
+        .expect("topic");
+    assert_eq!(r.status(), 200);
+    let r = c
+        .put(format!("{base}/_devcloud/entities/facts/subscriptions/eu"))
+        .json(&json!({"maxDeliveryCount": 2, "rules": [{"name": "eu", "sqlFilter": "region IN ('westeurope', 'northeurope') AND NOT EXISTS(test)"}]}))
+        .send()
+        .await
+        .expect("sub");
+    assert_eq!(r.status(), 200);
+    let r = c
+        .put(format!("{base}/_devcloud/entities/facts/subscriptions/bad"))
+        .json(&json!({"rules": [{"name": "x", "sqlFilter": "region = "}]}))
+        .send()
+        .await
+        .expect("bad rule");
+    assert_eq!(r.status(), 400);
+    for (i, region) in ["\"westeurope\"", "\"eastus\"", "\"northeurope\""]
+        .iter()
+        .enumerate()
+    {
+        let r = send(
+            &c,
+            &base,
+            "facts",
+            region,
+            json!({"MessageId": format!("r{i}")}),
+            &[("region", region)],
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+    }
+    send(
+        &c,
+        &base,
+        "facts",
+        "t",
+        json!({"MessageId": "t"}),
+        &[("region", "\"westeurope\""), ("test", "true")],
+    )
+    .await;
+    let stats: Value = c
+        .get(format!("{base}/_devcloud/entities"))
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    let sub = &stats["topics"][0]["subscriptions"][0];
+    assert_eq!(sub["name"], "eu");
+    assert_eq!(sub["activeMessageCount"], 2);
+    assert_eq!(sub["rules"][0]["filter"]["type"], "SqlFilter");
+    let recent: Value = c
+        .get(format!("{base}/_devcloud/recent"))
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        recent
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|a| a["op"] == "routed" && a["detail"] == "no subscription matched")
+    );
+}

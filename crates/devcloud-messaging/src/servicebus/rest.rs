@@ -568,6 +568,10 @@ async fn handle(
 /// - `GET /_devcloud/entities`: queues, topics, subscriptions with active/scheduled/locked/dead-letter counts and rules
 /// - `GET /_devcloud/deadletters?entity=<queue|topic/subscriptions/sub>&max=N`: peek dead letters
 /// - `POST /_devcloud/deadletters/resubmit?entity=…&sequenceNumber=N`: move one back to its entity
+/// - `PUT /_devcloud/entities/{queue}?kind=queue|topic` or `PUT /_devcloud/entities/{topic}/subscriptions/{sub}`:
+///   create or update an entity; optional JSON body `{"maxDeliveryCount": n, "lockDurationSeconds": n,
+///   "defaultMessageTimeToLiveSeconds": n, "deadLetteringOnMessageExpiration": b,
+///   "duplicateDetectionWindowSeconds": n (0 = off), "rules": [{"name", "sqlFilter"} | {"name", "correlationFilter": {"label", "correlationId", "messageId", "contentType", "to", "replyTo", "sessionId", "properties": {…}}}]}`
 /// - `GET /_devcloud/recent?max=N`: recent operations (sent, scheduled, routed, locked, completed, abandoned, dead-lettered, duplicates)
 async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
     let now = Utc::now();
@@ -612,6 +616,9 @@ async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
                 Err(e) => admin_error(StatusCode::NOT_FOUND, &e.to_string()),
             }
         }
+        (&Method::PUT, path) if path.starts_with("entities/") => {
+            put_entity(sb, req, &path["entities/".len()..]).await
+        }
         (&Method::POST, "deadletters/resubmit") => {
             let p = match entity() {
                 Ok(p) => p,
@@ -641,4 +648,114 @@ fn admin_error(status: StatusCode, message: &str) -> Resp {
         status,
         &json!({"error": {"code": status.as_u16().to_string(), "message": message}}),
     )
+}
+
+fn entity_config(v: &Value) -> EntityConfig {
+    let mut c = EntityConfig::default();
+    let secs = |k: &str| v.get(k).and_then(Value::as_i64);
+    if let Some(n) = v.get("maxDeliveryCount").and_then(Value::as_u64) {
+        c.max_delivery_count = n.clamp(1, 2000) as u32;
+    }
+    if let Some(n) = secs("lockDurationSeconds") {
+        c.lock_duration = chrono::Duration::seconds(n.clamp(1, 300));
+    }
+    if let Some(n) = secs("defaultMessageTimeToLiveSeconds") {
+        c.default_ttl = Some(chrono::Duration::seconds(n.max(1)));
+    }
+    if let Some(b) = v
+        .get("deadLetteringOnMessageExpiration")
+        .and_then(Value::as_bool)
+    {
+        c.dead_lettering_on_expiration = b;
+    }
+    if let Some(n) = secs("duplicateDetectionWindowSeconds") {
+        c.duplicate_detection_window = (n > 0).then(|| chrono::Duration::seconds(n));
+    }
+    c
+}
+
+fn parse_rules(v: &Value) -> Result<Vec<Rule>, String> {
+    use super::filter::{CorrelationFilter, Filter};
+    let Some(rules) = v.get("rules") else {
+        return Ok(Vec::new());
+    };
+    let rules = rules.as_array().ok_or("rules must be an array")?;
+    let mut out = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let name = r
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("rule{i}"));
+        let filter = if let Some(sql) = r.get("sqlFilter").and_then(Value::as_str) {
+            Filter::sql(sql).map_err(|e| format!("rule {name}: {e}"))?
+        } else if let Some(c) = r.get("correlationFilter") {
+            let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+            Filter::Correlation(CorrelationFilter {
+                correlation_id: s("correlationId"),
+                message_id: s("messageId"),
+                to: s("to"),
+                reply_to: s("replyTo"),
+                label: s("label"),
+                session_id: s("sessionId"),
+                reply_to_session_id: s("replyToSessionId"),
+                content_type: s("contentType"),
+                properties: c
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| (k.clone(), PropValue::from_json(v)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        } else {
+            return Err(format!("rule {name}: needs sqlFilter or correlationFilter"));
+        };
+        out.push(Rule { name, filter });
+    }
+    Ok(out)
+}
+
+async fn put_entity(sb: &ServiceBus, req: &Req, path: &str) -> Resp {
+    let body: Value = if req.body().is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(req.body()) {
+            Ok(v) => v,
+            Err(e) => {
+                return admin_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the body is not JSON: {e}"),
+                );
+            }
+        }
+    };
+    let config = entity_config(&body);
+    let Some(p) = ReceivePath::parse(path).filter(|p| !p.dead_letter) else {
+        return admin_error(StatusCode::BAD_REQUEST, "not an entity path");
+    };
+    let result = match &p.entity {
+        EntityPath::Queue(name) | EntityPath::Topic(name) => {
+            let kind = query_param(req, "kind").unwrap_or_else(|| "queue".into());
+            match kind.as_str() {
+                "queue" => sb.with(|ns| ns.put_queue(name, config)).await,
+                "topic" => sb.with(|ns| ns.put_topic(name, config)).await,
+                _ => return admin_error(StatusCode::BAD_REQUEST, "kind must be queue or topic"),
+            }
+            Ok(())
+        }
+        EntityPath::Subscription(t, s) => {
+            let rules = match parse_rules(&body) {
+                Ok(r) => r,
+                Err(e) => return admin_error(StatusCode::BAD_REQUEST, &e),
+            };
+            sb.with(|ns| ns.put_subscription(t, s, config, rules)).await
+        }
+    };
+    match result {
+        Ok(()) => httpserv::json(StatusCode::OK, &json!({"entity": p.display()})),
+        Err(e) => admin_error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
 }
