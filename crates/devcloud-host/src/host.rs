@@ -139,7 +139,6 @@ impl Host {
             timer_status: Mutex::new(HashMap::new()),
             config,
             started: Utc::now(),
-            ready: watch::channel(None::<u16>).1,
         });
         let mut tasks = JoinSet::new();
         let server_core = core.clone();
@@ -210,8 +209,6 @@ pub(crate) struct Core {
     timer_status: Mutex<HashMap<String, TimerState>>,
     pub config: HostConfig,
     started: chrono::DateTime<Utc>,
-    #[allow(dead_code)]
-    ready: watch::Receiver<Option<u16>>,
     invocation_timeout: Duration,
 }
 

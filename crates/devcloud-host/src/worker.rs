@@ -66,6 +66,7 @@ pub struct Worker {
     stop: watch::Sender<bool>,
     starts: Arc<AtomicU64>,
     pid: Arc<AtomicU64>,
+    ready_wait: Duration,
     supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -76,6 +77,7 @@ impl Worker {
         let (stop, stop_rx) = watch::channel(false);
         let starts = Arc::new(AtomicU64::new(0));
         let pid = Arc::new(AtomicU64::new(0));
+        let ready_wait = cfg.ready_timeout * 2;
         let supervisor = tokio::spawn(supervise(
             cfg,
             log,
@@ -89,6 +91,7 @@ impl Worker {
             stop,
             starts,
             pid,
+            ready_wait,
             supervisor: std::sync::Mutex::new(Some(supervisor)),
         }
     }
@@ -125,7 +128,8 @@ impl Worker {
     }
 
     /// POST one invocation to `/{function}` exactly as the host does (chunked body, host headers).
-    /// Waits (up to `timeout`) for the handler to be ready first.
+    /// Waits for the handler to be ready first (up to twice its start timeout), then allows
+    /// `timeout` for the exchange.
     pub async fn invoke(
         &self,
         function: &str,
@@ -133,11 +137,10 @@ impl Worker {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<HandlerResponse, InvokeError> {
-        let deadline = Instant::now() + timeout;
-        let port = self.wait_ready(timeout).await?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        // Held until the handler is (again) ready; the function timeout starts with the request.
+        let port = self.wait_ready(self.ready_wait).await?;
         tokio::time::timeout(
-            remaining,
+            timeout,
             send_invocation(port, function, invocation_id, body),
         )
         .await

@@ -113,13 +113,25 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
             .body(body.to_string())
             .send()
     };
+    // The crash first, alone: invocations in flight when a handler dies fail too (and are
+    // redelivered), which would blur the delivery counts checked below.
+    let r = send(json!({"kind": "crash", "crashOnce": "x"}), "m-crash")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    wait_until(30, "the crashed message to be handled again", || {
+        running
+            .invocations()
+            .iter()
+            .any(|i| i.status == "Succeeded")
+    })
+    .await;
     for (body, id) in [
         (
             json!({"kind": "ok", "outputs": {"out": {"kind": "next"}}}),
             "m-ok",
         ),
         (json!({"kind": "bad", "fail": true}), "m-fail"),
-        (json!({"kind": "crash", "crashOnce": "x"}), "m-crash"),
     ] {
         let r = send(body, id).await.unwrap();
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
@@ -191,6 +203,106 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
     let (pid, _) = running.handler_process().await;
     running.shutdown().await;
     assert!(!process_alive(pid));
+    sb.shutdown().await;
+    msi.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_are_renewed_while_a_slow_invocation_runs() {
+    devcloud_core::install_crypto_provider();
+    let d = tempfile::tempdir().unwrap();
+    let tls = devcloud_core::Tls::load_or_create(&d.path().join("state")).unwrap();
+    let identity = devcloud_core::Identity::from_key([9u8; 32]);
+    let msi_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let msi = devcloud_core::serve_http(identity.msi_filter("s".into()), msi_listener).unwrap();
+    let vid = identity.clone();
+    let verifier: devcloud_messaging::auth::Verifier =
+        Arc::new(move |token: &str, audience: &str| {
+            vid.verify(Some(&format!("Bearer {token}")), audience)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+    // A one-second lock and a handler that takes three seconds.
+    let config = ServiceBusConfig {
+        queues: vec![(
+            "slow".into(),
+            EntityConfig {
+                lock_duration: chrono::Duration::seconds(1),
+                ..entity(5)
+            },
+        )],
+        topics: vec![],
+    };
+    let sb = serve(
+        config,
+        verifier,
+        Some(tls.server_config.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let rec = write_app(
+        d.path(),
+        json!({}),
+        &[(
+            "Slow",
+            json!({"bindings": [{"name": "m", "type": "serviceBusTrigger", "queueName": "slow", "connection": "SB"}]}),
+        )],
+        json!({
+            "SB__fullyQualifiedNamespace": sb.addr.to_string(),
+            "IDENTITY_ENDPOINT": format!("http://{}/msi/token", msi.addr()),
+            "IDENTITY_HEADER": "s",
+        }),
+    );
+    let running = Host::load(d.path(), BTreeMap::new())
+        .unwrap()
+        .start(HostConfig {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ca_cert_pem: Some(tls.ca_pem.clone()),
+            receive_timeout_secs: 1,
+            ..HostConfig::default()
+        })
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&tls.ca_pem).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/slow/messages", sb.url()))
+        .bearer_auth(identity.issue("https://servicebus.azure.net"))
+        .body(json!({"sleepMs": 3000}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let o = sb.broker.with(|ns| ns.overview(chrono::Utc::now())).await;
+        let q = &o["queues"][0];
+        if q["activeMessageCount"] == 0
+            && q["lockedMessageCount"] == 0
+            && !records_for(&rec, "Slow").is_empty()
+        {
+            assert_eq!(q["deadLetterMessageCount"], 0, "{o}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "broker state: {o}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Delivered once: the lock never lapsed, so the message was not handed out again.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(records_for(&rec, "Slow").len(), 1);
+    assert!(
+        running
+            .logs()
+            .iter()
+            .all(|l| !l.message.contains("settling message")),
+        "completion succeeded"
+    );
+    running.shutdown().await;
     sb.shutdown().await;
     msi.shutdown().await;
 }

@@ -503,3 +503,138 @@ async fn invocations_wait_for_a_slow_starting_handler() {
     // Nothing listens any more.
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+/// A plain HTTP endpoint that records every request (method, path, headers, body) and answers 200.
+async fn recorder() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) {
+    use http_body_util::BodyExt;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let s = s.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let s = s.clone();
+                        async move {
+                            let headers: serde_json::Map<String, Value> = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                                .collect();
+                            let uri = req.uri().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            s.lock()
+                                .unwrap()
+                                .push(json!({"uri": uri, "headers": headers, "body": body}));
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::new()),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_grid_output_timeouts_and_run_on_startup() {
+    let (topic, published) = recorder().await;
+    let d = tempfile::tempdir().unwrap();
+    let rec = write_app(
+        d.path(),
+        json!({"functionTimeout": "00:00:01"}),
+        &[
+            (
+                "Publish",
+                json!({"bindings": [
+                    {"name": "req", "type": "httpTrigger", "authLevel": "anonymous", "methods": ["post"]},
+                    {"name": "res", "type": "http", "direction": "out"},
+                    {"name": "events", "type": "eventGrid", "direction": "out", "topicEndpointUri": "TopicUri", "topicKeySetting": "TopicKey"},
+                ]}),
+            ),
+            (
+                "Boot",
+                json!({"bindings": [{"name": "timer", "type": "timerTrigger", "schedule": "0 0 0 1 1 *", "runOnStartup": true}]}),
+            ),
+        ],
+        json!({"TopicUri": format!("http://{topic}/api/events"), "TopicKey": "topic-key"}),
+    );
+    let host = start(d.path(), config()).await;
+    wait_until(10, "runOnStartup", || records_for(&rec, "Boot").len() == 1).await;
+    let c = http();
+    let url = format!("http://{}/api/Publish", host.http_addr);
+    // CloudEvents (the first element decides the schema).
+    let ce = json!({"specversion": "1.0", "id": "1", "source": "/galleon", "type": "Galleon.ImageReady", "data": {"a": 1}});
+    let r = c
+        .post(&url)
+        .json(&json!({"outputs": {"events": [ce.clone(), ce.to_string()], "res": {"body": "ok"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Event Grid schema, a single object.
+    let eg = json!({"id": "2", "subject": "s", "eventType": "t", "eventTime": "2024-01-01T00:00:00Z", "dataVersion": "1", "data": {}});
+    let r = c
+        .post(&url)
+        .json(&json!({"outputs": {"events": eg.clone(), "res": {"body": "ok"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = published.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["uri"], "/api/events?api-version=2018-01-01");
+    assert_eq!(got[0]["headers"]["aeg-sas-key"], "topic-key");
+    assert!(
+        got[0]["headers"]["content-type"]
+            .as_str()
+            .unwrap()
+            .starts_with("application/cloudevents-batch+json")
+    );
+    assert_eq!(got[0]["body"], json!([ce.clone(), ce]));
+    assert_eq!(got[1]["headers"]["content-type"], "application/json");
+    assert_eq!(got[1]["body"], json!([eg]));
+    // functionTimeout (1 s) fails a slow invocation; its outputs are not written.
+    let r = c
+        .post(&url)
+        .json(&json!({"sleepMs": 2500, "outputs": {"events": eg, "res": {"body": "late"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(published.lock().unwrap().len(), 2);
+    let invs = host.invocations();
+    let failed = invs.iter().find(|i| i.status == "Failed").unwrap();
+    assert!(
+        failed.error.as_deref().unwrap().contains("timed out"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        invs.iter()
+            .filter(|i| i.function == "Publish" && i.status == "Succeeded")
+            .map(|i| i.outputs)
+            .collect::<Vec<_>>(),
+        vec![3, 2]
+    );
+    stop(host).await;
+}

@@ -71,8 +71,11 @@ async fn handle(dir: PathBuf, req: Request<hyper::body::Incoming>) -> Response<F
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let record =
         json!({"function": function, "headers": headers, "body": body, "pid": std::process::id()});
-    let file = dir.join(format!("{}.json", uuid::Uuid::new_v4()));
-    let _ = std::fs::write(&file, serde_json::to_vec(&record).unwrap_or_default());
+    // Written then renamed, so readers never see half a record.
+    let name = uuid::Uuid::new_v4();
+    let tmp = dir.join(format!("{name}.tmp"));
+    let _ = std::fs::write(&tmp, serde_json::to_vec(&record).unwrap_or_default());
+    let _ = std::fs::rename(&tmp, dir.join(format!("{name}.json")));
     let ins = instructions(&body);
     if let Some(ms) = ins.get("sleepMs").and_then(Value::as_u64) {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
