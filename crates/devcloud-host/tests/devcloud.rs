@@ -306,3 +306,114 @@ async fn locks_are_renewed_while_a_slow_invocation_runs() {
     sb.shutdown().await;
     msi.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_grid_delivers_to_the_host_webhook_with_retries() {
+    use devcloud_messaging::eventgrid::delivery::{
+        DeliverySettings, Destination, Dispatcher, Subscription, SubscriptionConfig,
+    };
+    use devcloud_messaging::eventgrid::model::{Event, Schema};
+    devcloud_core::install_crypto_provider();
+    let d = tempfile::tempdir().unwrap();
+    let rec = write_app(
+        d.path(),
+        json!({}),
+        &[
+            (
+                "OnEvent",
+                json!({"bindings": [{"name": "event", "type": "eventGridTrigger", "direction": "in"}]}),
+            ),
+            (
+                "OnCloud",
+                json!({"bindings": [{"name": "event", "type": "eventGridTrigger", "direction": "in"}]}),
+            ),
+        ],
+        json!({}),
+    );
+    let running = Host::load(d.path(), BTreeMap::new())
+        .unwrap()
+        .start(HostConfig {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ..HostConfig::default()
+        })
+        .await
+        .unwrap();
+    let settings = DeliverySettings {
+        time_factor: 0.001,
+        functions_host: Some(format!("http://{}", running.http_addr)),
+        ..DeliverySettings::default()
+    };
+    let dispatcher = Arc::new(Dispatcher::new(settings, reqwest::Client::new()));
+    dispatcher.insert(Arc::new(Subscription::new(
+        SubscriptionConfig::new(
+            "to-host",
+            "images",
+            Destination::Function("OnEvent".into()),
+            Schema::EventGrid,
+        ),
+        false,
+    )));
+    dispatcher.insert(Arc::new(Subscription::new(
+        SubscriptionConfig::new(
+            "to-host-ce",
+            "images",
+            Destination::Function("OnCloud".into()),
+            Schema::CloudEvents,
+        ),
+        false,
+    )));
+    let ev = |id: &str, data: Value| Event {
+        schema: Schema::EventGrid,
+        value: json!({"id": id, "eventType": "Galleon.ImageReady", "subject": "images/1", "eventTime": "2024-01-01T00:00:00.0000000Z", "dataVersion": "1", "data": data, "topic": "/t", "metadataVersion": "1"}),
+    };
+    let routed = dispatcher.publish(
+        "images",
+        "/t",
+        vec![
+            ev("e1", json!({"failOnce": "e1"})),
+            ev("e2", json!({"n": 2})),
+        ],
+    );
+    assert_eq!(routed, 4);
+    wait_until(30, "deliveries to both functions", || {
+        let r = records(&rec);
+        let seen = |f: &str, id: &str| {
+            r.iter()
+                .filter(|x| x["function"] == f && x["body"]["Data"]["event"]["id"] == id)
+                .count()
+        };
+        seen("OnEvent", "e1") >= 2
+            && seen("OnEvent", "e2") >= 1
+            && seen("OnCloud", "e2") >= 1
+            && seen("OnCloud", "e1") >= 1
+    })
+    .await;
+    // The CloudEvents subscription delivered CloudEvents; Metadata.data carries the event data.
+    let ce = records_for(&rec, "OnCloud")
+        .into_iter()
+        .find(|r| r["body"]["Data"]["event"]["id"] == "e2")
+        .unwrap();
+    assert_eq!(ce["body"]["Data"]["event"]["specversion"], "1.0");
+    assert_eq!(ce["body"]["Metadata"]["data"], json!({"n": 2}));
+    // The failed first attempt was retried (HTTP 500 from the webhook) and then succeeded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let st = dispatcher
+            .subscription("to-host")
+            .unwrap()
+            .state_json()
+            .await;
+        if st["delivered"] == 2 {
+            assert_eq!(st["deadLettered"], 0, "{st}");
+            assert!(st["failedAttempts"].as_u64().unwrap() >= 1, "{st}");
+            assert_eq!(
+                st["provisioningState"], "Succeeded",
+                "validated through the host's handshake"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{st}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    running.shutdown().await;
+}
