@@ -791,7 +791,7 @@ async fn put_image(ctx: &Ctx<'_>, target: &Target, body: Value, patch: bool) -> 
     let (key, id, name, _) = target_parts(target);
     names::image(&name)?;
     // Phase 1: validate against the state.
-    let (plan, blob_uri) = {
+    let (plan, blob_uris) = {
         let mut st = ctx.arm.lock();
         st.settle(ctx.now);
         let existing = st.resources.get(&key).cloned();
@@ -805,7 +805,7 @@ async fn put_image(ctx: &Ctx<'_>, target: &Target, body: Value, patch: bool) -> 
             let Some(r) = &existing else { unreachable_patch()? };
             out = r.body.clone();
             merge_tags(&mut out, &body, Some(r));
-            (Some((out, loc, r.vhd_size)), None)
+            (Some((out, loc, r.vhd_size)), Vec::new())
         } else {
             let os = &props(&body)["storageProfile"]["osDisk"];
             if props(&body)["storageProfile"].is_null() {
@@ -830,15 +830,27 @@ async fn put_image(ctx: &Ctx<'_>, target: &Target, body: Value, patch: bool) -> 
                 }
                 return Err(ArmError::invalid_parameter("At least one of blobUri, managedDisk or snapshot must be specified for the OS disk.", "properties.storageProfile.osDisk"));
             }
-            let mut os_out = json!({"osType": os_type, "osState": os_state, "blobUri": blob, "caching": os["caching"].as_str().unwrap_or("ReadWrite")});
-            for k in ["storageAccountType", "diskSizeGB", "diskEncryptionSet"] {
-                if let Some(v) = os.get(k) {
-                    os_out[k] = v.clone();
+            // Echo the OS disk as given (other source references included), with Azure's defaults.
+            let mut os_out = os.clone();
+            os_out["caching"] = json!(os["caching"].as_str().unwrap_or("ReadWrite"));
+            let mut data = props(&body)["storageProfile"]["dataDisks"].clone();
+            if !data.is_array() {
+                data = json!([]);
+            }
+            let mut blobs = vec![(blob.clone().unwrap_or_default(), "properties.storageProfile.osDisk.blobUri".to_string(), None)];
+            let mut luns = Vec::new();
+            for (i, dd) in data.as_array().into_iter().flatten().enumerate() {
+                let lun = dd["lun"].as_i64().ok_or_else(|| ArmError::required("lun", "properties.storageProfile.dataDisks.lun"))?;
+                if luns.contains(&lun) {
+                    return Err(ArmError::invalid_parameter(format!("Duplicate LUN {lun} in data disks."), "properties.storageProfile.dataDisks.lun"));
+                }
+                luns.push(lun);
+                if let Some(u) = dd["blobUri"].as_str() {
+                    blobs.push((u.to_string(), "properties.storageProfile.dataDisks.blobUri".to_string(), Some(i)));
                 }
             }
-            let data = props(&body)["storageProfile"]["dataDisks"].clone();
             out["properties"] = json!({
-                "storageProfile": {"osDisk": os_out, "dataDisks": if data.is_array() { data } else { json!([]) },
+                "storageProfile": {"osDisk": os_out, "dataDisks": data,
                     "zoneResilient": props(&body)["storageProfile"]["zoneResilient"].as_bool().unwrap_or(false)},
                 "hyperVGeneration": hvg,
             });
@@ -854,17 +866,27 @@ async fn put_image(ctx: &Ctx<'_>, target: &Target, body: Value, patch: bool) -> 
                         return Err(ArmError::property_change(label));
                     }
                 }
-                (Some((out, loc, r.vhd_size)), None)
+                (Some((out, loc, r.vhd_size)), Vec::new())
             } else {
-                (Some((out, loc, None)), blob)
+                (Some((out, loc, None)), blobs)
             }
         }
     };
     let Some((mut out, loc, mut size)) = plan else { unreachable_patch()? };
     // Phase 2: the source blob must be a fixed VHD (checked without holding the state).
-    if let (Some(uri), Some(blob)) = (blob_uri, ctx.arm.blob.as_ref()) {
-        let s = blob.check_vhd(&uri, "properties.storageProfile.osDisk.blobUri").await?;
-        size = Some(s);
+    if let Some(blob) = ctx.arm.blob.as_ref() {
+        for (uri, target, data_index) in blob_uris {
+            let s = blob.check_vhd(&uri, &target).await?;
+            match data_index {
+                None => size = Some(s),
+                Some(i) => {
+                    let dd = &mut out["properties"]["storageProfile"]["dataDisks"][i];
+                    if dd["diskSizeGB"].is_null() {
+                        dd["diskSizeGB"] = json!(s.div_ceil(1 << 30));
+                    }
+                }
+            }
+        }
     }
     if let Some(s) = size {
         if out["properties"]["storageProfile"]["osDisk"]["diskSizeGB"].is_null() && !patch {
@@ -1109,10 +1131,18 @@ fn parse_regions(pp: &Value, location_shown: &str, location: &str, default_count
     Ok(want)
 }
 
-fn regions_json(want: &[WantRegion], given: &Value) -> Value {
+fn regions_json(want: &[WantRegion], given: &Value, old: &Value) -> Value {
     let given = given.as_array().cloned().unwrap_or_default();
+    let old = old.as_array().cloned().unwrap_or_default();
+    let find = |list: &[Value], norm: &str| list.iter().find(|g| g["name"].as_str().map(norm_region).as_deref() == Some(norm)).cloned();
     Value::Array(want.iter().map(|w| {
-        let mut t = given.iter().find(|g| g["name"].as_str().map(norm_region).as_deref() == Some(w.norm.as_str())).cloned().unwrap_or(json!({}));
+        // Fields of an existing region (encryption cannot be removed) overlaid with what was sent.
+        let mut t = find(&old, &w.norm).unwrap_or(json!({}));
+        if let Some(Value::Object(g)) = find(&given, &w.norm) {
+            for (k, v) in g {
+                t[k] = v;
+            }
+        }
         t["name"] = json!(w.name);
         t["regionalReplicaCount"] = json!(w.replicas);
         t["storageAccountType"] = json!(w.sat);
@@ -1187,8 +1217,20 @@ fn validate_version(ctx: &Ctx, st: &State, key: &str, name: &str, parent: &str, 
     let p = props(body);
     let base = existing.map(|r| r.body["properties"].clone()).unwrap_or(json!({}));
     // Storage profile: required on create; on update it must not change the source.
-    let sp = if p["storageProfile"].is_object() { p["storageProfile"].clone() } else if let Some(r) = existing { r.body["properties"]["storageProfile"].clone() } else {
-        return Err(ArmError::required("storageProfile", "galleryImageVersion.properties.storageProfile"));
+    let sp = match (p["storageProfile"].as_object(), existing) {
+        // On update, what is sent overlays the stored profile (disks keep their computed sizes).
+        (Some(given), Some(r)) => {
+            let mut sp = r.body["properties"]["storageProfile"].clone();
+            for (k, v) in given {
+                if !(k == "osDiskImage" || k == "dataDiskImages") || sp[k].is_null() {
+                    sp[k] = v.clone();
+                }
+            }
+            sp
+        }
+        (Some(_), None) => p["storageProfile"].clone(),
+        (None, Some(r)) => r.body["properties"]["storageProfile"].clone(),
+        (None, None) => return Err(ArmError::required("storageProfile", "galleryImageVersion.properties.storageProfile")),
     };
     let top = sp["source"].clone();
     let os_src = sp["osDiskImage"]["source"].clone();
@@ -1205,6 +1247,7 @@ fn validate_version(ctx: &Ctx, st: &State, key: &str, name: &str, parent: &str, 
     }
     let mut vhd = None;
     let mut src_size = None;
+    let mut image_data: Option<Vec<Value>> = None;
     let source = if let Some(id) = top["id"].as_str() {
         if id.to_lowercase().contains("/microsoft.compute/virtualmachines/") {
             return Err(ArmError::invalid_parameter(format!("The gallery image version source id: '{id}' must be specified in 'galleryImageVersion.properties.storageProfile.source.virtualMachineId'."), "galleryImageVersion.properties.storageProfile.source.id"));
@@ -1260,6 +1303,7 @@ fn validate_version(ctx: &Ctx, st: &State, key: &str, name: &str, parent: &str, 
                     return Err(ArmError::invalid_parameter(format!("The Hyper-V generation of the source ({ihvg}) does not match the Hyper-V generation of the parent gallery image ({dhvg})."), "galleryImageVersion.properties.storageProfile.source.id"));
                 }
                 src_size = img.vhd_size;
+                image_data = Some(img.body["properties"]["storageProfile"]["dataDisks"].as_array().cloned().unwrap_or_default());
             }
             VersionSource::Version(id) => {
                 let Some(v) = st.resources.get(&id.to_lowercase()).filter(|r| r.kind == Kind::Version) else {
@@ -1325,7 +1369,7 @@ fn validate_version(ctx: &Ctx, st: &State, key: &str, name: &str, parent: &str, 
             pp[k] = v.clone();
         }
     }
-    pp["targetRegions"] = regions_json(&want, &pp_in["targetRegions"]);
+    pp["targetRegions"] = regions_json(&want, &pp_in["targetRegions"], &base["publishingProfile"]["targetRegions"]);
     pp["replicaCount"] = json!(default_count);
     pp["storageAccountType"] = json!(sat);
     if pp["excludeFromLatest"].is_null() {
@@ -1340,6 +1384,12 @@ fn validate_version(ctx: &Ctx, st: &State, key: &str, name: &str, parent: &str, 
     }
     if sp_out["osDiskImage"]["hostCaching"].is_null() {
         sp_out["osDiskImage"]["hostCaching"] = json!("ReadOnly");
+    }
+    if let Some(disks) = image_data {
+        // A managed-image source: the version's disks are the image's.
+        sp_out["dataDiskImages"] = Value::Array(disks.iter().map(|d| json!({
+            "lun": d["lun"], "sizeInGB": d["diskSizeGB"].as_u64().unwrap_or(1).max(1),
+            "hostCaching": d["caching"].as_str().unwrap_or("None")})).collect());
     }
     if let Some(size) = existing.and_then(|r| r.body["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"].as_u64()) {
         sp_out["osDiskImage"]["sizeInGB"] = json!(size);

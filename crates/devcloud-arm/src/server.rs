@@ -242,12 +242,19 @@ pub fn filter(
         .or(warp::any().map(String::new))
         .unify();
     warp::method()
+        .and(warp::host::optional())
         .and(warp::path::full())
         .and(raw_query)
         .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
-        .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
+        .then(move |method: Method, authority: Option<warp::host::Authority>, path: warp::path::FullPath, query: String, mut headers: HeaderMap, body: Bytes| {
             let arm = arm.clone();
+            // HTTP/2 carries the host in :authority, not in a Host header.
+            if let Some(a) = authority {
+                if let Ok(v) = warp::http::HeaderValue::from_str(a.as_str()) {
+                    headers.insert("host", v);
+                }
+            }
             async move {
                 let query = url::form_urlencoded::parse(query.as_bytes())
                     .map(|(k, v)| (k.into_owned(), v.into_owned()))
