@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod eventgrid;
 pub mod httpserv;
+pub mod inspect;
 pub mod routing;
 pub mod servicebus;
 

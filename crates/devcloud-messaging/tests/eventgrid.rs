@@ -643,6 +643,14 @@ async fn retries_with_backoff_then_dead_letter() {
     assert_eq!(rejected["deliveryattempts"], 1, "400 dead-letters at once");
     assert_eq!(rejected["lastdeliveryoutcome"], "BadRequest");
     assert_eq!(rejecting.notifications().len(), 1);
+    let snap = devcloud_messaging::inspect::eventgrid_snapshot(&c, &eg.url(), 50)
+        .await
+        .expect("snapshot");
+    let text = devcloud_messaging::inspect::render_eventgrid(&snap);
+    assert!(
+        text.contains("dead letter flaky d1 MaxDeliveryAttemptsExceeded"),
+        "{text}"
+    );
     let deliveries: Value = c
         .get(format!("{}/_devcloud/deliveries", eg.url()))
         .send()

@@ -293,6 +293,15 @@ async fn abandon_n_times_then_dead_letter_with_reason_and_resubmit() {
     .send()
     .await
     .expect("unlock dead letter");
+    // what `devcloud inspect` shows
+    let snap = devcloud_messaging::inspect::servicebus_snapshot(&c, &base, 50)
+        .await
+        .expect("snapshot");
+    let text = devcloud_messaging::inspect::render_servicebus(&snap);
+    assert!(
+        text.contains(&format!("work #{seq} w-1 MaxDeliveryCountExceeded")),
+        "{text}"
+    );
     // resubmit through the admin endpoint
     let r = c
         .post(format!(
