@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: formatting, clippy, the release build of the handler, and the whole
+# workspace's tests (unit, fixtures, real sockets, Azurite, qemu-img disks, Python SDK conformance).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== release build of the handler" >&2
+cargo build --release -p galleon
+echo "== tests" >&2
+GALLEON_BIN="$root/target/release/galleon" cargo test --workspace -- --test-threads=2
