@@ -1,0 +1,157 @@
+"""A full galleon-like scenario driven by the official Python SDKs (azure-mgmt-compute,
+azure-mgmt-imagebuilder) against devcloud-arm, with the SDKs' own pollers."""
+import os
+
+import pytest
+import requests
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+RG = "rg-conformance"
+LOC = "westeurope"
+
+
+def props(resource):
+    return resource["properties"]
+
+
+def test_full_scenario(compute, imagebuilder, arm, subscription):
+    vhd = os.environ["DEVCLOUD_VHD_URI"]
+    account = os.environ["DEVCLOUD_STORAGE_ACCOUNT_ID"]
+
+    # 1. Managed image from the VHD in Azurite.
+    image = compute.images.begin_create_or_update(
+        RG, "img-from-vhd",
+        {"location": LOC, "properties": {"hyperVGeneration": "V2", "storageProfile": {"osDisk": {
+            "osType": "Linux", "osState": "Generalized", "blobUri": vhd, "storageAccountType": "Standard_LRS"}}}},
+    ).result()
+    assert props(image)["provisioningState"] == "Succeeded"
+    assert image["type"] == "Microsoft.Compute/images"
+
+    # 2. Gallery and image definition.
+    gallery = compute.galleries.begin_create_or_update(
+        RG, "galleon_gallery", {"location": LOC, "properties": {"description": "conformance"}}
+    ).result()
+    assert props(gallery)["provisioningState"] == "Succeeded"
+    assert props(gallery)["identifier"]["uniqueName"].endswith("GALLEON_GALLERY")
+    definition = compute.gallery_images.begin_create_or_update(
+        RG, "galleon_gallery", "ubuntu",
+        {"location": LOC, "properties": {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+                                          "identifier": {"publisher": "galleon", "offer": "ubuntu", "sku": "24_04"}}},
+    ).result()
+    assert props(definition)["provisioningState"] == "Succeeded"
+
+    # 3. Version from the managed image, two target regions; the SDK poller must finish without error.
+    poller = compute.gallery_image_versions.begin_create_or_update(
+        RG, "galleon_gallery", "ubuntu", "1.0.0",
+        {"location": LOC, "properties": {
+            "publishingProfile": {"targetRegions": [
+                {"name": LOC, "regionalReplicaCount": 1},
+                {"name": "northeurope", "regionalReplicaCount": 2, "storageAccountType": "Standard_ZRS"}]},
+            "storageProfile": {"source": {"id": image["id"]}}}},
+    )
+    version = poller.result()
+    assert props(version)["provisioningState"] == "Succeeded"
+    status = compute.gallery_image_versions.get(RG, "galleon_gallery", "ubuntu", "1.0.0", expand="ReplicationStatus")
+    rs = props(status)["replicationStatus"]
+    assert rs["aggregatedState"] == "Completed"
+    assert sorted(s["region"] for s in rs["summary"]) == sorted([LOC, "northeurope"])
+    regions = {r["name"]: r for r in props(status)["publishingProfile"]["targetRegions"]}
+    assert regions["northeurope"]["regionalReplicaCount"] == 2
+    assert regions["northeurope"]["storageAccountType"] == "Standard_ZRS"
+
+    # 4. Add a region with PATCH; read replication status while it replicates, then to completion.
+    update = compute.gallery_image_versions.begin_update(
+        RG, "galleon_gallery", "ubuntu", "1.0.0",
+        {"properties": {"publishingProfile": {"targetRegions": [
+            {"name": LOC, "regionalReplicaCount": 1},
+            {"name": "northeurope", "regionalReplicaCount": 2, "storageAccountType": "Standard_ZRS"},
+            {"name": "eastus", "regionalReplicaCount": 1}]}}},
+    )
+    during = compute.gallery_image_versions.get(RG, "galleon_gallery", "ubuntu", "1.0.0", expand="ReplicationStatus")
+    states = {s["region"]: s["state"] for s in props(during)["replicationStatus"]["summary"]}
+    assert states[LOC] == "Completed"
+    assert "eastus" in states
+    updated = update.result()
+    assert props(updated)["provisioningState"] == "Succeeded"
+    after = compute.gallery_image_versions.get(RG, "galleon_gallery", "ubuntu", "1.0.0", expand="ReplicationStatus")
+    summary = props(after)["replicationStatus"]["summary"]
+    assert props(after)["replicationStatus"]["aggregatedState"] == "Completed"
+    assert {s["region"] for s in summary} == {LOC, "northeurope", "eastus"}
+    assert all(s["progress"] == 100 for s in summary)
+
+    # 5. A version straight from the VHD (osDiskImage source).
+    direct = compute.gallery_image_versions.begin_create_or_update(
+        RG, "galleon_gallery", "ubuntu", "1.0.1",
+        {"location": LOC, "properties": {
+            "publishingProfile": {"targetRegions": [{"name": LOC}]},
+            "storageProfile": {"osDiskImage": {"source": {"uri": vhd, "storageAccountId": account}}}}},
+    ).result()
+    assert props(direct)["storageProfile"]["osDiskImage"]["sizeInGB"] >= 1
+
+    # 6. Image Builder: template distributing to the gallery and to a VHD, run it, read its outputs.
+    template = imagebuilder.virtual_machine_image_templates.begin_create_or_update(
+        RG, "galleon-aib",
+        {"location": LOC,
+         "identity": {"type": "UserAssigned", "userAssignedIdentities": {
+             f"/subscriptions/{subscription}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aib": {}}},
+         "properties": {
+             "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "ubuntu-24_04-lts",
+                        "sku": "server", "version": "latest"},
+             "customize": [{"type": "Shell", "name": "hello", "inline": ["echo hello"]}],
+             "distribute": [
+                 {"type": "SharedImage", "galleryImageId": definition["id"], "runOutputName": "acg",
+                  "targetRegions": [{"name": LOC, "replicaCount": 1}]},
+                 {"type": "VHD", "runOutputName": "vhd"}],
+             "buildTimeoutInMinutes": 60}},
+    ).result()
+    assert props(template)["provisioningState"] == "Succeeded"
+    imagebuilder.virtual_machine_image_templates.begin_run(RG, "galleon-aib").result()
+    ran = imagebuilder.virtual_machine_image_templates.get(RG, "galleon-aib")
+    assert props(ran)["lastRunStatus"]["runState"] == "Succeeded", props(ran)["lastRunStatus"]
+    outputs = {o["name"]: o for o in imagebuilder.virtual_machine_image_templates.list_run_outputs(RG, "galleon-aib")}
+    assert set(outputs) == {"acg", "vhd"}
+    built = outputs["acg"]["properties"]["artifactId"]
+    assert built.lower().endswith("/versions/1.0.2"), built
+    vhd_out = outputs["vhd"]["properties"]["artifactUri"]
+    # The VHD artifact really is in Azurite and is a fixed VHD: a version can be made from it.
+    from_output = compute.gallery_image_versions.begin_create_or_update(
+        RG, "galleon_gallery", "ubuntu", "2.0.0",
+        {"location": LOC, "properties": {"storageProfile": {"osDiskImage": {"source": {"uri": vhd_out, "storageAccountId": account}}}}},
+    ).result()
+    assert props(from_output)["provisioningState"] == "Succeeded"
+
+    # 7. Delete in order; a parent with children refuses first.
+    with pytest.raises(HttpResponseError) as refused:
+        compute.gallery_images.begin_delete(RG, "galleon_gallery", "ubuntu").result()
+    assert refused.value.status_code == 409
+    imagebuilder.virtual_machine_image_templates.begin_delete(RG, "galleon-aib").result()
+    for v in ["1.0.0", "1.0.1", "1.0.2", "2.0.0"]:
+        compute.gallery_image_versions.begin_delete(RG, "galleon_gallery", "ubuntu", v).result()
+    compute.gallery_images.begin_delete(RG, "galleon_gallery", "ubuntu").result()
+    compute.galleries.begin_delete(RG, "galleon_gallery").result()
+    compute.images.begin_delete(RG, "img-from-vhd").result()
+    with pytest.raises(ResourceNotFoundError):
+        compute.galleries.get(RG, "galleon_gallery")
+
+    # The admin API counted the ARM calls the scenario made.
+    counts = requests.get(f"{arm}/_devcloud/requests", timeout=10).json()["byKind"]
+    assert counts["GalleryImageVersions_CreateOrUpdate"] == 3
+    assert counts["GalleryImageVersions_Update"] == 1
+    assert counts["Operations_Get"] > 0
+
+
+def test_errors_users_see(compute):
+    dynamic = os.environ["DEVCLOUD_DYNAMIC_VHD_URI"]
+    with pytest.raises(HttpResponseError) as bad_vhd:
+        compute.images.begin_create_or_update(
+            RG, "img-dynamic",
+            {"location": LOC, "properties": {"storageProfile": {"osDisk": {
+                "osType": "Linux", "osState": "Generalized", "blobUri": dynamic}}}},
+        ).result()
+    assert bad_vhd.value.error.code == "InvalidParameter"
+    assert "fixed" in bad_vhd.value.error.message
+    with pytest.raises(HttpResponseError) as bad_name:
+        compute.galleries.begin_create_or_update(RG, "bad-name", {"location": LOC}).result()
+    assert bad_name.value.status_code == 400
+    with pytest.raises(ResourceNotFoundError):
+        compute.gallery_image_versions.get(RG, "nogallery", "nodef", "1.0.0")
