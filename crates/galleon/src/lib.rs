@@ -2,6 +2,7 @@
 //! replicated, announced Azure Compute Gallery image version.
 
 pub mod config;
+pub mod domain;
 pub mod events;
 pub mod functions;
 pub mod host;

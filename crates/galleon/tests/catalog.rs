@@ -173,7 +173,8 @@ fn fact_ids_are_deterministic_from_the_cause() {
 fn schemas_reject_broken_facts() {
     let schema = validator(&load("vhd.accepted.v1.schema.json"));
     let example = load("vhd.accepted.v1.example.json");
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "missing version",
             Box::new(|d| {

@@ -35,7 +35,7 @@ async fn call(path: &str, body: &[u8]) -> (u16, Value) {
     let response = warp::test::request()
         .method("POST")
         .path(path)
-        .body(body.to_vec())
+        .body(body)
         .reply(&routes)
         .await;
     let json = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
