@@ -133,6 +133,18 @@ fn good_webhook(req: &Req) -> Resp {
     httpserv::empty(StatusCode::OK)
 }
 
+/// Passes the handshake, then answers every delivery with `status`.
+async fn failing_webhook(status: StatusCode) -> Receiver {
+    Receiver::start(move |req| {
+        if req.method() == http::Method::OPTIONS {
+            good_webhook(req)
+        } else {
+            httpserv::empty(status)
+        }
+    })
+    .await
+}
+
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -564,38 +576,13 @@ async fn retries_with_backoff_then_dead_letter() {
     )
     .await;
     let c = client();
-    let failing = Receiver::start(|req| {
-        if req.method() == http::Method::OPTIONS {
-            good_webhook(req)
-        } else {
-            httpserv::empty(StatusCode::INTERNAL_SERVER_ERROR)
-        }
-    })
-    .await;
-    let r = subscribe(
-        &c,
-        &eg,
-        json!({"name": "flaky", "topic": "galleon-events", "endpoint": failing.url,
-               "eventDeliverySchema": "CloudEventSchemaV1_0", "maxDeliveryAttempts": 3}),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    let rejecting = Receiver::start(|req| {
-        if req.method() == http::Method::OPTIONS {
-            good_webhook(req)
-        } else {
-            httpserv::empty(StatusCode::BAD_REQUEST)
-        }
-    })
-    .await;
-    let r = subscribe(
-        &c,
-        &eg,
-        json!({"name": "rejecting", "topic": "galleon-events", "endpoint": rejecting.url,
-               "eventDeliverySchema": "CloudEventSchemaV1_0", "maxDeliveryAttempts": 5}),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
+    let failing = failing_webhook(StatusCode::INTERNAL_SERVER_ERROR).await;
+    let rejecting = failing_webhook(StatusCode::BAD_REQUEST).await;
+    for (name, r, max) in [("flaky", &failing, 3), ("rejecting", &rejecting, 5)] {
+        let body = json!({"name": name, "topic": "galleon-events", "endpoint": r.url,
+                          "eventDeliverySchema": "CloudEventSchemaV1_0", "maxDeliveryAttempts": max});
+        assert_eq!(subscribe(&c, &eg, body).await.status(), 201);
+    }
     let sent = json!([cloud_event("d1", "io.galleon.step.failed.v1")]);
     assert_eq!(
         publish(&c, &eg, "galleon-events", &sent).await.status(),

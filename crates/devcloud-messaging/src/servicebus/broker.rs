@@ -891,28 +891,15 @@ impl Namespace {
 
     /// All entities with counts, as JSON for the admin endpoint.
     pub fn overview(&mut self, now: DateTime<Utc>) -> Value {
-        let counts = |c: Counts| {
-            json!({"activeMessageCount": c.active, "scheduledMessageCount": c.scheduled,
-                   "lockedMessageCount": c.locked, "deadLetterMessageCount": c.dead_letter})
-        };
         let mut queues = Vec::new();
         for (name, q) in self.queues.iter_mut() {
-            q.store.maintain(now);
-            let mut v = counts(q.store.counts());
-            v["name"] = json!(name);
-            v["maxDeliveryCount"] = json!(q.store.config.max_delivery_count);
-            v["lockDurationSeconds"] = json!(q.store.config.lock_duration.num_seconds());
-            queues.push(v);
+            queues.push(store_json(name, &mut q.store, now));
         }
         let mut topics = Vec::new();
         for (tname, t) in self.topics.iter_mut() {
             let mut subs = Vec::new();
             for (sname, s) in t.subscriptions.iter_mut() {
-                s.store.maintain(now);
-                let mut v = counts(s.store.counts());
-                v["name"] = json!(sname);
-                v["maxDeliveryCount"] = json!(s.store.config.max_delivery_count);
-                v["lockDurationSeconds"] = json!(s.store.config.lock_duration.num_seconds());
+                let mut v = store_json(sname, &mut s.store, now);
                 v["rules"] = Value::Array(s.rules.iter().map(rule_json).collect());
                 subs.push(v);
             }
@@ -933,6 +920,16 @@ impl Namespace {
             })
             .collect()
     }
+}
+
+/// A queue or subscription with its counts and settings.
+fn store_json(name: &str, store: &mut Store, now: DateTime<Utc>) -> Value {
+    store.maintain(now);
+    let c = store.counts();
+    json!({"name": name, "activeMessageCount": c.active, "scheduledMessageCount": c.scheduled,
+           "lockedMessageCount": c.locked, "deadLetterMessageCount": c.dead_letter,
+           "maxDeliveryCount": store.config.max_delivery_count,
+           "lockDurationSeconds": store.config.lock_duration.num_seconds()})
 }
 
 fn rule_json(r: &Rule) -> Value {
