@@ -23,27 +23,93 @@ fn entity(max_delivery_count: u32) -> EntityConfig {
     }
 }
 
+/// devcloud-core's CA and managed-identity endpoint plus devcloud-messaging's Service Bus
+/// (HTTPS, verifying the identity's tokens), as `devcloud up` wires them.
+struct LocalCloud {
+    tls: devcloud_core::Tls,
+    identity: devcloud_core::Identity,
+    msi: devcloud_core::ServerHandle,
+    sb: devcloud_messaging::servicebus::RunningServiceBus,
+}
+
+const MSI_SECRET: &str = "identity-secret";
+
+impl LocalCloud {
+    async fn start(dir: &std::path::Path, config: ServiceBusConfig) -> Self {
+        devcloud_core::install_crypto_provider();
+        let tls = devcloud_core::Tls::load_or_create(&dir.join("state")).unwrap();
+        let identity = devcloud_core::Identity::from_key([7u8; 32]);
+        let msi_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let msi = devcloud_core::serve_http(identity.msi_filter(MSI_SECRET.into()), msi_listener)
+            .unwrap();
+        let verifier_identity = identity.clone();
+        let verifier: devcloud_messaging::auth::Verifier =
+            Arc::new(move |token: &str, audience: &str| {
+                verifier_identity
+                    .verify(Some(&format!("Bearer {token}")), audience)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let sb = serve(config, verifier, Some(tls.server_config.clone()), addr)
+            .await
+            .unwrap();
+        Self {
+            tls,
+            identity,
+            msi,
+            sb,
+        }
+    }
+
+    /// App settings for an identity-based connection named `conn`.
+    fn settings(&self, conn: &str) -> Value {
+        json!({
+            format!("{conn}__fullyQualifiedNamespace"): self.sb.addr.to_string(),
+            "IDENTITY_ENDPOINT": format!("http://{}/msi/token", self.msi.addr()),
+            "IDENTITY_HEADER": MSI_SECRET,
+        })
+    }
+
+    async fn start_host(&self, app: &std::path::Path) -> devcloud_host::RunningHost {
+        Host::load(app, BTreeMap::new())
+            .unwrap()
+            .start(HostConfig {
+                http_addr: "127.0.0.1:0".parse().unwrap(),
+                ca_cert_pem: Some(self.tls.ca_pem.clone()),
+                receive_timeout_secs: 1,
+                ..HostConfig::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A client that trusts the local CA, and a Service Bus token for it.
+    fn client(&self) -> (reqwest::Client, String) {
+        let ca = std::fs::read(&self.tls.ca_pem).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        (client, self.identity.issue("https://servicebus.azure.net"))
+    }
+
+    async fn counts(&self) -> Value {
+        self.sb
+            .broker
+            .with(|ns| ns.overview(chrono::Utc::now()))
+            .await
+    }
+
+    async fn shutdown(self) {
+        self.sb.shutdown().await;
+        self.msi.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_runs_against_the_local_service_bus_and_identity() {
-    devcloud_core::install_crypto_provider();
     let d = tempfile::tempdir().unwrap();
-    let tls = devcloud_core::Tls::load_or_create(&d.path().join("state")).unwrap();
-    let identity = devcloud_core::Identity::from_key([7u8; 32]);
-
-    // Managed identity endpoint (plain HTTP, as App Service's local endpoint).
-    let secret = "identity-secret".to_string();
-    let msi_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let msi = devcloud_core::serve_http(identity.msi_filter(secret.clone()), msi_listener).unwrap();
-
-    // Service Bus over HTTPS, verifying the identity's tokens.
-    let verifier_identity = identity.clone();
-    let verifier: devcloud_messaging::auth::Verifier =
-        Arc::new(move |token: &str, audience: &str| {
-            verifier_identity
-                .verify(Some(&format!("Bearer {token}")), audience)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
     let config = ServiceBusConfig {
         queues: vec![("done".into(), entity(10))],
         topics: vec![TopicSpec {
@@ -56,14 +122,7 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
             }],
         }],
     };
-    let sb = serve(
-        config,
-        verifier,
-        Some(tls.server_config.clone()),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let cloud = LocalCloud::start(d.path(), config).await;
 
     let rec = write_app(
         d.path(),
@@ -75,31 +134,13 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
                 {"name": "out", "type": "serviceBus", "direction": "out", "queueName": "done", "connection": "ServiceBusConnection"},
             ]}),
         )],
-        json!({
-            "ServiceBusConnection__fullyQualifiedNamespace": sb.addr.to_string(),
-            "IDENTITY_ENDPOINT": format!("http://{}/msi/token", msi.addr()),
-            "IDENTITY_HEADER": secret,
-        }),
+        cloud.settings("ServiceBusConnection"),
     );
-    let host = Host::load(d.path(), BTreeMap::new()).unwrap();
-    let running = host
-        .start(HostConfig {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            ca_cert_pem: Some(tls.ca_pem.clone()),
-            receive_timeout_secs: 1,
-            ..HostConfig::default()
-        })
-        .await
-        .unwrap();
+    let running = cloud.start_host(d.path()).await;
 
     // Publish like any client: REST send with a bearer token and an application property.
-    let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&tls.ca_pem).unwrap()).unwrap(),
-        )
-        .build()
-        .unwrap();
-    let token = identity.issue("https://servicebus.azure.net");
+    let (client, token) = cloud.client();
+    let sb = &cloud.sb;
     let send = |body: Value, id: &str| {
         client
             .post(format!("{}/facts/messages", sb.url()))
@@ -137,10 +178,9 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     }
 
-    let counts = || async { sb.broker.with(|ns| ns.overview(chrono::Utc::now())).await };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     loop {
-        let o = counts().await;
+        let o = cloud.counts().await;
         let sub = &o["topics"][0]["subscriptions"][0];
         let done = o["queues"]
             .as_array()
@@ -159,19 +199,11 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // The failing message was delivered MaxDeliveryCount (3) times before the dead letter.
+    assert_eq!(
+        delivery_counts(&rec, "OnFact", "m-fail"),
+        vec!["1", "2", "3"]
+    );
     let all = records_for(&rec, "OnFact");
-    let mut fail_counts: Vec<String> = all
-        .iter()
-        .filter(|r| r["body"]["Metadata"]["MessageId"] == "\"m-fail\"")
-        .map(|r| {
-            r["body"]["Metadata"]["DeliveryCount"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    fail_counts.sort();
-    assert_eq!(fail_counts, vec!["1", "2", "3"]);
     // The crash was survived: two deliveries, two processes.
     let crash: Vec<&Value> = all
         .iter()
@@ -203,44 +235,22 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
     let (pid, _) = running.handler_process().await;
     running.shutdown().await;
     assert!(!process_alive(pid));
-    sb.shutdown().await;
-    msi.shutdown().await;
+    cloud.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_are_renewed_while_a_slow_invocation_runs() {
-    devcloud_core::install_crypto_provider();
     let d = tempfile::tempdir().unwrap();
-    let tls = devcloud_core::Tls::load_or_create(&d.path().join("state")).unwrap();
-    let identity = devcloud_core::Identity::from_key([9u8; 32]);
-    let msi_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let msi = devcloud_core::serve_http(identity.msi_filter("s".into()), msi_listener).unwrap();
-    let vid = identity.clone();
-    let verifier: devcloud_messaging::auth::Verifier =
-        Arc::new(move |token: &str, audience: &str| {
-            vid.verify(Some(&format!("Bearer {token}")), audience)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
     // A one-second lock and a handler that takes three seconds.
+    let lock = EntityConfig {
+        lock_duration: chrono::Duration::seconds(1),
+        ..entity(5)
+    };
     let config = ServiceBusConfig {
-        queues: vec![(
-            "slow".into(),
-            EntityConfig {
-                lock_duration: chrono::Duration::seconds(1),
-                ..entity(5)
-            },
-        )],
+        queues: vec![("slow".into(), lock)],
         topics: vec![],
     };
-    let sb = serve(
-        config,
-        verifier,
-        Some(tls.server_config.clone()),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let cloud = LocalCloud::start(d.path(), config).await;
     let rec = write_app(
         d.path(),
         json!({}),
@@ -248,31 +258,13 @@ async fn locks_are_renewed_while_a_slow_invocation_runs() {
             "Slow",
             json!({"bindings": [{"name": "m", "type": "serviceBusTrigger", "queueName": "slow", "connection": "SB"}]}),
         )],
-        json!({
-            "SB__fullyQualifiedNamespace": sb.addr.to_string(),
-            "IDENTITY_ENDPOINT": format!("http://{}/msi/token", msi.addr()),
-            "IDENTITY_HEADER": "s",
-        }),
+        cloud.settings("SB"),
     );
-    let running = Host::load(d.path(), BTreeMap::new())
-        .unwrap()
-        .start(HostConfig {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            ca_cert_pem: Some(tls.ca_pem.clone()),
-            receive_timeout_secs: 1,
-            ..HostConfig::default()
-        })
-        .await
-        .unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&tls.ca_pem).unwrap()).unwrap(),
-        )
-        .build()
-        .unwrap();
+    let running = cloud.start_host(d.path()).await;
+    let (client, token) = cloud.client();
     let r = client
-        .post(format!("{}/slow/messages", sb.url()))
-        .bearer_auth(identity.issue("https://servicebus.azure.net"))
+        .post(format!("{}/slow/messages", cloud.sb.url()))
+        .bearer_auth(token)
         .body(json!({"sleepMs": 3000}).to_string())
         .send()
         .await
@@ -280,7 +272,7 @@ async fn locks_are_renewed_while_a_slow_invocation_runs() {
     assert_eq!(r.status(), 201);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let o = sb.broker.with(|ns| ns.overview(chrono::Utc::now())).await;
+        let o = cloud.counts().await;
         let q = &o["queues"][0];
         if q["activeMessageCount"] == 0
             && q["lockedMessageCount"] == 0
@@ -303,8 +295,7 @@ async fn locks_are_renewed_while_a_slow_invocation_runs() {
         "completion succeeded"
     );
     running.shutdown().await;
-    sb.shutdown().await;
-    msi.shutdown().await;
+    cloud.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,7 +373,9 @@ async fn event_grid_delivers_to_the_host_webhook_with_retries() {
                 .filter(|x| x["function"] == f && x["body"]["Data"]["event"]["id"] == id)
                 .count()
         };
-        seen("OnEvent", "e1") >= 2
+        // One of the two deliveries of e1 fails once (a shared marker) and is retried.
+        seen("OnEvent", "e1") + seen("OnCloud", "e1") >= 3
+            && seen("OnEvent", "e1") >= 1
             && seen("OnEvent", "e2") >= 1
             && seen("OnCloud", "e2") >= 1
             && seen("OnCloud", "e1") >= 1
@@ -398,18 +391,28 @@ async fn event_grid_delivers_to_the_host_webhook_with_retries() {
     // The failed first attempt was retried (HTTP 500 from the webhook) and then succeeded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let st = dispatcher
+        let eg = dispatcher
             .subscription("to-host")
             .unwrap()
             .state_json()
             .await;
-        if st["delivered"] == 2 {
-            assert_eq!(st["deadLettered"], 0, "{st}");
-            assert!(st["failedAttempts"].as_u64().unwrap() >= 1, "{st}");
-            assert_eq!(
-                st["provisioningState"], "Succeeded",
-                "validated through the host's handshake"
-            );
+        let ce = dispatcher
+            .subscription("to-host-ce")
+            .unwrap()
+            .state_json()
+            .await;
+        let st = json!([eg, ce]);
+        if eg["delivered"] == 2 && ce["delivered"] == 2 {
+            for s in [&eg, &ce] {
+                assert_eq!(s["deadLettered"], 0, "{st}");
+                assert_eq!(
+                    s["provisioningState"], "Succeeded",
+                    "validated through the host's handshake"
+                );
+            }
+            let failed =
+                eg["failedAttempts"].as_u64().unwrap() + ce["failedAttempts"].as_u64().unwrap();
+            assert!(failed >= 1, "{st}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{st}");

@@ -175,21 +175,7 @@ async fn service_bus_failures_redeliver_then_dead_letter_and_outputs_are_sent() 
     })
     .await;
     // N = MaxDeliveryCount failures: delivered N times (DeliveryCount 1..N), then dead-lettered.
-    let fails: Vec<Value> = records_for(&rec, "Work")
-        .into_iter()
-        .filter(|r| r["body"]["Metadata"]["MessageId"] == json!(format!("\"{failing}\"")))
-        .collect();
-    let mut counts: Vec<String> = fails
-        .iter()
-        .map(|r| {
-            r["body"]["Metadata"]["DeliveryCount"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    counts.sort();
-    assert_eq!(counts, vec!["1", "2", "3"]);
+    assert_eq!(delivery_counts(&rec, "Work", &failing), vec!["1", "2", "3"]);
     assert_eq!(sb.with("jobs", |e| e.dead[0].id.clone()), failing);
     // Outputs: two messages per success on "done" (an object → indented JSON, a string → text).
     let done = sb.with("done", |e| {
@@ -411,30 +397,16 @@ async fn http_trigger_routes_keys_and_responses() {
     let host = start(d.path(), cfg).await;
     let base = format!("http://{}", host.http_addr);
     let c = http();
-    assert_eq!(
-        c.post(format!("{base}/api/items/5"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        c.post(format!("{base}/api/items/5?code=wrong"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        c.delete(format!("{base}/api/items/5?code=k1"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        405
-    );
+    for (method, path, status) in [
+        ("POST", "/api/items/5", 401),
+        ("POST", "/api/items/5?code=wrong", 401),
+        ("DELETE", "/api/items/5?code=k1", 405),
+        ("GET", "/api/nothing", 404),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = c.request(m, format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+    }
     let instr = json!({"outputs": {"res": {"statusCode": "201", "headers": {"x-test": "yes"}, "body": {"ok": true}}}});
     let r = c
         .post(format!("{base}/api/items/5?x=1"))

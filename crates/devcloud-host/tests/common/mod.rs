@@ -83,6 +83,22 @@ pub fn records_for(dir: &Path, function: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The sorted `DeliveryCount`s with which `function` saw the message `message_id`.
+pub fn delivery_counts(dir: &Path, function: &str, message_id: &str) -> Vec<String> {
+    let encoded = json!(format!("\"{message_id}\""));
+    let mut counts: Vec<String> = records_for(dir, function)
+        .iter()
+        .filter(|r| r["body"]["Metadata"]["MessageId"] == encoded)
+        .filter_map(|r| {
+            r["body"]["Metadata"]["DeliveryCount"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
 /// Poll `cond` every 50 ms until it holds or `secs` pass.
 pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
