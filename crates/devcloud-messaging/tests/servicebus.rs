@@ -506,7 +506,11 @@ async fn errors_as_the_service() {
         .expect("bad token");
     assert_eq!(r.status(), 401);
     let r = send(&c, &base, "nope", "x", json!({}), &[]).await;
-    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.status(),
+        410,
+        "the REST reference's code for a missing entity"
+    );
     assert!(r.text().await.expect("body").contains("could not be found"));
     let r = c
         .post(format!("{base}/q/messages"))

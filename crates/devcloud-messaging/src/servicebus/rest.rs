@@ -201,7 +201,8 @@ fn xml_escape(s: &str) -> String {
 
 fn broker_error(e: BrokerError) -> Resp {
     let status = match &e {
-        BrokerError::EntityNotFound(_) => StatusCode::NOT_FOUND,
+        // the REST reference documents 410 Gone for a queue, topic or subscription that does not exist
+        BrokerError::EntityNotFound(_) => StatusCode::GONE,
         BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         BrokerError::LockLost => StatusCode::NOT_FOUND,
         BrokerError::CannotSendHere(_) | BrokerError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -465,7 +466,7 @@ async fn handle(
     let entity = sb.ns.lock().await.resolve(parsed);
     if !sb.ns.lock().await.exists(&entity.entity) {
         return error(
-            StatusCode::NOT_FOUND,
+            StatusCode::GONE,
             &format!(
                 "The messaging entity 'sb://devcloud/{}' could not be found.",
                 entity.display()
