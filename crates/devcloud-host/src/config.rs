@@ -179,6 +179,8 @@ pub struct FunctionApp {
     pub service_bus: ServiceBusOptions,
     pub function_timeout: Option<Duration>,
     pub route_prefix: String,
+    /// `Host.LocalHttpPort` from local.settings.json (Core Tools' default port, 7071 if absent).
+    pub local_http_port: Option<u16>,
 }
 
 fn read_json(path: &Path) -> Result<Value, ConfigError> {
@@ -251,9 +253,14 @@ impl FunctionApp {
         })?;
         let host_json = read_json(&root.join("host.json"))?;
         let mut settings = BTreeMap::new();
+        let mut local_http_port = None;
         let local = root.join("local.settings.json");
         if local.exists() {
             let v = read_json(&local)?;
+            local_http_port = v
+                .pointer("/Host/LocalHttpPort")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok());
             if let Some(values) = v.get("Values").and_then(Value::as_object) {
                 for (k, v) in values {
                     let text = match v {
@@ -341,6 +348,7 @@ impl FunctionApp {
             service_bus,
             function_timeout,
             route_prefix,
+            local_http_port,
         })
     }
 
@@ -544,6 +552,16 @@ fn parse_function(
                     if !has_sb_connection(&conn, settings) {
                         problems.push(format!(
                             "{what}: connection {conn:?}: neither app setting {conn:?} nor {conn}__fullyQualifiedNamespace is set"
+                        ));
+                    }
+                    if bool_field(b, "isSessionsEnabled").unwrap_or(false) {
+                        problems.push(format!(
+                            "{what}: isSessionsEnabled is not supported by the local host"
+                        ));
+                    }
+                    if str_field(b, "cardinality").is_some_and(|c| c.eq_ignore_ascii_case("many")) {
+                        problems.push(format!(
+                            "{what}: cardinality \"many\" (batches) is not supported by the local host"
                         ));
                     }
                     parse_entity(b, settings, &what, problems).map(|entity| Trigger::ServiceBus {
@@ -784,6 +802,11 @@ mod tests {
             "D/function.json",
             r#"{"bindings":[{"name":"t","type":"timerTrigger","schedule":"%NOPE%"}]}"#,
         );
+        write(
+            d.path(),
+            "E/function.json",
+            r#"{"bindings":[{"name":"m","type":"serviceBusTrigger","queueName":"q","connection":"ARG","isSessionsEnabled":true,"cardinality":"many"}]}"#,
+        );
         let err = FunctionApp::load(d.path(), BTreeMap::new())
             .unwrap_err()
             .to_string();
@@ -793,6 +816,8 @@ mod tests {
             "connection \"Missing\"",
             "\"NOPE\"",
             "\"ARG\"",
+            "isSessionsEnabled is not supported",
+            "cardinality \"many\"",
         ] {
             assert!(err.contains(needle), "{needle} not in {err}");
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 fn usage() -> &'static str {
-    "usage: devcloud-host --app <dir> [--port <port>] [--master-key <key>] [--host-key <key>]... [--ca <pem>]\n\
+    "usage: devcloud-host --app <dir> [--port <port> (default: local.settings.json Host.LocalHttpPort, else 7071)] [--master-key <key>] [--host-key <key>]... [--ca <pem>]\n\
      App settings come from <dir>/local.settings.json; environment variables of the same name win."
 }
 
@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let mut app = None;
+    let mut port = None;
     let mut config = devcloud_host::HostConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -30,10 +31,10 @@ async fn main() -> anyhow::Result<()> {
         match a.as_str() {
             "--app" => app = Some(PathBuf::from(value("--app")?)),
             "--port" => {
-                let port: u16 = value("--port")?
+                let p: u16 = value("--port")?
                     .parse()
                     .context("--port must be a number")?;
-                config.http_addr = SocketAddr::from(([127, 0, 0, 1], port));
+                port = Some(p);
             }
             "--master-key" => config.master_key = Some(value("--master-key")?),
             "--host-key" => config.host_keys.push(value("--host-key")?),
@@ -53,6 +54,9 @@ async fn main() -> anyhow::Result<()> {
         .keys()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
         .collect();
+    // --port, else local.settings.json Host.LocalHttpPort, else 7071.
+    let port = port.or(loaded.local_http_port).unwrap_or(7071);
+    config.http_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let host = devcloud_host::Host::load(&app, overrides)?;
     let running = host.start(config).await?;
     eprintln!(
