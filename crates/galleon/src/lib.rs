@@ -1,6 +1,7 @@
 //! Galleon: small event-driven functions that turn a VHD or an Image Builder run into a published,
 //! replicated, announced Azure Compute Gallery image version.
 
+pub mod azure;
 pub mod config;
 pub mod domain;
 pub mod events;
