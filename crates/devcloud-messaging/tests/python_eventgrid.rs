@@ -22,7 +22,7 @@ async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
         topics: vec![TopicConfig {
             name: "galleon-events".into(),
             input_schema: Schema::CloudEvents,
-            key: "py-key-0123456789".into(),
+            key: "c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OQ==".into(),
         }],
         delivery: DeliverySettings {
             time_factor: 0.001,
@@ -49,7 +49,10 @@ async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
             "DEVCLOUD_EVENTGRID_ENDPOINT",
             eg.topic_endpoint("galleon-events"),
         )
-        .env("DEVCLOUD_EVENTGRID_KEY", "py-key-0123456789")
+        .env(
+            "DEVCLOUD_EVENTGRID_KEY",
+            "c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OQ==",
+        )
         .env("DEVCLOUD_EVENTGRID_TOKEN", token)
         .env("DEVCLOUD_EVENTGRID_ADMIN", eg.url())
         .env("REQUESTS_CA_BUNDLE", &tls.ca_pem)
@@ -61,7 +64,7 @@ async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("3 passed"), "expected 3 passed:\n{stdout}");
+    assert!(stdout.contains("5 passed"), "expected 5 passed:\n{stdout}");
     assert!(
         !stdout.contains("skipped"),
         "nothing may be skipped:\n{stdout}"

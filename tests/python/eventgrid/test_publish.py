@@ -1,5 +1,5 @@
 """Publishes CloudEvents to devcloud's local Event Grid with Microsoft's own Python publisher client
-(``EventGridPublisherClient``), once with ``AzureKeyCredential`` and once with a token credential, and
+(``EventGridPublisherClient``), with ``AzureKeyCredential``, with a token credential and with a shared access signature, and
 checks that a webhook subscriber receives each event exactly as the client sent it.
 
 Run by ``cargo test -p devcloud-messaging --test python_eventgrid``, which starts the server over HTTPS
@@ -14,10 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from azure.core.credentials import AccessToken, AzureKeyCredential
+from datetime import datetime, timedelta, timezone
+
+from azure.core.credentials import AccessToken, AzureKeyCredential, AzureSasCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.messaging import CloudEvent
-from azure.eventgrid import EventGridPublisherClient
+from azure.eventgrid import EventGridPublisherClient, generate_sas
 
 ENDPOINT = os.environ.get("DEVCLOUD_EVENTGRID_ENDPOINT")
 KEY = os.environ.get("DEVCLOUD_EVENTGRID_KEY")
@@ -135,6 +137,24 @@ def test_publish_with_token_credential(receiver):
     client = EventGridPublisherClient(ENDPOINT, cred)
     publish_and_check(client, receiver, 2)
     assert cred.scopes == ["https://eventgrid.azure.net/.default"]
+
+
+def test_publish_with_shared_access_signature(receiver):
+    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+    signature = generate_sas(ENDPOINT, KEY, expiry)
+    client = EventGridPublisherClient(ENDPOINT, AzureSasCredential(signature))
+    publish_and_check(client, receiver, 1)
+
+
+def test_expired_or_foreign_signatures_are_refused():
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    expired = EventGridPublisherClient(ENDPOINT, AzureSasCredential(generate_sas(ENDPOINT, KEY, past)))
+    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    other = ENDPOINT.replace("/topics/", "/topics/x")
+    foreign = EventGridPublisherClient(ENDPOINT, AzureSasCredential(generate_sas(other, KEY, future)))
+    for client in (expired, foreign):
+        with pytest.raises(ClientAuthenticationError):
+            client.send([CloudEvent(source="/x", type="t", data={})])
 
 
 def test_wrong_key_is_refused():

@@ -4,6 +4,7 @@
 pub mod blobwatch;
 pub mod delivery;
 pub mod model;
+pub mod sas;
 pub mod server;
 
 pub use blobwatch::{BlobWatchConfig, StorageAuth};

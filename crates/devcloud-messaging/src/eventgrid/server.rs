@@ -363,22 +363,52 @@ async fn handle(inner: Arc<Inner>, req: Result<Req, (http::request::Parts, BodyE
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let authorized = match (sas_key, bearer_token(authz)) {
-        (Some(k), _) => {
-            if topic.key.is_empty() || !same_key(&k, &topic.key) {
-                Err(format!("The request authorization key is not authorized for {}.", topic.name.to_uppercase()))
-            } else {
+    let sas_token = req
+        .headers()
+        .get("aeg-sas-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            authz.and_then(|a| {
+                let (scheme, rest) = a.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("SharedAccessSignature")
+                    .then(|| rest.trim().to_string())
+            })
+        });
+    let not_authorized = || {
+        format!(
+            "The request authorization key is not authorized for {}.",
+            topic.name.to_uppercase()
+        )
+    };
+    let authorized = if let Some(k) = sas_key {
+        if !topic.key.is_empty() && same_key(&k, &topic.key) {
+            Ok(())
+        } else {
+            Err(not_authorized())
+        }
+    } else if let Some(t) = sas_token {
+        match super::sas::verify(&t, &topic.key, chrono::Utc::now()) {
+            Ok(tok) if super::sas::resource_path(&tok.resource).eq_ignore_ascii_case(&path) => {
                 Ok(())
             }
+            Ok(_) => Err(format!(
+                "{} The shared access signature was made for another resource.",
+                not_authorized()
+            )),
+            Err(reason) => Err(format!("{} {reason}.", not_authorized())),
         }
-        (None, Some(token)) => inner
+    } else if let Some(token) = bearer_token(authz) {
+        inner
             .auth
             .verify(token, EVENTGRID_AUDIENCE)
-            .map_err(|r| format!("The bearer token is not valid: {r}.")),
-        (None, None) => Err(
+            .map_err(|r| format!("The bearer token is not valid: {r}."))
+    } else {
+        Err(
             "Request must contain one of the following authorization signature: aeg-sas-token, aeg-sas-key, or a bearer token."
                 .to_string(),
-        ),
+        )
     };
     if let Err(message) = authorized {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized", &message);
