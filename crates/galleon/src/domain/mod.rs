@@ -1,4 +1,6 @@
-//! Pure decisions of the publishing chain: naming, versioning and policies. No I/O here; each is a plain
-//! function with table tests.
+//! Pure decisions of the publishing chain: naming, versioning, the manifest and policies. No I/O here;
+//! each is a plain function with table tests.
 
+pub mod manifest;
 pub mod naming;
+pub mod policy;

@@ -1,0 +1,295 @@
+//! The manifest: a small JSON blob written after the VHD, saying which VHD to publish and how. It is the
+//! commit signal (a page blob fires BlobCreated before its pages are written). Parsing and validation are
+//! pure; each refusal is a [`Reason`] naming the field and the fix. Schema: `events/manifest.schema.json`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{naming, policy};
+use crate::events::{
+    HyperVGeneration, Identifier, OsState, OsType, Plan, PublishFrom, Reason, TargetRegion,
+};
+
+/// Largest manifest read, in bytes.
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+/// Blob names ending like this are manifests.
+pub const SUFFIX: &str = ".manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestRegion {
+    pub name: String,
+    #[serde(default)]
+    pub regional_replica_count: Option<u32>,
+    #[serde(default)]
+    pub storage_account_type: Option<String>,
+}
+
+/// What a manifest says, as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
+    /// The VHD, relative to the manifest's folder (`disk.vhd`, `../builds/disk.vhd` is refused).
+    pub vhd: String,
+    pub image_definition: String,
+    pub os_type: OsType,
+    pub hyper_v_generation: HyperVGeneration,
+    #[serde(default)]
+    pub os_state: Option<OsState>,
+    #[serde(default)]
+    pub gallery: Option<String>,
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub identifier: Option<Identifier>,
+    #[serde(default)]
+    pub target_regions: Option<Vec<ManifestRegion>>,
+    #[serde(default)]
+    pub publish_from: Option<PublishFrom>,
+    #[serde(default)]
+    pub exclude_from_latest: bool,
+    #[serde(default)]
+    pub allow_generation_mismatch: bool,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn reason(code: &str, message: impl Into<String>, fix: impl Into<String>) -> Reason {
+    Reason {
+        code: code.to_owned(),
+        message: message.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Whether a blob name is a manifest.
+pub fn is_manifest(blob_name: &str) -> bool {
+    blob_name.ends_with(SUFFIX)
+}
+
+impl Manifest {
+    pub fn parse(text: &[u8], name: &str) -> Result<Manifest, Reason> {
+        let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| {
+            reason(
+                "ManifestNotJson",
+                format!("{name} is not JSON: {e}"),
+                "Write the manifest as a JSON object (see events/manifest.schema.json) and upload it again after the VHD.",
+            )
+        })?;
+        serde_json::from_value(value).map_err(|e| {
+            reason(
+                "ManifestInvalid",
+                format!("{name} does not match the manifest schema: {e}"),
+                "Fix the field named above; required are vhd, imageDefinition, osType and hyperVGeneration (events/manifest.schema.json lists every field).",
+            )
+        })
+    }
+
+    /// The VHD's URL: the manifest's folder joined with `vhd`. Only plain relative names inside that folder
+    /// tree are followed, so a manifest cannot point galleon at another container or account.
+    pub fn vhd_url(&self, manifest_url: &str) -> Result<String, Reason> {
+        let bad = |why: &str| {
+            reason(
+                "ManifestVhdPath",
+                format!("vhd '{}' {why}", self.vhd),
+                "Name the VHD relative to the manifest's folder, e.g. \"vhd\": \"ubuntu-2404.vhd\" or \"disks/ubuntu-2404.vhd\".",
+            )
+        };
+        let path = self.vhd.as_str();
+        if path.is_empty() || path.starts_with('/') || path.contains("://") || path.contains('?') || path.contains('#') || path.contains('\\') {
+            return Err(bad("must be a relative blob name"));
+        }
+        if path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+            return Err(bad("must not contain empty, '.' or '..' segments"));
+        }
+        if !path.to_ascii_lowercase().ends_with(".vhd") {
+            return Err(bad("must name a .vhd blob"));
+        }
+        let base = manifest_url.split('?').next().unwrap_or(manifest_url);
+        let folder = base.rsplit_once('/').map(|(f, _)| f).unwrap_or(base);
+        Ok(format!("{folder}/{path}"))
+    }
+
+    /// The publication plan: the manifest's choices, the policy's defaults, the allow-list enforced, every
+    /// name checked with Azure's rules. `vhd_created` sets the version when the manifest gives none.
+    pub fn plan(&self, policy: &policy::Policy, storage_account_id: &str, vhd_created: DateTime<Utc>) -> Result<Plan, Reason> {
+        let subscription_id = self.subscription_id.clone().unwrap_or_else(|| policy.subscription_id.clone());
+        let resource_group = self.resource_group.clone().unwrap_or_else(|| policy.resource_group.clone());
+        let gallery = self.gallery.clone().unwrap_or_else(|| policy.gallery.clone());
+        let name_fix = "Use a name Azure accepts (galleries: letters, digits, '_' and '.'; image definitions also '-'; up to 80 characters).";
+        naming::gallery(&gallery).map_err(|e| reason("NameInvalid", e.to_string(), name_fix))?;
+        naming::image_definition(&self.image_definition).map_err(|e| reason("NameInvalid", e.to_string(), name_fix))?;
+        if !(resource_group.len() <= 90
+            && !resource_group.is_empty()
+            && !resource_group.ends_with('.')
+            && resource_group.chars().all(|c| c.is_alphanumeric() || "-_.()".contains(c)))
+        {
+            return Err(reason("NameInvalid", format!("resource group name '{resource_group}' is invalid"), name_fix));
+        }
+        if uuid::Uuid::parse_str(&subscription_id).is_err() {
+            return Err(reason("NameInvalid", format!("subscriptionId '{subscription_id}' is not a GUID"), "Give the subscription id as a GUID."));
+        }
+        if !policy.allows(&subscription_id, &resource_group, &gallery) {
+            return Err(reason(
+                "GalleryNotAllowed",
+                format!("the manifest asks to publish to gallery {subscription_id}/{resource_group}/{gallery}, which is not on galleon's allow-list"),
+                "Publish to an allowed gallery, or ask the operators to add it to GALLEON_ALLOWED_GALLERIES.",
+            ));
+        }
+        let version = match &self.version {
+            Some(v) => v
+                .parse::<naming::Version>()
+                .map_err(|e| reason("VersionInvalid", e.to_string(), "Give the version as Major.Minor.Patch, e.g. 1.4.0, or leave it out to get YYYY.MMDD.HHMMSS of the upload."))?,
+            None => naming::version_from_time(vhd_created),
+        };
+        let target_regions = match &self.target_regions {
+            None => policy.target_regions.clone(),
+            Some(list) => {
+                let mut regions: Vec<TargetRegion> = Vec::new();
+                for r in list {
+                    let name = r.name.to_ascii_lowercase();
+                    let fix = "Use ARM region names (westeurope), 1-100 replicas, and Standard_LRS, Standard_ZRS, Premium_LRS or PremiumV2_LRS.";
+                    if !policy::region_name_ok(&name) || regions.iter().any(|x| x.name == name) {
+                        return Err(reason("RegionInvalid", format!("target region '{}' is invalid or listed twice", r.name), fix));
+                    }
+                    let count = r.regional_replica_count.unwrap_or(1);
+                    if !(1..=100).contains(&count) {
+                        return Err(reason("RegionInvalid", format!("regionalReplicaCount {count} for {name} is outside 1-100"), fix));
+                    }
+                    let storage = match &r.storage_account_type {
+                        Some(s) => policy::storage_type(s).map_err(|m| reason("RegionInvalid", m, fix))?,
+                        None => "Standard_LRS".to_owned(),
+                    };
+                    regions.push(TargetRegion { name, regional_replica_count: count, storage_account_type: storage });
+                }
+                regions
+            }
+        };
+        let identifier = self.identifier.clone().unwrap_or_else(|| Identifier {
+            publisher: policy.publisher.clone(),
+            offer: self.image_definition.clone(),
+            sku: format!("{}-{:?}", self.image_definition, self.hyper_v_generation).to_ascii_lowercase(),
+        });
+        Ok(Plan {
+            subscription_id,
+            resource_group,
+            gallery,
+            image_definition: self.image_definition.clone(),
+            version: version.to_string(),
+            location: policy.location.clone(),
+            os_type: self.os_type,
+            os_state: self.os_state.unwrap_or(OsState::Generalized),
+            hyper_v_generation: self.hyper_v_generation,
+            identifier,
+            target_regions: policy::home_first(&policy.location, &target_regions),
+            publish_from: self.publish_from.unwrap_or(policy.publish_from),
+            storage_account_id: storage_account_id.to_owned(),
+            exclude_from_latest: self.exclude_from_latest,
+            tags: self.tags.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const SUB: &str = "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b";
+
+    fn policy() -> policy::Policy {
+        policy::Policy {
+            subscription_id: SUB.into(),
+            resource_group: "rg-images".into(),
+            gallery: "golden".into(),
+            location: "westeurope".into(),
+            target_regions: policy::parse_regions("westeurope,northeurope,eastus2").expect("regions"),
+            publish_from: PublishFrom::Vhd,
+            publisher: "contoso".into(),
+            allowed: vec![policy::GalleryScope::parse(&format!("{SUB}/rg-images/golden")).expect("scope")],
+        }
+    }
+
+    fn created() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 10, 43, 1).single().expect("time")
+    }
+
+    const ACCOUNT: &str = "/subscriptions/8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/ingest";
+
+    fn plan_of(json: &str) -> Result<Plan, Reason> {
+        Manifest::parse(json.as_bytes(), "m.manifest.json")?.plan(&policy(), ACCOUNT, created())
+    }
+
+    #[test]
+    fn minimal_manifest_takes_the_policy_defaults() {
+        let plan = plan_of(r#"{"vhd":"u.vhd","imageDefinition":"ubuntu-2404","osType":"Linux","hyperVGeneration":"V2"}"#).expect("valid");
+        assert_eq!(plan.gallery, "golden");
+        assert_eq!(plan.version, "2026.1121.104301");
+        assert_eq!(plan.target_regions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["westeurope", "northeurope", "eastus2"]);
+        assert_eq!(plan.os_state, OsState::Generalized);
+        assert_eq!(plan.identifier.publisher, "contoso");
+        assert_eq!(plan.publish_from, PublishFrom::Vhd);
+    }
+
+    #[test]
+    fn explicit_choices_win() {
+        let plan = plan_of(r#"{"vhd":"u.vhd","imageDefinition":"ubuntu-2404","osType":"Linux","hyperVGeneration":"V1",
+            "version":"1.4.0","publishFrom":"managedImage","targetRegions":[{"name":"eastus2","regionalReplicaCount":3,"storageAccountType":"standard_zrs"}],
+            "identifier":{"publisher":"p","offer":"o","sku":"s"},"tags":{"build":"42"}}"#).expect("valid");
+        assert_eq!(plan.version, "1.4.0");
+        assert_eq!(plan.publish_from, PublishFrom::ManagedImage);
+        assert_eq!(plan.target_regions[0].name, "westeurope", "home region first");
+        assert_eq!(plan.target_regions[1].regional_replica_count, 3);
+        assert_eq!(plan.target_regions[1].storage_account_type, "Standard_ZRS");
+        assert_eq!(plan.tags["build"], "42");
+    }
+
+    #[test]
+    fn refusals_name_the_cause() {
+        let base = r#""vhd":"u.vhd","osType":"Linux","hyperVGeneration":"V2""#;
+        let cases = [
+            ("not json", "ManifestNotJson"),
+            ("[1,2]", "ManifestInvalid"),
+            (r#"{"vhd":"u.vhd","osType":"Linux","hyperVGeneration":"V2"}"#, "ManifestInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"x","osTYPE":"Linux"}}"#) as &str, "ManifestInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"x","osType":"Linux","hyperVGeneration":"V3"}}"#), "ManifestInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"ubuntu_2404!"}}"#), "NameInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"{}"}}"#, "d".repeat(81)), "NameInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"x","gallery":"my-gallery"}}"#), "NameInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"x","gallery":"elsewhere"}}"#), "GalleryNotAllowed"),
+            (&format!(r#"{{{base},"imageDefinition":"x","resourceGroup":"rg-other"}}"#), "GalleryNotAllowed"),
+            (&format!(r#"{{{base},"imageDefinition":"x","subscriptionId":"not-a-guid"}}"#), "NameInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"x","version":"1.0"}}"#), "VersionInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"x","version":"3000000000.0.0"}}"#), "VersionInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"x","targetRegions":[{{"name":"West Europe"}}]}}"#), "RegionInvalid"),
+            (&format!(r#"{{{base},"imageDefinition":"x","targetRegions":[{{"name":"eastus","regionalReplicaCount":0}}]}}"#), "RegionInvalid"),
+        ];
+        for (text, code) in cases {
+            let got = plan_of(text).expect_err(text);
+            assert_eq!(got.code, code, "{text}: {got:?}");
+            assert!(!got.fix.is_empty());
+        }
+    }
+
+    #[test]
+    fn vhd_paths_stay_inside_the_manifest_folder() {
+        let manifest = |vhd: &str| Manifest {
+            vhd: vhd.to_owned(),
+            ..Manifest::parse(br#"{"vhd":"a.vhd","imageDefinition":"x","osType":"Linux","hyperVGeneration":"V2"}"#, "m").expect("valid")
+        };
+        let url = "https://acct.blob.core.windows.net/images/ubuntu/u.manifest.json";
+        assert_eq!(manifest("u.vhd").vhd_url(url).ok().as_deref(), Some("https://acct.blob.core.windows.net/images/ubuntu/u.vhd"));
+        assert_eq!(manifest("disks/u.vhd").vhd_url(url).ok().as_deref(), Some("https://acct.blob.core.windows.net/images/ubuntu/disks/u.vhd"));
+        for bad in ["../u.vhd", "/images/u.vhd", "https://evil/u.vhd", "u.vhd?sig=x", "a//u.vhd", "./u.vhd", "u.vhdx", "", "a\\u.vhd"] {
+            assert_eq!(manifest(bad).vhd_url(url).map_err(|r| r.code), Err("ManifestVhdPath".into()), "{bad:?}");
+        }
+    }
+}

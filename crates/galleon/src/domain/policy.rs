@@ -1,0 +1,175 @@
+//! Policies from settings: where galleon may write (the allow-list), and the defaults a manifest may
+//! leave out (home region, target regions, replica counts, publishing path).
+
+use crate::events::{PublishFrom, TargetRegion};
+
+/// One allowed `subscription/resourceGroup/gallery`, each part a name or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GalleryScope {
+    pub subscription: String,
+    pub resource_group: String,
+    pub gallery: String,
+}
+
+impl GalleryScope {
+    pub fn parse(text: &str) -> Result<GalleryScope, String> {
+        let parts: Vec<&str> = text.trim().split('/').collect();
+        match parts.as_slice() {
+            [s, r, g] if !s.is_empty() && !r.is_empty() && !g.is_empty() => Ok(GalleryScope {
+                subscription: (*s).to_owned(),
+                resource_group: (*r).to_owned(),
+                gallery: (*g).to_owned(),
+            }),
+            _ => Err(format!(
+                "'{text}' is not subscription/resourceGroup/gallery (use * for any)"
+            )),
+        }
+    }
+
+    fn part_matches(pattern: &str, value: &str) -> bool {
+        pattern == "*" || pattern.eq_ignore_ascii_case(value)
+    }
+
+    pub fn allows(&self, subscription: &str, resource_group: &str, gallery: &str) -> bool {
+        Self::part_matches(&self.subscription, subscription)
+            && Self::part_matches(&self.resource_group, resource_group)
+            && Self::part_matches(&self.gallery, gallery)
+    }
+}
+
+/// What galleon does when the input does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub gallery: String,
+    /// Home region: where the image, gallery and first replica live.
+    pub location: String,
+    /// Regions every version goes to (the home region first).
+    pub target_regions: Vec<TargetRegion>,
+    pub publish_from: PublishFrom,
+    /// Identifier publisher for image definitions galleon creates.
+    pub publisher: String,
+    pub allowed: Vec<GalleryScope>,
+}
+
+impl Policy {
+    pub fn allows(&self, subscription: &str, resource_group: &str, gallery: &str) -> bool {
+        self.allowed
+            .iter()
+            .any(|scope| scope.allows(subscription, resource_group, gallery))
+    }
+}
+
+/// Parses `westeurope=2:Standard_ZRS,northeurope,eastus2=1` (replicas default 1, storage `Standard_LRS`).
+pub fn parse_regions(text: &str) -> Result<Vec<TargetRegion>, String> {
+    let mut regions: Vec<TargetRegion> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, rest) = item.split_once('=').unwrap_or((item, ""));
+        let (count, storage) = rest.split_once(':').unwrap_or((rest, ""));
+        let name = name.trim().to_ascii_lowercase();
+        if !region_name_ok(&name) {
+            return Err(format!("'{name}' is not an ARM region name (like westeurope)"));
+        }
+        let regional_replica_count = if count.trim().is_empty() {
+            1
+        } else {
+            count
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| format!("replica count '{count}' for {name} must be 1 to 100"))?
+        };
+        let storage_account_type = if storage.trim().is_empty() {
+            "Standard_LRS".to_owned()
+        } else {
+            storage_type(storage.trim())?
+        };
+        if regions.iter().any(|r| r.name == name) {
+            return Err(format!("region {name} is listed twice"));
+        }
+        regions.push(TargetRegion {
+            name,
+            regional_replica_count,
+            storage_account_type,
+        });
+    }
+    if regions.is_empty() {
+        return Err("no region given".into());
+    }
+    Ok(regions)
+}
+
+pub fn region_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The storage account types a gallery replica may use.
+pub fn storage_type(text: &str) -> Result<String, String> {
+    const TYPES: [&str; 4] = ["Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS"];
+    TYPES
+        .iter()
+        .find(|t| t.eq_ignore_ascii_case(text))
+        .map(|t| (*t).to_owned())
+        .ok_or_else(|| format!("storage account type '{text}' must be one of {}", TYPES.join(", ")))
+}
+
+/// Puts the home region first (adding it if missing), keeping the others in order.
+pub fn home_first(home: &str, regions: &[TargetRegion]) -> Vec<TargetRegion> {
+    let mut ordered: Vec<TargetRegion> = regions.iter().filter(|r| r.name == home).cloned().collect();
+    if ordered.is_empty() {
+        ordered.push(TargetRegion {
+            name: home.to_owned(),
+            regional_replica_count: 1,
+            storage_account_type: "Standard_LRS".into(),
+        });
+    }
+    ordered.extend(regions.iter().filter(|r| r.name != home).cloned());
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_table() {
+        let r = parse_regions("westeurope=2:Standard_ZRS, northeurope ,eastus2=1").expect("valid");
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[0].name.as_str(), r[0].regional_replica_count, r[0].storage_account_type.as_str()), ("westeurope", 2, "Standard_ZRS"));
+        assert_eq!((r[1].name.as_str(), r[1].regional_replica_count, r[1].storage_account_type.as_str()), ("northeurope", 1, "Standard_LRS"));
+        for bad in ["", "West Europe", "westeurope=0", "westeurope=101", "westeurope=1:Gold", "a,a"] {
+            assert!(parse_regions(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert_eq!(parse_regions("WESTEUROPE").map(|r| r[0].name.clone()), Ok("westeurope".into()));
+    }
+
+    #[test]
+    fn allow_list_table() {
+        let scopes = ["8c3e/rg-images/golden", "8c3e/rg-lab/*"].map(|s| GalleryScope::parse(s).expect("scope"));
+        let policy = |s: &str, r: &str, g: &str| scopes.iter().any(|x| x.allows(s, r, g));
+        assert!(policy("8c3e", "rg-images", "golden"));
+        assert!(policy("8c3e", "RG-IMAGES", "Golden"), "ARM names are case-insensitive");
+        assert!(policy("8c3e", "rg-lab", "anything"));
+        assert!(!policy("8c3e", "rg-images", "other"));
+        assert!(!policy("ffff", "rg-images", "golden"));
+        assert!(GalleryScope::parse("only/two").is_err());
+        assert!(GalleryScope::parse("a//c").is_err());
+    }
+
+    #[test]
+    fn home_region_goes_first() {
+        let regions = parse_regions("northeurope,westeurope=2").expect("valid");
+        let ordered = home_first("westeurope", &regions);
+        assert_eq!(ordered.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["westeurope", "northeurope"]);
+        assert_eq!(ordered[0].regional_replica_count, 2);
+        let added = home_first("eastus2", &regions);
+        assert_eq!(added[0].name, "eastus2");
+        assert_eq!(added.len(), 3);
+    }
+}
