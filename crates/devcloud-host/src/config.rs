@@ -150,6 +150,77 @@ pub struct FunctionDef {
     pub outputs: Vec<Output>,
     /// Input bindings besides the trigger (not supported locally, kept for listing).
     pub other_inputs: Vec<String>,
+    /// `retry` from function.json, else host.json (applied to timer triggers, as in Azure).
+    pub retry: Option<RetryPolicy>,
+}
+
+/// A function retry policy (`fixedDelay` or `exponentialBackoff`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt; -1 = forever.
+    pub max_retry_count: i64,
+    pub strategy: RetryStrategy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryStrategy {
+    FixedDelay(Duration),
+    ExponentialBackoff {
+        minimum: Duration,
+        maximum: Duration,
+    },
+}
+
+impl RetryPolicy {
+    /// Delay before retry number `retry` (1-based).
+    pub fn delay(&self, retry: u32) -> Duration {
+        match &self.strategy {
+            RetryStrategy::FixedDelay(d) => *d,
+            RetryStrategy::ExponentialBackoff { minimum, maximum } => {
+                let factor = 2u32.saturating_pow(retry.saturating_sub(1).min(20));
+                minimum.saturating_mul(factor).min(*maximum)
+            }
+        }
+    }
+
+    /// Whether retry number `retry` (1-based) may run.
+    pub fn allows(&self, retry: u32) -> bool {
+        self.max_retry_count < 0 || i64::from(retry) <= self.max_retry_count
+    }
+
+    fn parse(v: &Value, what: &str, problems: &mut Vec<String>) -> Option<Self> {
+        let strategy = str_field(v, "strategy").unwrap_or("").to_ascii_lowercase();
+        let Some(max_retry_count) = field(v, "maxRetryCount").and_then(Value::as_i64) else {
+            problems.push(format!("{what}: retry needs an integer maxRetryCount"));
+            return None;
+        };
+        let span = |k: &str, problems: &mut Vec<String>| match str_field(v, k)
+            .and_then(parse_host_timespan)
+        {
+            Some(d) => Some(d),
+            None => {
+                problems.push(format!("{what}: retry needs {k} as a TimeSpan (hh:mm:ss)"));
+                None
+            }
+        };
+        let strategy = match strategy.as_str() {
+            "fixeddelay" => RetryStrategy::FixedDelay(span("delayInterval", problems)?),
+            "exponentialbackoff" => RetryStrategy::ExponentialBackoff {
+                minimum: span("minimumInterval", problems)?,
+                maximum: span("maximumInterval", problems)?,
+            },
+            other => {
+                problems.push(format!(
+                    "{what}: unknown retry strategy {other:?} (fixedDelay or exponentialBackoff)"
+                ));
+                return None;
+            }
+        };
+        Some(Self {
+            max_retry_count,
+            strategy,
+        })
+    }
 }
 
 /// `customHandler.description`.
@@ -334,6 +405,17 @@ impl FunctionApp {
                 "no function.json found under {} (expected <Name>/function.json or functions/<Name>/function.json)",
                 root.display()
             ));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        let host_retry = host_json
+            .get("retry")
+            .and_then(|r| RetryPolicy::parse(r, "host.json", &mut problems));
+        for f in &mut functions {
+            if f.retry.is_none() {
+                f.retry = host_retry.clone();
+            }
         }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
@@ -719,12 +801,15 @@ fn parse_function(
     if trigger.is_none() && problems.len() == start {
         problems.push(format!("function {name}: no trigger binding"));
     }
+    let retry = field(json, "retry")
+        .and_then(|r| RetryPolicy::parse(r, &format!("function {name}"), problems));
     Some(FunctionDef {
         name: name.to_string(),
         dir: dir.to_path_buf(),
         trigger: trigger?,
         outputs,
         other_inputs,
+        retry,
     })
 }
 
@@ -821,6 +906,46 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle} not in {err}");
         }
+    }
+
+    #[test]
+    fn retry_policies() {
+        let mut p = Vec::new();
+        let fixed = RetryPolicy::parse(
+            &serde_json::json!({"strategy":"fixedDelay","maxRetryCount":2,"delayInterval":"00:00:03"}),
+            "t",
+            &mut p,
+        )
+        .unwrap();
+        assert_eq!(fixed.delay(5), Duration::from_secs(3));
+        assert!(fixed.allows(2) && !fixed.allows(3));
+        let exp = RetryPolicy::parse(
+            &serde_json::json!({"strategy":"exponentialBackoff","maxRetryCount":-1,"minimumInterval":"00:00:10","maximumInterval":"00:00:30"}),
+            "t",
+            &mut p,
+        )
+        .unwrap();
+        let delays: Vec<u64> = (1..=4).map(|n| exp.delay(n).as_secs()).collect();
+        assert_eq!(delays, vec![10, 20, 30, 30]);
+        assert!(exp.allows(1000));
+        assert!(p.is_empty());
+        assert!(
+            RetryPolicy::parse(
+                &serde_json::json!({"strategy":"x","maxRetryCount":1}),
+                "t",
+                &mut p
+            )
+            .is_none()
+        );
+        assert!(
+            RetryPolicy::parse(
+                &serde_json::json!({"strategy":"fixedDelay","maxRetryCount":1}),
+                "t",
+                &mut p
+            )
+            .is_none()
+        );
+        assert_eq!(p.len(), 2);
     }
 
     #[test]

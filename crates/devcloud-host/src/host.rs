@@ -398,8 +398,35 @@ impl Core {
             }),
             _ => None,
         };
-        let body = invocation::timer(&ctx, binding, status, is_past_due);
-        let result = self.invoke(f, &ctx, body).await.map(|_| ());
+        let mut retry = 0u32;
+        let mut last_error: Option<String> = None;
+        let result = loop {
+            // Each retry is a new invocation (new UtcNow, RandGuid and invocation id).
+            let attempt = if retry == 0 {
+                ctx.clone()
+            } else {
+                InvocationContext::new(&f.name)
+            };
+            let mut body = invocation::timer(&attempt, binding, status, is_past_due);
+            if let Some(policy) = &f.retry {
+                body["Metadata"]["RetryContext"] =
+                    invocation::retry_context(retry, policy.max_retry_count, last_error.as_deref());
+            }
+            let result = self.invoke(f, &attempt, body).await.map(|_| ());
+            match (&result, &f.retry) {
+                (Err(e), Some(policy)) if policy.allows(retry + 1) => {
+                    retry += 1;
+                    let delay = policy.delay(retry);
+                    self.log.warn(
+                        &f.name,
+                        &format!("invocation failed; retry {retry} in {delay:?}"),
+                    );
+                    last_error = Some(format!("{e:#}"));
+                    tokio::time::sleep(delay).await;
+                }
+                _ => break result,
+            }
+        };
         if let Ok(mut m) = self.timer_status.lock() {
             m.entry(f.name.clone()).or_default().last = Some(ctx.utc_now);
         }

@@ -88,6 +88,21 @@ pub fn timer(
     envelope(data, BindingData::new().to_metadata(ctx.sys()))
 }
 
+/// `Metadata.RetryContext` when a retry policy applies: the attempt number (0 first), the
+/// policy's maximum, and the previous attempt's failure (Exception shape simplified to
+/// `{"Message": …}`; the real host serialises a .NET exception there).
+pub fn retry_context(
+    retry_count: u32,
+    max_retry_count: i64,
+    previous_error: Option<&str>,
+) -> Value {
+    json!({
+        "RetryCount": retry_count,
+        "MaxRetryCount": max_retry_count,
+        "Exception": previous_error.map(|m| json!({"Message": m})),
+    })
+}
+
 /// eventGridTrigger: the event object as delivered; Metadata `data` = the event's data.
 pub fn event_grid(ctx: &InvocationContext, binding: &str, event: &Value) -> Value {
     let mut bd = BindingData::new();

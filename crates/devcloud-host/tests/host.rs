@@ -610,3 +610,52 @@ async fn event_grid_output_timeouts_and_run_on_startup() {
     );
     stop(host).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timer_retry_policy_retries_with_retry_context() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = write_app(
+        d.path(),
+        json!({"retry": {"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:00"}}),
+        &[
+            (
+                "Flaky",
+                json!({"bindings": [{"name": "timer", "type": "timerTrigger", "schedule": "0 0 0 1 1 *"}]}),
+            ),
+            (
+                "Steady",
+                json!({"bindings": [{"name": "timer", "type": "timerTrigger", "schedule": "0 0 0 1 1 *"}],
+                              "retry": {"strategy": "exponentialBackoff", "maxRetryCount": 1, "minimumInterval": "00:00:01", "maximumInterval": "00:00:02"}}),
+            ),
+        ],
+        json!({"TEST_FAIL_FUNCTIONS": "Flaky"}),
+    );
+    let host = start(d.path(), config()).await;
+    assert!(host.fire_timer("Flaky").await.is_err());
+    let mut ctxs: Vec<Value> = records_for(&rec, "Flaky")
+        .iter()
+        .map(|r| r["body"]["Metadata"]["RetryContext"].clone())
+        .collect();
+    ctxs.sort_by_key(|c| c["RetryCount"].as_u64());
+    assert_eq!(ctxs.len(), 3, "first attempt + maxRetryCount retries");
+    assert_eq!(
+        ctxs[0],
+        json!({"RetryCount": 0, "MaxRetryCount": 2, "Exception": null})
+    );
+    assert_eq!(ctxs[2]["RetryCount"], 2);
+    assert!(
+        ctxs[2]["Exception"]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500")
+    );
+    // A succeeding function runs once; its own policy wins over host.json's.
+    host.fire_timer("Steady").await.unwrap();
+    let steady = records_for(&rec, "Steady");
+    assert_eq!(steady.len(), 1);
+    assert_eq!(
+        steady[0]["body"]["Metadata"]["RetryContext"]["MaxRetryCount"],
+        1
+    );
+    stop(host).await;
+}

@@ -1,7 +1,8 @@
 //! A tiny custom handler for devcloud-host's tests. It records every invocation as a JSON file
 //! (`{"function","headers","body"}`) in `$TEST_RECORD_DIR`, and obeys instructions found in
 //! the decoded trigger payload: `{"fail":true}` → HTTP 500, `{"crashOnce":"<marker>"}` → exit
-//! the process the first time (marker file in the record dir), `{"sleepMs":n}` → wait, `{"failOnce":"<marker>"}` → HTTP 500 the first time,
+//! the process the first time (marker file in the record dir), `{"sleepMs":n}` → wait, `{"failOnce":"<marker>"}` → HTTP 500 the first time; functions named in
+//! `$TEST_FAIL_FUNCTIONS` (comma-separated) always fail;
 //! `{"outputs":{...},"returnValue":…}` → returned as Outputs/ReturnValue.
 
 use std::convert::Infallible;
@@ -95,7 +96,9 @@ async fn handle(dir: PathBuf, req: Request<hyper::body::Incoming>) -> Response<F
             let m = dir.join(format!("failed-{marker}"));
             !m.exists() && std::fs::write(&m, b"").is_ok()
         });
-    if fail_once || ins.get("fail").and_then(Value::as_bool) == Some(true) {
+    let fail_always = std::env::var("TEST_FAIL_FUNCTIONS")
+        .is_ok_and(|list| list.split(',').any(|f| f == function));
+    if fail_always || fail_once || ins.get("fail").and_then(Value::as_bool) == Some(true) {
         let mut r = Response::new(Full::new(Bytes::from_static(b"failing as asked")));
         *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
         return r;
