@@ -648,3 +648,92 @@ async fn retries_with_backoff_then_dead_letter() {
         .expect("json");
     assert!(deliveries.as_array().expect("array").len() >= 4);
 }
+
+#[tokio::test]
+async fn dead_letters_can_be_resubmitted() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let eg = start(
+        vec![topic("galleon-events", Schema::CloudEvents)],
+        vec![],
+        None,
+    )
+    .await;
+    let c = client();
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let hook = Receiver::start(move |req| {
+        if req.method() == http::Method::OPTIONS {
+            good_webhook(req)
+        } else if h.load(Ordering::SeqCst) {
+            httpserv::empty(StatusCode::OK)
+        } else {
+            httpserv::empty(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    })
+    .await;
+    let body = json!({"name": "once", "topic": "galleon-events", "endpoint": hook.url,
+                      "eventDeliverySchema": "CloudEventSchemaV1_0", "maxDeliveryAttempts": 1});
+    assert_eq!(subscribe(&c, &eg, body).await.status(), 201);
+    let sent = json!([cloud_event("r1", "io.galleon.image.ready.v1")]);
+    assert_eq!(
+        publish(&c, &eg, "galleon-events", &sent).await.status(),
+        200
+    );
+    let dl_url = format!("{}/_devcloud/deadletters?subscription=once", eg.url());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dl: Value = c
+            .get(&dl_url)
+            .send()
+            .await
+            .expect("admin")
+            .json()
+            .await
+            .expect("json");
+        if dl.as_array().map(Vec::len) == Some(1) {
+            assert_eq!(dl[0]["event"]["lastdeliveryoutcome"], "Busy");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letter: {dl}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    healthy.store(true, Ordering::SeqCst);
+    let r = c
+        .post(format!(
+            "{}/_devcloud/deadletters/resubmit?subscription=once&id=r1",
+            eg.url()
+        ))
+        .send()
+        .await
+        .expect("resubmit");
+    assert_eq!(r.status(), 200);
+    let got = hook
+        .wait_for("second delivery", 2, |s| s.method == "POST")
+        .await;
+    assert_eq!(
+        got[1].json(),
+        sent[0],
+        "resubmitted without the dead-letter fields"
+    );
+    let dl: Value = c
+        .get(&dl_url)
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(dl.as_array().map(Vec::len), Some(0));
+    let r = c
+        .post(format!(
+            "{}/_devcloud/deadletters/resubmit?subscription=once&id=r1",
+            eg.url()
+        ))
+        .send()
+        .await
+        .expect("resubmit again");
+    assert_eq!(r.status(), 404);
+}

@@ -160,6 +160,24 @@ impl Subscription {
         })
     }
 
+    /// Removes a dead letter by event id and returns the event without the dead-letter fields.
+    fn take_dead_letter(&self, id: &str) -> Option<Event> {
+        let mut d = self.dead_letters.lock().ok()?;
+        let i = d
+            .iter()
+            .position(|e| e.get("id").and_then(Value::as_str) == Some(id))?;
+        let mut v = d.remove(i);
+        if let Value::Object(o) = &mut v {
+            for k in DEAD_LETTER_FIELDS.iter().flatten() {
+                o.remove(*k);
+            }
+        }
+        Some(Event {
+            schema: self.config.delivery_schema,
+            value: v,
+        })
+    }
+
     pub fn dead_letters(&self) -> Vec<Value> {
         self.dead_letters
             .lock()
@@ -174,6 +192,24 @@ impl Subscription {
 }
 
 const RECENT: usize = 1000;
+
+/// The fields a dead letter gains (Event Grid schema, then CloudEvents' lower-case names).
+const DEAD_LETTER_FIELDS: [[&str; 5]; 2] = [
+    [
+        "deadLetterReason",
+        "deliveryAttempts",
+        "lastDeliveryOutcome",
+        "publishTime",
+        "lastDeliveryAttemptTime",
+    ],
+    [
+        "deadletterreason",
+        "deliveryattempts",
+        "lastdeliveryoutcome",
+        "publishtime",
+        "lastdeliveryattempttime",
+    ],
+];
 
 /// The shared delivery engine.
 pub struct Dispatcher {
@@ -440,6 +476,27 @@ impl Dispatcher {
         }
     }
 
+    /// Delivers a dead letter of `sub` again (attempts start from 1). False if there is no such event.
+    pub fn resubmit(
+        self: &Arc<Self>,
+        sub: &Arc<Subscription>,
+        event_id: &str,
+        topic_id: &str,
+    ) -> bool {
+        let Some(e) = sub.take_dead_letter(event_id) else {
+            return false;
+        };
+        let me = self.clone();
+        let s = sub.clone();
+        let topic_id = topic_id.to_string();
+        s.in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            me.deliver(&s, e, &topic_id, Utc::now()).await;
+            s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+        true
+    }
+
     /// Routes events published to `topic` (name) to matching subscriptions; delivery runs in the background.
     pub fn publish(self: &Arc<Self>, topic: &str, topic_id: &str, events: Vec<Event>) -> usize {
         let now = Utc::now();
@@ -597,21 +654,9 @@ impl Dispatcher {
     ) {
         let mut v = payload.clone();
         if let Value::Object(o) = &mut v {
-            let names: [&str; 5] = match sub.config.delivery_schema {
-                Schema::EventGrid => [
-                    "deadLetterReason",
-                    "deliveryAttempts",
-                    "lastDeliveryOutcome",
-                    "publishTime",
-                    "lastDeliveryAttemptTime",
-                ],
-                Schema::CloudEvents => [
-                    "deadletterreason",
-                    "deliveryattempts",
-                    "lastdeliveryoutcome",
-                    "publishtime",
-                    "lastdeliveryattempttime",
-                ],
+            let names = match sub.config.delivery_schema {
+                Schema::EventGrid => DEAD_LETTER_FIELDS[0],
+                Schema::CloudEvents => DEAD_LETTER_FIELDS[1],
             };
             o.insert(names[0].into(), json!(reason));
             o.insert(names[1].into(), json!(attempts));

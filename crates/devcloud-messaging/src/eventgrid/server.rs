@@ -455,6 +455,7 @@ fn admin_error(status: StatusCode, message: &str) -> Resp {
 ///   `eventDeliverySchema`, `maxDeliveryAttempts`); the handshake runs first: 201, or 400 when it fails
 /// - `DELETE /_devcloud/subscriptions/{name}`
 /// - `GET /_devcloud/deadletters?subscription=NAME`: dead-lettered events
+/// - `POST /_devcloud/deadletters/resubmit?subscription=NAME&id=EVENT_ID`: deliver a dead letter again
 /// - `GET /_devcloud/deliveries?max=N`: recent handshakes and delivery attempts
 /// - `GET /_devcloud/events?max=N`: recent published events (custom and blob)
 /// - `GET /_devcloud/blobwatch`: the Azurite watcher's state
@@ -518,6 +519,21 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
                 .collect();
             httpserv::json(StatusCode::OK, &Value::Array(out))
         }
+        (&Method::POST, "deadletters/resubmit") => {
+            let (Some(name), Some(id)) = (query_param(req, "subscription"), query_param(req, "id"))
+            else {
+                return admin_error(StatusCode::BAD_REQUEST, "subscription and id are required");
+            };
+            let Some(sub) = d.subscription(&name) else {
+                return admin_error(StatusCode::NOT_FOUND, "no such subscription");
+            };
+            let topic_id = subscription_topic_id(inner, &sub.config.topic);
+            if d.resubmit(&sub, &id, &topic_id) {
+                httpserv::json(StatusCode::OK, &json!({"resubmitted": id}))
+            } else {
+                admin_error(StatusCode::NOT_FOUND, "no dead letter with that id")
+            }
+        }
         (&Method::GET, "deliveries") => {
             httpserv::json(StatusCode::OK, &Value::Array(d.recent_deliveries(max)))
         }
@@ -557,6 +573,20 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
             }
         }
         _ => admin_error(StatusCode::NOT_FOUND, "unknown admin operation"),
+    }
+}
+
+/// The resource id events of `topic` carry (`storage` = the watched storage account).
+fn subscription_topic_id(inner: &Inner, topic: &str) -> String {
+    if topic.eq_ignore_ascii_case(STORAGE_TOPIC) {
+        inner
+            .config
+            .blob_watch
+            .as_ref()
+            .map(|w| w.topic_id())
+            .unwrap_or_default()
+    } else {
+        inner.config.topic_id(topic)
     }
 }
 
@@ -625,16 +655,7 @@ async fn add_subscription(inner: &Inner, req: &Req) -> Resp {
     if let Some(m) = v.get("eventTimeToLiveInMinutes").and_then(Value::as_u64) {
         config.event_ttl = Duration::from_secs(m.clamp(1, 1440) * 60);
     }
-    let topic_id = if topic.eq_ignore_ascii_case(STORAGE_TOPIC) {
-        inner
-            .config
-            .blob_watch
-            .as_ref()
-            .map(|w| w.topic_id())
-            .unwrap_or_default()
-    } else {
-        inner.config.topic_id(&topic)
-    };
+    let topic_id = subscription_topic_id(inner, &topic);
     let sub = Arc::new(Subscription::new(config, false));
     if let Err(e) = inner.dispatcher.ensure_validated(&sub, &topic_id).await {
         return admin_error(StatusCode::BAD_REQUEST, &e.to_string());
