@@ -1,4 +1,5 @@
-//! `devcloud-host --app <dir>`: run a function app locally with the devcloud Functions host.
+//! `devcloud-host --app <dir>`: run a function app locally with the devcloud Functions host;
+//! `devcloud-host fire <Function> [--port <port>]`: run a timer function of a running host now.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,7 +9,8 @@ use anyhow::{Context, bail};
 
 fn usage() -> &'static str {
     "usage: devcloud-host --app <dir> [--port <port> (default: local.settings.json Host.LocalHttpPort, else 7071)] [--master-key <key>] [--host-key <key>]... [--ca <pem>]\n\
-     App settings come from <dir>/local.settings.json; environment variables of the same name win."
+     App settings come from <dir>/local.settings.json; environment variables of the same name win.\n\
+       devcloud-host fire <Function> [--port <port>]   run a timer-triggered function of a running host now"
 }
 
 #[tokio::main]
@@ -19,6 +21,9 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    if std::env::args().nth(1).as_deref() == Some("fire") {
+        return fire(std::env::args().skip(2).collect()).await;
+    }
     let mut app = None;
     let mut port = None;
     let mut config = devcloud_host::HostConfig::default();
@@ -67,5 +72,47 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     running.shutdown().await;
+    Ok(())
+}
+
+/// `fire <Function> [--port N]`: POST /_devcloud/host/functions/<Function>/fire on a running host.
+async fn fire(args: Vec<String>) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut function = None;
+    let mut port: u16 = 7071;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--port" => {
+                port = it
+                    .next()
+                    .context("--port needs a value")?
+                    .parse()
+                    .context("--port must be a number")?
+            }
+            other if function.is_none() && !other.starts_with('-') => {
+                function = Some(other.to_string())
+            }
+            other => bail!("unknown argument {other:?}\n{}", usage()),
+        }
+    }
+    let Some(function) = function else {
+        bail!("{}", usage())
+    };
+    let url = format!("http://127.0.0.1:{port}/_devcloud/host/functions/{function}/fire");
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .send()
+        .await
+        .with_context(|| format!("no Functions host answering at {url}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .context("the host answered with invalid JSON")?;
+    println!("{body}");
+    if !status.is_success() || body["status"] != "Succeeded" {
+        bail!("firing {function} did not succeed (HTTP {status})");
+    }
     Ok(())
 }
