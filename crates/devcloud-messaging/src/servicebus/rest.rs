@@ -217,7 +217,9 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
@@ -758,5 +760,31 @@ async fn put_entity(sb: &ServiceBus, req: &Req, path: &str) -> Resp {
     match result {
         Ok(()) => httpserv::json(StatusCode::OK, &json!({"entity": p.display()})),
         Err(e) => admin_error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("%24DeadLetterQueue"), "$DeadLetterQueue");
+        assert_eq!(percent_decode("a%2Fb%41"), "a/bA");
+        assert_eq!(percent_decode("%a\u{e9}x"), "%a\u{e9}x");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%C3%A9"), "\u{e9}");
+    }
+
+    #[test]
+    fn plumbing_headers_are_not_properties() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer x"));
+        h.insert("x-ms-version", HeaderValue::from_static("1"));
+        h.insert("type", HeaderValue::from_static("\"t\""));
+        let props = app_props_from_headers(&h);
+        assert_eq!(props.len(), 1);
+        assert_eq!(props["type"], PropValue::Str("t".into()));
     }
 }
