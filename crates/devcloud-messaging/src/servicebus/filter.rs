@@ -714,6 +714,27 @@ mod tests {
     }
 
     #[test]
+    fn parser_never_panics() {
+        // every sequence of up to four pieces from this alphabet either parses or errors
+        let pieces = [
+            "a", "'x'", "1", "-2.5", "=", "<>", "<=", "(", ")", ",", "AND", "OR", "NOT", "IN",
+            "IS", "NULL", "EXISTS", "TRUE", "[", "]", "'", "sys.", "!", " ",
+        ];
+        let m = msg(&[("a", s("x"))], None);
+        let n = pieces.len();
+        for i in 0..n * n * n * n {
+            let text: String = [i % n, (i / n) % n, (i / n / n) % n, (i / n / n / n) % n]
+                .iter()
+                .map(|&k| pieces[k])
+                .collect::<Vec<_>>()
+                .join(" ");
+            if let Ok(f) = Filter::sql(&text) {
+                let _ = f.matches(&m);
+            }
+        }
+    }
+
+    #[test]
     fn correlation_filter() {
         let m = msg(&[("type", s("io.galleon.image.ready.v1"))], Some("L1"));
         let mut f = CorrelationFilter::default();
