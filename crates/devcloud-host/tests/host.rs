@@ -139,6 +139,58 @@ async fn timer_fires_on_schedule_and_on_demand() {
                 && i["status"] == "Succeeded"
                 && i["trigger"] == "timerTrigger")
     );
+    // The handler's `Logs` land in the host log, tagged with function and invocation id.
+    let admin = |p: &str| format!("http://{}/_devcloud/host/{p}", host.http_addr);
+    let logs: Value = http()
+        .get(admin("logs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let line = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["message"] == "handled Monthly")
+        .expect("handler log line");
+    let source = line["source"].as_str().unwrap();
+    let id = source
+        .strip_prefix("Monthly [")
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap();
+    assert!(
+        invs.as_array().unwrap().iter().any(|i| i["id"] == id),
+        "{source}"
+    );
+    // stdout of the handler process is captured too.
+    assert!(logs.as_array().unwrap().iter().any(|l| {
+        l["source"] == "handler"
+            && l["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("test handler listening")
+    }));
+    let status: Value = http()
+        .get(admin("status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["handlerStarts"], 1);
+    assert_eq!(status["functions"], 2);
+    let fns: Value = http()
+        .get(admin("functions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fns[1]["schedule"], "0 0 0 1 * *");
     stop(host).await;
 }
 

@@ -68,9 +68,17 @@ async fn main() -> anyhow::Result<()> {
         "devcloud Functions host listening on http://{}",
         running.http_addr
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    // The handler runs in its own process group, so it never sees our signals: stop it on
+    // Ctrl-C, SIGTERM (e.g. from `devcloud up`) and SIGHUP alike.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    eprintln!("stopping the Functions host");
     running.shutdown().await;
     Ok(())
 }
