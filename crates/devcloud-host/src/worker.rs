@@ -295,6 +295,22 @@ fn spawn_child(cfg: &WorkerConfig, port: u16, worker_id: &str) -> std::io::Resul
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // If the host itself dies without shutting down (SIGKILL, crash), take the handler along:
+    // it is in its own process group, so nothing else would stop it.
+    let host_pid = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != host_pid {
+                    libc::_exit(1);
+                }
+            }
+            Ok(())
+        });
+    }
     cmd.spawn()
 }
 
