@@ -737,3 +737,41 @@ async fn dead_letters_can_be_resubmitted() {
         .expect("resubmit again");
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn shutdown_ends_pending_retries() {
+    let eg = start(
+        vec![topic("galleon-events", Schema::CloudEvents)],
+        vec![],
+        None,
+    )
+    .await;
+    let c = client();
+    let failing = failing_webhook(StatusCode::INTERNAL_SERVER_ERROR).await;
+    let body = json!({"name": "slow-retry", "topic": "galleon-events", "endpoint": failing.url,
+                      "eventDeliverySchema": "CloudEventSchemaV1_0"});
+    assert_eq!(subscribe(&c, &eg, body).await.status(), 201);
+    let dispatcher = eg.dispatcher.clone();
+    let sent = json!([cloud_event("s1", "t")]);
+    assert_eq!(
+        publish(&c, &eg, "galleon-events", &sent).await.status(),
+        200
+    );
+    failing
+        .wait_for("first attempt", 1, |s| s.method == "POST")
+        .await;
+    eg.shutdown().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let subs = dispatcher.subscriptions();
+        let state = subs[0].state_json().await;
+        if state["inFlight"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retries still pending: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

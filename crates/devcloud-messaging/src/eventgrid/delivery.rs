@@ -222,6 +222,8 @@ pub struct Dispatcher {
     pub self_url: std::sync::RwLock<String>,
     /// Pending validation codes by subscription name.
     codes: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Set when the server stops: pending retries end.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 fn push_bounded(q: &std::sync::Mutex<VecDeque<Value>>, v: Value) {
@@ -251,7 +253,13 @@ impl Dispatcher {
             events: Default::default(),
             self_url: Default::default(),
             codes: Default::default(),
+            closed: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Ends pending retries (called when the server stops).
+    pub fn close(&self) {
+        let _ = self.closed.send(true);
     }
 
     pub fn subscriptions(&self) -> Vec<Arc<Subscription>> {
@@ -637,7 +645,14 @@ impl Dispatcher {
                 self.dead_letter(sub, &payload, reason, attempt, status, published, started);
                 return;
             }
-            tokio::time::sleep(delay).await;
+            let mut closed = self.closed.subscribe();
+            if *closed.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = closed.changed() => return,
+            }
         }
     }
 

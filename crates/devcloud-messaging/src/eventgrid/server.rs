@@ -185,16 +185,18 @@ impl RunningEventGrid {
 
     pub async fn shutdown(self) {
         let _ = self.stop.0.send(true);
+        self.dispatcher.close();
         self.server.shutdown().await
     }
 }
 
-/// Stops the blob watcher when dropped.
-struct StopOnDrop(tokio::sync::watch::Sender<bool>);
+/// Stops the blob watcher and pending retries when dropped.
+struct StopOnDrop(tokio::sync::watch::Sender<bool>, Arc<Dispatcher>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         let _ = self.0.send(true);
+        self.1.close();
     }
 }
 
@@ -243,13 +245,14 @@ pub async fn serve(
         async move { handle(inner, req).await }
     })
     .map_err(ConfigError::Listen)?;
+    let stop = StopOnDrop(stop, dispatcher.clone());
     Ok(RunningEventGrid {
         addr: server.addr,
         tls: is_tls,
         dispatcher,
         watch,
         watch_enabled,
-        stop: StopOnDrop(stop),
+        stop,
         server,
     })
 }
