@@ -10,7 +10,9 @@ journey = ["vhd.accepted.v1", "image.version.published.v1", "image.replica.ready
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-env = {"FUNCTIONS_CUSTOMHANDLER_PORT": str(port), "GALLEON_INSTANCE": "demo", "GALLEON_LOG_FORMAT": "text", "RUST_LOG": "warn", "PATH": os.environ.get("PATH", "")}
+env = {"FUNCTIONS_CUSTOMHANDLER_PORT": str(port), "GALLEON_INSTANCE": "demo", "GALLEON_LOG_FORMAT": "text", "RUST_LOG": "warn", "PATH": os.environ.get("PATH", ""),
+       "GALLEON_SUBSCRIPTION_ID": "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b", "GALLEON_RESOURCE_GROUP": "rg-images", "GALLEON_GALLERY": "golden",
+       "GALLEON_LOCATION": "westeurope", "ServiceBusConnection__fullyQualifiedNamespace": "127.0.0.1:9"}
 proc = subprocess.Popen([binary], env=env)
 try:
     for _ in range(400):

@@ -24,6 +24,17 @@ fn spawn(port: u16) -> std::process::Child {
         .env_clear()
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("RUST_LOG", "warn")
+        .env(
+            "GALLEON_SUBSCRIPTION_ID",
+            "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b",
+        )
+        .env("GALLEON_RESOURCE_GROUP", "rg-images")
+        .env("GALLEON_GALLERY", "golden")
+        .env("GALLEON_LOCATION", "westeurope")
+        .env(
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "127.0.0.1:9",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -1,7 +1,12 @@
 //! Galleon's configuration: app settings from the environment, validated once at start-up with an error
 //! that names the setting and the expected form. Every setting is listed in `local.settings.example.json`.
 
-use std::fmt;
+use std::{fmt, time::Duration};
+
+use crate::{
+    domain::{naming, policy},
+    events::PublishFrom,
+};
 
 /// How log lines are written to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +28,24 @@ pub struct Config {
     pub max_invocation_bytes: usize,
     /// `GALLEON_LOG_FORMAT`: `json` (default) or `text`.
     pub log_format: LogFormat,
+    /// Where galleon publishes and how (the `GALLEON_*` gallery settings).
+    pub policy: policy::Policy,
+    /// `ServiceBusConnection__fullyQualifiedNamespace`: the namespace of the facts topic.
+    pub service_bus_namespace: String,
+    /// `GALLEON_FACTS_TOPIC`: the topic facts travel on (default `galleon-facts`).
+    pub facts_topic: String,
+    /// `GALLEON_ARM_ENDPOINT`: Resource Manager (default `https://management.azure.com`).
+    pub arm_endpoint: String,
+    /// `GALLEON_FOLLOWUP_SECONDS`: wait before looking at an operation again when Azure gives no `Retry-After`.
+    pub follow_up: Duration,
+    /// `GALLEON_STEP_DEADLINE_MINUTES`: a step that has not finished by then fails.
+    pub step_deadline: Duration,
+    /// `GALLEON_BARE_VHD_SETTLE_SECONDS`: a bare VHD must stay unchanged this long before it is accepted.
+    pub bare_vhd_settle: Duration,
+    /// `GALLEON_MAX_ATTEMPTS`: transient failures of one step are retried this many times.
+    pub max_attempts: u32,
+    /// `GALLEON_BARE_OS_TYPE`: the OS of bare VHDs (no manifest to say it), `Linux` (default) or `Windows`.
+    pub bare_os_type: crate::events::OsType,
 }
 
 /// A setting that is missing or malformed.
@@ -117,11 +140,134 @@ impl Config {
             }
         };
 
+        let required = |name: &'static str, what: &str| {
+            get(name).ok_or_else(|| err(name, format!("is not set; it names {what}")))
+        };
+        let subscription_id = required(
+            "GALLEON_SUBSCRIPTION_ID",
+            "the subscription of the gallery galleon publishes to (a GUID)",
+        )?;
+        if uuid::Uuid::parse_str(&subscription_id).is_err() {
+            return Err(err(
+                "GALLEON_SUBSCRIPTION_ID",
+                format!("'{subscription_id}' is not a GUID"),
+            ));
+        }
+        let resource_group = required(
+            "GALLEON_RESOURCE_GROUP",
+            "the resource group of the gallery",
+        )?;
+        let gallery = required("GALLEON_GALLERY", "the default Azure Compute Gallery")?;
+        naming::gallery(&gallery).map_err(|e| err("GALLEON_GALLERY", e.to_string()))?;
+        let location = required(
+            "GALLEON_LOCATION",
+            "the home region (ARM name, e.g. westeurope)",
+        )?
+        .to_ascii_lowercase();
+        if !policy::region_name_ok(&location) {
+            return Err(err(
+                "GALLEON_LOCATION",
+                format!("'{location}' is not an ARM region name like westeurope"),
+            ));
+        }
+        let target_regions = match get("GALLEON_TARGET_REGIONS") {
+            None => policy::parse_regions(&location),
+            Some(v) => policy::parse_regions(&v),
+        }
+        .map_err(|m| {
+            err(
+                "GALLEON_TARGET_REGIONS",
+                format!("{m}; expected e.g. westeurope=2:Standard_ZRS,northeurope,eastus2"),
+            )
+        })?;
+        let publish_from = match get("GALLEON_PUBLISH_FROM").as_deref() {
+            None | Some("vhd") => PublishFrom::Vhd,
+            Some("managedImage") => PublishFrom::ManagedImage,
+            Some(other) => {
+                return Err(err(
+                    "GALLEON_PUBLISH_FROM",
+                    format!("'{other}' must be 'vhd' or 'managedImage'"),
+                ));
+            }
+        };
+        let allowed = match get("GALLEON_ALLOWED_GALLERIES") {
+            None => vec![policy::GalleryScope {
+                subscription: subscription_id.clone(),
+                resource_group: resource_group.clone(),
+                gallery: gallery.clone(),
+            }],
+            Some(v) => v
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(policy::GalleryScope::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| err("GALLEON_ALLOWED_GALLERIES", m))?,
+        };
+        let number = |name: &'static str,
+                      default: u64,
+                      range: std::ops::RangeInclusive<u64>|
+         -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            name,
+                            format!(
+                                "'{v}' must be a whole number from {} to {}",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                    }),
+            }
+        };
+        let service_bus_namespace = required(
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "the Service Bus namespace of the facts topic (e.g. contoso.servicebus.windows.net)",
+        )?;
         Ok(Config {
             port,
             instance,
             max_invocation_bytes,
             log_format,
+            policy: policy::Policy {
+                subscription_id,
+                resource_group,
+                gallery,
+                location: location.clone(),
+                target_regions: policy::home_first(&location, &target_regions),
+                publish_from,
+                publisher: get("GALLEON_PUBLISHER").unwrap_or_else(|| "galleon".to_owned()),
+                allowed,
+            },
+            service_bus_namespace,
+            facts_topic: get("GALLEON_FACTS_TOPIC").unwrap_or_else(|| "galleon-facts".to_owned()),
+            arm_endpoint: get("GALLEON_ARM_ENDPOINT")
+                .unwrap_or_else(|| "https://management.azure.com".to_owned()),
+            follow_up: Duration::from_secs(number("GALLEON_FOLLOWUP_SECONDS", 30, 1..=3600)?),
+            step_deadline: Duration::from_secs(
+                60 * number("GALLEON_STEP_DEADLINE_MINUTES", 360, 1..=10_080)?,
+            ),
+            bare_vhd_settle: Duration::from_secs(number(
+                "GALLEON_BARE_VHD_SETTLE_SECONDS",
+                60,
+                0..=86_400,
+            )?),
+            max_attempts: number("GALLEON_MAX_ATTEMPTS", 8, 1..=100)? as u32,
+            bare_os_type: match get("GALLEON_BARE_OS_TYPE").as_deref() {
+                None | Some("Linux") => crate::events::OsType::Linux,
+                Some("Windows") => crate::events::OsType::Windows,
+                Some(other) => {
+                    return Err(err(
+                        "GALLEON_BARE_OS_TYPE",
+                        format!("'{other}' must be 'Linux' or 'Windows'"),
+                    ));
+                }
+            },
         })
     }
 }
@@ -131,11 +277,32 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    pub(crate) const BASE: &[(&str, &str)] = &[
+        (
+            "GALLEON_SUBSCRIPTION_ID",
+            "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b",
+        ),
+        ("GALLEON_RESOURCE_GROUP", "rg-images"),
+        ("GALLEON_GALLERY", "golden"),
+        ("GALLEON_LOCATION", "westeurope"),
+        (
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "contoso.servicebus.windows.net",
+        ),
+    ];
+
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
+        let mut map: HashMap<String, String> = BASE
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        for (k, v) in pairs {
+            if v.is_empty() {
+                map.remove(*k);
+            } else {
+                map.insert((*k).to_owned(), (*v).to_owned());
+            }
+        }
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -146,6 +313,17 @@ mod tests {
         assert_eq!(c.instance, "local");
         assert_eq!(c.max_invocation_bytes, 4 * 1024 * 1024);
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.policy.target_regions.len(), 1);
+        assert!(c.policy.allows(
+            "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b",
+            "rg-images",
+            "golden"
+        ));
+        assert!(
+            !c.policy
+                .allows("8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b", "rg-images", "other")
+        );
+        assert_eq!(c.follow_up, Duration::from_secs(30));
     }
 
     #[test]

@@ -19,18 +19,33 @@ async fn main() {
     };
     telemetry::install_crypto_provider();
     telemetry::init(config.log_format);
-    let app = functions::app(&config);
     let limits = Limits {
         max_body_bytes: config.max_invocation_bytes,
     };
-    let server = match Server::start(app, limits, config.port).await {
+    let (port, log_instance) = (config.port, config.instance.clone());
+    let tokens = match galleon::azure::Tokens::managed_identity() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("galleon: cannot start: {e}");
+            std::process::exit(2);
+        }
+    };
+    let ctx = match functions::context(config, tokens) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("galleon: cannot start: {e}");
+            std::process::exit(2);
+        }
+    };
+    let app = functions::app(ctx);
+    let server = match Server::start(app, limits, port).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(port = config.port, error = %e, "cannot listen");
-            eprintln!("galleon: cannot listen on 127.0.0.1:{}: {e}", config.port);
+            tracing::error!(port, error = %e, "cannot listen");
+            eprintln!("galleon: cannot listen on 127.0.0.1:{port}: {e}");
             std::process::exit(1);
         }
     };
-    tracing::info!(addr = %server.addr, instance = %config.instance, "galleon is serving");
+    tracing::info!(addr = %server.addr, instance = %log_instance, "galleon is serving");
     server.run_until_signal().await;
 }

@@ -12,10 +12,30 @@ fn functions_dir() -> PathBuf {
 
 #[test]
 fn function_json_matches_the_registered_handlers() {
-    let config =
-        Config::from_lookup(|k| (k == "FUNCTIONS_CUSTOMHANDLER_PORT").then(|| "7072".to_owned()))
-            .expect("config");
-    let app = functions::app(&config);
+    let settings = [
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+        (
+            "GALLEON_SUBSCRIPTION_ID",
+            "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b",
+        ),
+        ("GALLEON_RESOURCE_GROUP", "rg-images"),
+        ("GALLEON_GALLERY", "golden"),
+        ("GALLEON_LOCATION", "westeurope"),
+        (
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "contoso.servicebus.windows.net",
+        ),
+    ];
+    let config = Config::from_lookup(|k| {
+        settings
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .expect("config");
+    galleon::telemetry::install_crypto_provider();
+    let tokens = galleon::azure::Tokens::managed_identity().expect("credential");
+    let app = functions::app(functions::context(config, tokens).expect("context"));
     let registered: BTreeSet<String> = app.functions().map(|f| f.name.clone()).collect();
     let mut on_disk = BTreeSet::new();
     for entry in std::fs::read_dir(functions_dir())

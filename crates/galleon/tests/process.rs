@@ -49,6 +49,17 @@ async fn start(extra_env: &[(&str, &str)]) -> Handler {
             "d1b3e6f0-4c2a-4f7e-9b8d-2a1c3e5f7a9b",
         )
         .env("GALLEON_INSTANCE", "process-test")
+        .env(
+            "GALLEON_SUBSCRIPTION_ID",
+            "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b",
+        )
+        .env("GALLEON_RESOURCE_GROUP", "rg-images")
+        .env("GALLEON_GALLERY", "golden")
+        .env("GALLEON_LOCATION", "westeurope")
+        .env(
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "127.0.0.1:9",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);

@@ -57,25 +57,38 @@ pub enum Operation {
 
 impl Arm {
     pub fn new(http: reqwest::Client, endpoint: Url, tokens: Tokens) -> Arm {
-        Arm { http, endpoint, tokens }
+        Arm {
+            http,
+            endpoint,
+            tokens,
+        }
     }
 
     fn url(&self, id: &str, api_version: &str, query: &[(&str, &str)]) -> Result<Url, AzureError> {
-        let mut url = self.endpoint.join(id.trim_start_matches('/')).map_err(|e| AzureError::Permanent {
-            service: SERVICE,
-            status: 0,
-            code: "InvalidResourceId".into(),
-            message: format!("'{id}' does not make a URL: {e}"),
-            target: None,
-        })?;
-        url.query_pairs_mut().append_pair("api-version", api_version);
+        let mut url = self
+            .endpoint
+            .join(id.trim_start_matches('/'))
+            .map_err(|e| AzureError::Permanent {
+                service: SERVICE,
+                status: 0,
+                code: "InvalidResourceId".into(),
+                message: format!("'{id}' does not make a URL: {e}"),
+                target: None,
+            })?;
+        url.query_pairs_mut()
+            .append_pair("api-version", api_version);
         for (k, v) in query {
             url.query_pairs_mut().append_pair(k, v);
         }
         Ok(url)
     }
 
-    async fn send(&self, method: Method, url: Url, body: Option<&Value>) -> Result<reqwest::Response, AzureError> {
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, AzureError> {
         let token = self.tokens.bearer(ARM_RESOURCE).await?;
         let mut request = self
             .http
@@ -85,38 +98,71 @@ impl Arm {
         if let Some(body) = body {
             request = request.json(body);
         }
-        request.send().await.map_err(|e| AzureError::unreachable(SERVICE, &e))
+        request
+            .send()
+            .await
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))
     }
 
     /// GETs a resource; `None` when it does not exist.
-    pub async fn get(&self, id: &str, api_version: &str, query: &[(&str, &str)]) -> Result<Option<Value>, AzureError> {
-        let response = self.send(Method::GET, self.url(id, api_version, query)?, None).await?;
+    pub async fn get(
+        &self,
+        id: &str,
+        api_version: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Option<Value>, AzureError> {
+        let response = self
+            .send(Method::GET, self.url(id, api_version, query)?, None)
+            .await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
         match status {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => serde_json::from_slice(&bytes).map(Some).map_err(|e| AzureError::Transient {
-                service: SERVICE,
-                status: s.as_u16(),
-                code: "UnreadableResponse".into(),
-                message: e.to_string(),
-                retry_after: None,
-            }),
+            s if s.is_success() => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| AzureError::Transient {
+                        service: SERVICE,
+                        status: s.as_u16(),
+                        code: "UnreadableResponse".into(),
+                        message: e.to_string(),
+                        retry_after: None,
+                    })
+            }
             s => Err(classify(SERVICE, s, &headers, &bytes)),
         }
     }
 
     /// PUT (create or update), PATCH or DELETE; returns what ARM accepted.
-    pub async fn write(&self, method: Method, id: &str, api_version: &str, body: Option<&Value>) -> Result<Accepted, AzureError> {
-        let response = self.send(method, self.url(id, api_version, &[])?, body).await?;
+    pub async fn write(
+        &self,
+        method: Method,
+        id: &str,
+        api_version: &str,
+        body: Option<&Value>,
+    ) -> Result<Accepted, AzureError> {
+        let response = self
+            .send(method, self.url(id, api_version, &[])?, body)
+            .await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
         if !status.is_success() {
             return Err(classify(SERVICE, status, &headers, &bytes));
         }
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         Ok(Accepted {
             status: status.as_u16(),
             body: serde_json::from_slice(&bytes).ok(),
@@ -137,12 +183,17 @@ impl Arm {
         let response = self.send(Method::GET, url, None).await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
         if !status.is_success() {
             return Err(classify(SERVICE, status, &headers, &bytes));
         }
         if status == StatusCode::ACCEPTED {
-            return Ok(Operation::Running { retry_after: retry_after(&headers) });
+            return Ok(Operation::Running {
+                retry_after: retry_after(&headers),
+            });
         }
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let state = body
@@ -152,11 +203,21 @@ impl Arm {
         Ok(match state {
             None | Some("Succeeded") => Operation::Succeeded,
             Some("Failed") => Operation::Failed {
-                code: body.pointer("/error/code").and_then(Value::as_str).unwrap_or("OperationFailed").to_owned(),
-                message: body.pointer("/error/message").and_then(Value::as_str).unwrap_or("").to_owned(),
+                code: body
+                    .pointer("/error/code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("OperationFailed")
+                    .to_owned(),
+                message: body
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
             },
             Some("Canceled") => Operation::Canceled,
-            Some(_) => Operation::Running { retry_after: retry_after(&headers) },
+            Some(_) => Operation::Running {
+                retry_after: retry_after(&headers),
+            },
         })
     }
 }
@@ -167,15 +228,30 @@ pub mod ids {
         format!("/subscriptions/{sub}/resourceGroups/{rg}")
     }
     pub fn gallery(sub: &str, rg: &str, gallery: &str) -> String {
-        format!("{}/providers/Microsoft.Compute/galleries/{gallery}", resource_group(sub, rg))
+        format!(
+            "{}/providers/Microsoft.Compute/galleries/{gallery}",
+            resource_group(sub, rg)
+        )
     }
     pub fn image_definition(sub: &str, rg: &str, gallery: &str, definition: &str) -> String {
         format!("{}/images/{definition}", self::gallery(sub, rg, gallery))
     }
-    pub fn image_version(sub: &str, rg: &str, gallery: &str, definition: &str, version: &str) -> String {
-        format!("{}/versions/{version}", image_definition(sub, rg, gallery, definition))
+    pub fn image_version(
+        sub: &str,
+        rg: &str,
+        gallery: &str,
+        definition: &str,
+        version: &str,
+    ) -> String {
+        format!(
+            "{}/versions/{version}",
+            image_definition(sub, rg, gallery, definition)
+        )
     }
     pub fn managed_image(sub: &str, rg: &str, image: &str) -> String {
-        format!("{}/providers/Microsoft.Compute/images/{image}", resource_group(sub, rg))
+        format!(
+            "{}/providers/Microsoft.Compute/images/{image}",
+            resource_group(sub, rg)
+        )
     }
 }

@@ -47,14 +47,21 @@ impl Blobs {
         Blobs { http, tokens }
     }
 
-    async fn request(&self, method: Method, url: Url) -> Result<reqwest::RequestBuilder, AzureError> {
+    async fn request(
+        &self,
+        method: Method,
+        url: Url,
+    ) -> Result<reqwest::RequestBuilder, AzureError> {
         let token = self.tokens.bearer(STORAGE_RESOURCE).await?;
         Ok(self
             .http
             .request(method, url)
             .header("Authorization", token)
             .header("x-ms-version", VERSION)
-            .header("x-ms-date", Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()))
+            .header(
+                "x-ms-date",
+                Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+            ))
     }
 
     async fn fail(response: reqwest::Response) -> AzureError {
@@ -93,7 +100,9 @@ impl Blobs {
             })
             .collect();
         Ok(Some(BlobProperties {
-            content_length: text("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
+            content_length: text("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             e_tag: text("etag").unwrap_or_default(),
             blob_type: text("x-ms-blob-type").unwrap_or_default(),
             copy_status: text("x-ms-copy-status"),
@@ -104,57 +113,104 @@ impl Blobs {
     }
 
     /// Reads `len` bytes at `offset`, only if the blob still has ETag `e_tag` (when given).
-    pub async fn read_range(&self, url: &str, offset: u64, len: u64, e_tag: Option<&str>) -> Result<Bytes, AzureError> {
+    pub async fn read_range(
+        &self,
+        url: &str,
+        offset: u64,
+        len: u64,
+        e_tag: Option<&str>,
+    ) -> Result<Bytes, AzureError> {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let mut request = self
-            .request(Method::GET, parse_url(url)?)
-            .await?
-            .header("x-ms-range", format!("bytes={}-{}", offset, offset + len - 1));
+        let mut request = self.request(Method::GET, parse_url(url)?).await?.header(
+            "x-ms-range",
+            format!("bytes={}-{}", offset, offset + len - 1),
+        );
         if let Some(tag) = e_tag {
             request = request.header("If-Match", tag);
         }
-        let response = request.send().await.map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
         if !response.status().is_success() {
             return Err(Self::fail(response).await);
         }
-        response.bytes().await.map_err(|e| AzureError::unreachable(SERVICE, &e))
+        response
+            .bytes()
+            .await
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))
     }
 
     /// Reads a whole small blob (a manifest), refusing more than `max` bytes.
-    pub async fn read_small(&self, url: &str, max: u64) -> Result<(Bytes, BlobProperties), AzureError> {
-        let properties = self.properties(url).await?.ok_or_else(|| AzureError::Permanent {
-            service: SERVICE,
-            status: 404,
-            code: "BlobNotFound".into(),
-            message: format!("{} does not exist", redact(url)),
-            target: None,
-        })?;
+    pub async fn read_small(
+        &self,
+        url: &str,
+        max: u64,
+    ) -> Result<(Bytes, BlobProperties), AzureError> {
+        let properties = self
+            .properties(url)
+            .await?
+            .ok_or_else(|| AzureError::Permanent {
+                service: SERVICE,
+                status: 404,
+                code: "BlobNotFound".into(),
+                message: format!("{} does not exist", redact(url)),
+                target: None,
+            })?;
         if properties.content_length > max {
             return Err(AzureError::Permanent {
                 service: SERVICE,
                 status: 0,
                 code: "BlobTooLarge".into(),
-                message: format!("{} is {} bytes; at most {max} are read", redact(url), properties.content_length),
+                message: format!(
+                    "{} is {} bytes; at most {max} are read",
+                    redact(url),
+                    properties.content_length
+                ),
                 target: None,
             });
         }
-        let bytes = self.read_range(url, 0, properties.content_length, Some(&properties.e_tag)).await?;
+        let bytes = self
+            .read_range(url, 0, properties.content_length, Some(&properties.e_tag))
+            .await?;
         Ok((bytes, properties))
     }
 
     /// Adds metadata to a blob, keeping what it has, only if it still has ETag `e_tag`. Content is untouched.
-    pub async fn add_metadata(&self, url: &str, e_tag: &str, existing: &BTreeMap<String, String>, add: &BTreeMap<String, String>) -> Result<(), AzureError> {
+    pub async fn add_metadata(
+        &self,
+        url: &str,
+        e_tag: &str,
+        existing: &BTreeMap<String, String>,
+        add: &BTreeMap<String, String>,
+    ) -> Result<(), AzureError> {
         let mut target = parse_url(url)?;
         target.query_pairs_mut().append_pair("comp", "metadata");
-        let mut request = self.request(Method::PUT, target).await?.header("If-Match", e_tag).header("Content-Length", "0");
+        let mut request = self
+            .request(Method::PUT, target)
+            .await?
+            .header("If-Match", e_tag)
+            .header("Content-Length", "0");
         for (k, v) in existing.iter().chain(add.iter()) {
             // Header values must be visible ASCII: metadata is for codes and short notes.
-            let value: String = v.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+            let value: String = v
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
             request = request.header(format!("x-ms-meta-{k}"), value);
         }
-        let response = request.send().await.map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -182,7 +238,9 @@ impl vhd::RangeRead for VhdReader<'_> {
     type Error = AzureError;
 
     async fn read_range(&self, offset: u64, len: u64) -> Result<Bytes, AzureError> {
-        self.blobs.read_range(self.url, offset, len, Some(self.e_tag)).await
+        self.blobs
+            .read_range(self.url, offset, len, Some(self.e_tag))
+            .await
     }
 }
 
@@ -190,7 +248,10 @@ impl vhd::RangeRead for VhdReader<'_> {
 mod tests {
     #[test]
     fn redaction_drops_the_query() {
-        assert_eq!(super::redact("https://a/c/x.vhd?sv=1&sig=abc"), "https://a/c/x.vhd?<redacted>");
+        assert_eq!(
+            super::redact("https://a/c/x.vhd?sv=1&sig=abc"),
+            "https://a/c/x.vhd?<redacted>"
+        );
         assert_eq!(super::redact("https://a/c/x.vhd"), "https://a/c/x.vhd");
     }
 }

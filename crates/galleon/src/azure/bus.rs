@@ -21,14 +21,23 @@ pub struct Bus {
 impl Bus {
     /// `namespace` is the fully qualified namespace (`contoso.servicebus.windows.net`, or `127.0.0.1:7445`
     /// locally), as in the `ServiceBusConnection__fullyQualifiedNamespace` setting.
-    pub fn new(http: reqwest::Client, namespace: &str, topic: &str, tokens: Tokens) -> Result<Bus, url::ParseError> {
+    pub fn new(
+        http: reqwest::Client,
+        namespace: &str,
+        topic: &str,
+        tokens: Tokens,
+    ) -> Result<Bus, url::ParseError> {
         let base = if namespace.contains("://") {
             namespace.trim_end_matches('/').to_owned()
         } else {
             format!("https://{}", namespace.trim_end_matches('/'))
         };
         let send_url = Url::parse(&format!("{base}/{topic}/messages"))?;
-        Ok(Bus { http, send_url, tokens })
+        Ok(Bus {
+            http,
+            send_url,
+            tokens,
+        })
     }
 
     /// Sends `fact`, now or at `at`. The message id is the fact id, so a retried step's duplicate is dropped
@@ -39,7 +48,8 @@ impl Bus {
             broker["CorrelationId"] = correlation.into();
         }
         if let Some(at) = at {
-            broker["ScheduledEnqueueTimeUtc"] = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string().into();
+            broker["ScheduledEnqueueTimeUtc"] =
+                at.format("%a, %d %b %Y %H:%M:%S GMT").to_string().into();
         }
         let token = self.tokens.bearer(SERVICE_BUS_RESOURCE).await?;
         let body = serde_json::to_vec(&fact.to_json()).map_err(|e| AzureError::Permanent {
@@ -53,7 +63,10 @@ impl Bus {
             .http
             .post(self.send_url.clone())
             .header("Authorization", token)
-            .header("Content-Type", "application/cloudevents+json; charset=utf-8")
+            .header(
+                "Content-Type",
+                "application/cloudevents+json; charset=utf-8",
+            )
             .header("BrokerProperties", broker.to_string())
             .header("type", format!("\"{}\"", fact.cloud_event_type()))
             .body(body)

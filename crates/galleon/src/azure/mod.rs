@@ -65,7 +65,9 @@ impl AzureError {
 
     pub fn message(&self) -> String {
         match self {
-            AzureError::Transient { message, .. } | AzureError::Permanent { message, .. } => message.clone(),
+            AzureError::Transient { message, .. } | AzureError::Permanent { message, .. } => {
+                message.clone()
+            }
             AzureError::Token { message, .. } => message.clone(),
         }
     }
@@ -82,7 +84,12 @@ impl AzureError {
         AzureError::Transient {
             service,
             status: 0,
-            code: if error.is_timeout() { "Timeout" } else { "ConnectionFailed" }.to_owned(),
+            code: if error.is_timeout() {
+                "Timeout"
+            } else {
+                "ConnectionFailed"
+            }
+            .to_owned(),
             message: crate::error_chain(error),
             retry_after: None,
         }
@@ -98,7 +105,11 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     {
         return Some(Duration::from_millis(ms));
     }
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -109,7 +120,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Sorts a non-success answer: ARM's `{"error":{code,message,target}}` (or Compute's bare `{code,message}`),
 /// Storage's XML `<Error><Code>…`, or just the status.
-pub fn classify(service: &'static str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> AzureError {
+pub fn classify(
+    service: &'static str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> AzureError {
     let (code, message, target) = error_fields(body).unwrap_or_else(|| {
         (
             headers
@@ -117,7 +133,9 @@ pub fn classify(service: &'static str, status: StatusCode, headers: &HeaderMap, 
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(status.canonical_reason().unwrap_or("Error"))
                 .to_owned(),
-            String::from_utf8_lossy(&body[..body.len().min(500)]).trim().to_owned(),
+            String::from_utf8_lossy(&body[..body.len().min(500)])
+                .trim()
+                .to_owned(),
             None,
         )
     });
@@ -149,8 +167,15 @@ fn error_fields(body: &[u8]) -> Option<(String, String, Option<String>)> {
     if let Ok(json) = serde_json::from_slice::<Value>(body) {
         let error = json.get("error").unwrap_or(&json);
         let code = error.get("code")?.as_str()?.to_owned();
-        let message = error.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
-        let target = error.get("target").and_then(Value::as_str).map(str::to_owned);
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let target = error
+            .get("target")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         return Some((code, message, target));
     }
     let text = std::str::from_utf8(body).ok()?;
@@ -160,7 +185,11 @@ fn error_fields(body: &[u8]) -> Option<(String, String, Option<String>)> {
         let end = text[start..].find(&format!("</{tag}>"))? + start;
         Some(text[start..end].to_owned())
     };
-    Some((between("Code")?, between("Message").unwrap_or_default(), None))
+    Some((
+        between("Code")?,
+        between("Message").unwrap_or_default(),
+        None,
+    ))
 }
 
 /// Bearer tokens for the resources galleon calls, from one credential (cached by the credential).
@@ -177,9 +206,11 @@ impl Tokens {
     /// The managed identity of the function app (`IDENTITY_ENDPOINT`/`IDENTITY_HEADER` in Azure Functions,
     /// and in the local cloud).
     pub fn managed_identity() -> Result<Tokens, AzureError> {
-        let credential = azure_identity::ManagedIdentityCredential::new(None).map_err(|e| AzureError::Token {
-            resource: "any".into(),
-            message: crate::error_chain(&e),
+        let credential = azure_identity::ManagedIdentityCredential::new(None).map_err(|e| {
+            AzureError::Token {
+                resource: "any".into(),
+                message: crate::error_chain(&e),
+            }
         })?;
         Ok(Tokens::new(credential))
     }
@@ -253,7 +284,12 @@ mod tests {
         assert_eq!(storage.code(), "BlobNotFound");
         assert!(!storage.is_transient());
 
-        let unavailable = classify("ARM", StatusCode::SERVICE_UNAVAILABLE, &headers(&[("x-ms-retry-after-ms", "1500")]), b"");
+        let unavailable = classify(
+            "ARM",
+            StatusCode::SERVICE_UNAVAILABLE,
+            &headers(&[("x-ms-retry-after-ms", "1500")]),
+            b"",
+        );
         assert!(unavailable.is_transient());
         assert_eq!(unavailable.retry_after(), Some(Duration::from_millis(1500)));
         assert_eq!(unavailable.code(), "Service Unavailable");
@@ -263,6 +299,9 @@ mod tests {
     fn retry_after_as_http_date() {
         let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
         let wait = retry_after(&headers(&[("retry-after", later.as_str())])).unwrap_or_default();
-        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
     }
 }

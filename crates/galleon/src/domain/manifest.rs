@@ -104,10 +104,19 @@ impl Manifest {
             )
         };
         let path = self.vhd.as_str();
-        if path.is_empty() || path.starts_with('/') || path.contains("://") || path.contains('?') || path.contains('#') || path.contains('\\') {
+        if path.is_empty()
+            || path.starts_with('/')
+            || path.contains("://")
+            || path.contains('?')
+            || path.contains('#')
+            || path.contains('\\')
+        {
             return Err(bad("must be a relative blob name"));
         }
-        if path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        if path
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
             return Err(bad("must not contain empty, '.' or '..' segments"));
         }
         if !path.to_ascii_lowercase().ends_with(".vhd") {
@@ -120,27 +129,54 @@ impl Manifest {
 
     /// The publication plan: the manifest's choices, the policy's defaults, the allow-list enforced, every
     /// name checked with Azure's rules. `vhd_created` sets the version when the manifest gives none.
-    pub fn plan(&self, policy: &policy::Policy, storage_account_id: &str, vhd_created: DateTime<Utc>) -> Result<Plan, Reason> {
-        let subscription_id = self.subscription_id.clone().unwrap_or_else(|| policy.subscription_id.clone());
-        let resource_group = self.resource_group.clone().unwrap_or_else(|| policy.resource_group.clone());
-        let gallery = self.gallery.clone().unwrap_or_else(|| policy.gallery.clone());
+    pub fn plan(
+        &self,
+        policy: &policy::Policy,
+        storage_account_id: &str,
+        vhd_created: DateTime<Utc>,
+    ) -> Result<Plan, Reason> {
+        let subscription_id = self
+            .subscription_id
+            .clone()
+            .unwrap_or_else(|| policy.subscription_id.clone());
+        let resource_group = self
+            .resource_group
+            .clone()
+            .unwrap_or_else(|| policy.resource_group.clone());
+        let gallery = self
+            .gallery
+            .clone()
+            .unwrap_or_else(|| policy.gallery.clone());
         let name_fix = "Use a name Azure accepts (galleries: letters, digits, '_' and '.'; image definitions also '-'; up to 80 characters).";
         naming::gallery(&gallery).map_err(|e| reason("NameInvalid", e.to_string(), name_fix))?;
-        naming::image_definition(&self.image_definition).map_err(|e| reason("NameInvalid", e.to_string(), name_fix))?;
+        naming::image_definition(&self.image_definition)
+            .map_err(|e| reason("NameInvalid", e.to_string(), name_fix))?;
         if !(resource_group.len() <= 90
             && !resource_group.is_empty()
             && !resource_group.ends_with('.')
-            && resource_group.chars().all(|c| c.is_alphanumeric() || "-_.()".contains(c)))
+            && resource_group
+                .chars()
+                .all(|c| c.is_alphanumeric() || "-_.()".contains(c)))
         {
-            return Err(reason("NameInvalid", format!("resource group name '{resource_group}' is invalid"), name_fix));
+            return Err(reason(
+                "NameInvalid",
+                format!("resource group name '{resource_group}' is invalid"),
+                name_fix,
+            ));
         }
         if uuid::Uuid::parse_str(&subscription_id).is_err() {
-            return Err(reason("NameInvalid", format!("subscriptionId '{subscription_id}' is not a GUID"), "Give the subscription id as a GUID."));
+            return Err(reason(
+                "NameInvalid",
+                format!("subscriptionId '{subscription_id}' is not a GUID"),
+                "Give the subscription id as a GUID.",
+            ));
         }
         if !policy.allows(&subscription_id, &resource_group, &gallery) {
             return Err(reason(
                 "GalleryNotAllowed",
-                format!("the manifest asks to publish to gallery {subscription_id}/{resource_group}/{gallery}, which is not on galleon's allow-list"),
+                format!(
+                    "the manifest asks to publish to gallery {subscription_id}/{resource_group}/{gallery}, which is not on galleon's allow-list"
+                ),
                 "Publish to an allowed gallery, or ask the operators to add it to GALLEON_ALLOWED_GALLERIES.",
             ));
         }
@@ -158,17 +194,31 @@ impl Manifest {
                     let name = r.name.to_ascii_lowercase();
                     let fix = "Use ARM region names (westeurope), 1-100 replicas, and Standard_LRS, Standard_ZRS, Premium_LRS or PremiumV2_LRS.";
                     if !policy::region_name_ok(&name) || regions.iter().any(|x| x.name == name) {
-                        return Err(reason("RegionInvalid", format!("target region '{}' is invalid or listed twice", r.name), fix));
+                        return Err(reason(
+                            "RegionInvalid",
+                            format!("target region '{}' is invalid or listed twice", r.name),
+                            fix,
+                        ));
                     }
                     let count = r.regional_replica_count.unwrap_or(1);
                     if !(1..=100).contains(&count) {
-                        return Err(reason("RegionInvalid", format!("regionalReplicaCount {count} for {name} is outside 1-100"), fix));
+                        return Err(reason(
+                            "RegionInvalid",
+                            format!("regionalReplicaCount {count} for {name} is outside 1-100"),
+                            fix,
+                        ));
                     }
                     let storage = match &r.storage_account_type {
-                        Some(s) => policy::storage_type(s).map_err(|m| reason("RegionInvalid", m, fix))?,
+                        Some(s) => {
+                            policy::storage_type(s).map_err(|m| reason("RegionInvalid", m, fix))?
+                        }
                         None => "Standard_LRS".to_owned(),
                     };
-                    regions.push(TargetRegion { name, regional_replica_count: count, storage_account_type: storage });
+                    regions.push(TargetRegion {
+                        name,
+                        regional_replica_count: count,
+                        storage_account_type: storage,
+                    });
                 }
                 regions
             }
@@ -176,7 +226,8 @@ impl Manifest {
         let identifier = self.identifier.clone().unwrap_or_else(|| Identifier {
             publisher: policy.publisher.clone(),
             offer: self.image_definition.clone(),
-            sku: format!("{}-{:?}", self.image_definition, self.hyper_v_generation).to_ascii_lowercase(),
+            sku: format!("{}-{:?}", self.image_definition, self.hyper_v_generation)
+                .to_ascii_lowercase(),
         });
         Ok(Plan {
             subscription_id,
@@ -211,15 +262,20 @@ mod tests {
             resource_group: "rg-images".into(),
             gallery: "golden".into(),
             location: "westeurope".into(),
-            target_regions: policy::parse_regions("westeurope,northeurope,eastus2").expect("regions"),
+            target_regions: policy::parse_regions("westeurope,northeurope,eastus2")
+                .expect("regions"),
             publish_from: PublishFrom::Vhd,
             publisher: "contoso".into(),
-            allowed: vec![policy::GalleryScope::parse(&format!("{SUB}/rg-images/golden")).expect("scope")],
+            allowed: vec![
+                policy::GalleryScope::parse(&format!("{SUB}/rg-images/golden")).expect("scope"),
+            ],
         }
     }
 
     fn created() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 21, 10, 43, 1).single().expect("time")
+        Utc.with_ymd_and_hms(2026, 11, 21, 10, 43, 1)
+            .single()
+            .expect("time")
     }
 
     const ACCOUNT: &str = "/subscriptions/8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/ingest";
@@ -233,7 +289,13 @@ mod tests {
         let plan = plan_of(r#"{"vhd":"u.vhd","imageDefinition":"ubuntu-2404","osType":"Linux","hyperVGeneration":"V2"}"#).expect("valid");
         assert_eq!(plan.gallery, "golden");
         assert_eq!(plan.version, "2026.1121.104301");
-        assert_eq!(plan.target_regions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["westeurope", "northeurope", "eastus2"]);
+        assert_eq!(
+            plan.target_regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            ["westeurope", "northeurope", "eastus2"]
+        );
         assert_eq!(plan.os_state, OsState::Generalized);
         assert_eq!(plan.identifier.publisher, "contoso");
         assert_eq!(plan.publish_from, PublishFrom::Vhd);
@@ -246,7 +308,10 @@ mod tests {
             "identifier":{"publisher":"p","offer":"o","sku":"s"},"tags":{"build":"42"}}"#).expect("valid");
         assert_eq!(plan.version, "1.4.0");
         assert_eq!(plan.publish_from, PublishFrom::ManagedImage);
-        assert_eq!(plan.target_regions[0].name, "westeurope", "home region first");
+        assert_eq!(
+            plan.target_regions[0].name, "westeurope",
+            "home region first"
+        );
         assert_eq!(plan.target_regions[1].regional_replica_count, 3);
         assert_eq!(plan.target_regions[1].storage_account_type, "Standard_ZRS");
         assert_eq!(plan.tags["build"], "42");
@@ -258,19 +323,64 @@ mod tests {
         let cases = [
             ("not json", "ManifestNotJson"),
             ("[1,2]", "ManifestInvalid"),
-            (r#"{"vhd":"u.vhd","osType":"Linux","hyperVGeneration":"V2"}"#, "ManifestInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"x","osTYPE":"Linux"}}"#) as &str, "ManifestInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"x","osType":"Linux","hyperVGeneration":"V3"}}"#), "ManifestInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"ubuntu_2404!"}}"#), "NameInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"{}"}}"#, "d".repeat(81)), "NameInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"x","gallery":"my-gallery"}}"#), "NameInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"x","gallery":"elsewhere"}}"#), "GalleryNotAllowed"),
-            (&format!(r#"{{{base},"imageDefinition":"x","resourceGroup":"rg-other"}}"#), "GalleryNotAllowed"),
-            (&format!(r#"{{{base},"imageDefinition":"x","subscriptionId":"not-a-guid"}}"#), "NameInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"x","version":"1.0"}}"#), "VersionInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"x","version":"3000000000.0.0"}}"#), "VersionInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"x","targetRegions":[{{"name":"West Europe"}}]}}"#), "RegionInvalid"),
-            (&format!(r#"{{{base},"imageDefinition":"x","targetRegions":[{{"name":"eastus","regionalReplicaCount":0}}]}}"#), "RegionInvalid"),
+            (
+                r#"{"vhd":"u.vhd","osType":"Linux","hyperVGeneration":"V2"}"#,
+                "ManifestInvalid",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"x","osTYPE":"Linux"}}"#) as &str,
+                "ManifestInvalid",
+            ),
+            (
+                &format!(
+                    r#"{{{base},"imageDefinition":"x","osType":"Linux","hyperVGeneration":"V3"}}"#
+                ),
+                "ManifestInvalid",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"ubuntu_2404!"}}"#),
+                "NameInvalid",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"{}"}}"#, "d".repeat(81)),
+                "NameInvalid",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"x","gallery":"my-gallery"}}"#),
+                "NameInvalid",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"x","gallery":"elsewhere"}}"#),
+                "GalleryNotAllowed",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"x","resourceGroup":"rg-other"}}"#),
+                "GalleryNotAllowed",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"x","subscriptionId":"not-a-guid"}}"#),
+                "NameInvalid",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"x","version":"1.0"}}"#),
+                "VersionInvalid",
+            ),
+            (
+                &format!(r#"{{{base},"imageDefinition":"x","version":"3000000000.0.0"}}"#),
+                "VersionInvalid",
+            ),
+            (
+                &format!(
+                    r#"{{{base},"imageDefinition":"x","targetRegions":[{{"name":"West Europe"}}]}}"#
+                ),
+                "RegionInvalid",
+            ),
+            (
+                &format!(
+                    r#"{{{base},"imageDefinition":"x","targetRegions":[{{"name":"eastus","regionalReplicaCount":0}}]}}"#
+                ),
+                "RegionInvalid",
+            ),
         ];
         for (text, code) in cases {
             let got = plan_of(text).expect_err(text);
@@ -281,15 +391,37 @@ mod tests {
 
     #[test]
     fn vhd_paths_stay_inside_the_manifest_folder() {
-        let manifest = |vhd: &str| Manifest {
+        let manifest = |vhd: &str| {
+            Manifest {
             vhd: vhd.to_owned(),
             ..Manifest::parse(br#"{"vhd":"a.vhd","imageDefinition":"x","osType":"Linux","hyperVGeneration":"V2"}"#, "m").expect("valid")
+        }
         };
         let url = "https://acct.blob.core.windows.net/images/ubuntu/u.manifest.json";
-        assert_eq!(manifest("u.vhd").vhd_url(url).ok().as_deref(), Some("https://acct.blob.core.windows.net/images/ubuntu/u.vhd"));
-        assert_eq!(manifest("disks/u.vhd").vhd_url(url).ok().as_deref(), Some("https://acct.blob.core.windows.net/images/ubuntu/disks/u.vhd"));
-        for bad in ["../u.vhd", "/images/u.vhd", "https://evil/u.vhd", "u.vhd?sig=x", "a//u.vhd", "./u.vhd", "u.vhdx", "", "a\\u.vhd"] {
-            assert_eq!(manifest(bad).vhd_url(url).map_err(|r| r.code), Err("ManifestVhdPath".into()), "{bad:?}");
+        assert_eq!(
+            manifest("u.vhd").vhd_url(url).ok().as_deref(),
+            Some("https://acct.blob.core.windows.net/images/ubuntu/u.vhd")
+        );
+        assert_eq!(
+            manifest("disks/u.vhd").vhd_url(url).ok().as_deref(),
+            Some("https://acct.blob.core.windows.net/images/ubuntu/disks/u.vhd")
+        );
+        for bad in [
+            "../u.vhd",
+            "/images/u.vhd",
+            "https://evil/u.vhd",
+            "u.vhd?sig=x",
+            "a//u.vhd",
+            "./u.vhd",
+            "u.vhdx",
+            "",
+            "a\\u.vhd",
+        ] {
+            assert_eq!(
+                manifest(bad).vhd_url(url).map_err(|r| r.code),
+                Err("ManifestVhdPath".into()),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -69,7 +69,9 @@ pub fn parse_regions(text: &str) -> Result<Vec<TargetRegion>, String> {
         let (count, storage) = rest.split_once(':').unwrap_or((rest, ""));
         let name = name.trim().to_ascii_lowercase();
         if !region_name_ok(&name) {
-            return Err(format!("'{name}' is not an ARM region name (like westeurope)"));
+            return Err(format!(
+                "'{name}' is not an ARM region name (like westeurope)"
+            ));
         }
         let regional_replica_count = if count.trim().is_empty() {
             1
@@ -111,17 +113,28 @@ pub fn region_name_ok(name: &str) -> bool {
 
 /// The storage account types a gallery replica may use.
 pub fn storage_type(text: &str) -> Result<String, String> {
-    const TYPES: [&str; 4] = ["Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS"];
+    const TYPES: [&str; 4] = [
+        "Standard_LRS",
+        "Standard_ZRS",
+        "Premium_LRS",
+        "PremiumV2_LRS",
+    ];
     TYPES
         .iter()
         .find(|t| t.eq_ignore_ascii_case(text))
         .map(|t| (*t).to_owned())
-        .ok_or_else(|| format!("storage account type '{text}' must be one of {}", TYPES.join(", ")))
+        .ok_or_else(|| {
+            format!(
+                "storage account type '{text}' must be one of {}",
+                TYPES.join(", ")
+            )
+        })
 }
 
 /// Puts the home region first (adding it if missing), keeping the others in order.
 pub fn home_first(home: &str, regions: &[TargetRegion]) -> Vec<TargetRegion> {
-    let mut ordered: Vec<TargetRegion> = regions.iter().filter(|r| r.name == home).cloned().collect();
+    let mut ordered: Vec<TargetRegion> =
+        regions.iter().filter(|r| r.name == home).cloned().collect();
     if ordered.is_empty() {
         ordered.push(TargetRegion {
             name: home.to_owned(),
@@ -141,20 +154,48 @@ mod tests {
     fn regions_table() {
         let r = parse_regions("westeurope=2:Standard_ZRS, northeurope ,eastus2=1").expect("valid");
         assert_eq!(r.len(), 3);
-        assert_eq!((r[0].name.as_str(), r[0].regional_replica_count, r[0].storage_account_type.as_str()), ("westeurope", 2, "Standard_ZRS"));
-        assert_eq!((r[1].name.as_str(), r[1].regional_replica_count, r[1].storage_account_type.as_str()), ("northeurope", 1, "Standard_LRS"));
-        for bad in ["", "West Europe", "westeurope=0", "westeurope=101", "westeurope=1:Gold", "a,a"] {
+        assert_eq!(
+            (
+                r[0].name.as_str(),
+                r[0].regional_replica_count,
+                r[0].storage_account_type.as_str()
+            ),
+            ("westeurope", 2, "Standard_ZRS")
+        );
+        assert_eq!(
+            (
+                r[1].name.as_str(),
+                r[1].regional_replica_count,
+                r[1].storage_account_type.as_str()
+            ),
+            ("northeurope", 1, "Standard_LRS")
+        );
+        for bad in [
+            "",
+            "West Europe",
+            "westeurope=0",
+            "westeurope=101",
+            "westeurope=1:Gold",
+            "a,a",
+        ] {
             assert!(parse_regions(bad).is_err(), "{bad:?} must be refused");
         }
-        assert_eq!(parse_regions("WESTEUROPE").map(|r| r[0].name.clone()), Ok("westeurope".into()));
+        assert_eq!(
+            parse_regions("WESTEUROPE").map(|r| r[0].name.clone()),
+            Ok("westeurope".into())
+        );
     }
 
     #[test]
     fn allow_list_table() {
-        let scopes = ["8c3e/rg-images/golden", "8c3e/rg-lab/*"].map(|s| GalleryScope::parse(s).expect("scope"));
+        let scopes = ["8c3e/rg-images/golden", "8c3e/rg-lab/*"]
+            .map(|s| GalleryScope::parse(s).expect("scope"));
         let policy = |s: &str, r: &str, g: &str| scopes.iter().any(|x| x.allows(s, r, g));
         assert!(policy("8c3e", "rg-images", "golden"));
-        assert!(policy("8c3e", "RG-IMAGES", "Golden"), "ARM names are case-insensitive");
+        assert!(
+            policy("8c3e", "RG-IMAGES", "Golden"),
+            "ARM names are case-insensitive"
+        );
         assert!(policy("8c3e", "rg-lab", "anything"));
         assert!(!policy("8c3e", "rg-images", "other"));
         assert!(!policy("ffff", "rg-images", "golden"));
@@ -166,7 +207,10 @@ mod tests {
     fn home_region_goes_first() {
         let regions = parse_regions("northeurope,westeurope=2").expect("valid");
         let ordered = home_first("westeurope", &regions);
-        assert_eq!(ordered.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["westeurope", "northeurope"]);
+        assert_eq!(
+            ordered.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["westeurope", "northeurope"]
+        );
         assert_eq!(ordered[0].regional_replica_count, 2);
         let added = home_first("eastus2", &regions);
         assert_eq!(added[0].name, "eastus2");

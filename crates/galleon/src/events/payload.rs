@@ -245,15 +245,23 @@ pub enum Check {
         version_id: String,
         announced_regions: Vec<String>,
     },
-    /// Re-check that a bare VHD upload is complete and unchanged.
+    /// Re-check that a bare VHD upload is complete and unchanged (or that the VHD a manifest names has
+    /// finished copying).
     #[serde(rename_all = "camelCase")]
-    VhdComplete { url: String, e_tag: String },
+    VhdComplete {
+        url: String,
+        e_tag: String,
+        /// When the blob was first seen; the wait is bounded from here.
+        first_seen: DateTime<Utc>,
+    },
     /// Watch an Image Builder run.
     #[serde(rename_all = "camelCase")]
     Build {
         template_id: String,
         operation_url: String,
     },
+    /// Run the step again on this fact (a CloudEvent) after a transient failure.
+    Retry { event: serde_json::Value },
 }
 
 /// The fact to announce once a check succeeds.

@@ -1,21 +1,179 @@
 //! Galleon's functions, one file each, and the table that binds them to their triggers. Each reads top to
-//! bottom: decode the fact, decide, one effect, the facts to announce.
+//! bottom: decode the fact, decide, one effect on Azure, the facts to announce.
 
 pub mod announce;
+pub mod create_image;
+pub mod follow_up;
+pub mod ingest_blob;
+pub mod publish_version;
+pub mod replicate_version;
+pub mod step;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use step::{Ctx, StepFn};
 
 use crate::{
+    azure::{self, AzureError, Tokens, arm::Arm, blob::Blobs, bus::Bus},
     config::Config,
+    events::{Fact, Plan},
     host::{App, TriggerKind},
 };
 
+/// Why the functions could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Identity(#[from] AzureError),
+    #[error("app setting {setting}: {message}")]
+    Setting {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+/// The clients every step uses, built once at start-up.
+pub fn context(config: Config, tokens: Tokens) -> Result<Arc<Ctx>, SetupError> {
+    let http = azure::http_client()?;
+    let arm_endpoint = url::Url::parse(&config.arm_endpoint).map_err(|e| SetupError::Setting {
+        setting: "GALLEON_ARM_ENDPOINT",
+        message: format!("'{}' is not a URL: {e}", config.arm_endpoint),
+    })?;
+    let bus = Bus::new(
+        http.clone(),
+        &config.service_bus_namespace,
+        &config.facts_topic,
+        tokens.clone(),
+    )
+    .map_err(|e| SetupError::Setting {
+        setting: "ServiceBusConnection__fullyQualifiedNamespace",
+        message: format!(
+            "'{}' does not make a URL: {e}",
+            config.service_bus_namespace
+        ),
+    })?;
+    Ok(Arc::new(Ctx {
+        arm: Arm::new(http.clone(), arm_endpoint, tokens.clone()),
+        blobs: Blobs::new(http, tokens),
+        bus,
+        config: Arc::new(config),
+    }))
+}
+
+/// The chain steps that can be retried by name (from a follow-up).
+pub fn step_named(name: &str) -> Option<StepFn> {
+    match name {
+        create_image::NAME => Some(create_image::step),
+        publish_version::NAME => Some(publish_version::step),
+        replicate_version::NAME => Some(replicate_version::step),
+        _ => None,
+    }
+}
+
 /// The functions this build serves, as bound in `functions/<Name>/function.json`.
-pub fn app(config: &Config) -> App {
-    let instance = config.instance.clone();
-    App::new().function(
-        announce::NAME,
-        TriggerKind::ServiceBus,
-        announce::TRIGGER,
-        &[announce::OUTPUT],
-        move |invocation| announce::run(invocation, instance.clone()),
+pub fn app(ctx: Arc<Ctx>) -> App {
+    let instance = ctx.config.instance.clone();
+    let c1 = ctx.clone();
+    let c2 = ctx.clone();
+    let c3 = ctx.clone();
+    let c4 = ctx.clone();
+    let c5 = ctx;
+    App::new()
+        .function(
+            announce::NAME,
+            TriggerKind::ServiceBus,
+            announce::TRIGGER,
+            &[announce::OUTPUT],
+            move |inv| announce::run(inv, instance.clone()),
+        )
+        .function(
+            ingest_blob::NAME,
+            TriggerKind::EventGrid,
+            ingest_blob::TRIGGER,
+            &[],
+            move |inv| ingest_blob::run(inv, c1.clone()),
+        )
+        .function(
+            create_image::NAME,
+            TriggerKind::ServiceBus,
+            create_image::TRIGGER,
+            &[],
+            move |inv| {
+                step::on_message(
+                    create_image::NAME,
+                    create_image::step,
+                    create_image::HANDLES,
+                    inv,
+                    c2.clone(),
+                )
+            },
+        )
+        .function(
+            publish_version::NAME,
+            TriggerKind::ServiceBus,
+            publish_version::TRIGGER,
+            &[],
+            move |inv| {
+                step::on_message(
+                    publish_version::NAME,
+                    publish_version::step,
+                    publish_version::HANDLES,
+                    inv,
+                    c3.clone(),
+                )
+            },
+        )
+        .function(
+            replicate_version::NAME,
+            TriggerKind::ServiceBus,
+            replicate_version::TRIGGER,
+            &[],
+            move |inv| {
+                step::on_message(
+                    replicate_version::NAME,
+                    replicate_version::step,
+                    replicate_version::HANDLES,
+                    inv,
+                    c4.clone(),
+                )
+            },
+        )
+        .function(
+            follow_up::NAME,
+            TriggerKind::ServiceBus,
+            follow_up::TRIGGER,
+            &[],
+            move |inv| follow_up::run(inv, c5.clone()),
+        )
+}
+
+/// The subject of every fact about one version: `galleries/<g>/images/<d>/versions/<v>`.
+pub fn version_subject(plan: &Plan) -> String {
+    format!(
+        "galleries/{}/images/{}/versions/{}",
+        plan.gallery, plan.image_definition, plan.version
+    )
+}
+
+/// Tags galleon puts on what it makes: the user's, plus the run that made it (so a redelivered fact
+/// recognises its own work) and the source.
+pub fn tags(fact: &Fact, plan: &Plan) -> BTreeMap<String, String> {
+    let mut tags = plan.tags.clone();
+    tags.insert(
+        "galleon-run".into(),
+        fact.correlation_id().unwrap_or_default(),
+    );
+    tags.insert("galleon-managed".into(), "true".into());
+    tags
+}
+
+/// The ARM URL of a resource, for polling its provisioning state.
+pub fn resource_url(ctx: &Ctx, id: &str, api_version: &str) -> String {
+    format!(
+        "{}/{}?api-version={api_version}",
+        ctx.config.arm_endpoint.trim_end_matches('/'),
+        id.trim_start_matches('/')
     )
 }

@@ -1,0 +1,285 @@
+//! PublishVersion: make the gallery and image definition when missing, then create the image version in
+//! its home region only (replication to the other regions comes next, region by region). Publishes from
+//! the managed image (`image.created`) or straight from the VHD (`vhd.accepted` with `publishFrom: vhd`).
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::step::{self, Ctx, Emit, StepError, StepFuture};
+use crate::{
+    azure::{
+        AzureError,
+        arm::{self, ids},
+    },
+    events::{
+        BlobRef, Cause, Check, Fact, FactType, ImageCreated, Plan, PublishFrom, VersionPublished,
+        VhdAccepted,
+    },
+};
+
+pub const NAME: &str = "PublishVersion";
+pub const TRIGGER: &str = "fact";
+pub const HANDLES: &[FactType] = &[FactType::VhdAccepted, FactType::ImageCreated];
+
+pub fn step(fact: Fact, ctx: Arc<Ctx>, attempt: u32) -> StepFuture {
+    Box::pin(async move { publish(fact, &ctx, attempt).await })
+}
+
+fn unreadable(e: impl std::fmt::Display) -> StepError {
+    StepError::Failed {
+        code: "FactUnreadable".into(),
+        message: e.to_string(),
+        target: None,
+        advice: "The fact does not match its schema; this is a galleon defect.".into(),
+    }
+}
+
+/// Wait for something Azure is still making: retried by the step runner at the follow-up interval.
+fn not_yet(what: String) -> StepError {
+    StepError::Transient(AzureError::Transient {
+        service: "ARM",
+        status: 0,
+        code: "Provisioning".into(),
+        message: what,
+        retry_after: None,
+    })
+}
+
+fn state(resource: &Value) -> Option<&str> {
+    resource
+        .pointer("/properties/provisioningState")
+        .and_then(Value::as_str)
+}
+
+/// The immutable properties an existing definition must share with the plan.
+pub fn definition_conflict(existing: &Value, plan: &Plan) -> Option<String> {
+    let props = existing.get("properties")?;
+    let want = [
+        ("osType", json!(plan.os_type)),
+        ("osState", json!(plan.os_state)),
+        ("hyperVGeneration", json!(plan.hyper_v_generation)),
+    ];
+    for (key, value) in want {
+        let have = props.get(key).cloned().unwrap_or(Value::Null);
+        let same = match (&have, &value) {
+            (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
+            (Value::Null, _) if key == "hyperVGeneration" => value == json!("V1"),
+            _ => have == value,
+        };
+        if !same {
+            return Some(format!(
+                "image definition {} has {key} {have}, the plan needs {value}",
+                plan.image_definition
+            ));
+        }
+    }
+    None
+}
+
+async fn ensure(ctx: &Ctx, id: &str, body: Value, what: &str) -> Result<Value, StepError> {
+    if let Some(existing) = ctx.arm.get(id, arm::GALLERY_API, &[]).await? {
+        return match state(&existing) {
+            Some("Succeeded") | None => Ok(existing),
+            Some("Failed") => Err(StepError::Failed {
+                code: "ProvisioningFailed".into(),
+                message: format!("{what} {id} is in state Failed"),
+                target: Some(id.to_owned()),
+                advice: format!(
+                    "Delete the failed {what} (or fix it in the portal), then upload the manifest again."
+                ),
+            }),
+            Some(other) => Err(not_yet(format!("{what} {id} is {other}"))),
+        };
+    }
+    let written = ctx
+        .arm
+        .write(Method::PUT, id, arm::GALLERY_API, Some(&body))
+        .await?;
+    tracing::info!(resource = id, "created missing {what}");
+    match written.body {
+        Some(b) if written.is_done() => Ok(b),
+        _ => Err(not_yet(format!("{what} {id} is being created"))),
+    }
+}
+
+async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepError> {
+    let (plan, vhd, image_id): (Plan, BlobRef, Option<String>) = match fact.fact_type() {
+        Some(FactType::VhdAccepted) => {
+            let a: VhdAccepted = fact.data().map_err(unreadable)?;
+            if a.plan.publish_from != PublishFrom::Vhd {
+                return Ok(Vec::new()); // CreateImage goes first; image.created brings it back here.
+            }
+            (a.plan, a.vhd, None)
+        }
+        _ => {
+            let c: ImageCreated = fact.data().map_err(unreadable)?;
+            (c.plan, c.vhd, Some(c.image_id))
+        }
+    };
+    let (sub, rg) = (&plan.subscription_id, &plan.resource_group);
+    let gallery_id = ids::gallery(sub, rg, &plan.gallery);
+    ensure(ctx, &gallery_id, json!({"location": plan.location, "properties": {"description": "Images published by galleon"}}), "gallery").await?;
+
+    let definition_id = ids::image_definition(sub, rg, &plan.gallery, &plan.image_definition);
+    let definition_body = json!({
+        "location": plan.location,
+        "properties": {
+            "osType": plan.os_type,
+            "osState": plan.os_state,
+            "hyperVGeneration": plan.hyper_v_generation,
+            "identifier": plan.identifier,
+            "description": "Created by galleon on first publish"
+        }
+    });
+    let definition = ensure(ctx, &definition_id, definition_body, "image definition").await?;
+    if let Some(conflict) = definition_conflict(&definition, &plan) {
+        return Err(StepError::Failed {
+            code: "PropertyChangeNotAllowed".into(),
+            message: conflict,
+            target: Some(definition_id),
+            advice: step::advice_for("PropertyChangeNotAllowed"),
+        });
+    }
+
+    let version_id = ids::image_version(
+        sub,
+        rg,
+        &plan.gallery,
+        &plan.image_definition,
+        &plan.version,
+    );
+    let subject = super::version_subject(&plan);
+    let cause = Cause::of(&fact);
+    let data = VersionPublished {
+        version_id: version_id.clone(),
+        image_id: image_id.clone(),
+        vhd: vhd.clone(),
+        plan: plan.clone(),
+    };
+    let then = step::announce(&subject, &data)?;
+    let watch = |url: String, retry_after| -> Result<Vec<Emit>, StepError> {
+        let check = Check::Operation {
+            url,
+            resource_id: version_id.clone(),
+        };
+        Ok(vec![ctx.follow_up(
+            &cause,
+            NAME,
+            &subject,
+            check,
+            then.clone(),
+            1,
+            ctx.deadline_from_now(),
+            ctx.next_look(retry_after),
+        )?])
+    };
+
+    if let Some(existing) = ctx.arm.get(&version_id, arm::GALLERY_API, &[]).await? {
+        let run = existing
+            .pointer("/tags/galleon-run")
+            .and_then(Value::as_str);
+        let ours = run == fact.correlation_id().as_deref();
+        match state(&existing) {
+            Some("Failed") => {
+                // A failed version blocks re-publishing: remove it, then try again.
+                ctx.arm
+                    .write(Method::DELETE, &version_id, arm::GALLERY_API, None)
+                    .await?;
+                return Err(not_yet(format!(
+                    "{version_id} had failed; deleting it to publish again"
+                )));
+            }
+            Some("Deleting") => return Err(not_yet(format!("{version_id} is being deleted"))),
+            _ if ours => {
+                // This run already started it (a redelivered fact): watch it instead of writing again.
+                return watch(
+                    super::resource_url(ctx, &version_id, arm::GALLERY_API),
+                    None,
+                );
+            }
+            _ => {
+                return Err(StepError::Failed {
+                    code: "VersionExists".into(),
+                    message: format!("{version_id} already exists and was not made by this run"),
+                    target: Some(version_id.clone()),
+                    advice: "Give the manifest a new version (or upload the VHD again); galleon never overwrites a published version.".into(),
+                });
+            }
+        }
+    }
+
+    let home: Vec<_> = plan
+        .target_regions
+        .iter()
+        .filter(|r| r.name == plan.location)
+        .take(1)
+        .collect();
+    let source = match &image_id {
+        Some(image) => json!({"source": {"id": image}}),
+        None => {
+            json!({"osDiskImage": {"source": {"storageAccountId": plan.storage_account_id, "uri": vhd.url}, "hostCaching": "ReadOnly"}})
+        }
+    };
+    let body = json!({
+        "location": plan.location,
+        "tags": super::tags(&fact, &plan),
+        "properties": {
+            "publishingProfile": {
+                "targetRegions": home,
+                "excludeFromLatest": plan.exclude_from_latest,
+            },
+            "storageProfile": source,
+        }
+    });
+    let written = ctx
+        .arm
+        .write(Method::PUT, &version_id, arm::GALLERY_API, Some(&body))
+        .await?;
+    tracing::info!(version = %version_id, status = written.status, "image version creation started in the home region");
+    if written.is_done() {
+        return Ok(vec![Emit::now(ctx.fact(&cause, &subject, "", &data)?)]);
+    }
+    watch(
+        written
+            .operation
+            .clone()
+            .unwrap_or_else(|| super::resource_url(ctx, &version_id, arm::GALLERY_API)),
+        written.retry_after,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        let example: Value = serde_json::from_str(include_str!(
+            "../../../../events/vhd.accepted.v1.example.json"
+        ))
+        .unwrap_or(Value::Null);
+        serde_json::from_value(example["data"]["plan"].clone())
+            .unwrap_or_else(|e| panic!("example plan: {e}"))
+    }
+
+    #[test]
+    fn definition_conflicts_are_found_before_azure_refuses() {
+        let p = plan();
+        let same = json!({"properties": {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2"}});
+        assert_eq!(definition_conflict(&same, &p), None);
+        let case = json!({"properties": {"osType": "linux", "osState": "generalized", "hyperVGeneration": "v2"}});
+        assert_eq!(
+            definition_conflict(&case, &p),
+            None,
+            "ARM enum values compare case-insensitively"
+        );
+        let windows = json!({"properties": {"osType": "Windows", "osState": "Generalized", "hyperVGeneration": "V2"}});
+        assert!(definition_conflict(&windows, &p).is_some_and(|m| m.contains("osType")));
+        let gen1_default = json!({"properties": {"osType": "Linux", "osState": "Generalized"}});
+        assert!(
+            definition_conflict(&gen1_default, &p).is_some_and(|m| m.contains("hyperVGeneration")),
+            "no generation means V1"
+        );
+    }
+}
