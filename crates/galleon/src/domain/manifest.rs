@@ -151,13 +151,7 @@ impl Manifest {
         naming::gallery(&gallery).map_err(|e| reason("NameInvalid", e.to_string(), name_fix))?;
         naming::image_definition(&self.image_definition)
             .map_err(|e| reason("NameInvalid", e.to_string(), name_fix))?;
-        if !(resource_group.len() <= 90
-            && !resource_group.is_empty()
-            && !resource_group.ends_with('.')
-            && resource_group
-                .chars()
-                .all(|c| c.is_alphanumeric() || "-_.()".contains(c)))
-        {
+        if !naming::resource_group_ok(&resource_group) {
             return Err(reason(
                 "NameInvalid",
                 format!("resource group name '{resource_group}' is invalid"),

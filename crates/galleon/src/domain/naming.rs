@@ -75,6 +75,15 @@ pub fn managed_image(name: &str) -> Result<(), NameError> {
     )
 }
 
+/// Resource group: 1–90 letters, digits, `-`, `_`, `.`, `(`, `)`; not ending with `.`.
+pub fn resource_group_ok(name: &str) -> bool {
+    (1..=90).contains(&name.len())
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.()".contains(c))
+}
+
 /// A gallery image version: `Major.Minor.Patch`, each a non-negative 32-bit signed integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version(pub u32, pub u32, pub u32);

@@ -322,7 +322,7 @@ async fn from_manifest(
                 .blobs
                 .properties(&arrived.url)
                 .await?
-                .unwrap_or_else(|| empty_props());
+                .unwrap_or_else(empty_props);
             let reason = Reason { code: "ManifestTooLarge".into(), message, fix: "A manifest is a small JSON file (events/manifest.schema.json); upload the VHD as .vhd and describe it in a manifest under 64 KiB.".into() };
             return reject(
                 ctx,

@@ -174,18 +174,12 @@ pub fn failed_fact(
     step: &str,
     input: &Fact,
     attempts: u32,
-    code: &str,
-    message: &str,
-    target: Option<String>,
+    error: FactAzureError,
     advice: &str,
 ) -> Result<Fact, StepError> {
     let data = StepFailed {
         step: step.to_owned(),
-        error: FactAzureError {
-            code: code.to_owned(),
-            message: message.to_owned(),
-            target,
-        },
+        error,
         attempts: attempts.max(1),
         advice: advice.to_owned(),
         input: FailedInput {
@@ -215,7 +209,16 @@ pub async fn run(
     let deadline = deadline.unwrap_or_else(|| ctx.deadline_from_now());
     let outcome = run(fact.clone(), ctx.clone(), attempt).await;
     let fail = |code: &str, message: &str, target: Option<String>, advice: &str| match failed_fact(
-        &ctx, step, &fact, attempt, code, message, target, advice,
+        &ctx,
+        step,
+        &fact,
+        attempt,
+        FactAzureError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            target,
+        },
+        advice,
     ) {
         Ok(f) => vec![Emit::now(f)],
         Err(e) => {
@@ -321,7 +324,12 @@ pub async fn on_message(
                 fact_type = f.cloud_event_type(),
                 "fact of a type this step does not handle; check the subscription rules"
             );
-            let failed = failed_fact(&ctx, step, &f, 1, "FactNotExpected", &format!("{step} does not handle {}", f.cloud_event_type()), None,
+            let error = FactAzureError {
+                code: "FactNotExpected".into(),
+                message: format!("{step} does not handle {}", f.cloud_event_type()),
+                target: None,
+            };
+            let failed = failed_fact(&ctx, step, &f, 1, error,
                 "Fix the subscription's rules in events/subscriptions.json / infra: this step was sent a type it does not handle.")
                 .map_err(|e| Failure::new(format!("{e:?}")))?;
             send(&ctx, &[Emit::now(failed)]).await?;
