@@ -16,7 +16,14 @@ pub fn handle(arm: &Arm, req: &Req) -> Reply {
             let mut v = counts(arm);
             let log = arm.log.lock().unwrap_or_else(|p| p.into_inner());
             let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(500);
-            let entries: Vec<_> = log.entries.iter().rev().take(limit).rev().cloned().collect();
+            let entries: Vec<_> = log
+                .entries
+                .iter()
+                .rev()
+                .take(limit)
+                .rev()
+                .cloned()
+                .collect();
             v["entries"] = json!(entries);
             Reply::json(200, v)
         }
@@ -53,14 +60,17 @@ pub fn handle(arm: &Arm, req: &Req) -> Reply {
             match st.operations.get_mut(*id) {
                 Some(op) => {
                     op.stalled = false;
-                    if let Some(end) = op.end {
-                        if end < t {
-                            op.end = Some(t);
-                        }
+                    if let Some(end) = op.end
+                        && end < t
+                    {
+                        op.end = Some(t);
                     }
                     Reply::json(200, json!({"id": id, "released": true}))
                 }
-                None => Reply::json(404, json!({"error": {"code": "NotFound", "message": "no such operation"}})),
+                None => Reply::json(
+                    404,
+                    json!({"error": {"code": "NotFound", "message": "no such operation"}}),
+                ),
             }
         }
         (Method::GET, ["faults"]) => {
@@ -74,24 +84,37 @@ pub fn handle(arm: &Arm, req: &Req) -> Reply {
                 }
                 rule.applied = 0;
                 let v = json!(rule);
-                arm.faults.lock().unwrap_or_else(|p| p.into_inner()).push(rule);
+                arm.faults
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(rule);
                 Reply::json(201, v)
             }
-            Err(e) => Reply::json(400, json!({"error": {"code": "InvalidFaultRule", "message": e.to_string()}})),
+            Err(e) => Reply::json(
+                400,
+                json!({"error": {"code": "InvalidFaultRule", "message": e.to_string()}}),
+            ),
         },
         (Method::DELETE, ["faults"]) => {
             arm.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
             Reply::empty(204)
         }
         (Method::DELETE, ["faults", id]) => {
-            arm.faults.lock().unwrap_or_else(|p| p.into_inner()).retain(|r| r.id != *id);
+            arm.faults
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|r| r.id != *id);
             Reply::empty(204)
         }
         (Method::GET, ["state"]) => {
             let t = now();
             let mut st = arm.lock();
             st.settle(t);
-            let v: Vec<Value> = st.resources.values().map(|r| st.render(r, t, true)).collect();
+            let v: Vec<Value> = st
+                .resources
+                .values()
+                .map(|r| st.render(r, t, true))
+                .collect();
             Reply::json(200, json!({"value": v}))
         }
         (Method::POST, ["snapshot"]) => {
@@ -101,14 +124,23 @@ pub fn handle(arm: &Arm, req: &Req) -> Reply {
                 .map(std::path::PathBuf::from)
                 .or_else(|| arm.config.snapshot_path.clone());
             let Some(path) = path else {
-                return Reply::json(400, json!({"error": {"code": "NoSnapshotPath", "message": "give {\"path\": ...} or configure snapshot_path"}}));
+                return Reply::json(
+                    400,
+                    json!({"error": {"code": "NoSnapshotPath", "message": "give {\"path\": ...} or configure snapshot_path"}}),
+                );
             };
             match write_snapshot(arm, &path) {
                 Ok(n) => Reply::json(200, json!({"path": path, "resources": n})),
-                Err(e) => Reply::json(500, json!({"error": {"code": "SnapshotFailed", "message": format!("{e:#}")}})),
+                Err(e) => Reply::json(
+                    500,
+                    json!({"error": {"code": "SnapshotFailed", "message": format!("{e:#}")}}),
+                ),
             }
         }
-        _ => Reply::json(404, json!({"error": {"code": "NotFound", "message": format!("no admin endpoint {} {}", req.method, req.path)}})),
+        _ => Reply::json(
+            404,
+            json!({"error": {"code": "NotFound", "message": format!("no admin endpoint {} {}", req.method, req.path)}}),
+        ),
     }
 }
 

@@ -81,13 +81,18 @@ impl Blob {
             .map_err(|e| storage_unreachable(uri, &e))?;
         if head.status() == StatusCode::NOT_FOUND {
             return Err(ArmError::invalid_parameter(
-                format!("Source was not found: {uri}. The blob does not exist or the storage account is not reachable."),
+                format!(
+                    "Source was not found: {uri}. The blob does not exist or the storage account is not reachable."
+                ),
                 target,
             ));
         }
         if !head.status().is_success() {
             return Err(ArmError::invalid_parameter(
-                format!("Unable to access the blob {uri}: storage returned {}.", head.status()),
+                format!(
+                    "Unable to access the blob {uri}: storage returned {}.",
+                    head.status()
+                ),
                 target,
             ));
         }
@@ -104,7 +109,9 @@ impl Blob {
             .unwrap_or(0);
         if !blob_type.eq_ignore_ascii_case("PageBlob") {
             return Err(ArmError::invalid_parameter(
-                format!("The blob {uri} is of type '{blob_type}'. Only page blobs can be used as a VHD source."),
+                format!(
+                    "The blob {uri} is of type '{blob_type}'. Only page blobs can be used as a VHD source."
+                ),
                 target,
             ));
         }
@@ -122,11 +129,17 @@ impl Blob {
             .map_err(|e| storage_unreachable(uri, &e))?;
         if !resp.status().is_success() {
             return Err(ArmError::invalid_parameter(
-                format!("Unable to read the blob {uri}: storage returned {}.", resp.status()),
+                format!(
+                    "Unable to read the blob {uri}: storage returned {}.",
+                    resp.status()
+                ),
                 target,
             ));
         }
-        let footer = resp.bytes().await.map_err(|e| storage_unreachable(uri, &e))?;
+        let footer = resp
+            .bytes()
+            .await
+            .map_err(|e| storage_unreachable(uri, &e))?;
         if footer.len() != 512 || &footer[..8] != b"conectix" {
             return Err(not_vhd(disk, uri, target));
         }
@@ -275,7 +288,7 @@ fn chs(size: u64) -> (u16, u8, u8) {
     } else {
         let mut s = 17;
         let mut c = total / s;
-        let mut h = (c + 1023) / 1024;
+        let mut h = c.div_ceil(1024);
         if h < 4 {
             h = 4;
         }

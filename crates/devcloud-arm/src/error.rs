@@ -85,7 +85,10 @@ impl ArmError {
 
     pub fn required(param: &str, target: &str) -> Self {
         // Compute RP wording [mem]: "Required parameter 'x' is missing (null)."
-        Self::invalid_parameter(format!("Required parameter '{param}' is missing (null)."), target)
+        Self::invalid_parameter(
+            format!("Required parameter '{param}' is missing (null)."),
+            target,
+        )
     }
 
     pub fn not_found(type_path: &str, rg: &str) -> Self {
@@ -146,7 +149,10 @@ impl ArmError {
     }
 
     pub fn invented(status: u16, code: &str, message: impl Into<String>) -> Self {
-        debug_assert!(INVENTED_CODES.contains(&code), "{code} not listed as invented");
+        debug_assert!(
+            INVENTED_CODES.contains(&code),
+            "{code} not listed as invented"
+        );
         Self::new(status, code, message)
     }
 }

@@ -18,18 +18,27 @@ pub const OUTPUT_VHD_SIZE: u64 = 4 * 1024 * 1024;
 pub const OUTPUT_CONTAINER: &str = "imagebuilder";
 
 pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
-    let Target::TemplateAction { rg, key, name, action } = target else {
+    let Target::TemplateAction {
+        rg,
+        key,
+        name,
+        action,
+    } = target
+    else {
         return Err(ArmError::new(400, "InvalidRequest", "not an action"));
     };
     let mut st = ctx.arm.lock();
     st.settle(ctx.now);
     let Some(r) = st.resources.get(key).cloned() else {
-        return Err(ArmError::not_found(&format!("Microsoft.VirtualMachineImages/imageTemplates/{name}"), rg));
+        return Err(ArmError::not_found(
+            &format!("Microsoft.VirtualMachineImages/imageTemplates/{name}"),
+            rg,
+        ));
     };
-    if let Some(op) = st.running_op(key, ctx.now) {
-        if op.verb != Verb::Action {
-            return Err(ArmError::conflict_in_progress(&r.name));
-        }
+    if let Some(op) = st.running_op(key, ctx.now)
+        && op.verb != Verb::Action
+    {
+        return Err(ArmError::conflict_in_progress(&r.name));
     }
     let running = r.run.as_ref().is_some_and(|run| run.outcome.is_none());
     let last_op = r.last_op.clone();
@@ -42,7 +51,13 @@ pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
         if let Some(res) = st.resources.get_mut(key) {
             // The template itself stays Succeeded while it runs.
             res.last_op = last_op;
-            res.run = Some(Run { op_id: op.id.clone(), start: ctx.now, planned_end: ctx.now + d, cancel_requested: None, outcome: None });
+            res.run = Some(Run {
+                op_id: op.id.clone(),
+                start: ctx.now,
+                planned_end: ctx.now + d,
+                cancel_requested: None,
+                outcome: None,
+            });
             res.run_outputs.clear();
         }
         tokio::spawn(run_task(ctx.arm.clone(), key.clone(), op.id.clone(), d));
@@ -51,7 +66,11 @@ pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
     // Cancel.
     if !running {
         // INVENTED code: cancelling a template that is not running.
-        return Err(ArmError::invented(409, "ImageTemplateNotRunning", format!("Image template '{name}' has no run in progress to cancel.")));
+        return Err(ArmError::invented(
+            409,
+            "ImageTemplateNotRunning",
+            format!("Image template '{name}' has no run in progress to cancel."),
+        ));
     }
     let d = ctx.work(Work::TemplateCancel, &r.location, 1);
     let end = ctx.now + d;
@@ -61,7 +80,11 @@ pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
         res.last_op = last_op;
         if let Some(run) = res.run.as_mut() {
             run.cancel_requested = Some(ctx.now);
-            run.outcome = Some(("Canceled".into(), "The build was canceled by the user.".into(), end));
+            run.outcome = Some((
+                "Canceled".into(),
+                "The build was canceled by the user.".into(),
+                end,
+            ));
             run_op = Some(run.op_id.clone());
         }
     }
@@ -72,20 +95,38 @@ pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
     Ok(ctx.lro(Reply::empty(202), &op, true, false))
 }
 
-pub fn run_outputs(ctx: &Ctx, key: &str, name: &str, rg: &str, output: Option<&str>) -> Result<Reply, ArmError> {
+pub fn run_outputs(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    rg: &str,
+    output: Option<&str>,
+) -> Result<Reply, ArmError> {
     let mut st = ctx.arm.lock();
     st.settle(ctx.now);
     let Some(r) = st.resources.get(key) else {
-        return Err(ArmError::not_found(&format!("Microsoft.VirtualMachineImages/imageTemplates/{name}"), rg));
+        return Err(ArmError::not_found(
+            &format!("Microsoft.VirtualMachineImages/imageTemplates/{name}"),
+            rg,
+        ));
     };
     match output {
         None => Ok(Reply::json(200, json!({"value": r.run_outputs}))),
         Some(o) => r
             .run_outputs
             .iter()
-            .find(|v| v["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(o)))
+            .find(|v| {
+                v["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(o))
+            })
             .map(|v| Reply::json(200, v.clone()))
-            .ok_or_else(|| ArmError::not_found(&format!("Microsoft.VirtualMachineImages/imageTemplates/{name}/runOutputs/{o}"), rg)),
+            .ok_or_else(|| {
+                ArmError::not_found(
+                    &format!("Microsoft.VirtualMachineImages/imageTemplates/{name}/runOutputs/{o}"),
+                    rg,
+                )
+            }),
     }
 }
 
@@ -101,7 +142,9 @@ async fn run_task(arm: Arc<Arm>, key: String, op_id: String, d: chrono::Duration
     }
     let snapshot = {
         let st = arm.lock();
-        let Some(r) = st.resources.get(&key) else { return };
+        let Some(r) = st.resources.get(&key) else {
+            return;
+        };
         let Some(run) = &r.run else { return };
         if run.op_id != op_id || run.outcome.is_some() {
             return;
@@ -124,21 +167,21 @@ async fn run_task(arm: Arc<Arm>, key: String, op_id: String, d: chrono::Duration
         "PartiallySucceeded"
     };
     let message = failures.join(" ");
-    if let Some(r) = st.resources.get_mut(&key) {
-        if let Some(run) = r.run.as_mut() {
-            if run.op_id == op_id && run.outcome.is_none() {
-                run.outcome = Some((state.to_string(), message.clone(), t));
-                r.run_outputs = outputs;
-            }
-        }
+    if let Some(r) = st.resources.get_mut(&key)
+        && let Some(run) = r.run.as_mut()
+        && run.op_id == op_id
+        && run.outcome.is_none()
+    {
+        run.outcome = Some((state.to_string(), message.clone(), t));
+        r.run_outputs = outputs;
     }
-    if let Some(op) = st.operations.get_mut(&op_id) {
-        if !op.canceled {
-            op.end = Some(t);
-            if state == "Failed" && op.error.is_none() {
-                // INVENTED code; the message is what lastRunStatus shows.
-                op.error = Some(ArmError::invented(400, "ImageBuildFailed", message));
-            }
+    if let Some(op) = st.operations.get_mut(&op_id)
+        && !op.canceled
+    {
+        op.end = Some(t);
+        if state == "Failed" && op.error.is_none() {
+            // INVENTED code; the message is what lastRunStatus shows.
+            op.error = Some(ArmError::invented(400, "ImageBuildFailed", message));
         }
     }
 }
@@ -159,23 +202,47 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>)
                 let id = src["imageId"].as_str().unwrap_or("");
                 match st.resources.get(&id.to_lowercase()) {
                     Some(img) => {
-                        hvg = img.body["properties"]["hyperVGeneration"].as_str().unwrap_or("V1").to_string();
-                        os_type = img.body["properties"]["storageProfile"]["osDisk"]["osType"].as_str().unwrap_or("Linux").to_string();
+                        hvg = img.body["properties"]["hyperVGeneration"]
+                            .as_str()
+                            .unwrap_or("V1")
+                            .to_string();
+                        os_type = img.body["properties"]["storageProfile"]["osDisk"]["osType"]
+                            .as_str()
+                            .unwrap_or("Linux")
+                            .to_string();
                     }
-                    None => return (Vec::new(), vec![format!("BadManagedImageSource: the source managed image '{id}' was not found.")]),
+                    None => {
+                        return (
+                            Vec::new(),
+                            vec![format!(
+                                "BadManagedImageSource: the source managed image '{id}' was not found."
+                            )],
+                        );
+                    }
                 }
             }
             Some("SharedImageVersion") => {
                 let id = src["imageVersionId"].as_str().unwrap_or("");
                 if !st.resources.contains_key(&id.to_lowercase()) {
-                    return (Vec::new(), vec![format!("BadSharedImageVersionSource: the source image version '{id}' was not found.")]);
+                    return (
+                        Vec::new(),
+                        vec![format!(
+                            "BadSharedImageVersionSource: the source image version '{id}' was not found."
+                        )],
+                    );
                 }
             }
             _ => {}
         }
     }
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    for (i, d) in p["distribute"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+    for (i, d) in p["distribute"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let ron = d["runOutputName"].as_str().unwrap_or("output").to_string();
         let blob_name = format!("{}-{}-{i}.vhd", template.name, &run_id[..8]);
         let result = match d["type"].as_str() {
@@ -184,17 +251,23 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>)
                     .as_str()
                     .and_then(|u| split_blob_uri(arm, u))
                     .unwrap_or_else(|| (OUTPUT_CONTAINER.to_string(), blob_name.clone()));
-                write_vhd(arm, &container, &name).await.map(|uri| (None, Some(uri)))
+                write_vhd(arm, &container, &name)
+                    .await
+                    .map(|uri| (None, Some(uri)))
             }
             Some("ManagedImage") => match write_vhd(arm, OUTPUT_CONTAINER, &blob_name).await {
-                Ok(uri) => create_image(arm, template, d, &uri, &hvg, &os_type).map(|id| (Some(id), None)),
+                Ok(uri) => {
+                    create_image(arm, template, d, &uri, &hvg, &os_type).map(|id| (Some(id), None))
+                }
                 Err(e) => Err(e),
             },
             Some("SharedImage") => match write_vhd(arm, OUTPUT_CONTAINER, &blob_name).await {
                 Ok(uri) => create_version(arm, template, d, &uri).map(|id| (Some(id), None)),
                 Err(e) => Err(e),
             },
-            other => Err(format!("BadDistributeType: unsupported distribute type {other:?}.")),
+            other => Err(format!(
+                "BadDistributeType: unsupported distribute type {other:?}."
+            )),
         };
         match result {
             Ok((artifact_id, artifact_uri)) => {
@@ -220,7 +293,9 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>)
 
 fn split_blob_uri(arm: &Arm, uri: &str) -> Option<(String, String)> {
     let mapped = arm.blob.as_ref()?.map_uri(uri)?;
-    let rest = mapped.strip_prefix(arm.blob.as_ref()?.endpoint())?.trim_start_matches('/');
+    let rest = mapped
+        .strip_prefix(arm.blob.as_ref()?.endpoint())?
+        .trim_start_matches('/');
     let (c, b) = rest.split_once('/')?;
     Some((c.to_string(), b.to_string()))
 }
@@ -231,13 +306,23 @@ async fn write_vhd(arm: &Arm, container: &str, name: &str) -> Result<String, Str
             .write_fixed_vhd(container, name, OUTPUT_VHD_SIZE)
             .await
             .map_err(|e| format!("{e}")),
-        None => Ok(format!("https://devcloud.blob.core.windows.net/{container}/{name}")),
+        None => Ok(format!(
+            "https://devcloud.blob.core.windows.net/{container}/{name}"
+        )),
     }
 }
 
-fn create_image(arm: &Arm, template: &Resource, d: &Value, vhd: &str, hvg: &str, os_type: &str) -> Result<String, String> {
+fn create_image(
+    arm: &Arm,
+    template: &Resource,
+    d: &Value,
+    vhd: &str,
+    hvg: &str,
+    os_type: &str,
+) -> Result<String, String> {
     let id = d["imageId"].as_str().unwrap_or("").to_string();
-    let loc = names::region(d["location"].as_str().unwrap_or(""), "images").map_err(|e| e.message)?;
+    let loc =
+        names::region(d["location"].as_str().unwrap_or(""), "images").map_err(|e| e.message)?;
     let name = id.rsplit('/').next().unwrap_or("").to_string();
     let rg = id.split('/').nth(4).unwrap_or("").to_string();
     let mut body = json!({"id": id, "name": name, "type": "Microsoft.Compute/images", "location": loc,
@@ -246,20 +331,23 @@ fn create_image(arm: &Arm, template: &Resource, d: &Value, vhd: &str, hvg: &str,
         body["tags"] = t.clone();
     }
     let mut st = arm.lock();
-    st.resources.insert(id.to_lowercase(), Resource {
-        kind: Kind::Image,
-        id: id.clone(),
-        name,
-        subscription: template.subscription.clone(),
-        resource_group: rg,
-        location: loc,
-        body,
-        last_op: None,
-        regions: Vec::new(),
-        vhd_size: Some(OUTPUT_VHD_SIZE),
-        run: None,
-        run_outputs: Vec::new(),
-    });
+    st.resources.insert(
+        id.to_lowercase(),
+        Resource {
+            kind: Kind::Image,
+            id: id.clone(),
+            name,
+            subscription: template.subscription.clone(),
+            resource_group: rg,
+            location: loc,
+            body,
+            last_op: None,
+            regions: Vec::new(),
+            vhd_size: Some(OUTPUT_VHD_SIZE),
+            run: None,
+            run_outputs: Vec::new(),
+        },
+    );
     Ok(id)
 }
 
@@ -287,16 +375,28 @@ fn create_version(arm: &Arm, template: &Resource, d: &Value, vhd: &str) -> Resul
     st.settle(t);
     let lower = gid.to_lowercase();
     let (def_key, explicit) = match lower.rsplit_once("/versions/") {
-        Some((def, v)) => (def.to_string(), Some(gid[gid.len() - v.len()..].to_string())),
+        Some((def, v)) => (
+            def.to_string(),
+            Some(gid[gid.len() - v.len()..].to_string()),
+        ),
         None => (lower.clone(), None),
     };
-    let Some(def) = st.resources.get(&def_key).filter(|r| r.kind == Kind::Definition).cloned() else {
-        return Err(format!("BadSharedImageDistribute: the gallery image '{gid}' was not found."));
+    let Some(def) = st
+        .resources
+        .get(&def_key)
+        .filter(|r| r.kind == Kind::Definition)
+        .cloned()
+    else {
+        return Err(format!(
+            "BadSharedImageDistribute: the gallery image '{gid}' was not found."
+        ));
     };
     let vname = explicit.unwrap_or_else(|| next_version(&st, &def_key));
     let vid = format!("{}/versions/{vname}", def.id);
     if st.resources.contains_key(&vid.to_lowercase()) {
-        return Err(format!("BadSharedImageDistribute: the image version '{vid}' already exists."));
+        return Err(format!(
+            "BadSharedImageDistribute: the image version '{vid}' already exists."
+        ));
     }
     let mut want = Vec::new();
     let regions = d["targetRegions"].as_array().cloned().unwrap_or_default();
@@ -307,31 +407,54 @@ fn create_version(arm: &Arm, template: &Resource, d: &Value, vhd: &str) -> Resul
             name: name.to_string(),
             norm,
             replicas: r["replicaCount"].as_i64().unwrap_or(1),
-            sat: r["storageAccountType"].as_str().unwrap_or("Standard_LRS").to_string(),
+            sat: r["storageAccountType"]
+                .as_str()
+                .unwrap_or("Standard_LRS")
+                .to_string(),
         });
     }
-    for r in d["replicationRegions"].as_array().cloned().unwrap_or_default() {
+    for r in d["replicationRegions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         if let Some(name) = r.as_str() {
             let norm = names::region(name, "galleries/images/versions").map_err(|e| e.message)?;
-            want.push(WantRegion { name: name.to_string(), norm, replicas: 1, sat: "Standard_LRS".into() });
+            want.push(WantRegion {
+                name: name.to_string(),
+                norm,
+                replicas: 1,
+                sat: "Standard_LRS".into(),
+            });
         }
     }
     if !want.iter().any(|w| w.norm == def.location) {
-        want.insert(0, WantRegion { name: def.body["location"].as_str().unwrap_or(&def.location).to_string(), norm: def.location.clone(), replicas: 1, sat: "Standard_LRS".into() });
+        want.insert(
+            0,
+            WantRegion {
+                name: def.body["location"]
+                    .as_str()
+                    .unwrap_or(&def.location)
+                    .to_string(),
+                norm: def.location.clone(),
+                replicas: 1,
+                sat: "Standard_LRS".into(),
+            },
+        );
     }
     let sched = schedule(arm, t, &def.location, &want, &[]);
     let end = sched.iter().map(|r| r.end).max().unwrap_or(t);
     let target_regions: Vec<Value> = want.iter().map(|w| json!({"name": w.name, "regionalReplicaCount": w.replicas, "storageAccountType": w.sat, "excludeFromLatest": false})).collect();
     let rg = def.resource_group.clone();
     let mut body = json!({"id": vid, "name": vname, "type": "Microsoft.Compute/galleries/images/versions",
-        "location": def.body["location"].clone(),
-        "properties": {
-            "publishingProfile": {"targetRegions": target_regions, "replicaCount": 1, "excludeFromLatest": d["excludeFromLatest"].as_bool().unwrap_or(false),
-                "publishedDate": fmt_time(t), "storageAccountType": "Standard_LRS"},
-            "storageProfile": {"osDiskImage": {"hostCaching": "ReadOnly", "sizeInGB": 1, "source": {"uri": vhd,
-                "storageAccountId": format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/devstoreaccount1", template.subscription)}}},
-            "safetyProfile": {"allowDeletionOfReplicatedLocations": true, "reportedForPolicyViolation": false}
-        }});
+    "location": def.body["location"].clone(),
+    "properties": {
+        "publishingProfile": {"targetRegions": target_regions, "replicaCount": 1, "excludeFromLatest": d["excludeFromLatest"].as_bool().unwrap_or(false),
+            "publishedDate": fmt_time(t), "storageAccountType": "Standard_LRS"},
+        "storageProfile": {"osDiskImage": {"hostCaching": "ReadOnly", "sizeInGB": 1, "source": {"uri": vhd,
+            "storageAccountId": format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/devstoreaccount1", template.subscription)}}},
+        "safetyProfile": {"allowDeletionOfReplicatedLocations": true, "reportedForPolicyViolation": false}
+    }});
     if let Some(tags) = d.get("artifactTags").filter(|t| t.is_object()) {
         body["tags"] = tags.clone();
     }
@@ -351,20 +474,23 @@ fn create_version(arm: &Arm, template: &Resource, d: &Value, vhd: &str) -> Resul
         error: None,
         canceled: false,
     };
-    st.resources.insert(key, Resource {
-        kind: Kind::Version,
-        id: vid.clone(),
-        name: vname,
-        subscription: template.subscription.clone(),
-        resource_group: rg,
-        location: def.location.clone(),
-        body,
-        last_op: Some(op.id.clone()),
-        regions: sched,
-        vhd_size: Some(OUTPUT_VHD_SIZE),
-        run: None,
-        run_outputs: Vec::new(),
-    });
+    st.resources.insert(
+        key,
+        Resource {
+            kind: Kind::Version,
+            id: vid.clone(),
+            name: vname,
+            subscription: template.subscription.clone(),
+            resource_group: rg,
+            location: def.location.clone(),
+            body,
+            last_op: Some(op.id.clone()),
+            regions: sched,
+            vhd_size: Some(OUTPUT_VHD_SIZE),
+            run: None,
+            run_outputs: Vec::new(),
+        },
+    );
     st.add_op(op);
     Ok(vid)
 }

@@ -73,11 +73,12 @@ pub async fn serve(
     devcloud_core::install_crypto_provider();
     let blob = match &config.blob_endpoint {
         Some(endpoint) => {
-            let mut builder = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30));
+            let mut builder =
+                reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
             if let Some(tls) = tls {
                 let pem = tls.ca_pem_bytes().context("reading the devcloud CA")?;
-                let cert = reqwest::Certificate::from_pem(&pem).context("parsing the devcloud CA")?;
+                let cert =
+                    reqwest::Certificate::from_pem(&pem).context("parsing the devcloud CA")?;
                 builder = builder.add_root_certificate(cert);
             }
             let client = builder.build().context("building the storage client")?;
@@ -87,8 +88,10 @@ pub async fn serve(
     };
     let state = match &config.snapshot_path {
         Some(p) if p.is_file() => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading snapshot {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parsing snapshot {}", p.display()))?
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading snapshot {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("parsing snapshot {}", p.display()))?
         }
         _ => model::State::default(),
     };
@@ -99,8 +102,12 @@ pub async fn serve(
     let bound = listener.local_addr().context("reading the bound address")?;
     let (server, scheme) = match tls {
         Some(tls) => (
-            devcloud_core::serve_https(server::filter(arm.clone(), true), listener, tls.server_config.clone())
-                .context("starting the HTTPS server")?,
+            devcloud_core::serve_https(
+                server::filter(arm.clone(), true),
+                listener,
+                tls.server_config.clone(),
+            )
+            .context("starting the HTTPS server")?,
             "https",
         ),
         None => (

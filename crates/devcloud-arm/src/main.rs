@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use devcloud_arm::{ArmConfig, DEFAULT_SUBSCRIPTION_ID};
 use devcloud_core::{Identity, Tls};
 
-const USAGE: &str = "usage: devcloud-arm [--state-dir DIR] [--arm-port 7443] [--msi-port 7444] [--blob-port 10000]
+const USAGE: &str =
+    "usage: devcloud-arm [--state-dir DIR] [--arm-port 7443] [--msi-port 7444] [--blob-port 10000]
                     [--time-factor 1.0] [--no-azurite] [--config FILE.json] [--snapshot FILE.json]";
 
 struct Args {
@@ -35,13 +36,18 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value\n{USAGE}"));
+        let mut val = |name: &str| {
+            it.next()
+                .with_context(|| format!("{name} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--state-dir" => a.state_dir = PathBuf::from(val("--state-dir")?),
             "--arm-port" => a.arm_port = val("--arm-port")?.parse().context("--arm-port")?,
             "--msi-port" => a.msi_port = val("--msi-port")?.parse().context("--msi-port")?,
             "--blob-port" => a.blob_port = val("--blob-port")?.parse().context("--blob-port")?,
-            "--time-factor" => a.time_factor = Some(val("--time-factor")?.parse().context("--time-factor")?),
+            "--time-factor" => {
+                a.time_factor = Some(val("--time-factor")?.parse().context("--time-factor")?)
+            }
             "--config" => a.config = Some(PathBuf::from(val("--config")?)),
             "--snapshot" => a.snapshot = Some(PathBuf::from(val("--snapshot")?)),
             "--no-azurite" => a.azurite = false,
@@ -66,7 +72,8 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     devcloud_core::install_crypto_provider();
     let tls = Tls::load_or_create(&args.state_dir).context("preparing TLS")?;
-    let identity = Identity::load_or_create(&args.state_dir).context("preparing the identity key")?;
+    let identity =
+        Identity::load_or_create(&args.state_dir).context("preparing the identity key")?;
     let mut config = match &args.config {
         Some(p) => serde_json::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -81,9 +88,10 @@ async fn main() -> anyhow::Result<()> {
         config.snapshot_path = args.snapshot.clone();
     }
     let azurite = if args.azurite {
-        let az = devcloud_core::azurite::start(&tls, args.blob_port, &args.state_dir.join("azurite"))
-            .await
-            .context("starting Azurite")?;
+        let az =
+            devcloud_core::azurite::start(&tls, args.blob_port, &args.state_dir.join("azurite"))
+                .await
+                .context("starting Azurite")?;
         config.blob_endpoint = Some(az.blob_endpoint());
         Some(az)
     } else {
@@ -108,8 +116,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(az) = &azurite {
         println!("export AZURE_STORAGE_BLOB_ENDPOINT={}", az.blob_endpoint());
     }
-    println!("# admin: {}/_devcloud/requests, /_devcloud/operations, /_devcloud/faults", arm.base_url);
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    println!(
+        "# admin: {}/_devcloud/requests, /_devcloud/operations, /_devcloud/faults",
+        arm.base_url
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     arm.shutdown().await;
     msi.shutdown().await;
     drop(azurite);

@@ -137,25 +137,26 @@ impl Operation {
             "status": status.as_str(),
             "startTime": fmt_time(self.start),
         });
-        if status != OpStatus::InProgress {
-            if let Some(end) = self.end {
-                v["endTime"] = json!(fmt_time(end));
-            }
+        if status != OpStatus::InProgress
+            && let Some(end) = self.end
+        {
+            v["endTime"] = json!(fmt_time(end));
         }
-        if status == OpStatus::Failed {
-            if let Some(e) = &self.error {
-                v["error"] = e.inner();
-            }
+        if status == OpStatus::Failed
+            && let Some(e) = &self.error
+        {
+            v["error"] = e.inner();
         }
         if status == OpStatus::Canceled {
-            v["error"] = json!({"code": "OperationCanceled", "message": "The operation was canceled."});
+            v["error"] =
+                json!({"code": "OperationCanceled", "message": "The operation was canceled."});
         }
-        if status == OpStatus::InProgress {
-            if let Some(end) = self.end {
-                let total = (end - self.start).num_milliseconds().max(1) as f64;
-                let done = (now - self.start).num_milliseconds().max(0) as f64;
-                v["percentComplete"] = json!(((done / total) * 100.0).clamp(0.0, 99.0).floor());
-            }
+        if status == OpStatus::InProgress
+            && let Some(end) = self.end
+        {
+            let total = (end - self.start).num_milliseconds().max(1) as f64;
+            let done = (now - self.start).num_milliseconds().max(0) as f64;
+            v["percentComplete"] = json!(((done / total) * 100.0).clamp(0.0, 99.0).floor());
         }
         v
     }
@@ -185,7 +186,10 @@ impl RegionReplica {
         } else {
             let total = (self.end - self.start).num_milliseconds().max(1) as f64;
             let done = (now - self.start).num_milliseconds() as f64;
-            ("Replicating", ((done / total) * 100.0).floor().clamp(0.0, 99.0) as i64)
+            (
+                "Replicating",
+                ((done / total) * 100.0).floor().clamp(0.0, 99.0) as i64,
+            )
         };
         let details = if state == "Failed" {
             self.failed.clone().unwrap_or_default()
@@ -281,9 +285,12 @@ impl State {
             .resources
             .iter()
             .filter(|(_, r)| {
-                r.last_op.as_ref().and_then(|id| self.operations.get(id)).is_some_and(|op| {
-                    op.verb == Verb::Delete && op.status(now) == OpStatus::Succeeded
-                })
+                r.last_op
+                    .as_ref()
+                    .and_then(|id| self.operations.get(id))
+                    .is_some_and(|op| {
+                        op.verb == Verb::Delete && op.status(now) == OpStatus::Succeeded
+                    })
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -352,10 +359,10 @@ impl State {
             body["properties"]["replicationStatus"] =
                 json!({"aggregatedState": agg, "summary": summary});
         }
-        if r.kind == Kind::Template {
-            if let Some(run) = &r.run {
-                body["properties"]["lastRunStatus"] = run.last_run_status(now);
-            }
+        if r.kind == Kind::Template
+            && let Some(run) = &r.run
+        {
+            body["properties"]["lastRunStatus"] = run.last_run_status(now);
         }
         body
     }

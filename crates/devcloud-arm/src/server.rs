@@ -20,6 +20,9 @@ use crate::error::ArmError;
 use crate::faults::{Applied, FaultAction, FaultRule};
 use crate::model::{OpFamily, State, Time};
 
+/// A token bucket per subscription and class of request (reads, writes, deletes).
+type BucketKey = (String, &'static str);
+
 /// Shared state of one simulator instance.
 pub struct Arm {
     pub config: ArmConfig,
@@ -28,7 +31,7 @@ pub struct Arm {
     pub state: Mutex<State>,
     pub faults: Mutex<Vec<FaultRule>>,
     pub log: Mutex<RequestLog>,
-    throttle: Mutex<HashMap<(String, &'static str), (f64, Instant)>>,
+    throttle: Mutex<HashMap<BucketKey, (f64, Instant)>>,
     rng: Mutex<u64>,
 }
 
@@ -174,16 +177,20 @@ impl Arm {
         let mut applied = Applied::default();
         let mut rules = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         for rule in rules.iter_mut() {
-            if rule.kind.as_deref().is_some_and(|k| !k.eq_ignore_ascii_case(kind)) {
+            if rule
+                .kind
+                .as_deref()
+                .is_some_and(|k| !k.eq_ignore_ascii_case(kind))
+            {
                 continue;
             }
             if rule.count.is_some_and(|c| rule.applied >= c) {
                 continue;
             }
-            if let Some(rate) = rule.rate {
-                if self.random() >= rate {
-                    continue;
-                }
+            if let Some(rate) = rule.rate
+                && self.random() >= rate
+            {
+                continue;
             }
             rule.applied += 1;
             match &rule.action {
@@ -236,39 +243,47 @@ impl Arm {
 pub fn filter(
     arm: Arc<Arm>,
     https: bool,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static
-{
-    let raw_query = warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify();
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
++ Clone
++ Send
++ Sync
++ 'static {
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::host::optional())
         .and(warp::path::full())
         .and(raw_query)
         .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
-        .then(move |method: Method, authority: Option<warp::host::Authority>, path: warp::path::FullPath, query: String, mut headers: HeaderMap, body: Bytes| {
-            let arm = arm.clone();
-            // HTTP/2 carries the host in :authority, not in a Host header.
-            if let Some(a) = authority {
-                if let Ok(v) = warp::http::HeaderValue::from_str(a.as_str()) {
+        .then(
+            move |method: Method,
+                  authority: Option<warp::host::Authority>,
+                  path: warp::path::FullPath,
+                  query: String,
+                  mut headers: HeaderMap,
+                  body: Bytes| {
+                let arm = arm.clone();
+                // HTTP/2 carries the host in :authority, not in a Host header.
+                if let Some(a) = authority
+                    && let Ok(v) = warp::http::HeaderValue::from_str(a.as_str())
+                {
                     headers.insert("host", v);
                 }
-            }
-            async move {
-                let query = url::form_urlencoded::parse(query.as_bytes())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                let req = Req {
-                    method,
-                    path: path.as_str().to_string(),
-                    query,
-                    headers,
-                    body,
-                };
-                handle(arm, req, https).await
-            }
-        })
+                async move {
+                    let query = url::form_urlencoded::parse(query.as_bytes())
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect();
+                    let req = Req {
+                        method,
+                        path: path.as_str().to_string(),
+                        query,
+                        headers,
+                        body,
+                    };
+                    handle(arm, req, https).await
+                }
+            },
+        )
 }
 
 fn to_response(reply: Reply) -> warp::reply::Response {
@@ -276,7 +291,8 @@ fn to_response(reply: Reply) -> warp::reply::Response {
         Some(v) => warp::reply::json(v).into_response(),
         None => warp::reply().into_response(),
     };
-    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in reply.headers {
         if let (Ok(name), Ok(value)) = (
             warp::http::HeaderName::from_bytes(k.as_bytes()),
@@ -323,10 +339,16 @@ async fn handle(arm: Arc<Arm>, req: Req, https: bool) -> warp::reply::Response {
     let mut reset = false;
     let mut reply = 'reply: {
         if route.anonymous {
-            break 'reply crate::handlers::dispatch(&arm, &req, &route, &base, Default::default()).await;
+            break 'reply crate::handlers::dispatch(&arm, &req, &route, &base, Default::default())
+                .await;
         }
-        let auth = req.headers.get("authorization").and_then(|v| v.to_str().ok());
-        if let Err(e) = arm.identity.verify(auth, "https://management.azure.com/")
+        let auth = req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = arm
+            .identity
+            .verify(auth, "https://management.azure.com/")
             .or_else(|e| match e {
                 devcloud_core::AuthError::Audience { .. } => arm
                     .identity
@@ -364,7 +386,10 @@ async fn handle(arm: Arc<Arm>, req: Req, https: bool) -> warp::reply::Response {
                 );
                 break 'reply Reply::from(e)
                     .header("Retry-After", wait.to_string())
-                    .header(&format!("x-ms-ratelimit-remaining-subscription-{class}"), "0");
+                    .header(
+                        &format!("x-ms-ratelimit-remaining-subscription-{class}"),
+                        "0",
+                    );
             }
             rl_header = Some((
                 format!("x-ms-ratelimit-remaining-subscription-{class}"),
@@ -420,10 +445,20 @@ async fn handle(arm: Arc<Arm>, req: Req, https: bool) -> warp::reply::Response {
 }
 
 /// Builds the status URL of an operation.
-pub fn op_url(base: &str, family: OpFamily, sub: &str, loc: &str, id: &str, api: &str, monitor: bool) -> String {
+pub fn op_url(
+    base: &str,
+    family: OpFamily,
+    sub: &str,
+    loc: &str,
+    id: &str,
+    api: &str,
+    monitor: bool,
+) -> String {
     let (ns, coll) = family.path();
     let m = if monitor { "monitor=true&" } else { "" };
-    format!("{base}/subscriptions/{sub}/providers/{ns}/locations/{loc}/{coll}/{id}?{m}api-version={api}")
+    format!(
+        "{base}/subscriptions/{sub}/providers/{ns}/locations/{loc}/{coll}/{id}?{m}api-version={api}"
+    )
 }
 
 /// Current time (one place, so tests could shift it).

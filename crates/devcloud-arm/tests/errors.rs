@@ -11,7 +11,10 @@ const G: &str = "api-version=2025-03-03";
 const I: &str = "api-version=2025-04-01";
 
 fn gallery_path(env: &Env, g: &str) -> String {
-    format!("{}/providers/Microsoft.Compute/galleries/{g}", env.rg_path("rg"))
+    format!(
+        "{}/providers/Microsoft.Compute/galleries/{g}",
+        env.rg_path("rg")
+    )
 }
 
 async fn plain() -> Env {
@@ -20,11 +23,21 @@ async fn plain() -> Env {
 
 async fn gallery_and_definition(env: &Env) -> String {
     let g = gallery_path(env, "gal");
-    env.ok(Method::PUT, &format!("{g}?{G}"), Some(json!({"location": "westeurope"}))).await;
+    env.ok(
+        Method::PUT,
+        &format!("{g}?{G}"),
+        Some(json!({"location": "westeurope"})),
+    )
+    .await;
     let d = format!("{g}/images/def");
-    env.ok(Method::PUT, &format!("{d}?{G}"), Some(json!({"location": "westeurope", "properties": {
+    env.ok(
+        Method::PUT,
+        &format!("{d}?{G}"),
+        Some(json!({"location": "westeurope", "properties": {
         "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
-        "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}}))).await;
+        "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}})),
+    )
+    .await;
     d
 }
 
@@ -35,25 +48,71 @@ fn version_body(source_id: &str) -> Value {
 #[tokio::test]
 async fn invalid_gallery_name() {
     let env = plain().await;
-    let r = env.call(Method::PUT, &format!("{}?{G}", gallery_path(&env, "my-gallery")), Some(json!({"location": "westeurope"}))).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("dashes, are disallowed"));
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{}?{G}", gallery_path(&env, "my-gallery")),
+            Some(json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("dashes, are disallowed")
+    );
 }
 
 #[tokio::test]
 async fn invalid_version_name() {
     let env = plain().await;
     let d = gallery_and_definition(&env).await;
-    let r = env.call(Method::PUT, &format!("{d}/versions/1.0?{G}"), Some(version_body("x"))).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("Major(int).Minor(int).Patch(int)"));
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{d}/versions/1.0?{G}"),
+            Some(version_body("x")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Major(int).Minor(int).Patch(int)")
+    );
 }
 
 #[tokio::test]
 async fn invalid_image_name() {
     let env = plain().await;
-    let r = env.call(Method::PUT, &format!("{}/providers/Microsoft.Compute/images/bad.?{I}", env.rg_path("rg")), Some(json!({"location": "westeurope"}))).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidResourceName"), "{}", r.body);
+    let r = env
+        .call(
+            Method::PUT,
+            &format!(
+                "{}/providers/Microsoft.Compute/images/bad.?{I}",
+                env.rg_path("rg")
+            ),
+            Some(json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidResourceName"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -61,26 +120,88 @@ async fn missing_required_properties() {
     let env = plain().await;
     let g = gallery_path(&env, "gal");
     // No location.
-    let r = env.call(Method::PUT, &format!("{g}?{G}"), Some(json!({}))).await;
-    assert_eq!((r.status, r.code()), (400, "LocationRequired"), "{}", r.body);
-    env.ok(Method::PUT, &format!("{g}?{G}"), Some(json!({"location": "westeurope"}))).await;
+    let r = env
+        .call(Method::PUT, &format!("{g}?{G}"), Some(json!({})))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "LocationRequired"),
+        "{}",
+        r.body
+    );
+    env.ok(
+        Method::PUT,
+        &format!("{g}?{G}"),
+        Some(json!({"location": "westeurope"})),
+    )
+    .await;
     // Definition without osType.
-    let r = env.call(Method::PUT, &format!("{g}/images/def?{G}"), Some(json!({"location": "westeurope", "properties": {
-        "osState": "Generalized", "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}}))).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert_eq!(r.body["error"]["message"], "Required parameter 'osType' is missing (null).");
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{g}/images/def?{G}"),
+            Some(json!({"location": "westeurope", "properties": {
+        "osState": "Generalized", "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["error"]["message"],
+        "Required parameter 'osType' is missing (null)."
+    );
     // Version without storageProfile.
     let d = gallery_and_definition(&env).await;
-    let r = env.call(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(json!({"location": "westeurope", "properties": {}}))).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("'storageProfile'"));
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{d}/versions/1.0.0?{G}"),
+            Some(json!({"location": "westeurope", "properties": {}})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'storageProfile'")
+    );
     // Image without osDisk.
-    let r = env.call(Method::PUT, &format!("{}/providers/Microsoft.Compute/images/img?{I}", env.rg_path("rg")),
-        Some(json!({"location": "westeurope", "properties": {"storageProfile": {}}}))).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
+    let r = env
+        .call(
+            Method::PUT,
+            &format!(
+                "{}/providers/Microsoft.Compute/images/img?{I}",
+                env.rg_path("rg")
+            ),
+            Some(json!({"location": "westeurope", "properties": {"storageProfile": {}}})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
     // Malformed JSON.
-    let r = env.client.put(format!("{}{g}?{G}", env.arm.base_url)).bearer_auth(&env.token)
-        .header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = env
+        .client
+        .put(format!("{}{g}?{G}", env.arm.base_url))
+        .bearer_auth(&env.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "InvalidRequestContent");
@@ -90,15 +211,48 @@ async fn missing_required_properties() {
 async fn wrong_api_version() {
     let env = plain().await;
     let g = gallery_path(&env, "gal");
-    let r = env.call(Method::GET, &format!("{g}?api-version=2019-01-01"), None).await;
-    assert_eq!((r.status, r.code()), (400, "NoRegisteredProviderFound"), "{}", r.body);
+    let r = env
+        .call(Method::GET, &format!("{g}?api-version=2019-01-01"), None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "NoRegisteredProviderFound"),
+        "{}",
+        r.body
+    );
     let r = env.call(Method::GET, &g, None).await;
-    assert_eq!((r.status, r.code()), (400, "MissingApiVersionParameter"), "{}", r.body);
-    let r = env.call(Method::GET, &format!("{g}?api-version=latest"), None).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidApiVersionParameter"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "MissingApiVersionParameter"),
+        "{}",
+        r.body
+    );
+    let r = env
+        .call(Method::GET, &format!("{g}?api-version=latest"), None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidApiVersionParameter"),
+        "{}",
+        r.body
+    );
     // Image Builder versions are their own list.
-    let r = env.call(Method::GET, &format!("{}/providers/Microsoft.VirtualMachineImages/imageTemplates/t?{G}", env.rg_path("rg")), None).await;
-    assert_eq!((r.status, r.code()), (400, "NoRegisteredProviderFound"), "{}", r.body);
+    let r = env
+        .call(
+            Method::GET,
+            &format!(
+                "{}/providers/Microsoft.VirtualMachineImages/imageTemplates/t?{G}",
+                env.rg_path("rg")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "NoRegisteredProviderFound"),
+        "{}",
+        r.body
+    );
 }
 
 async fn image_from(env: &Env, uri: &str) -> common::Resp {
@@ -112,13 +266,30 @@ async fn non_fixed_vhd_source() {
     let env = Env::start(true, ArmConfig::fast()).await;
     let uri = env.upload_vhd("vhds", "dyn.vhd", "dynamic", "8M").await;
     let r = image_from(&env, &uri).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("fixed VHD"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fixed VHD"),
+        "{}",
+        r.body
+    );
     // The same check applies to a version made straight from the VHD.
     let d = gallery_and_definition(&env).await;
     let r = env.call(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(json!({"location": "westeurope", "properties": {
         "storageProfile": {"osDiskImage": {"source": {"uri": uri, "storageAccountId": "/subscriptions/x/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a"}}}}}))).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -127,52 +298,142 @@ async fn unaligned_vhd_source() {
     // 8 MiB + 512 bytes: a fixed VHD whose virtual size is not a whole number of MiB.
     let uri = env.upload_vhd("vhds", "odd.vhd", "fixed", "8389120").await;
     let r = image_from(&env, &uri).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("The size must be a whole number (in MBs)"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("The size must be a whole number (in MBs)"),
+        "{}",
+        r.body
+    );
     // A good one is accepted, mapped from its production-style URL.
     env.upload_vhd("vhds", "good.vhd", "fixed", "8M").await;
-    let r = image_from(&env, "https://someaccount.blob.core.windows.net/vhds/good.vhd").await;
+    let r = image_from(
+        &env,
+        "https://someaccount.blob.core.windows.net/vhds/good.vhd",
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
 #[tokio::test]
 async fn missing_blob_source() {
     let env = Env::start(true, ArmConfig::fast()).await;
-    let uri = format!("{}/vhds/nothere.vhd", env.azurite.as_ref().unwrap().blob_endpoint());
+    let uri = format!(
+        "{}/vhds/nothere.vhd",
+        env.azurite.as_ref().unwrap().blob_endpoint()
+    );
     let r = image_from(&env, &uri).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("Source was not found"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Source was not found"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
 async fn immutable_property_change() {
     let env = plain().await;
     let d = gallery_and_definition(&env).await;
-    let r = env.call(Method::PUT, &format!("{d}?{G}"), Some(json!({"location": "westeurope", "properties": {
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{d}?{G}"),
+            Some(json!({"location": "westeurope", "properties": {
         "osType": "Windows", "osState": "Generalized", "hyperVGeneration": "V2",
-        "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}}))).await;
-    assert_eq!((r.status, r.code()), (409, "PropertyChangeNotAllowed"), "{}", r.body);
-    assert_eq!(r.body["error"]["message"], "Changing property 'galleryImage.properties.osType' is not allowed.");
+        "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "PropertyChangeNotAllowed"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["error"]["message"],
+        "Changing property 'galleryImage.properties.osType' is not allowed."
+    );
     let r = env.call(Method::PATCH, &format!("{d}?{G}"), Some(json!({"properties": {"identifier": {"publisher": "p", "offer": "o", "sku": "other"}}}))).await;
-    assert_eq!((r.status, r.code()), (409, "PropertyChangeNotAllowed"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "PropertyChangeNotAllowed"),
+        "{}",
+        r.body
+    );
     // Version source.
-    let img = format!("{}/providers/Microsoft.Compute/images/img", env.rg_path("rg"));
+    let img = format!(
+        "{}/providers/Microsoft.Compute/images/img",
+        env.rg_path("rg")
+    );
     env.ok(Method::PUT, &format!("{img}?{I}"), Some(json!({"location": "westeurope", "properties": {"hyperVGeneration": "V2",
         "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized", "blobUri": "https://a.blob.core.windows.net/c/x.vhd"}}}}))).await;
-    env.ok(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(version_body(&img))).await;
-    let r = env.call(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(version_body(&format!("{img}2")))).await;
-    assert_eq!((r.status, r.code()), (409, "PropertyChangeNotAllowed"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("storageProfile.source.id"));
+    env.ok(
+        Method::PUT,
+        &format!("{d}/versions/1.0.0?{G}"),
+        Some(version_body(&img)),
+    )
+    .await;
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{d}/versions/1.0.0?{G}"),
+            Some(version_body(&format!("{img}2"))),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "PropertyChangeNotAllowed"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("storageProfile.source.id")
+    );
 }
 
 #[tokio::test]
 async fn missing_parent_and_resource() {
     let env = plain().await;
     let g = gallery_path(&env, "nogal");
-    let r = env.call(Method::PUT, &format!("{g}/images/def?{G}"), Some(json!({"location": "westeurope"}))).await;
-    assert_eq!((r.status, r.code()), (404, "ParentResourceNotFound"), "{}", r.body);
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{g}/images/def?{G}"),
+            Some(json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "ParentResourceNotFound"),
+        "{}",
+        r.body
+    );
     let r = env.call(Method::GET, &format!("{g}?{G}"), None).await;
-    assert_eq!((r.status, r.code()), (404, "ResourceNotFound"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "ResourceNotFound"),
+        "{}",
+        r.body
+    );
     let r = env.call(Method::DELETE, &format!("{g}?{G}"), None).await;
     assert_eq!(r.status, 204);
 }
@@ -181,34 +442,100 @@ async fn missing_parent_and_resource() {
 async fn delete_parent_with_children() {
     let env = plain().await;
     gallery_and_definition(&env).await;
-    let r = env.call(Method::DELETE, &format!("{}?{G}", gallery_path(&env, "gal")), None).await;
-    assert_eq!((r.status, r.code()), (409, "CannotDeleteResource"), "{}", r.body);
+    let r = env
+        .call(
+            Method::DELETE,
+            &format!("{}?{G}", gallery_path(&env, "gal")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "CannotDeleteResource"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
 async fn version_regions_rules() {
     let env = plain().await;
     let d = gallery_and_definition(&env).await;
-    let img = format!("{}/providers/Microsoft.Compute/images/img", env.rg_path("rg"));
+    let img = format!(
+        "{}/providers/Microsoft.Compute/images/img",
+        env.rg_path("rg")
+    );
     env.ok(Method::PUT, &format!("{img}?{I}"), Some(json!({"location": "westeurope", "properties": {"hyperVGeneration": "V2",
         "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized", "blobUri": "https://a.blob.core.windows.net/c/x.vhd"}}}}))).await;
     let mut body = version_body(&img);
     body["properties"]["publishingProfile"] = json!({"targetRegions": [{"name": "northeurope"}]});
-    let r = env.call(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(body.clone())).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("must contain the location"));
-    body["properties"]["publishingProfile"] = json!({"targetRegions": [{"name": "westeurope"}, {"name": "West Europe"}]});
-    let r = env.call(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(body.clone())).await;
-    assert_eq!(r.body["error"]["message"], "Duplicate regions are not allowed in target publishing regions.");
-    body["properties"]["publishingProfile"] = json!({"targetRegions": [{"name": "westeurope", "regionalReplicaCount": 0}]});
-    let r = env.call(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(body.clone())).await;
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("out of range"), "{}", r.body);
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{d}/versions/1.0.0?{G}"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must contain the location")
+    );
+    body["properties"]["publishingProfile"] =
+        json!({"targetRegions": [{"name": "westeurope"}, {"name": "West Europe"}]});
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{d}/versions/1.0.0?{G}"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        r.body["error"]["message"],
+        "Duplicate regions are not allowed in target publishing regions."
+    );
+    body["properties"]["publishingProfile"] =
+        json!({"targetRegions": [{"name": "westeurope", "regionalReplicaCount": 0}]});
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{d}/versions/1.0.0?{G}"),
+            Some(body.clone()),
+        )
+        .await;
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of range"),
+        "{}",
+        r.body
+    );
     // Source in another region.
     let mut other = version_body(&img);
     other["location"] = json!("northeurope");
-    let r = env.call(Method::PUT, &format!("{d}/versions/1.0.1?{G}"), Some(other)).await;
-    assert_eq!((r.status, r.code()), (400, "InvalidParameter"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("same region"));
+    let r = env
+        .call(Method::PUT, &format!("{d}/versions/1.0.1?{G}"), Some(other))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("same region")
+    );
 }
 
 #[tokio::test]
@@ -219,7 +546,12 @@ async fn duplicate_identifier_in_gallery() {
     let r = env.call(Method::PUT, &format!("{other}?{G}"), Some(json!({"location": "westeurope", "properties": {
         "osType": "Linux", "osState": "Generalized", "identifier": {"publisher": "P", "offer": "o", "sku": "s"}}}))).await;
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("already exists"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists")
+    );
     assert!(devcloud_arm::INVENTED_CODES.contains(&r.code()));
 }
 
@@ -233,18 +565,45 @@ async fn authentication_is_checked() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "AuthenticationFailed");
     let storage = env.identity.issue("https://storage.azure.com");
-    let r = env.client.get(&url).bearer_auth(storage).send().await.unwrap();
+    let r = env
+        .client
+        .get(&url)
+        .bearer_auth(storage)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "InvalidAuthenticationTokenAudience");
-    let expired = env.identity.issue_with_lifetime("https://management.azure.com", -60);
-    let r = env.client.get(&url).bearer_auth(expired).send().await.unwrap();
+    let expired = env
+        .identity
+        .issue_with_lifetime("https://management.azure.com", -60);
+    let r = env
+        .client
+        .get(&url)
+        .bearer_auth(expired)
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "ExpiredAuthenticationToken");
     // Metadata needs no token; the subscription is echoed.
-    let r = env.client.get(format!("{}/metadata/endpoints?api-version=2022-09-01", env.arm.base_url)).send().await.unwrap();
+    let r = env
+        .client
+        .get(format!(
+            "{}/metadata/endpoints?api-version=2022-09-01",
+            env.arm.base_url
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert!(v["resourceManager"].as_str().unwrap().starts_with("https://127.0.0.1"));
+    assert!(
+        v["resourceManager"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1")
+    );
     let _ = SUB;
 }

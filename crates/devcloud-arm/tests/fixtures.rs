@@ -13,7 +13,10 @@ const RG: &str = "myResourceGroup";
 
 fn fixtures_dir() -> std::path::PathBuf {
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for c in [here.join("../../../shared/fixtures/arm"), std::path::PathBuf::from("/work/shared/fixtures/arm")] {
+    for c in [
+        here.join("../../../shared/fixtures/arm"),
+        std::path::PathBuf::from("/work/shared/fixtures/arm"),
+    ] {
         if c.is_dir() {
             return c;
         }
@@ -78,8 +81,14 @@ struct Case {
 fn case(file: &str, fx: &Value) -> Case {
     let p = &fx["parameters"];
     let op = file.split('.').next().unwrap_or("");
-    let api = p["api-version"].as_str().or(p["version"].as_str()).unwrap_or("");
-    let base = format!("/subscriptions/{SUB}/resourceGroups/{}", p["resourceGroupName"].as_str().unwrap_or(RG));
+    let api = p["api-version"]
+        .as_str()
+        .or(p["version"].as_str())
+        .unwrap_or("");
+    let base = format!(
+        "/subscriptions/{SUB}/resourceGroups/{}",
+        p["resourceGroupName"].as_str().unwrap_or(RG)
+    );
     let g = p["galleryName"].as_str().unwrap_or("");
     let i = p["galleryImageName"].as_str().unwrap_or("");
     let v = p["galleryImageVersionName"].as_str().unwrap_or("");
@@ -99,22 +108,34 @@ fn case(file: &str, fx: &Value) -> Case {
         "GalleryImages_Get" => (Method::GET, def, None, 200),
         "GalleryImages_Update" => (Method::PATCH, def, body_of("galleryImage"), 200),
         "GalleryImages_Delete" => (Method::DELETE, def, None, 202),
-        "GalleryImageVersions_CreateOrUpdate" => (Method::PUT, ver, body_of("galleryImageVersion"), 201),
+        "GalleryImageVersions_CreateOrUpdate" => {
+            (Method::PUT, ver, body_of("galleryImageVersion"), 201)
+        }
         "GalleryImageVersions_Get" => (Method::GET, ver, None, 200),
         "GalleryImageVersions_Update" => (Method::PATCH, ver, body_of("galleryImageVersion"), 200),
         "GalleryImageVersions_Delete" => (Method::DELETE, ver, None, 202),
         "Images_CreateOrUpdate" => (Method::PUT, image, body_of("parameters"), 201),
         "Images_Get" => (Method::GET, image, None, 200),
         "Images_Delete" => (Method::DELETE, image, None, 202),
-        "VirtualMachineImageTemplates_CreateOrUpdate" => (Method::PUT, tpl, body_of("parameters"), 201),
+        "VirtualMachineImageTemplates_CreateOrUpdate" => {
+            (Method::PUT, tpl, body_of("parameters"), 201)
+        }
         "VirtualMachineImageTemplates_Get" => (Method::GET, tpl, None, 200),
         "VirtualMachineImageTemplates_Delete" => (Method::DELETE, tpl, None, 202),
         "VirtualMachineImageTemplates_Run" => (Method::POST, format!("{tpl}/run"), None, 202),
         "VirtualMachineImageTemplates_Cancel" => (Method::POST, format!("{tpl}/cancel"), None, 202),
-        "VirtualMachineImageTemplates_ListRunOutputs" => (Method::GET, format!("{tpl}/runOutputs"), None, 200),
-        "VirtualMachineImageTemplates_GetRunOutput" => {
-            (Method::GET, format!("{tpl}/runOutputs/{}", p["runOutputName"].as_str().unwrap_or("")), None, 200)
+        "VirtualMachineImageTemplates_ListRunOutputs" => {
+            (Method::GET, format!("{tpl}/runOutputs"), None, 200)
         }
+        "VirtualMachineImageTemplates_GetRunOutput" => (
+            Method::GET,
+            format!(
+                "{tpl}/runOutputs/{}",
+                p["runOutputName"].as_str().unwrap_or("")
+            ),
+            None,
+            200,
+        ),
         other => panic!("no replay rule for {other} ({file})"),
     };
     let mut query = format!("api-version={api}");
@@ -124,7 +145,13 @@ fn case(file: &str, fx: &Value) -> Case {
     if let Some(b) = p["bypassSoftDelete"].as_str() {
         query.push_str(&format!("&bypassSoftDelete={b}"));
     }
-    Case { method, path, query, body, status }
+    Case {
+        method,
+        path,
+        query,
+        body,
+        status,
+    }
 }
 
 const G_API: &str = "api-version=2025-03-03";
@@ -132,7 +159,15 @@ const I_API: &str = "api-version=2025-04-01";
 const T_API: &str = "api-version=2024-02-01";
 
 async fn gallery(env: &Env, rg: &str, g: &str) {
-    env.ok(Method::PUT, &format!("{}/providers/Microsoft.Compute/galleries/{g}?{G_API}", env.rg_path(rg)), Some(json!({"location": "West US"}))).await;
+    env.ok(
+        Method::PUT,
+        &format!(
+            "{}/providers/Microsoft.Compute/galleries/{g}?{G_API}",
+            env.rg_path(rg)
+        ),
+        Some(json!({"location": "West US"})),
+    )
+    .await;
 }
 
 async fn definition(env: &Env, os: &str, hvg: &str) {
@@ -143,8 +178,12 @@ async fn definition(env: &Env, os: &str, hvg: &str) {
 }
 
 async fn image(env: &Env, rg: &str, name: &str, os: &str) {
-    let uri = env.upload_vhd("srcvhds", &format!("{name}.vhd"), "fixed", "8M").await;
-    let data = env.upload_vhd("srcvhds", &format!("{name}-data1.vhd"), "fixed", "4M").await;
+    let uri = env
+        .upload_vhd("srcvhds", &format!("{name}.vhd"), "fixed", "8M")
+        .await;
+    let data = env
+        .upload_vhd("srcvhds", &format!("{name}-data1.vhd"), "fixed", "4M")
+        .await;
     env.ok(Method::PUT, &format!("{}/providers/Microsoft.Compute/images/{name}?{I_API}", env.rg_path(rg)),
         Some(json!({"location": "West US", "properties": {"hyperVGeneration": "V1", "storageProfile": {
             "osDisk": {"osType": os, "osState": "Generalized", "blobUri": uri},
@@ -160,7 +199,8 @@ async fn put_example(env: &Env, path: &str, api: &str, fx: &Value) {
     if body["location"].is_null() {
         body["location"] = json!("West US");
     }
-    env.ok(Method::PUT, &format!("{path}?{api}"), Some(body)).await;
+    env.ok(Method::PUT, &format!("{path}?{api}"), Some(body))
+        .await;
 }
 
 async fn version(env: &Env) {
@@ -197,12 +237,28 @@ async fn setup(env: &Env, op: &str, file: &str, fx: &Value) {
             put_example(env, &format!("{d}/versions/1.0.0"), G_API, fx).await;
         }
         "Images_Get" => {
-            env.upload_vhd("osimages", "osimage.vhd", "fixed", "8M").await;
-            env.upload_vhd("dataimages", "dataimage.vhd", "fixed", "4M").await;
-            put_example(env, &format!("{base}/providers/Microsoft.Compute/images/myImage"), I_API, fx).await;
+            env.upload_vhd("osimages", "osimage.vhd", "fixed", "8M")
+                .await;
+            env.upload_vhd("dataimages", "dataimage.vhd", "fixed", "4M")
+                .await;
+            put_example(
+                env,
+                &format!("{base}/providers/Microsoft.Compute/images/myImage"),
+                I_API,
+                fx,
+            )
+            .await;
         }
         "VirtualMachineImageTemplates_Get" => {
-            put_example(env, &format!("{base}/providers/Microsoft.VirtualMachineImages/imageTemplates/myImageTemplate"), T_API, fx).await;
+            put_example(
+                env,
+                &format!(
+                    "{base}/providers/Microsoft.VirtualMachineImages/imageTemplates/myImageTemplate"
+                ),
+                T_API,
+                fx,
+            )
+            .await;
         }
         "Galleries_Delete" => gallery(env, RG, "myGalleryName").await,
         "GalleryImages_CreateOrUpdate" => gallery(env, RG, "myGalleryName").await,
@@ -211,14 +267,21 @@ async fn setup(env: &Env, op: &str, file: &str, fx: &Value) {
         "GalleryImageVersions_CreateOrUpdate" => {
             definition(env, "Windows", "V1").await;
             if file.contains("VhdSource") {
-                env.upload_vhd("myvhds", "Windows-Server-2012-R2-20171216-en.us-128GB.vhd", "fixed", "8M").await;
+                env.upload_vhd(
+                    "myvhds",
+                    "Windows-Server-2012-R2-20171216-en.us-128GB.vhd",
+                    "fixed",
+                    "8M",
+                )
+                .await;
             } else {
                 image(env, RG, "srcImage", "Windows").await;
             }
         }
         "GalleryImageVersions_Delete" => version(env).await,
         "Images_CreateOrUpdate" => {
-            env.upload_vhd("osimages", "osimage.vhd", "fixed", "8M").await;
+            env.upload_vhd("osimages", "osimage.vhd", "fixed", "8M")
+                .await;
         }
         "Images_Delete" => image(env, "rgcompute", "aaaaaaaaaaaaaaaaaaaaaaaaaaa", "Linux").await,
         "VirtualMachineImageTemplates_Delete" | "VirtualMachineImageTemplates_Run" => {
@@ -229,7 +292,8 @@ async fn setup(env: &Env, op: &str, file: &str, fx: &Value) {
             // A long build so there is something to cancel.
             env.call(Method::POST, &format!("{}/providers/Microsoft.VirtualMachineImages/imageTemplates/myImageTemplate/run?{T_API}", env.rg_path(RG)), None).await;
         }
-        "VirtualMachineImageTemplates_ListRunOutputs" | "VirtualMachineImageTemplates_GetRunOutput" => {
+        "VirtualMachineImageTemplates_ListRunOutputs"
+        | "VirtualMachineImageTemplates_GetRunOutput" => {
             template(env, "myImageTemplate").await;
             env.ok(Method::POST, &format!("{}/providers/Microsoft.VirtualMachineImages/imageTemplates/myImageTemplate/run?{T_API}", env.rg_path(RG)), None).await;
         }
@@ -241,11 +305,23 @@ async fn replay(env: &Env, file: &str, fx: &Value) -> Vec<String> {
     let c = case(file, fx);
     let op = file.split('.').next().unwrap_or("");
     setup(env, op, file, fx).await;
-    let r = env.call(c.method.clone(), &format!("{}?{}", c.path, c.query), c.body.clone()).await;
+    let r = env
+        .call(
+            c.method.clone(),
+            &format!("{}?{}", c.path, c.query),
+            c.body.clone(),
+        )
+        .await;
     let mut errs = Vec::new();
     let responses = fx["responses"].as_object().cloned().unwrap_or_default();
     if r.status != c.status || !responses.contains_key(&r.status.to_string()) {
-        errs.push(format!("status {} (wanted {}; example lists {:?}); body {}", r.status, c.status, responses.keys().collect::<Vec<_>>(), r.body));
+        errs.push(format!(
+            "status {} (wanted {}; example lists {:?}); body {}",
+            r.status,
+            c.status,
+            responses.keys().collect::<Vec<_>>(),
+            r.body
+        ));
         return errs;
     }
     let expected = &responses[&r.status.to_string()];
@@ -266,22 +342,28 @@ async fn replay(env: &Env, file: &str, fx: &Value) -> Vec<String> {
                 }
             }
         }
-        if let Some(ps) = r.body.pointer("/properties/provisioningState").and_then(Value::as_str) {
-            if !["Creating", "Updating", "Succeeded", "Deleting"].contains(&ps) {
-                errs.push(format!("provisioningState {ps}"));
-            }
+        if let Some(ps) = r
+            .body
+            .pointer("/properties/provisioningState")
+            .and_then(Value::as_str)
+            && !["Creating", "Updating", "Succeeded", "Deleting"].contains(&ps)
+        {
+            errs.push(format!("provisioningState {ps}"));
         }
-        if let Some(id) = r.body["id"].as_str() {
-            if !id.starts_with(&format!("/subscriptions/{SUB}/resourceGroups/")) {
-                errs.push(format!("id not canonical: {id}"));
-            }
+        if let Some(id) = r.body["id"].as_str()
+            && !id.starts_with(&format!("/subscriptions/{SUB}/resourceGroups/"))
+        {
+            errs.push(format!("id not canonical: {id}"));
         }
     }
     // Anything accepted also answers a status URL, if it gave one.
     if let Some(url) = r.header("azure-asyncoperation") {
         let s = env.call(Method::GET, &url, None).await;
         if s.status != 200 || s.body["status"].as_str().is_none() {
-            errs.push(format!("async operation URL answered {} {}", s.status, s.body));
+            errs.push(format!(
+                "async operation URL answered {} {}",
+                s.status, s.body
+            ));
         }
     }
     errs
@@ -289,12 +371,17 @@ async fn replay(env: &Env, file: &str, fx: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_is_replayed() {
-    let mut files: Vec<_> = std::fs::read_dir(fixtures_dir()).unwrap()
+    let mut files: Vec<_> = std::fs::read_dir(fixtures_dir())
+        .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 27, "expected the 27 examples, found {}", files.len());
+    assert!(
+        files.len() >= 27,
+        "expected the 27 examples, found {}",
+        files.len()
+    );
     let mut config = ArmConfig::fast();
     // Cancel needs a run that lasts: runs take 900 s * factor.
     config.time_factor = 0.002;
@@ -310,5 +397,10 @@ async fn every_example_is_replayed() {
             failures.push(format!("{name}:\n  {}", errs.join("\n  ")));
         }
     }
-    assert!(failures.is_empty(), "{} examples differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} examples differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -52,5 +52,8 @@ async fn python_sdks_drive_a_full_scenario() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("2 passed"), "unexpected pytest summary:\n{stdout}");
+    assert!(
+        stdout.contains("2 passed"),
+        "unexpected pytest summary:\n{stdout}"
+    );
 }

@@ -29,7 +29,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
@@ -43,27 +46,50 @@ impl Env {
         let tls = Tls::load_or_create(dir.path()).unwrap();
         let identity = Identity::load_or_create(dir.path()).unwrap();
         let azurite = if with_azurite {
-            let az = devcloud_core::azurite::start(&tls, 0, &dir.path().join("azurite")).await.unwrap();
+            let az = devcloud_core::azurite::start(&tls, 0, &dir.path().join("azurite"))
+                .await
+                .unwrap();
             config.blob_endpoint = Some(az.blob_endpoint());
             Some(az)
         } else {
             None
         };
-        let arm = devcloud_arm::serve(config, identity.clone(), Some(&tls), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let arm = devcloud_arm::serve(
+            config,
+            identity.clone(),
+            Some(&tls),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
         let ca = reqwest::Certificate::from_pem(&tls.ca_pem_bytes().unwrap()).unwrap();
-        let client = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap();
         let token = identity.issue("https://management.azure.com/.default");
-        Env { dir, tls, identity, azurite, arm, client, token }
+        Env {
+            dir,
+            tls,
+            identity,
+            azurite,
+            arm,
+            client,
+            token,
+        }
     }
 
     /// Replaces the simulator with a fresh one (same Azurite, CA and identity).
     pub async fn restart_arm(&mut self, mut config: ArmConfig) {
         config.blob_endpoint = self.azurite.as_ref().map(|a| a.blob_endpoint());
-        let arm = devcloud_arm::serve(config, self.identity.clone(), Some(&self.tls), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let arm = devcloud_arm::serve(
+            config,
+            self.identity.clone(),
+            Some(&self.tls),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
         let old = std::mem::replace(&mut self.arm, arm);
         old.shutdown().await;
     }
@@ -73,7 +99,11 @@ impl Env {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
-        let url = if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.arm.base_url) };
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.arm.base_url)
+        };
         let mut rb = self.client.request(method, &url).bearer_auth(&self.token);
         if let Some(b) = body {
             rb = rb.json(&b);
@@ -82,8 +112,16 @@ impl Env {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Resp { status, headers, body }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Polls an Azure-AsyncOperation URL until the status is terminal; returns the final status body.
@@ -104,7 +142,13 @@ impl Env {
     /// Sends a request and, if it started an operation, waits for it; asserts success.
     pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
         let r = self.call(method, path, body).await;
-        assert!(r.status < 300, "{} {path}: {} {:?}", r.status, r.status, r.body);
+        assert!(
+            r.status < 300,
+            "{} {path}: {} {:?}",
+            r.status,
+            r.status,
+            r.body
+        );
         if let Some(url) = r.header("azure-asyncoperation") {
             let s = self.wait_async(&url).await;
             assert_eq!(s["status"], "Succeeded", "{s}");
@@ -128,23 +172,49 @@ impl Env {
         let az = self.azurite.as_ref().expect("azurite");
         let token = self.identity.issue("https://storage.azure.com");
         let ep = az.blob_endpoint();
-        let r = self.client.put(format!("{ep}/{container}?restype=container")).bearer_auth(&token)
-            .header("x-ms-version", "2025-01-05").header("content-length", "0").send().await.unwrap();
-        assert!(r.status().is_success() || r.status() == 409, "{}", r.status());
+        let r = self
+            .client
+            .put(format!("{ep}/{container}?restype=container"))
+            .bearer_auth(&token)
+            .header("x-ms-version", "2025-01-05")
+            .header("content-length", "0")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success() || r.status() == 409,
+            "{}",
+            r.status()
+        );
         let url = format!("{ep}/{container}/{name}");
-        let r = self.client.put(&url).bearer_auth(&token).header("x-ms-version", "2025-01-05")
-            .header("x-ms-blob-type", "PageBlob").header("x-ms-blob-content-length", data.len().to_string())
-            .header("content-length", "0").send().await.unwrap();
+        let r = self
+            .client
+            .put(&url)
+            .bearer_auth(&token)
+            .header("x-ms-version", "2025-01-05")
+            .header("x-ms-blob-type", "PageBlob")
+            .header("x-ms-blob-content-length", data.len().to_string())
+            .header("content-length", "0")
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "{}", r.status());
         let mut off = 0usize;
         while off < data.len() {
             let end = (off + 4 * 1024 * 1024).min(data.len());
             let chunk = &data[off..end];
             if chunk.iter().any(|b| *b != 0) {
-                let r = self.client.put(format!("{url}?comp=page")).bearer_auth(&token)
-                    .header("x-ms-version", "2025-01-05").header("x-ms-page-write", "update")
+                let r = self
+                    .client
+                    .put(format!("{url}?comp=page"))
+                    .bearer_auth(&token)
+                    .header("x-ms-version", "2025-01-05")
+                    .header("x-ms-page-write", "update")
                     .header("x-ms-range", format!("bytes={}-{}", off, end - 1))
-                    .body(chunk.to_vec()).send().await.unwrap();
+                    .body(chunk.to_vec())
+                    .send()
+                    .await
+                    .unwrap();
                 assert!(r.status().is_success(), "{}", r.status());
             }
             off = end;
@@ -153,7 +223,13 @@ impl Env {
     }
 
     /// Uploads a VHD made by qemu-img (`subformat` fixed or dynamic, size as qemu-img takes it).
-    pub async fn upload_vhd(&self, container: &str, name: &str, subformat: &str, size: &str) -> String {
+    pub async fn upload_vhd(
+        &self,
+        container: &str,
+        name: &str,
+        subformat: &str,
+        size: &str,
+    ) -> String {
         let data = make_vhd(self.dir.path(), subformat, size);
         self.upload_page_blob(container, name, &data).await
     }
@@ -168,7 +244,11 @@ impl Env {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
-        Resp { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+        Resp {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
     }
 }
 
@@ -185,14 +265,24 @@ pub fn make_vhd(dir: &std::path::Path, subformat: &str, size: &str) -> Vec<u8> {
         .arg(size)
         .output()
         .expect("qemu-img is installed (apt-get install qemu-utils)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut data = std::fs::read(&path).unwrap();
-    while data.len() % 512 != 0 {
+    while !data.len().is_multiple_of(512) {
         data.push(0);
     }
     data
 }
 
 fn uuid_like() -> String {
-    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
