@@ -51,8 +51,6 @@ async fn run(dur: Duration, conc: usize) -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(r.status().is_success(), "setup PUT answered {}", r.status());
 
-        probe(&client, &token, &base).await;
-    }
     // GETs.
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
