@@ -1,0 +1,339 @@
+//! Galleon's local cloud, started as one piece: the devcloud CA and managed identity, Azurite (real blob
+//! storage), the ARM simulator, Service Bus and Event Grid from the routing file, and the Functions host
+//! running galleon from this repository's host.json and functions/. Used by `devcloud up`, the demo and
+//! the end-to-end tests.
+
+pub mod blob;
+pub mod receiver;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use devcloud_core::{Identity, ServerHandle, Tls};
+
+/// Where every service listens. `Ports::ephemeral()` for tests, `Ports::default()` for `devcloud up`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub azurite: u16,
+    pub arm: u16,
+    pub identity: u16,
+    pub service_bus: u16,
+    pub event_grid: u16,
+    pub host: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            azurite: 10000,
+            arm: 7443,
+            identity: 7444,
+            service_bus: 7445,
+            event_grid: 7446,
+            host: 7071,
+        }
+    }
+}
+
+impl Ports {
+    pub fn ephemeral() -> Ports {
+        Ports {
+            azurite: 0,
+            arm: 0,
+            identity: 0,
+            service_bus: 0,
+            event_grid: 0,
+            host: 0,
+        }
+    }
+}
+
+/// How to start the local cloud.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The repository root: host.json, functions/, events/subscriptions.json.
+    pub app_root: PathBuf,
+    /// The directory holding the `galleon` executable (put on the host's PATH, as host.json names `galleon`).
+    pub galleon_dir: PathBuf,
+    /// CA, identity key, Azurite's working directory.
+    pub state_dir: PathBuf,
+    pub ports: Ports,
+    /// Scales ARM latencies (0.02: a 10-minute replication takes 12 s).
+    pub arm_time_factor: f64,
+    /// Scales Event Grid's retry schedule.
+    pub grid_time_factor: f64,
+    /// Extra app settings for galleon (override the defaults below).
+    pub settings: BTreeMap<String, String>,
+    /// ARM configuration tweaks (latency, throttling) beyond the time factor.
+    pub arm: devcloud_arm::ArmConfig,
+}
+
+impl Options {
+    pub fn new(app_root: PathBuf, galleon_dir: PathBuf, state_dir: PathBuf) -> Options {
+        Options {
+            app_root,
+            galleon_dir,
+            state_dir,
+            ports: Ports::default(),
+            arm_time_factor: 0.02,
+            grid_time_factor: 0.01,
+            settings: BTreeMap::new(),
+            arm: devcloud_arm::ArmConfig {
+                log_requests: false,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// The gallery galleon publishes to locally.
+pub const RESOURCE_GROUP: &str = "rg-images";
+pub const GALLERY: &str = "golden";
+pub const HOME_REGION: &str = "westeurope";
+pub const TARGET_REGIONS: &str = "westeurope,northeurope,eastus2";
+pub const TOPIC_KEY_NOTE: &str =
+    "the custom topic key is random per start; galleon publishes with its identity";
+
+/// The running local cloud.
+pub struct Cloud {
+    pub tls: Tls,
+    pub identity: Identity,
+    pub azurite: devcloud_core::Azurite,
+    pub arm: devcloud_arm::RunningArm,
+    pub service_bus: devcloud_messaging::servicebus::RunningServiceBus,
+    pub event_grid: devcloud_messaging::eventgrid::RunningEventGrid,
+    pub host: devcloud_host::RunningHost,
+    msi: ServerHandle,
+    /// The app settings galleon runs with.
+    pub settings: BTreeMap<String, String>,
+    /// `https://127.0.0.1:<port>/devstoreaccount1`
+    pub blob_endpoint: String,
+    pub topic_key: String,
+}
+
+fn free_port(wanted: u16) -> Result<u16> {
+    if wanted != 0 {
+        return Ok(wanted);
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Cloud {
+    pub async fn start(options: Options) -> Result<Cloud> {
+        devcloud_core::install_crypto_provider();
+        std::fs::create_dir_all(&options.state_dir)
+            .with_context(|| format!("creating {}", options.state_dir.display()))?;
+        let tls = Tls::load_or_create(&options.state_dir).context("making the local CA")?;
+        let identity =
+            Identity::load_or_create(&options.state_dir).context("making the identity key")?;
+        let msi_secret = uuid::Uuid::new_v4().simple().to_string();
+        let msi = devcloud_core::serve_http(
+            identity.msi_filter(msi_secret.clone()),
+            tokio::net::TcpListener::bind(addr(options.ports.identity))
+                .await
+                .context("binding the identity endpoint")?,
+        )
+        .context("starting the identity endpoint")?;
+
+        let azurite = devcloud_core::azurite::start(
+            &tls,
+            free_port(options.ports.azurite)?,
+            &options.state_dir.join("azurite"),
+        )
+        .await
+        .context("starting Azurite")?;
+        let blob_endpoint = azurite.blob_endpoint();
+
+        let mut arm_config = options.arm.clone();
+        arm_config.time_factor = options.arm_time_factor;
+        arm_config.blob_endpoint = Some(blob_endpoint.clone());
+        let arm = devcloud_arm::serve(
+            arm_config,
+            identity.clone(),
+            Some(&tls),
+            addr(options.ports.arm),
+        )
+        .await
+        .context("starting the ARM simulator")?;
+
+        let host_port = free_port(options.ports.host)?;
+        let routing =
+            devcloud_messaging::Routing::load(&options.app_root.join("events/subscriptions.json"))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("reading events/subscriptions.json")?;
+        let topic_key = uuid::Uuid::new_v4().simple().to_string();
+        let mut messaging = devcloud_messaging::MessagingOptions::new(
+            routing,
+            devcloud_messaging::auth::identity_verifier(identity.clone()),
+            &topic_key,
+        );
+        messaging.tls = Some(tls.server_config.clone());
+        messaging.ca_pem = Some(tls.ca_pem_bytes().context("reading the CA")?);
+        messaging.servicebus_addr = addr(options.ports.service_bus);
+        messaging.eventgrid_addr = addr(options.ports.event_grid);
+        messaging.functions_host = Some(format!("http://127.0.0.1:{host_port}"));
+        messaging.time_factor = options.grid_time_factor;
+        let storage_identity = identity.clone();
+        messaging.blob_watch = Some(devcloud_messaging::eventgrid::BlobWatchConfig {
+            account_url: blob_endpoint.clone(),
+            auth: devcloud_messaging::eventgrid::StorageAuth::Bearer(Arc::new(move || {
+                Ok(storage_identity.issue("https://storage.azure.com"))
+            })),
+            poll_interval: Duration::from_millis(250),
+            subscription_id: devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
+            resource_group: "rg-ingest".to_owned(),
+            emit_existing: false,
+        });
+        let (service_bus, event_grid) = devcloud_messaging::start(messaging)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("starting Service Bus and Event Grid")?;
+        if !event_grid.blob_watch_ready(Duration::from_secs(20)).await {
+            anyhow::bail!("the blob watcher did not take its first Azurite listing within 20 s");
+        }
+
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut settings: BTreeMap<String, String> = [
+            ("FUNCTIONS_WORKER_RUNTIME", "custom".to_owned()),
+            (
+                "ServiceBusConnection__fullyQualifiedNamespace",
+                service_bus.addr.to_string(),
+            ),
+            (
+                "GalleonEventsTopic__topicEndpointUri",
+                format!("{}/topics/galleon-events/api/events", event_grid.url()),
+            ),
+            (
+                "IDENTITY_ENDPOINT",
+                format!("http://{}/msi/token", msi.addr()),
+            ),
+            ("IDENTITY_HEADER", msi_secret),
+            ("SSL_CERT_FILE", tls.ca_pem.display().to_string()),
+            ("GALLEON_INSTANCE", "devcloud".to_owned()),
+            ("GALLEON_ARM_ENDPOINT", arm.base_url.clone()),
+            (
+                "GALLEON_SUBSCRIPTION_ID",
+                devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
+            ),
+            ("GALLEON_RESOURCE_GROUP", RESOURCE_GROUP.to_owned()),
+            ("GALLEON_GALLERY", GALLERY.to_owned()),
+            ("GALLEON_LOCATION", HOME_REGION.to_owned()),
+            ("GALLEON_TARGET_REGIONS", TARGET_REGIONS.to_owned()),
+            ("GALLEON_FOLLOWUP_SECONDS", "1".to_owned()),
+            ("GALLEON_BARE_VHD_SETTLE_SECONDS", "2".to_owned()),
+            ("GALLEON_LOG_FORMAT", "text".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+            ("PATH", format!("{}:{path}", options.galleon_dir.display())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        settings.extend(options.settings.clone());
+
+        let host = devcloud_host::Host::load(&options.app_root, settings.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("loading the function app")?
+            .start(devcloud_host::HostConfig {
+                http_addr: addr(host_port),
+                ca_cert_pem: Some(tls.ca_pem.clone()),
+                receive_timeout_secs: 1,
+                ..devcloud_host::HostConfig::default()
+            })
+            .await
+            .context("starting the Functions host")?;
+
+        Ok(Cloud {
+            tls,
+            identity,
+            azurite,
+            arm,
+            service_bus,
+            event_grid,
+            host,
+            msi,
+            settings,
+            blob_endpoint,
+            topic_key,
+        })
+    }
+
+    /// A client that trusts the local CA.
+    pub fn client(&self) -> Result<reqwest::Client> {
+        let ca = self.tls.ca_pem_bytes().context("reading the CA")?;
+        Ok(reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
+            .build()?)
+    }
+
+    /// Blob storage as a user with the data role would see it.
+    pub fn storage(&self) -> Result<blob::Storage> {
+        Ok(blob::Storage::new(
+            self.client()?,
+            self.blob_endpoint.clone(),
+            self.identity.clone(),
+        ))
+    }
+
+    /// Subscribes a webhook to galleon's public topic (the handshake runs first).
+    pub async fn subscribe(&self, name: &str, endpoint: &str) -> Result<()> {
+        let response = self
+            .client()?
+            .post(format!("{}/_devcloud/subscriptions", self.event_grid.url()))
+            .json(&serde_json::json!({"name": name, "topic": "galleon-events", "endpoint": endpoint, "eventDeliverySchema": "CloudEventSchemaV1_0"}))
+            .send()
+            .await
+            .context("subscribing")?;
+        if !response.status().is_success() {
+            anyhow::bail!(
+                "subscribing {endpoint} failed: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// Where everything listens, for people.
+    pub fn describe(&self) -> String {
+        format!(
+            "blob storage (Azurite)  {}\nResource Manager        {}\nmanaged identity        http://{}/msi/token\nService Bus             {}\nEvent Grid              {}  (topic galleon-events: /topics/galleon-events/api/events)\nFunctions host          http://{}\nCA certificate          {}",
+            self.blob_endpoint,
+            self.arm.base_url,
+            self.msi.addr(),
+            self.service_bus.url(),
+            self.event_grid.url(),
+            self.host.http_addr,
+            self.tls.ca_pem.display()
+        )
+    }
+
+    /// Stops everything, host first (so galleon finishes what it is doing), Azurite last.
+    pub async fn stop(self) {
+        self.host.shutdown().await;
+        self.event_grid.shutdown().await;
+        self.service_bus.shutdown().await;
+        self.arm.shutdown().await;
+        self.msi.shutdown().await;
+        let mut azurite = self.azurite;
+        azurite.stop();
+    }
+}
+
+/// The repository root: the nearest ancestor holding host.json and events/subscriptions.json.
+pub fn find_app_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join("host.json").is_file() && d.join("events/subscriptions.json").is_file())
+        .map(Path::to_path_buf)
+}
