@@ -106,25 +106,61 @@ async fn main() -> anyhow::Result<()> {
     let addr: SocketAddr = ([127, 0, 0, 1], args.arm_port).into();
     let arm = devcloud_arm::serve(config, identity, Some(&tls), addr).await?;
     let ca = std::fs::canonicalize(&tls.ca_pem).unwrap_or(tls.ca_pem.clone());
-    println!("# devcloud ARM is running. Paste into a shell:");
-    println!("export AZURE_RESOURCE_MANAGER_ENDPOINT={}", arm.base_url);
-    println!("export AZURE_SUBSCRIPTION_ID={DEFAULT_SUBSCRIPTION_ID}");
-    println!("export IDENTITY_ENDPOINT=http://{}/msi/token", msi.addr());
-    println!("export IDENTITY_HEADER={secret}");
-    println!("export SSL_CERT_FILE={}", ca.display());
-    println!("export REQUESTS_CA_BUNDLE={}", ca.display());
+    let mut exports = vec![
+        format!("export AZURE_RESOURCE_MANAGER_ENDPOINT={}", arm.base_url),
+        format!("export AZURE_SUBSCRIPTION_ID={DEFAULT_SUBSCRIPTION_ID}"),
+        format!("export IDENTITY_ENDPOINT=http://{}/msi/token", msi.addr()),
+        format!("export SSL_CERT_FILE={}", ca.display()),
+        format!("export REQUESTS_CA_BUNDLE={}", ca.display()),
+    ];
     if let Some(az) = &azurite {
-        println!("export AZURE_STORAGE_BLOB_ENDPOINT={}", az.blob_endpoint());
+        exports.push(format!(
+            "export AZURE_STORAGE_BLOB_ENDPOINT={}",
+            az.blob_endpoint()
+        ));
+    }
+    // The identity header is a secret: it goes into an owner-only file, not onto the terminal.
+    let env_file = args.state_dir.join("devcloud-arm.env");
+    let mut text = exports.join("\n");
+    text.push_str(&format!("\nexport IDENTITY_HEADER={secret}\n"));
+    write_private(&env_file, &text).with_context(|| format!("writing {}", env_file.display()))?;
+    println!(
+        "# devcloud ARM is running. Environment for clients (IDENTITY_HEADER is only in the file):"
+    );
+    for line in &exports {
+        println!("{line}");
     }
     println!(
-        "# admin: {}/_devcloud/requests, /_devcloud/operations, /_devcloud/faults",
+        "source {}",
+        std::fs::canonicalize(&env_file)
+            .unwrap_or(env_file.clone())
+            .display()
+    );
+    println!(
+        "# admin: {}/_devcloud/requests, /_devcloud/operations, /_devcloud/faults, /_devcloud/snapshot",
         arm.base_url
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
     arm.shutdown().await;
     msi.shutdown().await;
     drop(azurite);
     Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
