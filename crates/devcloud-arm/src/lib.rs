@@ -42,8 +42,13 @@ pub struct RunningArm {
 }
 
 impl RunningArm {
-    /// Stops the server.
+    /// Stops the server; with `snapshot_path` configured, writes the state there first.
     pub async fn shutdown(self) {
+        if let Some(path) = self.arm.config.snapshot_path.clone()
+            && let Err(e) = admin::write_snapshot(&self.arm, &path)
+        {
+            tracing::warn!(error = format!("{e:#}"), path = %path.display(), "snapshot on shutdown failed");
+        }
         self.server.shutdown().await;
     }
 
