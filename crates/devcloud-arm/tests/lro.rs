@@ -71,9 +71,10 @@ async fn setup_image_and_definition(env: &Env) -> (String, String) {
 async fn gallery_put_poll_and_delete_follow_arm_async_rules() {
     let mut c = ArmConfig::fast();
     c.time_factor = 1.0;
-    c.latency.base_secs.insert(Work::GalleryCreate, 0.4);
-    c.latency.base_secs.insert(Work::GalleryUpdate, 0.4);
-    c.latency.base_secs.insert(Work::GalleryDelete, 0.4);
+    // Long enough that a noisy machine still sees the in-progress states.
+    c.latency.base_secs.insert(Work::GalleryCreate, 1.0);
+    c.latency.base_secs.insert(Work::GalleryUpdate, 1.0);
+    c.latency.base_secs.insert(Work::GalleryDelete, 1.0);
     let env = Env::start(false, c).await;
     let g = format!(
         "{}/providers/Microsoft.Compute/galleries/gal?{G}",
@@ -153,7 +154,7 @@ async fn get(env: &Env, url: &str) -> Resp {
 
 #[tokio::test]
 async fn version_replicates_per_region_and_patch_adds_regions_while_replicating() {
-    let env = Env::start(false, slow(0.6, 1.2)).await;
+    let env = Env::start(false, slow(0.8, 2.0)).await;
     let (d, img) = setup_image_and_definition(&env).await;
     let v = format!("{d}/versions/1.0.0?{G}");
     let r = env.call(Method::PUT, &v, Some(json!({"location": "westeurope", "properties": {
@@ -461,7 +462,7 @@ async fn snapshot_restores_state() {
 async fn image_builder_run_writes_a_fixed_vhd_and_cancel_cancels() {
     let mut c = ArmConfig::fast();
     c.time_factor = 0.001;
-    c.latency.base_secs.insert(Work::TemplateRun, 400.0);
+    c.latency.base_secs.insert(Work::TemplateRun, 1500.0);
     let env = Env::start(true, c).await;
     let t = format!(
         "{}/providers/Microsoft.VirtualMachineImages/imageTemplates/tpl",
