@@ -14,6 +14,7 @@ pub mod imagebuilder;
 pub mod model;
 pub mod names;
 pub mod server;
+pub mod stack;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub use config::{ApiVersions, ArmConfig, Bucket, LatencyModel, Limits, Throttlin
 pub use error::{ArmError, INVENTED_CODES};
 pub use faults::{FaultAction, FaultRule};
 pub use server::Arm;
+pub use stack::{Stack, StackOptions};
 
 /// The subscription the devcloud binary prints for clients (any subscription id is accepted).
 pub const DEFAULT_SUBSCRIPTION_ID: &str = "6d3f8b1e-0c4a-4d2b-9e57-1a2b3c4d5e6f";

@@ -1,12 +1,10 @@
 //! `devcloud-arm`: starts the identity endpoint, Azurite (HTTPS + OAuth) and the ARM simulator with one
 //! command, and prints the addresses and environment variables clients need.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use devcloud_arm::{ArmConfig, DEFAULT_SUBSCRIPTION_ID};
-use devcloud_core::{Identity, Tls};
+use devcloud_arm::{ArmConfig, Stack, StackOptions};
 
 const USAGE: &str =
     "usage: devcloud-arm [--state-dir DIR] [--arm-port 7443] [--msi-port 7444] [--blob-port 10000]
@@ -70,10 +68,6 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = parse_args()?;
-    devcloud_core::install_crypto_provider();
-    let tls = Tls::load_or_create(&args.state_dir).context("preparing TLS")?;
-    let identity =
-        Identity::load_or_create(&args.state_dir).context("preparing the identity key")?;
     let mut config = match &args.config {
         Some(p) => serde_json::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -87,38 +81,22 @@ async fn main() -> anyhow::Result<()> {
     if args.snapshot.is_some() {
         config.snapshot_path = args.snapshot.clone();
     }
-    let azurite = if args.azurite {
-        let az =
-            devcloud_core::azurite::start(&tls, args.blob_port, &args.state_dir.join("azurite"))
-                .await
-                .context("starting Azurite")?;
-        config.blob_endpoint = Some(az.blob_endpoint());
-        Some(az)
-    } else {
-        None
-    };
-    let secret = uuid::Uuid::new_v4().simple().to_string();
-    let msi_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.msi_port))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{}", args.msi_port))?;
-    let msi = devcloud_core::serve_http(identity.msi_filter(secret.clone()), msi_listener)
-        .context("starting the managed-identity endpoint")?;
-    let addr: SocketAddr = ([127, 0, 0, 1], args.arm_port).into();
-    let arm = devcloud_arm::serve(config, identity, Some(&tls), addr).await?;
-    let ca = std::fs::canonicalize(&tls.ca_pem).unwrap_or(tls.ca_pem.clone());
-    let mut exports = vec![
-        format!("export AZURE_RESOURCE_MANAGER_ENDPOINT={}", arm.base_url),
-        format!("export AZURE_SUBSCRIPTION_ID={DEFAULT_SUBSCRIPTION_ID}"),
-        format!("export IDENTITY_ENDPOINT=http://{}/msi/token", msi.addr()),
-        format!("export SSL_CERT_FILE={}", ca.display()),
-        format!("export REQUESTS_CA_BUNDLE={}", ca.display()),
-    ];
-    if let Some(az) = &azurite {
-        exports.push(format!(
-            "export AZURE_STORAGE_BLOB_ENDPOINT={}",
-            az.blob_endpoint()
-        ));
-    }
+    let stack = Stack::start(StackOptions {
+        state_dir: args.state_dir.clone(),
+        arm_port: args.arm_port,
+        msi_port: args.msi_port,
+        blob_port: args.blob_port,
+        azurite: args.azurite,
+        config,
+    })
+    .await?;
+    let exports: Vec<String> = stack
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "IDENTITY_HEADER")
+        .map(|(k, v)| format!("export {k}={v}"))
+        .collect();
+    let secret = stack.identity_secret.clone();
     // The identity header is a secret: it goes into an owner-only file, not onto the terminal.
     let env_file = args.state_dir.join("devcloud-arm.env");
     let mut text = exports.join("\n");
@@ -138,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "# admin: {}/_devcloud/requests, /_devcloud/operations, /_devcloud/faults, /_devcloud/snapshot",
-        arm.base_url
+        stack.arm.base_url
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -147,9 +125,7 @@ async fn main() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
-    arm.shutdown().await;
-    msi.shutdown().await;
-    drop(azurite);
+    stack.shutdown().await;
     Ok(())
 }
 
