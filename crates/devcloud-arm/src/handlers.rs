@@ -524,7 +524,8 @@ async fn dispatch_inner(
                 req.path
             ),
         )),
-        (_, m) => Err(ArmError::new(
+        // INVENTED code.
+        (_, m) => Err(ArmError::invented(
             405,
             "MethodNotAllowed",
             format!(

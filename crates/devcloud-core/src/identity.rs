@@ -69,7 +69,7 @@ impl AuthError {
             AuthError::Missing => "AuthenticationFailed",
             AuthError::Scheme(_) => "InvalidAuthenticationToken",
             AuthError::Malformed => "InvalidAuthenticationToken",
-            AuthError::BadSignature => "InvalidAuthenticationTokenSignature",
+            AuthError::BadSignature => "InvalidAuthenticationToken",
             AuthError::Expired(_) => "ExpiredAuthenticationToken",
             AuthError::NotYetValid => "InvalidAuthenticationToken",
             AuthError::Audience { .. } => "InvalidAuthenticationTokenAudience",
