@@ -999,6 +999,25 @@ fn commit(
     ctx.lro(Reply::json(status, body), &op, async_op, location)
 }
 
+/// [`commit`] with the duration of creating or updating, depending on whether the resource exists.
+fn commit_work(
+    ctx: &Ctx,
+    st: &mut State,
+    res: Resource,
+    (create, update): (Work, Work),
+    family: OpFamily,
+    async_op: bool,
+    location: bool,
+) -> Reply {
+    let work = if st.resources.contains_key(&res.id.to_lowercase()) {
+        update
+    } else {
+        create
+    };
+    let d = ctx.work(work, &res.location, 1);
+    commit(ctx, st, res, family, Some(d), async_op, location)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Microsoft.Compute/images
 
@@ -1205,19 +1224,13 @@ async fn put_image(
     }
     let mut res = new_resource(Kind::Image, target, &ctx.sub, &loc, out);
     res.vhd_size = size;
-    let work = if st.resources.contains_key(&key) {
-        Work::ImageUpdate
-    } else {
-        Work::ImageCreate
-    };
-    let d = ctx.work(work, &loc, 1);
     // Compute answers image PUT/PATCH with Azure-AsyncOperation only.
-    Ok(commit(
+    Ok(commit_work(
         ctx,
         &mut st,
         res,
+        (Work::ImageCreate, Work::ImageUpdate),
         OpFamily::Compute,
-        Some(d),
         true,
         false,
     ))
@@ -1272,18 +1285,12 @@ fn put_gallery(ctx: &Ctx, target: &Target, body: Value, patch: bool) -> Result<R
     }
     merge_tags(&mut out, &body, existing.as_ref());
     let res = new_resource(Kind::Gallery, target, &ctx.sub, &loc, out);
-    let work = if existing.is_some() {
-        Work::GalleryUpdate
-    } else {
-        Work::GalleryCreate
-    };
-    let d = ctx.work(work, &loc, 1);
-    Ok(commit(
+    Ok(commit_work(
         ctx,
         &mut st,
         res,
+        (Work::GalleryCreate, Work::GalleryUpdate),
         OpFamily::Caps,
-        Some(d),
         true,
         true,
     ))
@@ -1446,18 +1453,12 @@ fn put_definition(ctx: &Ctx, target: &Target, body: Value, patch: bool) -> Resul
     merge_tags(&mut out, &body, existing.as_ref());
     let mut res = new_resource(Kind::Definition, target, &ctx.sub, &loc, out);
     res.id = res.body["id"].as_str().unwrap_or_default().to_string();
-    let work = if existing.is_some() {
-        Work::DefinitionUpdate
-    } else {
-        Work::DefinitionCreate
-    };
-    let d = ctx.work(work, &loc, 1);
-    Ok(commit(
+    Ok(commit_work(
         ctx,
         &mut st,
         res,
+        (Work::DefinitionCreate, Work::DefinitionUpdate),
         OpFamily::Caps,
-        Some(d),
         true,
         true,
     ))
@@ -2288,18 +2289,12 @@ fn put_template(ctx: &Ctx, target: &Target, body: Value, patch: bool) -> Result<
     let mut out = json!({"id": existing.as_ref().map(|r| r.id.clone()).unwrap_or(id), "name": name, "type": "Microsoft.VirtualMachineImages/imageTemplates", "location": shown, "identity": ident_out, "properties": newp});
     merge_tags(&mut out, &body, existing.as_ref());
     let res = new_resource(Kind::Template, target, &ctx.sub, &loc, out);
-    let work = if existing.is_some() {
-        Work::TemplateUpdate
-    } else {
-        Work::TemplateCreate
-    };
-    let d = ctx.work(work, &loc, 1);
-    let mut reply = commit(
+    let mut reply = commit_work(
         ctx,
         &mut st,
         res,
+        (Work::TemplateCreate, Work::TemplateUpdate),
         OpFamily::ImageBuilder,
-        Some(d),
         true,
         false,
     );

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Env, SUB};
+use common::{Env, SUB, gallery_and_definition, managed_image};
 use devcloud_arm::ArmConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -21,26 +21,6 @@ async fn plain() -> Env {
     Env::start(false, ArmConfig::fast()).await
 }
 
-async fn gallery_and_definition(env: &Env) -> String {
-    let g = gallery_path(env, "gal");
-    env.ok(
-        Method::PUT,
-        &format!("{g}?{G}"),
-        Some(json!({"location": "westeurope"})),
-    )
-    .await;
-    let d = format!("{g}/images/def");
-    env.ok(
-        Method::PUT,
-        &format!("{d}?{G}"),
-        Some(json!({"location": "westeurope", "properties": {
-        "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
-        "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}})),
-    )
-    .await;
-    d
-}
-
 fn version_body(source_id: &str) -> Value {
     json!({"location": "westeurope", "properties": {"storageProfile": {"source": {"id": source_id}}}})
 }
@@ -55,18 +35,8 @@ async fn invalid_gallery_name() {
             Some(json!({"location": "westeurope"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("dashes, are disallowed")
-    );
+    r.expect(400, "InvalidParameter");
+    r.expect_message("dashes, are disallowed");
 }
 
 #[tokio::test]
@@ -80,18 +50,8 @@ async fn invalid_version_name() {
             Some(version_body("x")),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Major(int).Minor(int).Patch(int)")
-    );
+    r.expect(400, "InvalidParameter");
+    r.expect_message("Major(int).Minor(int).Patch(int)");
 }
 
 #[tokio::test]
@@ -107,12 +67,7 @@ async fn invalid_image_name() {
             Some(json!({"location": "westeurope"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidResourceName"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "InvalidResourceName");
 }
 
 #[tokio::test]
@@ -123,12 +78,7 @@ async fn missing_required_properties() {
     let r = env
         .call(Method::PUT, &format!("{g}?{G}"), Some(json!({})))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "LocationRequired"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "LocationRequired");
     env.ok(
         Method::PUT,
         &format!("{g}?{G}"),
@@ -144,12 +94,7 @@ async fn missing_required_properties() {
         "osState": "Generalized", "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "InvalidParameter");
     assert_eq!(
         r.body["error"]["message"],
         "Required parameter 'osType' is missing (null)."
@@ -163,18 +108,8 @@ async fn missing_required_properties() {
             Some(json!({"location": "westeurope", "properties": {}})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("'storageProfile'")
-    );
+    r.expect(400, "InvalidParameter");
+    r.expect_message("'storageProfile'");
     // Image without osDisk.
     let r = env
         .call(
@@ -186,12 +121,7 @@ async fn missing_required_properties() {
             Some(json!({"location": "westeurope", "properties": {"storageProfile": {}}})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "InvalidParameter");
     // Malformed JSON.
     let r = env
         .client
@@ -214,28 +144,13 @@ async fn wrong_api_version() {
     let r = env
         .call(Method::GET, &format!("{g}?api-version=2019-01-01"), None)
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "NoRegisteredProviderFound"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "NoRegisteredProviderFound");
     let r = env.call(Method::GET, &g, None).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "MissingApiVersionParameter"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "MissingApiVersionParameter");
     let r = env
         .call(Method::GET, &format!("{g}?api-version=latest"), None)
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidApiVersionParameter"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "InvalidApiVersionParameter");
     // Image Builder versions are their own list.
     let r = env
         .call(
@@ -247,12 +162,7 @@ async fn wrong_api_version() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "NoRegisteredProviderFound"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "NoRegisteredProviderFound");
 }
 
 async fn image_from(env: &Env, uri: &str) -> common::Resp {
@@ -266,30 +176,13 @@ async fn non_fixed_vhd_source() {
     let env = Env::start(true, ArmConfig::fast()).await;
     let uri = env.upload_vhd("vhds", "dyn.vhd", "dynamic", "8M").await;
     let r = image_from(&env, &uri).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("fixed VHD"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "InvalidParameter");
+    r.expect_message("fixed VHD");
     // The same check applies to a version made straight from the VHD.
     let d = gallery_and_definition(&env).await;
     let r = env.call(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(json!({"location": "westeurope", "properties": {
         "storageProfile": {"osDiskImage": {"source": {"uri": uri, "storageAccountId": "/subscriptions/x/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a"}}}}}))).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "InvalidParameter");
 }
 
 #[tokio::test]
@@ -298,20 +191,8 @@ async fn unaligned_vhd_source() {
     // 8 MiB + 512 bytes: a fixed VHD whose virtual size is not a whole number of MiB.
     let uri = env.upload_vhd("vhds", "odd.vhd", "fixed", "8389120").await;
     let r = image_from(&env, &uri).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("The size must be a whole number (in MBs)"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "InvalidParameter");
+    r.expect_message("The size must be a whole number (in MBs)");
     // A good one is accepted, mapped from its production-style URL.
     env.upload_vhd("vhds", "good.vhd", "fixed", "8M").await;
     let r = image_from(
@@ -330,20 +211,8 @@ async fn missing_blob_source() {
         env.azurite.as_ref().unwrap().blob_endpoint()
     );
     let r = image_from(&env, &uri).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Source was not found"),
-        "{}",
-        r.body
-    );
+    r.expect(400, "InvalidParameter");
+    r.expect_message("Source was not found");
 }
 
 #[tokio::test]
@@ -359,30 +228,15 @@ async fn immutable_property_change() {
         "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (409, "PropertyChangeNotAllowed"),
-        "{}",
-        r.body
-    );
+    r.expect(409, "PropertyChangeNotAllowed");
     assert_eq!(
         r.body["error"]["message"],
         "Changing property 'galleryImage.properties.osType' is not allowed."
     );
     let r = env.call(Method::PATCH, &format!("{d}?{G}"), Some(json!({"properties": {"identifier": {"publisher": "p", "offer": "o", "sku": "other"}}}))).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (409, "PropertyChangeNotAllowed"),
-        "{}",
-        r.body
-    );
+    r.expect(409, "PropertyChangeNotAllowed");
     // Version source.
-    let img = format!(
-        "{}/providers/Microsoft.Compute/images/img",
-        env.rg_path("rg")
-    );
-    env.ok(Method::PUT, &format!("{img}?{I}"), Some(json!({"location": "westeurope", "properties": {"hyperVGeneration": "V2",
-        "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized", "blobUri": "https://a.blob.core.windows.net/c/x.vhd"}}}}))).await;
+    let img = managed_image(&env).await;
     env.ok(
         Method::PUT,
         &format!("{d}/versions/1.0.0?{G}"),
@@ -396,18 +250,8 @@ async fn immutable_property_change() {
             Some(version_body(&format!("{img}2"))),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (409, "PropertyChangeNotAllowed"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("storageProfile.source.id")
-    );
+    r.expect(409, "PropertyChangeNotAllowed");
+    r.expect_message("storageProfile.source.id");
 }
 
 #[tokio::test]
@@ -421,19 +265,9 @@ async fn missing_parent_and_resource() {
             Some(json!({"location": "westeurope"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (404, "ParentResourceNotFound"),
-        "{}",
-        r.body
-    );
+    r.expect(404, "ParentResourceNotFound");
     let r = env.call(Method::GET, &format!("{g}?{G}"), None).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (404, "ResourceNotFound"),
-        "{}",
-        r.body
-    );
+    r.expect(404, "ResourceNotFound");
     let r = env.call(Method::DELETE, &format!("{g}?{G}"), None).await;
     assert_eq!(r.status, 204);
 }
@@ -449,24 +283,14 @@ async fn delete_parent_with_children() {
             None,
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (409, "CannotDeleteResource"),
-        "{}",
-        r.body
-    );
+    r.expect(409, "CannotDeleteResource");
 }
 
 #[tokio::test]
 async fn version_regions_rules() {
     let env = plain().await;
     let d = gallery_and_definition(&env).await;
-    let img = format!(
-        "{}/providers/Microsoft.Compute/images/img",
-        env.rg_path("rg")
-    );
-    env.ok(Method::PUT, &format!("{img}?{I}"), Some(json!({"location": "westeurope", "properties": {"hyperVGeneration": "V2",
-        "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized", "blobUri": "https://a.blob.core.windows.net/c/x.vhd"}}}}))).await;
+    let img = managed_image(&env).await;
     let mut body = version_body(&img);
     body["properties"]["publishingProfile"] = json!({"targetRegions": [{"name": "northeurope"}]});
     let r = env
@@ -476,18 +300,8 @@ async fn version_regions_rules() {
             Some(body.clone()),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("must contain the location")
-    );
+    r.expect(400, "InvalidParameter");
+    r.expect_message("must contain the location");
     body["properties"]["publishingProfile"] =
         json!({"targetRegions": [{"name": "westeurope"}, {"name": "West Europe"}]});
     let r = env
@@ -510,32 +324,15 @@ async fn version_regions_rules() {
             Some(body.clone()),
         )
         .await;
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("out of range"),
-        "{}",
-        r.body
-    );
+    r.expect_message("out of range");
     // Source in another region.
     let mut other = version_body(&img);
     other["location"] = json!("northeurope");
     let r = env
         .call(Method::PUT, &format!("{d}/versions/1.0.1?{G}"), Some(other))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "InvalidParameter"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("same region")
-    );
+    r.expect(400, "InvalidParameter");
+    r.expect_message("same region");
 }
 
 #[tokio::test]
@@ -546,12 +343,7 @@ async fn duplicate_identifier_in_gallery() {
     let r = env.call(Method::PUT, &format!("{other}?{G}"), Some(json!({"location": "westeurope", "properties": {
         "osType": "Linux", "osState": "Generalized", "identifier": {"publisher": "P", "offer": "o", "sku": "s"}}}))).await;
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("already exists")
-    );
+    r.expect_message("already exists");
     assert!(devcloud_arm::INVENTED_CODES.contains(&r.code()));
 }
 

@@ -11,7 +11,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const G: &str = "api-version=2025-03-03";
-const I: &str = "api-version=2025-04-01";
 const T: &str = "api-version=2024-02-01";
 
 fn slow(home: f64, replicate: f64) -> ArmConfig {
@@ -44,27 +43,10 @@ async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
 }
 
 async fn setup_image_and_definition(env: &Env) -> (String, String) {
-    let rg = env.rg_path("rg");
-    let g = format!("{rg}/providers/Microsoft.Compute/galleries/gal");
-    env.ok(
-        Method::PUT,
-        &format!("{g}?{G}"),
-        Some(json!({"location": "westeurope"})),
+    (
+        common::gallery_and_definition(env).await,
+        common::managed_image(env).await,
     )
-    .await;
-    let d = format!("{g}/images/def");
-    env.ok(
-        Method::PUT,
-        &format!("{d}?{G}"),
-        Some(json!({"location": "westeurope", "properties": {
-        "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
-        "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}})),
-    )
-    .await;
-    let img = format!("{rg}/providers/Microsoft.Compute/images/img");
-    env.ok(Method::PUT, &format!("{img}?{I}"), Some(json!({"location": "westeurope", "properties": {"hyperVGeneration": "V2",
-        "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized", "blobUri": "https://a.blob.core.windows.net/c/x.vhd"}}}}))).await;
-    (d, img)
 }
 
 #[tokio::test]
@@ -132,7 +114,7 @@ async fn gallery_put_poll_and_delete_follow_arm_async_rules() {
     let busy = env
         .call(Method::PUT, &g, Some(json!({"location": "westeurope"})))
         .await;
-    assert_eq!((busy.status, busy.code()), (409, "OperationNotAllowed"));
+    busy.expect(409, "OperationNotAllowed");
     env.wait_async(&r.header("azure-asyncoperation").unwrap())
         .await;
     // Delete: 202 + Location; Location answers 204 when done; then GET is 404.
@@ -276,7 +258,7 @@ async fn faults_fail_operations_return_errors_reset_and_stall() {
     let l = env
         .call(Method::GET, &v.header("location").unwrap(), None)
         .await;
-    assert_eq!((l.status, l.code()), (409, "OperationNotAllowed"));
+    l.expect(409, "OperationNotAllowed");
     let got = env
         .call(Method::GET, &format!("{d}/versions/1.0.0?{G}"), None)
         .await;

@@ -37,6 +37,22 @@ impl Resp {
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+    /// Asserts the HTTP status and ARM error code.
+    pub fn expect(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.code()), (status, code), "{}", self.body);
+    }
+    /// Asserts the error message contains `text`.
+    pub fn expect_message(&self, text: &str) {
+        assert!(
+            self.message().contains(text),
+            "{:?} not in {}",
+            text,
+            self.body
+        );
+    }
 }
 
 impl Env {
@@ -285,4 +301,46 @@ fn uuid_like() -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+/// Creates gallery `gal` and definition `def` (Linux, Generalized, V2) in `rg`; returns the definition path.
+pub async fn gallery_and_definition(env: &Env) -> String {
+    let g = format!(
+        "{}/providers/Microsoft.Compute/galleries/gal",
+        env.rg_path("rg")
+    );
+    env.ok(
+        Method::PUT,
+        &format!("{g}?api-version=2025-03-03"),
+        Some(serde_json::json!({"location": "westeurope"})),
+    )
+    .await;
+    let d = format!("{g}/images/def");
+    let body = serde_json::json!({"location": "westeurope", "properties": {
+        "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+        "identifier": {"publisher": "p", "offer": "o", "sku": "s"}}});
+    env.ok(
+        Method::PUT,
+        &format!("{d}?api-version=2025-03-03"),
+        Some(body),
+    )
+    .await;
+    d
+}
+
+/// Creates managed image `img` in `rg` (Linux, V2) from a blob URI that is not checked without Azurite.
+pub async fn managed_image(env: &Env) -> String {
+    let img = format!(
+        "{}/providers/Microsoft.Compute/images/img",
+        env.rg_path("rg")
+    );
+    let body = serde_json::json!({"location": "westeurope", "properties": {"hyperVGeneration": "V2",
+        "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized", "blobUri": "https://a.blob.core.windows.net/c/x.vhd"}}}});
+    env.ok(
+        Method::PUT,
+        &format!("{img}?api-version=2025-04-01"),
+        Some(body),
+    )
+    .await;
+    img
 }
