@@ -399,3 +399,37 @@ async fn authentication_is_checked() {
     );
     let _ = SUB;
 }
+
+#[tokio::test]
+async fn gallery_limits_are_enforced() {
+    let mut c = ArmConfig::fast();
+    c.limits.galleries_per_region = 1;
+    c.limits.replicas_per_version = 3;
+    let env = Env::start(false, c).await;
+    let d = gallery_and_definition(&env).await;
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{}?{G}", gallery_path(&env, "second")),
+            Some(json!({"location": "westeurope"})),
+        )
+        .await;
+    r.expect(409, "GalleryQuotaExceeded");
+    // Another region has its own quota.
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{}?{G}", gallery_path(&env, "second")),
+            Some(json!({"location": "northeurope"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let img = managed_image(&env).await;
+    let mut body = version_body(&img);
+    body["properties"]["publishingProfile"] = json!({"targetRegions": [{"name": "westeurope", "regionalReplicaCount": 2}, {"name": "eastus", "regionalReplicaCount": 2}]});
+    let r = env
+        .call(Method::PUT, &format!("{d}/versions/1.0.0?{G}"), Some(body))
+        .await;
+    r.expect(400, "InvalidParameter");
+    r.expect_message("exceeds the limit of 3 replicas");
+}
