@@ -102,6 +102,8 @@ pub async fn serve(
         }
         _ => model::State::default(),
     };
+    let mut state = state;
+    interrupt_runs(&mut state);
     let arm = Arc::new(Arm::new(config, identity, blob, state));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -129,4 +131,30 @@ pub async fn serve(
         arm,
         server,
     })
+}
+
+/// Image Builder runs that were in flight when a snapshot was taken cannot resume: they end `Failed`.
+fn interrupt_runs(state: &mut model::State) {
+    let now = chrono::Utc::now();
+    let mut ops = Vec::new();
+    for r in state.resources.values_mut() {
+        if let Some(run) = r.run.as_mut().filter(|run| run.outcome.is_none()) {
+            run.outcome = Some((
+                "Failed".into(),
+                "The build was interrupted by a simulator restart.".into(),
+                now,
+            ));
+            ops.push(run.op_id.clone());
+        }
+    }
+    for id in ops {
+        if let Some(op) = state.operations.get_mut(&id) {
+            op.end = Some(now);
+            op.error = Some(ArmError::invented(
+                500,
+                "ImageBuildFailed",
+                "The build was interrupted by a simulator restart.",
+            ));
+        }
+    }
 }
