@@ -61,7 +61,7 @@ impl Storage {
 
     /// Uploads `bytes` as a page blob (length must be a multiple of 512).
     pub async fn upload_page_blob(&self, container: &str, name: &str, bytes: &[u8]) -> Result<()> {
-        if bytes.len() % 512 != 0 {
+        if !bytes.len().is_multiple_of(512) {
             bail!(
                 "a page blob's length must be a multiple of 512 ({} is not)",
                 bytes.len()

@@ -169,7 +169,7 @@ impl Cloud {
 
         let host_port = free_port(options.ports.host)?;
         let routing =
-            devcloud_messaging::Routing::load(&options.app_root.join("events/subscriptions.json"))
+            devcloud_messaging::Routing::load(options.app_root.join("events/subscriptions.json"))
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("reading events/subscriptions.json")?;
         let topic_key = uuid::Uuid::new_v4().simple().to_string();

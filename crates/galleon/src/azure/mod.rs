@@ -141,6 +141,8 @@ pub fn classify(
     });
     let transient = status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
+        // A conditional read found the blob changed under it (an upload still in progress): look again.
+        || status == StatusCode::PRECONDITION_FAILED
         || status.is_server_error()
         // ARM answers 409 while another operation on the resource is in flight.
         || (status == StatusCode::CONFLICT && matches!(code.as_str(), "OperationNotAllowed" | "AnotherOperationInProgress" | "Conflict"));
@@ -283,6 +285,17 @@ mod tests {
         );
         assert_eq!(storage.code(), "BlobNotFound");
         assert!(!storage.is_transient());
+
+        let changed = classify(
+            "Blob Storage",
+            StatusCode::PRECONDITION_FAILED,
+            &HeaderMap::new(),
+            b"<Error><Code>ConditionNotMet</Code></Error>",
+        );
+        assert!(
+            changed.is_transient(),
+            "a blob that changed while being read is read again"
+        );
 
         let unavailable = classify(
             "ARM",

@@ -260,8 +260,13 @@ pub enum Check {
         template_id: String,
         operation_url: String,
     },
-    /// Run the step again on this fact (a CloudEvent) after a transient failure.
-    Retry { event: serde_json::Value },
+    /// Run the step again on this fact (a CloudEvent) after a transient failure, or while waiting for
+    /// something Azure is still making. `failures` counts the transient failures so far (waits do not).
+    Retry {
+        event: serde_json::Value,
+        #[serde(default)]
+        failures: u32,
+    },
 }
 
 /// The fact to announce once a check succeeds.

@@ -115,7 +115,7 @@ async fn look(fact: Fact, ctx: Arc<Ctx>) -> Result<Vec<Emit>, StepError> {
         target: None,
         advice: "The follow-up does not match its schema; this is a galleon defect.".into(),
     })?;
-    if let Check::Retry { event } = &data.check {
+    if let Check::Retry { event, failures } = &data.check {
         let original = Fact::from_json(&event.to_string()).map_err(|e| StepError::Failed {
             code: "FactUnreadable".into(),
             message: e.to_string(),
@@ -138,24 +138,49 @@ async fn look(fact: Fact, ctx: Arc<Ctx>) -> Result<Vec<Emit>, StepError> {
             original,
             ctx,
             data.attempt,
+            *failures,
             Some(data.deadline),
         )
         .await);
     }
-    if Utc::now() > data.deadline {
-        return Err(StepError::Failed {
+    let outcome = if Utc::now() > data.deadline {
+        Err(StepError::Failed {
             code: "StepDeadlineExceeded".into(),
             message: format!("{} did not finish by {} ({} looks)", data.step, data.deadline, data.attempt),
             target: None,
             advice: "Azure took longer than GALLEON_STEP_DEADLINE_MINUTES; look at the resource in the portal, and upload the manifest again to resume (steps are idempotent).".into(),
-        });
-    }
-    match check_once(&fact, &data, &ctx).await {
+        })
+    } else {
+        check_once(&fact, &data, &ctx).await
+    };
+    match outcome {
         Err(StepError::Transient(e)) => {
             tracing::info!(step = %data.step, attempt = data.attempt, error = %e, "look failed transiently; looking again later");
             again(&fact, &data, &ctx, data.check.clone(), e.retry_after())
         }
-        other => other,
+        // The failure belongs to the step that started the operation, not to the look.
+        Err(StepError::Failed {
+            code,
+            message,
+            target,
+            advice,
+        }) => {
+            tracing::warn!(step = %data.step, code, message, "step failed");
+            let error = crate::events::AzureError {
+                code,
+                message,
+                target,
+            };
+            Ok(vec![Emit::now(step::failed_fact(
+                &ctx,
+                &data.step,
+                &fact,
+                data.attempt,
+                error,
+                &advice,
+            )?)])
+        }
+        ok => ok,
     }
 }
 
@@ -316,10 +341,16 @@ async fn check_once(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>
                 tracing::info!(version = %version_id, "image ready in every region");
                 return Ok(emits);
             }
+            let listed: BTreeSet<String> = states.iter().map(|s| s.region.clone()).collect();
+            let missing: Vec<&TargetRegion> = ready
+                .regions
+                .iter()
+                .filter(|t| !listed.contains(&region_key(&t.name)))
+                .collect();
             if !failed.is_empty() {
-                // Retry the failed regions on their own: re-applying the target regions restarts them
-                // without touching regions that completed or are still replicating.
-                tracing::warn!(version = %version_id, failed = ?failed, "regions failed; asking ARM to replicate them again");
+                // Retry the failed regions on their own: take them out of the target regions now and put
+                // them back on the next look, without touching regions that completed or still replicate.
+                tracing::warn!(version = %version_id, failed = ?failed, attempt = data.attempt, "regions failed; replicating them again");
                 if data.attempt >= ctx.config.max_attempts * 4 {
                     let region = &failed[0];
                     return Err(StepError::Failed {
@@ -329,6 +360,17 @@ async fn check_once(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>
                         advice: "Replication to this region keeps failing; check the region's quota and the target storage type, then upload the manifest again.".into(),
                     });
                 }
+                let keep: Vec<&TargetRegion> = ready
+                    .regions
+                    .iter()
+                    .filter(|t| !failed.iter().any(|f| f.region == region_key(&t.name)))
+                    .collect();
+                let body = serde_json::json!({"properties": {"publishingProfile": {"targetRegions": keep}}});
+                ctx.arm
+                    .write(Method::PATCH, version_id, arm::GALLERY_API, Some(&body))
+                    .await?;
+            } else if !missing.is_empty() && !states.is_empty() {
+                tracing::info!(version = %version_id, regions = ?missing.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), "adding regions back");
                 let body = serde_json::json!({"properties": {"publishingProfile": {"targetRegions": ready.regions}}});
                 ctx.arm
                     .write(Method::PATCH, version_id, arm::GALLERY_API, Some(&body))

@@ -204,6 +204,7 @@ pub async fn run(
     fact: Fact,
     ctx: Arc<Ctx>,
     attempt: u32,
+    failures: u32,
     deadline: Option<DateTime<Utc>>,
 ) -> Vec<Emit> {
     let deadline = deadline.unwrap_or_else(|| ctx.deadline_from_now());
@@ -238,11 +239,17 @@ pub async fn run(
             fail(&code, &message, target, &advice)
         }
         Err(StepError::Transient(e)) => {
-            let at = ctx.next_look(
-                e.retry_after()
-                    .or(Some(backoff(ctx.config.follow_up, attempt))),
-            );
-            if attempt >= ctx.config.max_attempts || at > deadline {
+            // Waiting for something Azure is making is a steady look bounded by the deadline; other trouble
+            // backs off and counts towards GALLEON_MAX_ATTEMPTS.
+            let waiting = e.code() == "Provisioning";
+            let failures = failures + u32::from(!waiting);
+            let wait = if waiting {
+                ctx.config.follow_up
+            } else {
+                backoff(ctx.config.follow_up, failures)
+            };
+            let at = ctx.next_look(e.retry_after().or(Some(wait)));
+            if failures >= ctx.config.max_attempts || at > deadline {
                 tracing::warn!(step, attempt, error = %e, "giving up after transient failures");
                 return fail(
                     e.code(),
@@ -261,6 +268,7 @@ pub async fn run(
             };
             let check = Check::Retry {
                 event: fact.to_json(),
+                failures,
             };
             match ctx.follow_up(
                 &Cause::of(&fact),
@@ -346,7 +354,7 @@ pub async fn on_message(
     if let Some(correlation) = fact.correlation_id() {
         tracing::Span::current().record("correlation_id", correlation.as_str());
     }
-    let emits = run(step, run_step, fact, ctx.clone(), 1, None).await;
+    let emits = run(step, run_step, fact, ctx.clone(), 1, 0, None).await;
     send(&ctx, &emits).await?;
     Ok(Output::default())
 }
