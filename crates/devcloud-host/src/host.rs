@@ -40,6 +40,10 @@ pub struct HostConfig {
     pub receive_timeout_secs: u64,
     /// How long shutdown waits for running invocations before killing the handler.
     pub drain_timeout: Duration,
+    /// Fault injection for at-least-once tests: every Service Bus message and every Event Grid event is
+    /// delivered twice. After a first successful invocation the host abandons the message (as after a lost
+    /// lock) or answers Event Grid 500, so the broker or Event Grid delivers it again.
+    pub redeliver_every_message_once: bool,
 }
 
 impl Default for HostConfig {
@@ -53,6 +57,7 @@ impl Default for HostConfig {
             ready_timeout: crate::worker::DEFAULT_READY_TIMEOUT,
             receive_timeout_secs: 5,
             drain_timeout: Duration::from_secs(10),
+            redeliver_every_message_once: false,
         }
     }
 }
@@ -137,6 +142,7 @@ impl Host {
             tokens,
             sb_clients: Mutex::new(HashMap::new()),
             timer_status: Mutex::new(HashMap::new()),
+            redelivered: Mutex::new(std::collections::HashSet::new()),
             config,
             started: Utc::now(),
         });
@@ -207,6 +213,8 @@ pub(crate) struct Core {
     tokens: Arc<TokenSource>,
     sb_clients: Mutex<HashMap<String, ServiceBusClient>>,
     timer_status: Mutex<HashMap<String, TimerState>>,
+    /// Event Grid event ids already failed once on purpose (`redeliver_every_message_once`).
+    pub redelivered: Mutex<std::collections::HashSet<String>>,
     pub config: HostConfig,
     started: chrono::DateTime<Utc>,
     invocation_timeout: Duration,
@@ -605,6 +613,16 @@ async fn handle_message(
     let result = core.invoke(f, &ctx, body).await;
     renewer.abort();
     let settle = match &result {
+        Ok(_) if core.config.redeliver_every_message_once && msg.delivery_count <= 1 => {
+            core.log.info(
+                &f.name,
+                &format!(
+                    "fault injection: abandoning handled message {} so it is delivered again",
+                    msg.message_id
+                ),
+            );
+            client.abandon(path, &msg).await
+        }
         Ok(_) if core.app.service_bus.auto_complete => client.complete(path, &msg).await,
         Ok(_) => Ok(()),
         Err(_) => client.abandon(path, &msg).await,

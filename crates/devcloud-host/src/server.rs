@@ -340,6 +340,31 @@ async fn event_grid_webhook(core: Arc<Core>, req: Request<Incoming>) -> Resp {
     });
     let results = futures::future::join_all(runs).await;
     if results.iter().all(Result::is_ok) {
+        if core.config.redeliver_every_message_once {
+            let ids: Vec<String> = events
+                .iter()
+                .filter_map(|e| e.get("id").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect();
+            let first_time = core
+                .redelivered
+                .lock()
+                .map(|mut seen| {
+                    ids.iter()
+                        .fold(false, |any, id| seen.insert(id.clone()) || any)
+                })
+                .unwrap_or(false);
+            if first_time {
+                core.log.info(
+                    &f.name,
+                    "fault injection: answering 500 after success so Event Grid delivers again",
+                );
+                return json_resp(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"error": "fault injection: deliver again"}),
+                );
+            }
+        }
         empty(StatusCode::OK)
     } else {
         json_resp(

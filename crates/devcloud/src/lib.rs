@@ -72,6 +72,8 @@ pub struct Options {
     pub settings: BTreeMap<String, String>,
     /// ARM configuration tweaks (latency, throttling) beyond the time factor.
     pub arm: devcloud_arm::ArmConfig,
+    /// Fault injection: the host makes every message and event arrive twice (at-least-once delivery).
+    pub deliver_everything_twice: bool,
 }
 
 impl Options {
@@ -88,6 +90,7 @@ impl Options {
                 log_requests: false,
                 ..Default::default()
             },
+            deliver_everything_twice: false,
         }
     }
 }
@@ -248,6 +251,7 @@ impl Cloud {
                 http_addr: addr(host_port),
                 ca_cert_pem: Some(tls.ca_pem.clone()),
                 receive_timeout_secs: 1,
+                redeliver_every_message_once: options.deliver_everything_twice,
                 ..devcloud_host::HostConfig::default()
             })
             .await

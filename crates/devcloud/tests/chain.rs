@@ -61,8 +61,13 @@ struct Scenario {
 }
 
 async fn start(settings: &[(&str, &str)]) -> Scenario {
+    start_with(settings, false).await
+}
+
+async fn start_with(settings: &[(&str, &str)], twice: bool) -> Scenario {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut options = Options::new(repo_root(), galleon_dir(), dir.path().join("state"));
+    options.deliver_everything_twice = twice;
     options.ports = Ports::ephemeral();
     options.arm_time_factor = 0.01;
     options.settings = settings
@@ -577,5 +582,298 @@ async fn throttling_server_errors_and_a_failing_region_are_ridden_out() {
         .collect();
     regions.sort();
     assert_eq!(regions, ["eastus2", "northeurope", "westeurope"]);
+    s.stop().await;
+}
+
+/// Distinct facts of a type (a subscriber dedupes on the CloudEvents id, which galleon derives from the cause).
+fn distinct(events: &[Value]) -> Vec<Value> {
+    let mut seen = std::collections::BTreeMap::new();
+    for e in events {
+        let id = e["id"].as_str().unwrap_or_default().to_owned();
+        if let Some(first) = seen.get(&id) {
+            assert_eq!(first, e, "two events with one id must be the same event");
+        } else {
+            seen.insert(id, e.clone());
+        }
+    }
+    seen.into_values().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_delivered_twice_changes_nothing() {
+    let s = start_with(&[], true).await;
+    let work = tempfile::tempdir().expect("dir");
+    let storage = s.cloud.storage().expect("storage");
+    storage
+        .upload_page_blob(
+            "images",
+            "ubuntu-2404/twice.vhd",
+            &make_vhd(work.path(), "twice.vhd", "fixed", "8M"),
+        )
+        .await
+        .expect("vhd");
+    storage
+        .upload_block_blob(
+            "images",
+            "ubuntu-2404/twice.manifest.json",
+            &manifest("twice.vhd", json!({})),
+        )
+        .await
+        .expect("manifest");
+
+    let ready = s.wait_for("io.galleon.image.ready.v1", 150).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_catalog_valid(&s.receiver.received.all());
+    assert_eq!(
+        distinct(&s.receiver.received.of_type("io.galleon.image.ready.v1")).len(),
+        1,
+        "exactly one image-ready fact"
+    );
+    let replicas = distinct(
+        &s.receiver
+            .received
+            .of_type("io.galleon.image.replica.ready.v1"),
+    );
+    assert_eq!(
+        replicas.len(),
+        3,
+        "one replica-ready fact per region: {replicas:#?}"
+    );
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.step.failed.v1")
+            .is_empty()
+    );
+    let kinds = s.cloud.arm.requests_by_kind();
+    assert_eq!(
+        kinds.get("GalleryImageVersions_CreateOrUpdate"),
+        Some(&1),
+        "the version is written once: {kinds:?}"
+    );
+    assert_eq!(kinds.get("Galleries_CreateOrUpdate"), Some(&1), "{kinds:?}");
+    assert_eq!(
+        kinds.get("GalleryImages_CreateOrUpdate"),
+        Some(&1),
+        "{kinds:?}"
+    );
+    let doubled = s
+        .cloud
+        .host
+        .invocations()
+        .iter()
+        .filter(|i| i.function == "PublishVersion")
+        .count();
+    assert!(
+        doubled >= 2,
+        "the host really delivered twice ({doubled} PublishVersion invocations)"
+    );
+    let version = s
+        .arm_get(ready["data"]["versionId"].as_str().unwrap_or_default())
+        .await;
+    assert_eq!(
+        version["properties"]["replicationStatus"]["aggregatedState"],
+        "Completed"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_completes_when_the_handler_is_killed_midway() {
+    let s = start(&[]).await;
+    let work = tempfile::tempdir().expect("dir");
+    let storage = s.cloud.storage().expect("storage");
+    storage
+        .upload_page_blob(
+            "images",
+            "ubuntu-2404/k.vhd",
+            &make_vhd(work.path(), "k.vhd", "fixed", "8M"),
+        )
+        .await
+        .expect("vhd");
+    storage
+        .upload_block_blob(
+            "images",
+            "ubuntu-2404/k.manifest.json",
+            &manifest("k.vhd", json!({})),
+        )
+        .await
+        .expect("manifest");
+
+    // Kill galleon (SIGKILL) once the version is published, while replication is being watched.
+    s.wait_for("io.galleon.image.version.published.v1", 120)
+        .await;
+    let (pid, starts) = s.cloud.host.handler_process().await;
+    assert!(pid > 0, "galleon is running");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let ready = s.wait_for("io.galleon.image.ready.v1", 150).await;
+    let (new_pid, new_starts) = s.cloud.host.handler_process().await;
+    assert!(
+        new_starts > starts && new_pid != pid,
+        "the host restarted galleon ({pid}→{new_pid}, starts {starts}→{new_starts})"
+    );
+    let regions = distinct(
+        &s.receiver
+            .received
+            .of_type("io.galleon.image.replica.ready.v1"),
+    )
+    .len();
+    assert_eq!(regions, 3, "every region announced");
+    assert_eq!(
+        distinct(&s.receiver.received.of_type("io.galleon.image.ready.v1")).len(),
+        1
+    );
+    assert!(ready["data"]["versionId"].as_str().is_some());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_bad_vhd_gets_its_own_rejection() {
+    let s = start(&[]).await;
+    let work = tempfile::tempdir().expect("dir");
+    let storage = s.cloud.storage().expect("storage");
+    let fixed = make_vhd(work.path(), "base.vhd", "fixed", "8M");
+    let raw = work.path().join("raw.img");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "raw",
+        raw.to_str().unwrap_or_default(),
+        "8M",
+    ]);
+    let unaligned = work.path().join("unaligned.vhd");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "vpc",
+        "-o",
+        "subformat=fixed",
+        unaligned.to_str().unwrap_or_default(),
+        "100M",
+    ]);
+    let vhdx = work.path().join("x.vhdx");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "vhdx",
+        vhdx.to_str().unwrap_or_default(),
+        "8M",
+    ]);
+    let mut corrupt = fixed.clone();
+    let n = corrupt.len();
+    corrupt[n - 512 + 70] ^= 0xff; // a byte of the footer's unique id: the checksum no longer matches
+    let mut truncated = fixed.clone();
+    truncated.truncate(fixed.len() - 4096);
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "vhdx",
+            std::fs::read(&vhdx).expect("vhdx"),
+            "VhdxNotSupported",
+        ),
+        (
+            "unaligned",
+            std::fs::read(&unaligned).expect("unaligned"),
+            "VhdSizeNotAligned",
+        ),
+        ("corrupt", corrupt, "VhdFooterChecksum"),
+        ("truncated", truncated, "VhdFooterMissing"),
+        ("empty", Vec::new(), "BlobEmpty"),
+        (
+            "text",
+            b"this is not a disk\n".repeat(60)[..1024].to_vec(),
+            "NotAVhd",
+        ),
+    ];
+    // A VHDX's length is not a multiple of 512 in general; pad page blobs the way an uploader must.
+    for (_, bytes, _) in &mut cases {
+        let pad = (512 - bytes.len() % 512) % 512;
+        bytes.extend(std::iter::repeat_n(0u8, pad));
+    }
+    for (name, bytes, _) in &cases {
+        storage
+            .upload_page_blob("images", &format!("ubuntu-2404/{name}.vhd"), bytes)
+            .await
+            .expect("upload");
+        storage
+            .upload_block_blob(
+                "images",
+                &format!("ubuntu-2404/{name}.manifest.json"),
+                &manifest(&format!("{name}.vhd"), json!({})),
+            )
+            .await
+            .expect("manifest");
+    }
+    // Declared Gen1 on a disk with GPT and an EFI system partition: use a disk galleon's own vhd crate writes.
+    let mut efi = vec![0u8; 8 * 1024 * 1024];
+    let esp = vhd::partition::write::Part {
+        type_guid: vhd::partition::ESP_GUID,
+        first_lba: 2048,
+        last_lba: 4095,
+        name: "EFI system partition",
+    };
+    vhd::partition::write::gpt(&mut efi, &[esp]);
+    let efi = vhd::fixed_vhd_in_memory(efi);
+    storage
+        .upload_page_blob("images", "ubuntu-2404/efi.vhd", &efi)
+        .await
+        .expect("upload");
+    storage
+        .upload_block_blob(
+            "images",
+            "ubuntu-2404/efi.manifest.json",
+            &manifest("efi.vhd", json!({"hyperVGeneration": "V1"})),
+        )
+        .await
+        .expect("manifest");
+
+    let want: std::collections::BTreeMap<String, String> = cases
+        .iter()
+        .map(|(n, _, c)| (format!("{n}.vhd"), (*c).to_owned()))
+        .chain([("efi.vhd".to_owned(), "GenerationMismatch".to_owned())])
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got: std::collections::BTreeMap<String, String> = s
+            .receiver
+            .received
+            .of_type("io.galleon.vhd.rejected.v1")
+            .iter()
+            .filter_map(|e| {
+                let url = e["data"]["vhd"]["url"]
+                    .as_str()
+                    .or(e["data"]["blob"]["url"].as_str())?;
+                Some((
+                    url.rsplit('/').next()?.to_owned(),
+                    e["data"]["reason"]["code"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        if got.len() >= want.len() || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(got, want);
+    assert_catalog_valid(&s.receiver.received.all());
+    for e in s.receiver.received.of_type("io.galleon.vhd.rejected.v1") {
+        assert!(
+            e["data"]["reason"]["fix"]
+                .as_str()
+                .is_some_and(|f| f.len() > 20),
+            "every rejection says how to fix it: {e:#}"
+        );
+    }
+    let kinds = s.cloud.arm.requests_by_kind();
+    assert!(
+        kinds.keys().all(|k| !k.contains("CreateOrUpdate")),
+        "no ARM writes for bad input: {kinds:?}"
+    );
     s.stop().await;
 }
