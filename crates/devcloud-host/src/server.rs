@@ -350,8 +350,12 @@ async fn event_grid_webhook(core: Arc<Core>, req: Request<Incoming>) -> Resp {
                 .redelivered
                 .lock()
                 .map(|mut seen| {
-                    ids.iter()
-                        .fold(false, |any, id| seen.insert(id.clone()) || any)
+                    // Record every id (no short-circuit): each event is failed once.
+                    let mut any_new = false;
+                    for id in &ids {
+                        any_new |= seen.insert(id.clone());
+                    }
+                    any_new
                 })
                 .unwrap_or(false);
             if first_time {
