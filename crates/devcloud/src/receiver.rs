@@ -9,13 +9,21 @@ use std::{
 use serde_json::Value;
 use warp::Filter;
 
+/// An event and when it arrived.
+pub type Arrival = (chrono::DateTime<chrono::Utc>, Value);
+
 #[derive(Clone, Default)]
 pub struct Received {
-    events: Arc<Mutex<Vec<Value>>>,
+    events: Arc<Mutex<Vec<Arrival>>>,
 }
 
 impl Received {
     pub fn all(&self) -> Vec<Value> {
+        self.arrivals().into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Every event with the time it arrived here.
+    pub fn arrivals(&self) -> Vec<Arrival> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
@@ -62,8 +70,9 @@ impl Receiver {
                         Value::Null => Vec::new(),
                         one => vec![one],
                     };
+                    let now = chrono::Utc::now();
                     if let Ok(mut all) = store.events.lock() {
-                        all.extend(events);
+                        all.extend(events.into_iter().map(|e| (now, e)));
                     }
                     warp::reply::Reply::into_response(warp::http::StatusCode::OK)
                 });

@@ -1,0 +1,222 @@
+//! Publishing-chain benchmark on the local cloud (real galleon, Azurite, ARM simulator, Service Bus, Event
+//! Grid, Functions host). Prints figures, asserts nothing:
+//! - for N images × R regions: ARM requests per published image, and the time from the last region
+//!   finishing (the simulator's own clock) to the image-ready event reaching a subscriber, against the
+//!   follow-up interval;
+//! - for one image with 1, 2, 4 and 8 regions: time from upload to image ready, next to the slowest
+//!   region's own replication time, to show the total follows the slowest region, not the region count.
+//!
+//! Run: `cargo build --release -p galleon && cargo bench -p devcloud --bench chain`.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use devcloud::{Cloud, Options, Ports, receiver::Receiver};
+use serde_json::{Value, json};
+
+const REGIONS: [&str; 8] = [
+    "westeurope",
+    "northeurope",
+    "eastus2",
+    "westus2",
+    "eastus",
+    "southcentralus",
+    "japaneast",
+    "australiaeast",
+];
+const FOLLOW_UP_SECONDS: u64 = 1;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixed_vhd(dir: &std::path::Path) -> Vec<u8> {
+    let path = dir.join("bench.vhd");
+    let ok = std::process::Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "vpc",
+            "-o",
+            "subformat=fixed,force_size",
+        ])
+        .arg(&path)
+        .arg("8M")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "qemu-img is needed (apt-get install qemu-utils)");
+    std::fs::read(&path).unwrap_or_default()
+}
+
+/// When the simulator finished replicating `version_id` to its last region.
+fn last_region_end(cloud: &Cloud, version_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let state = cloud.arm.arm.lock();
+    let resource = state.resources.get(&version_id.to_ascii_lowercase())?;
+    resource.regions.iter().map(|r| r.end).max()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+async fn wait_ready(
+    receiver: &Receiver,
+    count: usize,
+    timeout: Duration,
+) -> Vec<(chrono::DateTime<chrono::Utc>, Value)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut seen = std::collections::BTreeMap::new();
+        for (at, e) in receiver.received.arrivals() {
+            if e["type"] == "io.galleon.image.ready.v1" {
+                seen.entry(e["id"].as_str().unwrap_or_default().to_owned())
+                    .or_insert((at, e));
+            }
+        }
+        if seen.len() >= count || Instant::now() > deadline {
+            return seen.into_values().collect();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let galleon = std::env::var_os("GALLEON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/galleon"));
+    if !galleon.is_file() {
+        eprintln!(
+            "build galleon first: cargo build --release -p galleon ({} is missing)",
+            galleon.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = Options::new(
+        repo_root(),
+        galleon.parent().map(PathBuf::from).unwrap_or_default(),
+        dir.path().join("state"),
+    );
+    options.ports = Ports::ephemeral();
+    options.arm_time_factor = 0.01;
+    options.settings.insert(
+        "GALLEON_FOLLOWUP_SECONDS".into(),
+        FOLLOW_UP_SECONDS.to_string(),
+    );
+    options.settings.insert("RUST_LOG".into(), "warn".into());
+    let cloud = Cloud::start(options).await.expect("local cloud");
+    let receiver = Receiver::start().await.expect("receiver");
+    cloud
+        .subscribe("bench", &receiver.url())
+        .await
+        .expect("subscribe");
+    let storage = cloud.storage().expect("storage");
+    storage.create_container("images").await.expect("container");
+    let vhd = fixed_vhd(dir.path());
+    println!(
+        "galleon publishing-chain benchmark (ARM time factor 0.01, follow-up interval {FOLLOW_UP_SECONDS} s)"
+    );
+
+    // N images × R regions.
+    let (n, r) = (6usize, 3usize);
+    let before: u64 = cloud.arm.requests_by_kind().values().sum();
+    let started = Instant::now();
+    for i in 0..n {
+        let name = format!("bench-{i}");
+        storage
+            .upload_page_blob("images", &format!("{name}/{name}.vhd"), &vhd)
+            .await
+            .expect("vhd");
+        let regions: Vec<Value> = REGIONS[..r].iter().map(|g| json!({"name": g})).collect();
+        let manifest = json!({"vhd": format!("{name}.vhd"), "imageDefinition": name, "osType": "Linux", "hyperVGeneration": "V2", "targetRegions": regions});
+        storage
+            .upload_block_blob(
+                "images",
+                &format!("{name}/{name}.manifest.json"),
+                manifest.to_string().as_bytes(),
+            )
+            .await
+            .expect("manifest");
+    }
+    let ready = wait_ready(&receiver, n, Duration::from_secs(300)).await;
+    let wall = started.elapsed().as_secs_f64();
+    let requests: u64 = cloud.arm.requests_by_kind().values().sum::<u64>() - before;
+    let lags: Vec<f64> = ready
+        .iter()
+        .filter_map(|(at, e)| {
+            let end = last_region_end(&cloud, e["data"]["versionId"].as_str()?)?;
+            Some((*at - end).num_milliseconds() as f64 / 1000.0)
+        })
+        .collect();
+    println!(
+        "{n} images × {r} regions: {} ready in {wall:.1} s; {:.1} ARM requests per published image",
+        ready.len(),
+        requests as f64 / n.max(1) as f64
+    );
+    println!(
+        "  last region finished → image-ready at the subscriber: median {:.2} s, max {:.2} s   [target: under one follow-up interval, {FOLLOW_UP_SECONDS} s]",
+        median(lags.clone()),
+        lags.iter().copied().fold(f64::NAN, f64::max)
+    );
+
+    // One image, more and more regions.
+    for (i, count) in [1usize, 2, 4, 8].into_iter().enumerate() {
+        let name = format!("scale-{i}");
+        let regions: Vec<Value> = REGIONS[..count]
+            .iter()
+            .map(|g| json!({"name": g}))
+            .collect();
+        let manifest = json!({"vhd": format!("{name}.vhd"), "imageDefinition": name, "osType": "Linux", "hyperVGeneration": "V2", "targetRegions": regions});
+        let t0 = chrono::Utc::now();
+        let seen_before = receiver.received.of_type("io.galleon.image.ready.v1").len();
+        storage
+            .upload_page_blob("images", &format!("{name}/{name}.vhd"), &vhd)
+            .await
+            .expect("vhd");
+        storage
+            .upload_block_blob(
+                "images",
+                &format!("{name}/{name}.manifest.json"),
+                manifest.to_string().as_bytes(),
+            )
+            .await
+            .expect("manifest");
+        let ready = wait_ready(&receiver, seen_before + 1, Duration::from_secs(300)).await;
+        let Some((at, event)) = ready.into_iter().find(|(_, e)| {
+            e["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains(&format!("/images/{name}/")))
+        }) else {
+            println!("{count} regions: no image-ready within 300 s");
+            continue;
+        };
+        let version_id = event["data"]["versionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let slowest = {
+            let state = cloud.arm.arm.lock();
+            state
+                .resources
+                .get(&version_id.to_ascii_lowercase())
+                .map(|res| {
+                    res.regions
+                        .iter()
+                        .map(|g| (g.end - g.start).num_milliseconds() as f64 / 1000.0)
+                        .fold(0.0, f64::max)
+                })
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "{count} region(s): upload → image ready {:.1} s; slowest single region replicated in {slowest:.1} s",
+            (at - t0).num_milliseconds() as f64 / 1000.0
+        );
+    }
+    receiver.stop().await;
+    cloud.stop().await;
+}
