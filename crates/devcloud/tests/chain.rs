@@ -313,6 +313,41 @@ async fn manifest_vhd_is_published_straight_from_the_vhd_to_three_regions() {
         !kinds.contains_key("Images_CreateOrUpdate"),
         "no managed image on the direct path: {kinds:?}"
     );
+
+    // Uploading the same manifest again publishes nothing new, and says so.
+    let writes_before = kinds.get("GalleryImageVersions_CreateOrUpdate").copied();
+    storage
+        .upload_block_blob(
+            "images",
+            "ubuntu-2404/u.manifest.json",
+            &manifest("u.vhd", json!({})),
+        )
+        .await
+        .expect("manifest again");
+    let again = s.wait_for("io.galleon.vhd.rejected.v1", 60).await;
+    assert_eq!(
+        again["data"]["reason"]["code"], "AlreadyPublished",
+        "{again:#}"
+    );
+    assert!(
+        again["data"]["reason"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(ready["data"]["versionId"].as_str().unwrap_or("?")))
+    );
+    assert_eq!(
+        s.cloud
+            .arm
+            .requests_by_kind()
+            .get("GalleryImageVersions_CreateOrUpdate")
+            .copied(),
+        writes_before,
+        "no new version was written"
+    );
+    assert_eq!(
+        distinct(&s.receiver.received.of_type("io.galleon.image.ready.v1")).len(),
+        1,
+        "still one image-ready fact"
+    );
     s.stop().await;
 }
 

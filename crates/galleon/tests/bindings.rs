@@ -125,8 +125,11 @@ fn routing_names_only_subscriptions_of_known_fact_types() {
 
 #[test]
 fn every_setting_galleon_reads_is_documented() {
-    let example_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../local.settings.example.json");
-    let example: Value = serde_json::from_str(&std::fs::read_to_string(&example_path).expect("example")).expect("JSON");
+    let example_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../local.settings.example.json");
+    let example: Value =
+        serde_json::from_str(&std::fs::read_to_string(&example_path).expect("example"))
+            .expect("JSON");
     let documented: BTreeSet<String> = example["Values"]
         .as_object()
         .into_iter()
@@ -134,17 +137,26 @@ fn every_setting_galleon_reads_is_documented() {
         .chain(example["Comments"].as_object().into_iter().flatten())
         .map(|(k, _)| k.clone())
         .collect();
-    let source = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/config.rs")).expect("config.rs");
+    let source =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/config.rs"))
+            .expect("config.rs");
     let read: BTreeSet<String> = source
         .split('"')
         .skip(1)
         .step_by(2)
-        .filter(|s| s.starts_with("GALLEON_") || s.starts_with("FUNCTIONS_CUSTOMHANDLER") || s.contains("__fullyQualifiedNamespace"))
+        .filter(|s| {
+            s.starts_with("GALLEON_")
+                || s.starts_with("FUNCTIONS_CUSTOMHANDLER")
+                || s.contains("__fullyQualifiedNamespace")
+        })
         .map(str::to_owned)
         .collect();
     assert!(read.len() > 10, "found the settings in config.rs: {read:?}");
     let missing: Vec<&String> = read.iter().filter(|s| !documented.contains(*s)).collect();
-    assert!(missing.is_empty(), "settings read but not in local.settings.example.json: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "settings read but not in local.settings.example.json: {missing:?}"
+    );
     // And the example itself is a valid configuration.
     let values = example["Values"].as_object().cloned().unwrap_or_default();
     let config = Config::from_lookup(|k| {
@@ -153,5 +165,8 @@ fn every_setting_galleon_reads_is_documented() {
         }
         values.get(k).and_then(Value::as_str).map(str::to_owned)
     });
-    assert!(config.is_ok(), "the example settings must be valid: {config:?}");
+    assert!(
+        config.is_ok(),
+        "the example settings must be valid: {config:?}"
+    );
 }

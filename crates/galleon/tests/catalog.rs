@@ -225,12 +225,16 @@ fn manifest_schema_and_parser_agree() {
     use galleon::domain::manifest::Manifest;
     let schema_json = load("manifest.schema.json");
     let schema = validator(&schema_json);
-    let good: Vec<Value> = schema_json["examples"].as_array().cloned().unwrap_or_default();
+    let good: Vec<Value> = schema_json["examples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(!good.is_empty());
     let minimal = serde_json::json!({"vhd": "a.vhd", "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"});
     for m in good.iter().chain([&minimal]) {
         assert_valid(&schema, m, "manifest example");
-        Manifest::parse(m.to_string().as_bytes(), "m").unwrap_or_else(|r| panic!("parser refuses a schema-valid manifest: {r:?}"));
+        Manifest::parse(m.to_string().as_bytes(), "m")
+            .unwrap_or_else(|r| panic!("parser refuses a schema-valid manifest: {r:?}"));
     }
     let bad = [
         serde_json::json!({"imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"}),
@@ -240,9 +244,18 @@ fn manifest_schema_and_parser_agree() {
     ];
     for m in &bad {
         assert!(!schema.is_valid(m), "schema accepts {m}");
-        assert!(Manifest::parse(m.to_string().as_bytes(), "m").is_err(), "parser accepts {m}");
+        assert!(
+            Manifest::parse(m.to_string().as_bytes(), "m").is_err(),
+            "parser accepts {m}"
+        );
     }
-    let paths = ["../a.vhd", "/a.vhd", "a//b.vhd", "a.vhdx", "https://x/a.vhd"];
+    let paths = [
+        "../a.vhd",
+        "/a.vhd",
+        "a//b.vhd",
+        "a.vhdx",
+        "https://x/a.vhd",
+    ];
     for p in paths {
         let m = serde_json::json!({"vhd": p, "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"});
         assert!(!schema.is_valid(&m), "schema accepts vhd {p}");

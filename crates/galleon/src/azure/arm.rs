@@ -46,6 +46,13 @@ impl Accepted {
     }
 }
 
+/// A whole HTTP answer from ARM.
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: bytes::Bytes,
+}
+
 /// One look at a long-running operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
@@ -83,12 +90,13 @@ impl Arm {
         Ok(url)
     }
 
-    async fn send(
+    /// Sends one request and reads the whole answer.
+    async fn call(
         &self,
         method: Method,
         url: Url,
         body: Option<&Value>,
-    ) -> Result<reqwest::Response, AzureError> {
+    ) -> Result<Answer, AzureError> {
         let token = self.tokens.bearer(ARM_RESOURCE).await?;
         let mut request = self
             .http
@@ -98,10 +106,21 @@ impl Arm {
         if let Some(body) = body {
             request = request.json(body);
         }
-        request
+        let response = request
             .send()
             .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// GETs a resource; `None` when it does not exist.
@@ -111,15 +130,13 @@ impl Arm {
         api_version: &str,
         query: &[(&str, &str)],
     ) -> Result<Option<Value>, AzureError> {
-        let response = self
-            .send(Method::GET, self.url(id, api_version, query)?, None)
+        let Answer {
+            status,
+            headers,
+            body: bytes,
+        } = self
+            .call(Method::GET, self.url(id, api_version, query)?, None)
             .await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
         match status {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => {
@@ -145,15 +162,13 @@ impl Arm {
         api_version: &str,
         body: Option<&Value>,
     ) -> Result<Accepted, AzureError> {
-        let response = self
-            .send(method, self.url(id, api_version, &[])?, body)
+        let Answer {
+            status,
+            headers,
+            body: bytes,
+        } = self
+            .call(method, self.url(id, api_version, &[])?, body)
             .await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
         if !status.is_success() {
             return Err(classify(SERVICE, status, &headers, &bytes));
         }
@@ -180,13 +195,11 @@ impl Arm {
             message: format!("'{url}': {e}"),
             target: None,
         })?;
-        let response = self.send(Method::GET, url, None).await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        let Answer {
+            status,
+            headers,
+            body: bytes,
+        } = self.call(Method::GET, url, None).await?;
         if !status.is_success() {
             return Err(classify(SERVICE, status, &headers, &bytes));
         }
