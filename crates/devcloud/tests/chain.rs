@@ -420,6 +420,32 @@ async fn bad_inputs_are_rejected_marked_and_kept() {
         .upload_block_blob("images", "ubuntu-2404/broken.manifest.json", b"{\"vhd\": ")
         .await
         .expect("manifest");
+    let long_name = "d".repeat(81);
+    let more = [
+        ("missing", json!({"vhd": "ok.vhd", "osType": "Linux"})),
+        (
+            "toolong",
+            json!({"vhd": "ok.vhd", "imageDefinition": long_name, "osType": "Linux", "hyperVGeneration": "V2"}),
+        ),
+        (
+            "chars",
+            json!({"vhd": "ok.vhd", "imageDefinition": "ubuntu 24.04!", "osType": "Linux", "hyperVGeneration": "V2"}),
+        ),
+        (
+            "tricks",
+            json!({"vhd": "../../other/ok.vhd", "imageDefinition": "ubuntu-2404", "osType": "Linux", "hyperVGeneration": "V2"}),
+        ),
+    ];
+    for (name, body) in &more {
+        storage
+            .upload_block_blob(
+                "images",
+                &format!("ubuntu-2404/{name}.manifest.json"),
+                body.to_string().as_bytes(),
+            )
+            .await
+            .expect("manifest");
+    }
     storage
         .upload_page_blob(
             "images",
@@ -447,14 +473,22 @@ async fn bad_inputs_are_rejected_marked_and_kept() {
             .filter_map(|e| e["data"]["reason"]["code"].as_str().map(str::to_owned))
             .collect();
         codes.sort();
-        if codes.len() >= 3 || Instant::now() > deadline {
+        if codes.len() >= 7 || Instant::now() > deadline {
             break codes;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(
         codes,
-        ["GalleryNotAllowed", "ManifestNotJson", "VhdIsDynamic"]
+        [
+            "GalleryNotAllowed",
+            "ManifestInvalid",
+            "ManifestNotJson",
+            "ManifestVhdPath",
+            "NameInvalid",
+            "NameInvalid",
+            "VhdIsDynamic"
+        ]
     );
     assert_catalog_valid(&s.receiver.received.all());
     let dynamic = s
@@ -502,7 +536,7 @@ async fn bad_inputs_are_rejected_marked_and_kept() {
             .received
             .of_type("io.galleon.vhd.rejected.v1")
             .len(),
-        3,
+        7,
         "each rejection announced once"
     );
     s.stop().await;
@@ -579,7 +613,8 @@ async fn throttling_server_errors_and_a_failing_region_are_ridden_out() {
     let s = start(&[("GALLEON_MAX_ATTEMPTS", "20")]).await;
     s.fault(json!({"rate": 0.3, "count": 12, "action": {"type": "error", "status": 429, "code": "TooManyRequests", "message": "throttled", "retryAfter": 1}})).await;
     s.fault(json!({"kind": "GalleryImageVersions_Get", "count": 3, "action": {"type": "error", "status": 503, "code": "ServiceUnavailable", "message": "try later"}})).await;
-    s.fault(json!({"kind": "GalleryImageVersions_Update", "count": 1, "action": {"type": "failRegion", "region": "northeurope", "details": "simulated capacity problem"}})).await;
+    // Region writes: add all (fails northeurope), take it out, put it back (fails again), out, back (works).
+    s.fault(json!({"kind": "GalleryImageVersions_Update", "count": 3, "action": {"type": "failRegion", "region": "northeurope", "details": "simulated capacity problem"}})).await;
     let work = tempfile::tempdir().expect("dir");
     let storage = s.cloud.storage().expect("storage");
     storage
@@ -617,6 +652,17 @@ async fn throttling_server_errors_and_a_failing_region_are_ridden_out() {
         .collect();
     regions.sort();
     assert_eq!(regions, ["eastus2", "northeurope", "westeurope"]);
+    let updates = s
+        .cloud
+        .arm
+        .requests_by_kind()
+        .get("GalleryImageVersions_Update")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        updates >= 5,
+        "northeurope failed twice and was retried on its own each time ({updates} region writes)"
+    );
     s.stop().await;
 }
 
