@@ -37,6 +37,7 @@ fn options() -> Result<Options> {
 
 #[tokio::main]
 async fn main() {
+    devcloud_core::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DEVCLOUD_LOG")
