@@ -389,10 +389,9 @@ async fn from_manifest(
     let inspection = match inspect(ctx, &vhd_url, &vprops, &expectations).await? {
         Ok(i) => i,
         Err(problem) => {
-            let manifest_ref = Some(blob_ref(&arrived.url, &mprops));
-            // Mark the VHD (the faulty blob) and say which manifest named it.
+            // Mark the VHD (the faulty blob); the fact's subject is the manifest that named it.
             let data_vhd = blob_ref(&vhd_url, &vprops);
-            let mut emits = reject(
+            return reject(
                 ctx,
                 cause,
                 &arrived.subject,
@@ -401,11 +400,7 @@ async fn from_manifest(
                 Some(data_vhd),
                 problem_reason(problem),
             )
-            .await?;
-            for e in &mut emits {
-                tracing::debug!(fact = e.fact.id(), manifest = ?manifest_ref, "rejection names the VHD");
-            }
-            return Ok(emits);
+            .await;
         }
     };
     for note in &inspection.notes {
