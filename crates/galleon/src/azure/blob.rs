@@ -1,21 +1,32 @@
-//! Blob Storage: properties, range reads and metadata of one blob, by URL, with a bearer token. Reads
-//! only what is asked for: a multi-terabyte VHD is never downloaded.
+//! Blob Storage: properties, range reads and metadata of one blob, by URL, through the Azure SDK's
+//! `azure_storage_blob` client with the managed identity's token. Reads only what is asked for: a
+//! multi-terabyte VHD is never downloaded; reads are pinned to an ETag so a blob that changes under a
+//! check is noticed.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
+use azure_core::{
+    credentials::TokenCredential,
+    http::{Etag, StatusCode},
+};
+use azure_storage_blob::{
+    BlobClient,
+    models::{
+        BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
+        BlobClientSetMetadataOptions, CopyStatus, HttpRange,
+    },
+};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::Url;
 
-use super::{AzureError, STORAGE_RESOURCE, Tokens, classify};
+use super::{AzureError, Tokens};
 
 const SERVICE: &str = "Blob Storage";
-const VERSION: &str = "2021-08-06";
 
 #[derive(Clone, Debug)]
 pub struct Blobs {
-    http: reqwest::Client,
-    tokens: Tokens,
+    credential: Arc<dyn TokenCredential>,
 }
 
 /// What a HEAD of a blob tells.
@@ -32,83 +43,108 @@ pub struct BlobProperties {
     pub metadata: BTreeMap<String, String>,
 }
 
-fn parse_url(url: &str) -> Result<Url, AzureError> {
-    Url::parse(url).map_err(|e| AzureError::Permanent {
+fn permanent(code: &str, message: String) -> AzureError {
+    AzureError::Permanent {
         service: SERVICE,
         status: 0,
-        code: "InvalidBlobUrl".into(),
-        message: format!("'{url}': {e}"),
+        code: code.to_owned(),
+        message,
         target: None,
-    })
+    }
+}
+
+/// Sorts an SDK error like any other Azure answer: the status and the service's error code decide.
+fn from_sdk(error: azure_core::Error) -> AzureError {
+    match error.kind() {
+        azure_core::error::ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let code = error_code.clone().unwrap_or_else(|| status.to_string());
+            let status = u16::from(*status);
+            let transient = status == 429 || status == 408 || status == 412 || status >= 500;
+            if transient {
+                AzureError::Transient {
+                    service: SERVICE,
+                    status,
+                    code,
+                    message: crate::error_chain(&error),
+                    retry_after: None,
+                }
+            } else {
+                AzureError::Permanent {
+                    service: SERVICE,
+                    status,
+                    code,
+                    message: crate::error_chain(&error),
+                    target: None,
+                }
+            }
+        }
+        _ => AzureError::Transient {
+            service: SERVICE,
+            status: 0,
+            code: "ConnectionFailed".into(),
+            message: crate::error_chain(&error),
+            retry_after: None,
+        },
+    }
+}
+
+fn time(t: Option<time::OffsetDateTime>) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t?.unix_timestamp(), 0)
 }
 
 impl Blobs {
-    pub fn new(http: reqwest::Client, tokens: Tokens) -> Blobs {
-        Blobs { http, tokens }
+    pub fn new(tokens: Tokens) -> Blobs {
+        Blobs {
+            credential: tokens.credential(),
+        }
     }
 
-    async fn request(
-        &self,
-        method: Method,
-        url: Url,
-    ) -> Result<reqwest::RequestBuilder, AzureError> {
-        let token = self.tokens.bearer(STORAGE_RESOURCE).await?;
-        Ok(self
-            .http
-            .request(method, url)
-            .header("Authorization", token)
-            .header("x-ms-version", VERSION)
-            .header(
-                "x-ms-date",
-                Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-            ))
-    }
-
-    async fn fail(response: reqwest::Response) -> AzureError {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
-        classify(SERVICE, status, &headers, &bytes)
+    fn client(&self, url: &str) -> Result<BlobClient, AzureError> {
+        let url = Url::parse(url)
+            .map_err(|e| permanent("InvalidBlobUrl", format!("'{}': {e}", redact(url))))?;
+        BlobClient::new(url, Some(self.credential.clone()), None).map_err(from_sdk)
     }
 
     /// The blob's properties; `None` when it does not exist (any more).
     pub async fn properties(&self, url: &str) -> Result<Option<BlobProperties>, AzureError> {
-        let response = self
-            .request(Method::HEAD, parse_url(url)?)
-            .await?
-            .send()
-            .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(Self::fail(response).await);
-        }
-        let h = response.headers();
-        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let time = |name: &str| {
-            text(name)
-                .and_then(|t| DateTime::parse_from_rfc2822(&t).ok())
-                .map(|t| t.with_timezone(&Utc))
+        let response = match self.client(url)?.get_properties(None).await {
+            Ok(r) => r,
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
+            Err(e) => return Err(from_sdk(e)),
         };
-        let metadata = h
-            .iter()
-            .filter_map(|(k, v)| {
-                let key = k.as_str().strip_prefix("x-ms-meta-")?;
-                Some((key.to_owned(), v.to_str().ok()?.to_owned()))
-            })
-            .collect();
+        let header_error =
+            |e: azure_core::Error| permanent("UnreadableHeaders", crate::error_chain(&e));
         Ok(Some(BlobProperties {
-            content_length: text("content-length")
-                .and_then(|v| v.parse().ok())
+            content_length: response
+                .content_length()
+                .map_err(header_error)?
                 .unwrap_or(0),
-            e_tag: text("etag").unwrap_or_default(),
-            blob_type: text("x-ms-blob-type").unwrap_or_default(),
-            copy_status: text("x-ms-copy-status"),
-            created: time("x-ms-creation-time"),
-            last_modified: time("last-modified"),
-            metadata,
+            e_tag: response
+                .etag()
+                .map_err(header_error)?
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            blob_type: response
+                .blob_type()
+                .map_err(header_error)?
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            copy_status: response.copy_status().map_err(header_error)?.map(|s| {
+                if s == CopyStatus::Pending {
+                    "pending".to_owned()
+                } else {
+                    s.to_string()
+                }
+            }),
+            created: time(response.creation_time().map_err(header_error)?),
+            last_modified: time(response.last_modified().map_err(header_error)?),
+            metadata: response
+                .metadata()
+                .map_err(header_error)?
+                .into_iter()
+                .collect(),
         }))
     }
 
@@ -123,24 +159,17 @@ impl Blobs {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let mut request = self.request(Method::GET, parse_url(url)?).await?.header(
-            "x-ms-range",
-            format!("bytes={}-{}", offset, offset + len - 1),
-        );
-        if let Some(tag) = e_tag {
-            request = request.header("If-Match", tag);
-        }
-        let response = request
-            .send()
+        let options = BlobClientDownloadOptions {
+            range: Some(HttpRange::new(offset, len)),
+            if_match: e_tag.map(|t| Etag::from(t.to_owned())),
+            ..Default::default()
+        };
+        let download = self
+            .client(url)?
+            .download(Some(options))
             .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
-        if !response.status().is_success() {
-            return Err(Self::fail(response).await);
-        }
-        response
-            .bytes()
-            .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))
+            .map_err(from_sdk)?;
+        download.body.collect().await.map_err(from_sdk)
     }
 
     /// Reads a whole small blob (a manifest), refusing more than `max` bytes.
@@ -160,17 +189,14 @@ impl Blobs {
                 target: None,
             })?;
         if properties.content_length > max {
-            return Err(AzureError::Permanent {
-                service: SERVICE,
-                status: 0,
-                code: "BlobTooLarge".into(),
-                message: format!(
+            return Err(permanent(
+                "BlobTooLarge",
+                format!(
                     "{} is {} bytes; at most {max} are read",
                     redact(url),
                     properties.content_length
                 ),
-                target: None,
-            });
+            ));
         }
         let bytes = self
             .read_range(url, 0, properties.content_length, Some(&properties.e_tag))
@@ -186,36 +212,34 @@ impl Blobs {
         existing: &BTreeMap<String, String>,
         add: &BTreeMap<String, String>,
     ) -> Result<(), AzureError> {
-        let mut target = parse_url(url)?;
-        target.query_pairs_mut().append_pair("comp", "metadata");
-        let mut request = self
-            .request(Method::PUT, target)
-            .await?
-            .header("If-Match", e_tag)
-            .header("Content-Length", "0");
-        for (k, v) in existing.iter().chain(add.iter()) {
-            // Header values must be visible ASCII: metadata is for codes and short notes.
-            let value: String = v
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_graphic() || c == ' ' {
-                        c
-                    } else {
-                        '?'
-                    }
-                })
-                .collect();
-            request = request.header(format!("x-ms-meta-{k}"), value);
-        }
-        let response = request
-            .send()
+        // Metadata values travel as headers: visible ASCII only (galleon writes codes and times).
+        let metadata = existing
+            .iter()
+            .chain(add.iter())
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.chars()
+                        .map(|c| {
+                            if c.is_ascii_graphic() || c == ' ' {
+                                c
+                            } else {
+                                '?'
+                            }
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let options = BlobClientSetMetadataOptions {
+            if_match: Some(Etag::from(e_tag.to_owned())),
+            ..Default::default()
+        };
+        self.client(url)?
+            .set_metadata(&metadata, Some(options))
             .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(Self::fail(response).await)
-        }
+            .map_err(from_sdk)?;
+        Ok(())
     }
 }
 

@@ -14,7 +14,6 @@ use serde_json::Value;
 
 /// Resources tokens are requested for.
 pub const ARM_RESOURCE: &str = "https://management.azure.com";
-pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
 pub const SERVICE_BUS_RESOURCE: &str = "https://servicebus.azure.net";
 
 /// An Azure call that did not succeed.
@@ -215,6 +214,11 @@ impl Tokens {
             }
         })?;
         Ok(Tokens::new(credential))
+    }
+
+    /// The credential itself, for SDK clients that take one.
+    pub fn credential(&self) -> Arc<dyn TokenCredential> {
+        self.credential.clone()
     }
 
     pub async fn bearer(&self, resource: &str) -> Result<String, AzureError> {

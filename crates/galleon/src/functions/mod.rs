@@ -56,7 +56,7 @@ pub fn context(config: Config, tokens: Tokens) -> Result<Arc<Ctx>, SetupError> {
     })?;
     Ok(Arc::new(Ctx {
         arm: Arm::new(http.clone(), arm_endpoint, tokens.clone()),
-        blobs: Blobs::new(http, tokens),
+        blobs: Blobs::new(tokens),
         bus,
         config: Arc::new(config),
     }))
