@@ -168,6 +168,26 @@ impl Scenario {
         body
     }
 
+    /// Uploads a fixed VHD of `size` made by qemu-img as `ubuntu-2404/<stem>.vhd`, then its manifest.
+    async fn publish(&self, stem: &str, size: &str, extra: Value) {
+        let work = tempfile::tempdir().expect("dir");
+        let storage = self.cloud.storage().expect("storage");
+        let vhd = make_vhd(work.path(), &format!("{stem}.vhd"), "fixed", size);
+        storage
+            .upload_page_blob("images", &format!("ubuntu-2404/{stem}.vhd"), &vhd)
+            .await
+            .expect("vhd");
+        let manifest = manifest(&format!("{stem}.vhd"), extra);
+        storage
+            .upload_block_blob(
+                "images",
+                &format!("ubuntu-2404/{stem}.manifest.json"),
+                &manifest,
+            )
+            .await
+            .expect("manifest");
+    }
+
     async fn fault(&self, rule: Value) {
         let response = self
             .cloud
@@ -230,24 +250,7 @@ fn manifest(vhd: &str, extra: Value) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_vhd_is_published_straight_from_the_vhd_to_three_regions() {
     let s = start(&[]).await;
-    let work = tempfile::tempdir().expect("dir");
-    let storage = s.cloud.storage().expect("storage");
-    storage
-        .upload_page_blob(
-            "images",
-            "ubuntu-2404/u.vhd",
-            &make_vhd(work.path(), "u.vhd", "fixed", "16M"),
-        )
-        .await
-        .expect("vhd");
-    storage
-        .upload_block_blob(
-            "images",
-            "ubuntu-2404/u.manifest.json",
-            &manifest("u.vhd", json!({})),
-        )
-        .await
-        .expect("manifest");
+    s.publish("u", "16M", json!({})).await;
 
     let ready = s.wait_for("io.galleon.image.ready.v1", 150).await;
     // Let any straggler (a duplicate) arrive before counting.
@@ -328,7 +331,9 @@ async fn manifest_vhd_is_published_straight_from_the_vhd_to_three_regions() {
 
     // Uploading the same manifest again publishes nothing new, and says so.
     let writes_before = kinds.get("GalleryImageVersions_CreateOrUpdate").copied();
-    storage
+    s.cloud
+        .storage()
+        .expect("storage")
         .upload_block_blob(
             "images",
             "ubuntu-2404/u.manifest.json",
@@ -559,24 +564,7 @@ async fn permanent_arm_error_ends_in_one_step_failed_and_nothing_half_made() {
     let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
     s.fault(json!({"kind": "GalleryImageVersions_CreateOrUpdate", "count": 1,
                    "action": {"type": "error", "status": 400, "code": "InvalidParameter", "message": "The source blob is not accessible.", "inOperation": true}})).await;
-    let work = tempfile::tempdir().expect("dir");
-    let storage = s.cloud.storage().expect("storage");
-    storage
-        .upload_page_blob(
-            "images",
-            "ubuntu-2404/p.vhd",
-            &make_vhd(work.path(), "p.vhd", "fixed", "8M"),
-        )
-        .await
-        .expect("vhd");
-    storage
-        .upload_block_blob(
-            "images",
-            "ubuntu-2404/p.manifest.json",
-            &manifest("p.vhd", json!({"version": "1.0.0"})),
-        )
-        .await
-        .expect("manifest");
+    s.publish("p", "8M", json!({"version": "1.0.0"})).await;
 
     let failed = s.wait_for("io.galleon.step.failed.v1", 90).await;
     assert_eq!(failed["data"]["error"]["code"], "InvalidParameter");
@@ -627,24 +615,7 @@ async fn throttling_server_errors_and_a_failing_region_are_ridden_out() {
     s.fault(json!({"kind": "GalleryImageVersions_Get", "count": 3, "action": {"type": "error", "status": 503, "code": "ServiceUnavailable", "message": "try later"}})).await;
     // Region writes: add all (fails northeurope), take it out, put it back (fails again), out, back (works).
     s.fault(json!({"kind": "GalleryImageVersions_Update", "count": 3, "action": {"type": "failRegion", "region": "northeurope", "details": "simulated capacity problem"}})).await;
-    let work = tempfile::tempdir().expect("dir");
-    let storage = s.cloud.storage().expect("storage");
-    storage
-        .upload_page_blob(
-            "images",
-            "ubuntu-2404/t.vhd",
-            &make_vhd(work.path(), "t.vhd", "fixed", "8M"),
-        )
-        .await
-        .expect("vhd");
-    storage
-        .upload_block_blob(
-            "images",
-            "ubuntu-2404/t.manifest.json",
-            &manifest("t.vhd", json!({})),
-        )
-        .await
-        .expect("manifest");
+    s.publish("t", "8M", json!({})).await;
 
     let ready = s.wait_for("io.galleon.image.ready.v1", 180).await;
     assert_catalog_valid(&s.receiver.received.all());
@@ -696,24 +667,7 @@ fn distinct(events: &[Value]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_twice_changes_nothing() {
     let s = start_with(&[], true).await;
-    let work = tempfile::tempdir().expect("dir");
-    let storage = s.cloud.storage().expect("storage");
-    storage
-        .upload_page_blob(
-            "images",
-            "ubuntu-2404/twice.vhd",
-            &make_vhd(work.path(), "twice.vhd", "fixed", "8M"),
-        )
-        .await
-        .expect("vhd");
-    storage
-        .upload_block_blob(
-            "images",
-            "ubuntu-2404/twice.manifest.json",
-            &manifest("twice.vhd", json!({})),
-        )
-        .await
-        .expect("manifest");
+    s.publish("twice", "8M", json!({})).await;
 
     let ready = s.wait_for("io.galleon.image.ready.v1", 150).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -775,24 +729,7 @@ async fn every_message_delivered_twice_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chain_completes_when_the_handler_is_killed_midway() {
     let s = start(&[]).await;
-    let work = tempfile::tempdir().expect("dir");
-    let storage = s.cloud.storage().expect("storage");
-    storage
-        .upload_page_blob(
-            "images",
-            "ubuntu-2404/k.vhd",
-            &make_vhd(work.path(), "k.vhd", "fixed", "8M"),
-        )
-        .await
-        .expect("vhd");
-    storage
-        .upload_block_blob(
-            "images",
-            "ubuntu-2404/k.manifest.json",
-            &manifest("k.vhd", json!({})),
-        )
-        .await
-        .expect("manifest");
+    s.publish("k", "8M", json!({})).await;
 
     // Kill galleon (SIGKILL) once the version is published, while replication is being watched.
     s.wait_for("io.galleon.image.version.published.v1", 120)
