@@ -174,8 +174,21 @@ async fn demo() -> Result<()> {
         .await?;
 
     let deadline = Instant::now() + Duration::from_secs(180);
-    let (mut seen_invocations, mut seen_events) = (0usize, 0usize);
+    let (mut seen_invocations, mut seen_events, mut seen_messages) = (0usize, 0usize, 0usize);
     loop {
+        // Facts on the Service Bus topic: what each step announced, scheduled follow-ups, dropped duplicates.
+        let activity = cloud.service_bus.broker.with(|ns| ns.recent(500)).await;
+        for a in activity.iter().skip(seen_messages) {
+            let op = a["op"].as_str().unwrap_or_default();
+            if matches!(op, "sent" | "scheduled" | "duplicate-dropped") {
+                let what = a["detail"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .replace("io.galleon.", "");
+                println!("{:>7}  fact {op:<17} {what}", elapsed(started));
+            }
+        }
+        seen_messages = activity.len();
         let invocations = cloud.host.invocations();
         for i in invocations.iter().skip(seen_invocations) {
             println!(

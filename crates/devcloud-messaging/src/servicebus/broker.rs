@@ -698,7 +698,8 @@ impl Namespace {
                 if dedup.is_some_and(|d| d.is_duplicate(id, window, now)) {
                     out.duplicates += 1;
                     let ghost = self.stamp(m.clone(), now);
-                    self.record(&name, "duplicate-dropped", &ghost, None, now);
+                    let label = ghost.props.label.clone();
+                    self.record(&name, "duplicate-dropped", &ghost, label, now);
                     continue;
                 }
             }
@@ -709,7 +710,16 @@ impl Namespace {
             } else {
                 "sent"
             };
-            self.record(&name, op, &msg, None, now);
+            // The label says what the message is (galleon puts the fact type there), for the timeline.
+            let label = match (op, msg.props.scheduled_enqueue_time) {
+                ("scheduled", Some(at)) => Some(format!(
+                    "{} at {}",
+                    msg.props.label.clone().unwrap_or_default(),
+                    at.to_rfc3339()
+                )),
+                _ => msg.props.label.clone(),
+            };
+            self.record(&name, op, &msg, label, now);
             match &target.entity {
                 EntityPath::Queue(q) => {
                     if let Some(q) = self.queues.get_mut(q) {
