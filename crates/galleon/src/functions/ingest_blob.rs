@@ -252,6 +252,23 @@ async fn inspect(
     }
 }
 
+/// The VHD checks on a bare upload: `None` while the blob is still being written (it changed under the
+/// ETag-pinned reads), which is a reason to look again later, not a failure.
+async fn inspect_upload(
+    ctx: &Ctx,
+    url: &str,
+    props: &BlobProperties,
+    expectations: &vhd::Expectations,
+) -> Result<Option<Result<vhd::Inspection, vhd::Problem>>, StepError> {
+    match inspect(ctx, url, props, expectations).await {
+        Err(StepError::Transient(e)) if e.code() == "ConditionNotMet" => {
+            tracing::info!(blob = %redact(url), "the blob changed while being read: still uploading");
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
+}
+
 fn problem_reason(p: vhd::Problem) -> Reason {
     Reason {
         code: p.code.to_string(),
@@ -482,8 +499,8 @@ async fn from_bare_vhd(
     }
     let expectations =
         vhd::Expectations::new(arrived.path.rsplit('/').next().unwrap_or("disk.vhd"));
-    match inspect(ctx, &arrived.url, &props, &expectations).await? {
-        Err(problem) if problem.code != vhd::ProblemCode::VhdFooterMissing => {
+    match inspect_upload(ctx, &arrived.url, &props, &expectations).await? {
+        Some(Err(problem)) if problem.code != vhd::ProblemCode::VhdFooterMissing => {
             reject(
                 ctx,
                 cause,
@@ -601,7 +618,7 @@ pub async fn recheck_bare_vhd(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>
         Err(reason) => return reject(ctx, cause, subject, url, &props, None, reason).await,
     };
     let expectations = vhd::Expectations::new(path.rsplit('/').next().unwrap_or("disk.vhd"));
-    let inspected = inspect(ctx, url, &props, &expectations).await?;
+    let inspected = inspect_upload(ctx, url, &props, &expectations).await?;
     let settled = props.e_tag == last_e_tag && props.copy_status.as_deref() != Some("pending");
     let look_again = |reason_if_late: Reason| -> Result<Vec<Emit>, StepError> {
         let at =
@@ -647,10 +664,11 @@ pub async fn recheck_bare_vhd(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>
         fix: "Finish the upload, or upload a manifest after the VHD to say it is complete.".into(),
     };
     match inspected {
-        Err(problem) if problem.code == vhd::ProblemCode::VhdFooterMissing => {
+        None => look_again(incomplete),
+        Some(Err(problem)) if problem.code == vhd::ProblemCode::VhdFooterMissing => {
             look_again(incomplete)
         }
-        Err(problem) => {
+        Some(Err(problem)) => {
             reject(
                 ctx,
                 cause,
@@ -662,8 +680,8 @@ pub async fn recheck_bare_vhd(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>
             )
             .await
         }
-        Ok(_) if !settled => look_again(incomplete),
-        Ok(inspection) => {
+        Some(Ok(_)) if !settled => look_again(incomplete),
+        Some(Ok(inspection)) => {
             let policy = &ctx.config.policy;
             let created = props.created.or(props.last_modified).unwrap_or(first_seen);
             let generation = match inspection.generation {
