@@ -222,11 +222,13 @@ fn promised(
         advice: "This follow-up was made by another galleon version; upload the manifest again."
             .into(),
     })?;
+    let correlation_id = fact
+        .correlation_id()
+        .unwrap_or_else(|| fact.id().to_owned());
+    // What was checked, within this run: a later run publishing the same resource gets fresh fact ids.
     let cause = Cause {
-        id: key.to_owned(),
-        correlation_id: fact
-            .correlation_id()
-            .unwrap_or_else(|| fact.id().to_owned()),
+        id: format!("{key}:{correlation_id}"),
+        correlation_id,
         traceparent: fact.traceparent(),
     };
     let built = build_untyped(
@@ -325,9 +327,10 @@ async fn check_once(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>
                     ready_at: Utc::now(),
                 };
                 let subject = format!("{}/regions/{key}", data.then.subject);
+                let correlation_id = fact.correlation_id().unwrap_or_default();
                 let cause = Cause {
-                    id: version_id.clone(),
-                    correlation_id: fact.correlation_id().unwrap_or_default(),
+                    id: format!("{version_id}:{correlation_id}"),
+                    correlation_id,
                     traceparent: fact.traceparent(),
                 };
                 emits.push(Emit::now(ctx.fact(&cause, &subject, &key, &replica)?));
