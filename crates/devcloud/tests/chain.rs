@@ -168,11 +168,12 @@ impl Scenario {
         body
     }
 
-    /// Uploads a fixed VHD of `size` made by qemu-img as `ubuntu-2404/<stem>.vhd`, then its manifest.
-    async fn publish(&self, stem: &str, size: &str, extra: Value) {
+    /// Uploads a VHD (`fixed` or `dynamic`) of `size` made by qemu-img as `ubuntu-2404/<stem>.vhd`, then
+    /// its manifest.
+    async fn publish(&self, stem: &str, subformat: &str, size: &str, extra: Value) {
         let work = tempfile::tempdir().expect("dir");
         let storage = self.cloud.storage().expect("storage");
-        let vhd = make_vhd(work.path(), &format!("{stem}.vhd"), "fixed", size);
+        let vhd = make_vhd(work.path(), &format!("{stem}.vhd"), subformat, size);
         storage
             .upload_page_blob("images", &format!("ubuntu-2404/{stem}.vhd"), &vhd)
             .await
@@ -250,7 +251,7 @@ fn manifest(vhd: &str, extra: Value) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_vhd_is_published_straight_from_the_vhd_to_three_regions() {
     let s = start(&[]).await;
-    s.publish("u", "16M", json!({})).await;
+    s.publish("u", "fixed", "16M", json!({})).await;
 
     let ready = s.wait_for("io.galleon.image.ready.v1", 150).await;
     // Let any straggler (a duplicate) arrive before counting.
@@ -415,24 +416,8 @@ async fn bare_vhd_is_published_through_a_managed_image() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_are_rejected_marked_and_kept() {
     let s = start(&[]).await;
-    let work = tempfile::tempdir().expect("dir");
     let storage = s.cloud.storage().expect("storage");
-    storage
-        .upload_page_blob(
-            "images",
-            "ubuntu-2404/dyn.vhd",
-            &make_vhd(work.path(), "dyn.vhd", "dynamic", "16M"),
-        )
-        .await
-        .expect("vhd");
-    storage
-        .upload_block_blob(
-            "images",
-            "ubuntu-2404/dyn.manifest.json",
-            &manifest("dyn.vhd", json!({})),
-        )
-        .await
-        .expect("manifest");
+    s.publish("dyn", "dynamic", "16M", json!({})).await;
     storage
         .upload_block_blob("images", "ubuntu-2404/broken.manifest.json", b"{\"vhd\": ")
         .await
@@ -463,22 +448,8 @@ async fn bad_inputs_are_rejected_marked_and_kept() {
             .await
             .expect("manifest");
     }
-    storage
-        .upload_page_blob(
-            "images",
-            "ubuntu-2404/ok.vhd",
-            &make_vhd(work.path(), "ok.vhd", "fixed", "8M"),
-        )
-        .await
-        .expect("vhd");
-    storage
-        .upload_block_blob(
-            "images",
-            "ubuntu-2404/ok.manifest.json",
-            &manifest("ok.vhd", json!({"gallery": "someoneelses"})),
-        )
-        .await
-        .expect("manifest");
+    s.publish("ok", "fixed", "8M", json!({"gallery": "someoneelses"}))
+        .await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let codes = loop {
@@ -564,7 +535,8 @@ async fn permanent_arm_error_ends_in_one_step_failed_and_nothing_half_made() {
     let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
     s.fault(json!({"kind": "GalleryImageVersions_CreateOrUpdate", "count": 1,
                    "action": {"type": "error", "status": 400, "code": "InvalidParameter", "message": "The source blob is not accessible.", "inOperation": true}})).await;
-    s.publish("p", "8M", json!({"version": "1.0.0"})).await;
+    s.publish("p", "fixed", "8M", json!({"version": "1.0.0"}))
+        .await;
 
     let failed = s.wait_for("io.galleon.step.failed.v1", 90).await;
     assert_eq!(failed["data"]["error"]["code"], "InvalidParameter");
@@ -615,7 +587,7 @@ async fn throttling_server_errors_and_a_failing_region_are_ridden_out() {
     s.fault(json!({"kind": "GalleryImageVersions_Get", "count": 3, "action": {"type": "error", "status": 503, "code": "ServiceUnavailable", "message": "try later"}})).await;
     // Region writes: add all (fails northeurope), take it out, put it back (fails again), out, back (works).
     s.fault(json!({"kind": "GalleryImageVersions_Update", "count": 3, "action": {"type": "failRegion", "region": "northeurope", "details": "simulated capacity problem"}})).await;
-    s.publish("t", "8M", json!({})).await;
+    s.publish("t", "fixed", "8M", json!({})).await;
 
     let ready = s.wait_for("io.galleon.image.ready.v1", 180).await;
     assert_catalog_valid(&s.receiver.received.all());
@@ -667,7 +639,7 @@ fn distinct(events: &[Value]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_twice_changes_nothing() {
     let s = start_with(&[], true).await;
-    s.publish("twice", "8M", json!({})).await;
+    s.publish("twice", "fixed", "8M", json!({})).await;
 
     let ready = s.wait_for("io.galleon.image.ready.v1", 150).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -729,7 +701,7 @@ async fn every_message_delivered_twice_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chain_completes_when_the_handler_is_killed_midway() {
     let s = start(&[]).await;
-    s.publish("k", "8M", json!({})).await;
+    s.publish("k", "fixed", "8M", json!({})).await;
 
     // Kill galleon (SIGKILL) once the version is published, while replication is being watched.
     s.wait_for("io.galleon.image.version.published.v1", 120)
