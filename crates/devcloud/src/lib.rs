@@ -236,6 +236,10 @@ impl Cloud {
             ("GALLEON_FOLLOWUP_SECONDS", "1".to_owned()),
             ("GALLEON_BARE_VHD_SETTLE_SECONDS", "2".to_owned()),
             ("GALLEON_LOG_FORMAT", "text".to_owned()),
+            (
+                "GALLEON_STATE_CONTAINER_URL",
+                format!("{}/galleon-state", blob_endpoint.trim_end_matches('/')),
+            ),
             ("RUST_LOG", "info".to_owned()),
             ("PATH", format!("{}:{path}", options.galleon_dir.display())),
         ]

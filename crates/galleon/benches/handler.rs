@@ -35,6 +35,10 @@ fn spawn(port: u16) -> std::process::Child {
             "ServiceBusConnection__fullyQualifiedNamespace",
             "127.0.0.1:9",
         )
+        .env(
+            "GALLEON_STATE_CONTAINER_URL",
+            "https://127.0.0.1:9/devstoreaccount1/galleon-state",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

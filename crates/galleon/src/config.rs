@@ -46,6 +46,15 @@ pub struct Config {
     pub max_attempts: u32,
     /// `GALLEON_BARE_OS_TYPE`: the OS of bare VHDs (no manifest to say it), `Linux` (default) or `Windows`.
     pub bare_os_type: crate::events::OsType,
+    /// `GALLEON_INGEST_CONTAINERS`: the blob containers galleon reads VHDs and manifests from (default
+    /// `images`); blobs anywhere else are ignored, never rejected or marked.
+    pub ingest_containers: Vec<String>,
+    /// `GALLEON_KEEP_MANAGED_IMAGES`: keep the managed images made only as a step towards a version
+    /// (default `false`: deleted once the version is ready in every region).
+    pub keep_managed_images: bool,
+    /// `GALLEON_STATE_CONTAINER_URL`: the blob container where galleon records which facts it has handled
+    /// and how runs ended, so a fact delivered twice acts once without broker duplicate detection.
+    pub state_container_url: String,
 }
 
 /// A setting that is missing or malformed.
@@ -229,6 +238,62 @@ impl Config {
             "ServiceBusConnection__fullyQualifiedNamespace",
             "the Service Bus namespace of the facts topic (e.g. contoso.servicebus.windows.net)",
         )?;
+        let ingest_containers: Vec<String> = get("GALLEON_INGEST_CONTAINERS")
+            .unwrap_or_else(|| "images".to_owned())
+            .split(',')
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if let Some(bad) = ingest_containers
+            .iter()
+            .find(|c| !policy::container_name_ok(c))
+        {
+            return Err(err(
+                "GALLEON_INGEST_CONTAINERS",
+                format!(
+                    "'{bad}' is not a blob container name (3-63 lower-case letters, digits and single hyphens)"
+                ),
+            ));
+        }
+        if ingest_containers.is_empty() {
+            return Err(err(
+                "GALLEON_INGEST_CONTAINERS",
+                "names no container; list the containers VHDs are uploaded to, e.g. images",
+            ));
+        }
+        let keep_managed_images = match get("GALLEON_KEEP_MANAGED_IMAGES").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(err(
+                    "GALLEON_KEEP_MANAGED_IMAGES",
+                    format!("'{other}' must be 'true' or 'false'"),
+                ));
+            }
+        };
+        let state_container_url = match get("GALLEON_STATE_CONTAINER_URL") {
+            Some(v) => v,
+            None => match get("AzureWebJobsStorage__blobServiceUri") {
+                Some(service) => format!("{}/galleon-state", service.trim_end_matches('/')),
+                None => {
+                    return Err(err(
+                        "GALLEON_STATE_CONTAINER_URL",
+                        "is not set (nor AzureWebJobsStorage__blobServiceUri to default it from); it names the blob container where galleon records handled facts, e.g. https://<account>.blob.core.windows.net/galleon-state",
+                    ));
+                }
+            },
+        };
+        match url::Url::parse(&state_container_url) {
+            Ok(u) if u.scheme() == "https" && u.query().is_none() => {}
+            _ => {
+                return Err(err(
+                    "GALLEON_STATE_CONTAINER_URL",
+                    format!(
+                        "'{state_container_url}' must be an https URL of a blob container, without a SAS token (galleon uses its managed identity)"
+                    ),
+                ));
+            }
+        }
         Ok(Config {
             port,
             instance,
@@ -268,6 +333,9 @@ impl Config {
                     ));
                 }
             },
+            ingest_containers,
+            keep_managed_images,
+            state_container_url: state_container_url.trim_end_matches('/').to_owned(),
         })
     }
 }
@@ -288,6 +356,10 @@ mod tests {
         (
             "ServiceBusConnection__fullyQualifiedNamespace",
             "contoso.servicebus.windows.net",
+        ),
+        (
+            "GALLEON_STATE_CONTAINER_URL",
+            "https://contoso.blob.core.windows.net/galleon-state",
         ),
     ];
 

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod events;
 pub mod functions;
 pub mod host;
+pub mod ledger;
 pub mod telemetry;
 
 /// An error and its causes as one line, `outer: inner: innermost`, for logs and failure facts.

@@ -25,6 +25,10 @@ fn function_json_matches_the_registered_handlers() {
             "ServiceBusConnection__fullyQualifiedNamespace",
             "contoso.servicebus.windows.net",
         ),
+        (
+            "GALLEON_STATE_CONTAINER_URL",
+            "https://contoso.blob.core.windows.net/galleon-state",
+        ),
     ];
     let config = Config::from_lookup(|k| {
         settings

@@ -60,6 +60,10 @@ async fn start(extra_env: &[(&str, &str)]) -> Handler {
             "ServiceBusConnection__fullyQualifiedNamespace",
             "127.0.0.1:9",
         )
+        .env(
+            "GALLEON_STATE_CONTAINER_URL",
+            "https://127.0.0.1:9/devstoreaccount1/galleon-state",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);

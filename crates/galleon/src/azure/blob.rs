@@ -243,6 +243,63 @@ impl Blobs {
     }
 }
 
+/// The condition of a small write: create only if absent, or replace only the version read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteIf {
+    Absent,
+    Unchanged(String),
+}
+
+impl Blobs {
+    /// Writes a small block blob under a condition; returns its new ETag. A failed condition is a
+    /// permanent error (`BlobAlreadyExists` or `ConditionNotMet`) the caller can tell apart with
+    /// [`AzureError::code`].
+    pub async fn put_small(
+        &self,
+        url: &str,
+        content: Bytes,
+        condition: WriteIf,
+    ) -> Result<String, AzureError> {
+        let mut options = azure_storage_blob::models::BlobClientUploadOptions {
+            blob_content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        match condition {
+            WriteIf::Absent => options.if_none_match = Some(Etag::from("*".to_owned())),
+            WriteIf::Unchanged(e_tag) => options.if_match = Some(Etag::from(e_tag)),
+        }
+        let answer = self
+            .client(url)?
+            .upload(content.into(), Some(options))
+            .await
+            .map_err(|e| match e.http_status() {
+                // A failed condition is an answer, not trouble: never retried blindly.
+                Some(StatusCode::Conflict) => permanent("BlobAlreadyExists", redact(url)),
+                Some(StatusCode::PreconditionFailed) => permanent("ConditionNotMet", redact(url)),
+                _ => from_sdk(e),
+            })?;
+        Ok(answer.etag.map(|t| t.to_string()).unwrap_or_default())
+    }
+
+    /// Creates a blob container (an existing one is fine).
+    pub async fn create_container(&self, container_url: &str) -> Result<(), AzureError> {
+        let url = Url::parse(container_url).map_err(|e| {
+            permanent(
+                "InvalidBlobUrl",
+                format!("'{}': {e}", redact(container_url)),
+            )
+        })?;
+        let client =
+            azure_storage_blob::BlobContainerClient::new(url, Some(self.credential.clone()), None)
+                .map_err(from_sdk)?;
+        match client.create(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
+            Err(e) => Err(from_sdk(e)),
+        }
+    }
+}
+
 /// A blob URL with any query (SAS token) removed, for logs and facts.
 pub fn redact(url: &str) -> String {
     match url.split_once('?') {

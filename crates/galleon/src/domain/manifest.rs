@@ -203,10 +203,10 @@ impl Manifest {
                         ));
                     }
                     let storage = match &r.storage_account_type {
-                        Some(s) => {
-                            policy::storage_type(s).map_err(|m| reason("RegionInvalid", m, fix))?
-                        }
-                        None => "Standard_LRS".to_owned(),
+                        Some(s) => Some(
+                            policy::storage_type(s).map_err(|m| reason("RegionInvalid", m, fix))?,
+                        ),
+                        None => None,
                     };
                     regions.push(TargetRegion {
                         name,
@@ -307,7 +307,10 @@ mod tests {
             "home region first"
         );
         assert_eq!(plan.target_regions[1].regional_replica_count, 3);
-        assert_eq!(plan.target_regions[1].storage_account_type, "Standard_ZRS");
+        assert_eq!(
+            plan.target_regions[1].storage_account_type.as_deref(),
+            Some("Standard_ZRS")
+        );
         assert_eq!(plan.tags["build"], "42");
     }
 

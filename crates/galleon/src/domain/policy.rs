@@ -61,7 +61,8 @@ impl Policy {
     }
 }
 
-/// Parses `westeurope=2:Standard_ZRS,northeurope,eastus2=1` (replicas default 1, storage `Standard_LRS`).
+/// Parses `westeurope=2:Standard_ZRS,northeurope,eastus2=1` (replicas default 1; no storage type means
+/// Azure's default for the API version, which galleon leaves to Azure).
 pub fn parse_regions(text: &str) -> Result<Vec<TargetRegion>, String> {
     let mut regions: Vec<TargetRegion> = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -84,9 +85,9 @@ pub fn parse_regions(text: &str) -> Result<Vec<TargetRegion>, String> {
                 .ok_or_else(|| format!("replica count '{count}' for {name} must be 1 to 100"))?
         };
         let storage_account_type = if storage.trim().is_empty() {
-            "Standard_LRS".to_owned()
+            None
         } else {
-            storage_type(storage.trim())?
+            Some(storage_type(storage.trim())?)
         };
         if regions.iter().any(|r| r.name == name) {
             return Err(format!("region {name} is listed twice"));
@@ -109,6 +110,18 @@ pub fn region_name_ok(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Whether `name` is a valid blob container name: 3-63 of lower-case letters, digits and hyphens, starting
+/// and ending with a letter or digit, no two hyphens in a row.
+pub fn container_name_ok(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
 }
 
 /// The storage account types a gallery replica may use.
@@ -139,7 +152,7 @@ pub fn home_first(home: &str, regions: &[TargetRegion]) -> Vec<TargetRegion> {
         ordered.push(TargetRegion {
             name: home.to_owned(),
             regional_replica_count: 1,
-            storage_account_type: "Standard_LRS".into(),
+            storage_account_type: None,
         });
     }
     ordered.extend(regions.iter().filter(|r| r.name != home).cloned());
@@ -158,17 +171,18 @@ mod tests {
             (
                 r[0].name.as_str(),
                 r[0].regional_replica_count,
-                r[0].storage_account_type.as_str()
+                r[0].storage_account_type.as_deref()
             ),
-            ("westeurope", 2, "Standard_ZRS")
+            ("westeurope", 2, Some("Standard_ZRS"))
         );
         assert_eq!(
             (
                 r[1].name.as_str(),
                 r[1].regional_replica_count,
-                r[1].storage_account_type.as_str()
+                r[1].storage_account_type.as_deref()
             ),
-            ("northeurope", 1, "Standard_LRS")
+            ("northeurope", 1, None),
+            "no storage type: Azure's default applies (PreferStandard_ZRS in current API versions)"
         );
         for bad in [
             "",

@@ -56,6 +56,7 @@ fact_types! {
     VersionPublished => "image.version.published.v1", VersionPublished;
     ReplicaReady => "image.replica.ready.v1", ReplicaReady;
     ImageReady => "image.ready.v1", ImageReady;
+    ImagePartiallyReady => "image.partially.ready.v1", ImagePartiallyReady;
     StepFailed => "step.failed.v1", StepFailed;
     FollowUp => "operation.followup.v1", FollowUp;
 }
@@ -87,6 +88,7 @@ impl FactType {
                 | FactType::VersionPublished
                 | FactType::ReplicaReady
                 | FactType::ImageReady
+                | FactType::ImagePartiallyReady
                 | FactType::StepFailed
         )
     }

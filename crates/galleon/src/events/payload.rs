@@ -55,7 +55,9 @@ pub struct Identifier {
 pub struct TargetRegion {
     pub name: String,
     pub regional_replica_count: u32,
-    pub storage_account_type: String,
+    /// Left out when neither the manifest nor the settings name one, so Azure's default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_account_type: Option<String>,
 }
 
 /// Everything needed to publish one image version, decided once at ingest and carried by every later fact.
@@ -200,15 +202,76 @@ pub struct ImageReady {
     pub regions: Vec<TargetRegion>,
     pub source_vhd: BlobRef,
     pub ready_at: DateTime<Utc>,
+    /// Intermediate resources (the managed image) galleon could not delete; empty when all is clean.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_behind: Vec<LeftBehind>,
 }
 
-/// The Azure error that ended a step, verbatim.
+/// One region whose replication failed for good, with Azure's details verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AzureError {
+#[serde(rename_all = "camelCase")]
+pub struct RegionFailure {
+    pub region: String,
+    pub details: String,
+    /// How many times the region failed (each failure was retried on its own).
+    pub failures: u32,
+}
+
+/// `image.partially.ready`: replication failed for good in some regions; the version is usable in the
+/// others. The run still ends in `step.failed`; this says where the version can be used meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePartiallyReady {
+    pub version_id: String,
+    pub version: String,
+    /// Regions where the version is usable now.
+    pub usable_regions: Vec<TargetRegion>,
+    /// Every region that failed, not only the first.
+    pub failed_regions: Vec<RegionFailure>,
+    pub source_vhd: BlobRef,
+    pub at: DateTime<Utc>,
+}
+
+/// The error that ended a step: Azure's code and message verbatim (or galleon's own, for failures that are
+/// not Azure's), with the ids that let Azure support find the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
     pub code: String,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// `x-ms-request-id` of the Azure answer that carried the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// `x-ms-correlation-request-id` of that answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_request_id: Option<String>,
+}
+
+impl ErrorDetail {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ErrorDetail {
+        ErrorDetail {
+            code: code.into(),
+            message: message.into(),
+            target: None,
+            request_id: None,
+            correlation_request_id: None,
+        }
+    }
+
+    pub fn with_target(mut self, target: impl Into<String>) -> ErrorDetail {
+        self.target = Some(target.into());
+        self
+    }
+}
+
+/// Something galleon made and could not remove after a failure: it is named so an operator can delete it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeftBehind {
+    pub resource_id: String,
+    pub error: ErrorDetail,
 }
 
 /// The fact that a failed step was handling.
@@ -226,10 +289,13 @@ pub struct FailedInput {
 pub struct StepFailed {
     /// The function that gave up, e.g. `PublishVersion`.
     pub step: String,
-    pub error: AzureError,
+    pub error: ErrorDetail,
     pub attempts: u32,
     pub advice: String,
     pub input: FailedInput,
+    /// What galleon made for this run and could not delete (cleanup failed); empty when nothing is left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_behind: Vec<LeftBehind>,
 }
 
 /// What a follow-up checks.
@@ -244,6 +310,16 @@ pub enum Check {
     Replication {
         version_id: String,
         announced_regions: Vec<String>,
+        /// Failures so far, per region (each counts towards `GALLEON_MAX_ATTEMPTS`; looks do not).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        failures: BTreeMap<String, u32>,
+        /// The `Azure-AsyncOperation` (or `Location`) URL of the last target-region PATCH, until it ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        /// The managed image the version was made from, deleted once every region is ready (unless
+        /// `GALLEON_KEEP_MANAGED_IMAGES`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_id: Option<String>,
     },
     /// Re-check that a bare VHD upload is complete and unchanged (or that the VHD a manifest names has
     /// finished copying).
@@ -253,6 +329,9 @@ pub enum Check {
         e_tag: String,
         /// When the blob was first seen; the wait is bounded from here.
         first_seen: DateTime<Utc>,
+        /// The storage account the BlobCreated event came from.
+        #[serde(default)]
+        storage_account_id: String,
     },
     /// Watch an Image Builder run.
     #[serde(rename_all = "camelCase")]
@@ -289,5 +368,7 @@ pub struct FollowUp {
     pub attempt: u32,
     /// After this the step fails with `StepDeadlineExceeded`.
     pub deadline: DateTime<Utc>,
-    pub then: Announce,
+    /// The fact to announce when the check succeeds (checks that build their own facts have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<Announce>,
 }

@@ -5,7 +5,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::{
-    events::{AzureError, Cause, Fact, FactError, FailedInput, StepFailed},
+    events::{Cause, ErrorDetail, Fact, FactError, FailedInput, StepFailed},
     host::{BusMessage, Failure, Invocation, Output, Trigger},
 };
 
@@ -57,11 +57,7 @@ fn undeliverable(
     };
     let data = StepFailed {
         step: NAME.to_owned(),
-        error: AzureError {
-            code: code.to_owned(),
-            message: detail,
-            target: None,
-        },
+        error: ErrorDetail::new(code, detail),
         attempts: message.delivery_count.unwrap_or(1).max(1),
         advice: advice.to_owned(),
         input: FailedInput {
@@ -74,6 +70,7 @@ fn undeliverable(
             id,
             subject: None,
         },
+        left_behind: Vec::new(),
     };
     Fact::new(
         instance,

@@ -1,12 +1,17 @@
 //! CreateImage: for plans that publish through a managed image, create the image from the accepted VHD
-//! in the home region, then follow the operation until `image.created`.
+//! in the home region (after checking the VHD is still the one that was checked), then follow the
+//! operation until `image.created`. An image of the same name that is not this run's is never used.
 
 use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::json;
 
-use super::step::{self, Ctx, Emit, StepError, StepFuture};
+use super::{
+    ingest::reject::changed_after_check,
+    owned, pinned,
+    step::{self, Ctx, Emit, StepError, StepFuture},
+};
 use crate::{
     azure::arm::{self, ids},
     domain::naming,
@@ -22,25 +27,16 @@ pub fn step(fact: Fact, ctx: Arc<Ctx>, attempt: u32) -> StepFuture {
 }
 
 async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepError> {
-    let accepted: VhdAccepted = fact.data().map_err(|e| StepError::Failed {
-        code: "FactUnreadable".into(),
-        message: e.to_string(),
-        target: None,
-        advice: "The vhd.accepted fact does not match its schema; this is a galleon defect.".into(),
-    })?;
+    let accepted: VhdAccepted = fact.data().map_err(StepError::unreadable)?;
     let plan = &accepted.plan;
     if plan.publish_from != PublishFrom::ManagedImage {
         return Ok(Vec::new());
     }
+    let run = fact.correlation_id().unwrap_or_default();
     let version = plan
         .version
         .parse::<naming::Version>()
-        .map_err(|e| StepError::Failed {
-            code: "VersionInvalid".into(),
-            message: e.to_string(),
-            target: None,
-            advice: "The plan carries an invalid version; this is a galleon defect.".into(),
-        })?;
+        .map_err(StepError::unreadable)?;
     let name = naming::managed_image_for(&plan.image_definition, version);
     let id = ids::managed_image(&plan.subscription_id, &plan.resource_group, &name);
     let subject = super::version_subject(plan);
@@ -52,6 +48,9 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
     let cause = Cause::of(&fact);
 
     if let Some(existing) = ctx.arm.get(&id, arm::COMPUTE_IMAGES_API, &[]).await? {
+        if let Err(why) = owned::ownership(&existing, &run, &accepted.vhd) {
+            return Err(owned::conflict("Managed image", &id, &why));
+        }
         match existing
             .pointer("/properties/provisioningState")
             .and_then(|v| v.as_str())
@@ -60,24 +59,26 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
                 return Ok(vec![Emit::now(ctx.fact(&cause, &subject, "", &data)?)]);
             }
             Some("Failed") => {
-                // A failed image blocks nothing but its own name: delete it and try again.
+                // This run's failed image blocks its name: delete it and try again.
                 ctx.arm
                     .write(Method::DELETE, &id, arm::COMPUTE_IMAGES_API, None)
                     .await?;
-                return Err(StepError::Transient(crate::azure::AzureError::Transient {
-                    service: "ARM",
-                    status: 0,
-                    code: "FailedImageDeleted".into(),
-                    message: format!("{id} had failed; deleted it to create it again"),
-                    retry_after: None,
-                }));
+                return Err(StepError::Waiting(format!(
+                    "{id} had failed; deleting it to create it again"
+                )));
             }
+            // Still being made by this run (a redelivered fact): fall through to the idempotent PUT, which
+            // ARM answers with the operation in flight.
             _ => {}
         }
     }
+    // The VHD must still be the one that was checked: Azure copies it now.
+    if let Err(changed) = pinned::verify(ctx, &accepted.vhd).await? {
+        return changed_after_check(ctx, &cause, &accepted.vhd, changed.now());
+    }
     let body = json!({
         "location": plan.location,
-        "tags": super::tags(&fact, plan),
+        "tags": owned::tags(&run, plan, &accepted.vhd),
         "properties": {
             "hyperVGeneration": plan.hyper_v_generation,
             "storageProfile": {
@@ -85,11 +86,9 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
                     "osType": plan.os_type,
                     "osState": plan.os_state,
                     "blobUri": accepted.vhd.url,
-                    "storageAccountType": "Standard_LRS",
                     "caching": "ReadWrite"
                 },
-                "dataDisks": [],
-                "zoneResilient": false
+                "dataDisks": []
             }
         }
     });
@@ -98,9 +97,6 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         .write(Method::PUT, &id, arm::COMPUTE_IMAGES_API, Some(&body))
         .await?;
     tracing::info!(image = %id, status = written.status, "managed image creation started");
-    if written.is_done() {
-        return Ok(vec![Emit::now(ctx.fact(&cause, &subject, "", &data)?)]);
-    }
     let url = written
         .operation
         .clone()
@@ -110,12 +106,14 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         url,
         resource_id: id,
     };
+    // Even a write that finished at once is looked at again: the final GET and the source check happen
+    // in one place (the operation watch), never skipped.
     Ok(vec![ctx.follow_up(
         &cause,
         NAME,
         &subject,
         check,
-        then,
+        Some(then),
         1,
         ctx.deadline_from_now(),
         ctx.next_look(written.retry_after),

@@ -4,19 +4,22 @@
 pub mod announce;
 pub mod create_image;
 pub mod follow_up;
-pub mod ingest_blob;
+pub mod ingest;
+pub mod operation;
+pub mod owned;
+pub mod pinned;
 pub mod publish_version;
 pub mod replicate_version;
 pub mod step;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use step::{Ctx, StepFn};
 
 use crate::{
     azure::{self, AzureError, Tokens, arm::Arm, blob::Blobs, bus::Bus},
     config::Config,
-    events::{Fact, Plan},
+    events::Plan,
     host::{App, TriggerKind},
 };
 
@@ -54,9 +57,11 @@ pub fn context(config: Config, tokens: Tokens) -> Result<Arc<Ctx>, SetupError> {
             config.service_bus_namespace
         ),
     })?;
+    let blobs = Blobs::new(tokens.clone());
     Ok(Arc::new(Ctx {
-        arm: Arm::new(http.clone(), arm_endpoint, tokens.clone()),
-        blobs: Blobs::new(tokens),
+        arm: Arm::new(http.clone(), arm_endpoint, tokens),
+        ledger: crate::ledger::Ledger::new(blobs.clone(), &config.state_container_url),
+        blobs,
         bus,
         config: Arc::new(config),
     }))
@@ -89,11 +94,11 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             move |inv| announce::run(inv, instance.clone()),
         )
         .function(
-            ingest_blob::NAME,
+            ingest::NAME,
             TriggerKind::EventGrid,
-            ingest_blob::TRIGGER,
+            ingest::TRIGGER,
             &[],
-            move |inv| ingest_blob::run(inv, c1.clone()),
+            move |inv| ingest::run(inv, c1.clone()),
         )
         .function(
             create_image::NAME,
@@ -155,18 +160,6 @@ pub fn version_subject(plan: &Plan) -> String {
         "galleries/{}/images/{}/versions/{}",
         plan.gallery, plan.image_definition, plan.version
     )
-}
-
-/// Tags galleon puts on what it makes: the user's, plus the run that made it (so a redelivered fact
-/// recognises its own work) and the source.
-pub fn tags(fact: &Fact, plan: &Plan) -> BTreeMap<String, String> {
-    let mut tags = plan.tags.clone();
-    tags.insert(
-        "galleon-run".into(),
-        fact.correlation_id().unwrap_or_default(),
-    );
-    tags.insert("galleon-managed".into(), "true".into());
-    tags
 }
 
 /// The ARM URL of a resource, for polling its provisioning state.

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::step::{self, Ctx, Emit, StepError, StepFuture};
+use super::{
+    ingest::reject::changed_after_check,
+    owned, pinned,
+    step::{self, Ctx, Emit, StepError, StepFuture},
+};
 use crate::{
-    azure::{
-        AzureError,
-        arm::{self, ids},
-    },
+    azure::arm::{self, ids},
     events::{
         BlobRef, Cause, Check, Fact, FactType, ImageCreated, Plan, PublishFrom, VersionPublished,
         VhdAccepted,
@@ -27,24 +28,8 @@ pub fn step(fact: Fact, ctx: Arc<Ctx>, attempt: u32) -> StepFuture {
     Box::pin(async move { publish(fact, &ctx, attempt).await })
 }
 
-fn unreadable(e: impl std::fmt::Display) -> StepError {
-    StepError::Failed {
-        code: "FactUnreadable".into(),
-        message: e.to_string(),
-        target: None,
-        advice: "The fact does not match its schema; this is a galleon defect.".into(),
-    }
-}
-
-/// Wait for something Azure is still making: retried by the step runner at the follow-up interval.
 fn not_yet(what: String) -> StepError {
-    StepError::Transient(AzureError::Transient {
-        service: "ARM",
-        status: 0,
-        code: "Provisioning".into(),
-        message: what,
-        retry_after: None,
-    })
+    StepError::Waiting(what)
 }
 
 fn state(resource: &Value) -> Option<&str> {
@@ -82,14 +67,14 @@ async fn ensure(ctx: &Ctx, id: &str, body: Value, what: &str) -> Result<Value, S
     if let Some(existing) = ctx.arm.get(id, arm::GALLERY_API, &[]).await? {
         return match state(&existing) {
             Some("Succeeded") | None => Ok(existing),
-            Some("Failed") => Err(StepError::Failed {
-                code: "ProvisioningFailed".into(),
-                message: format!("{what} {id} is in state Failed"),
-                target: Some(id.to_owned()),
-                advice: format!(
+            Some("Failed") => Err(StepError::failed(
+                "ProvisioningFailed",
+                format!("{what} {id} is in state Failed"),
+                Some(id.to_owned()),
+                format!(
                     "Delete the failed {what} (or fix it in the portal), then upload the manifest again."
                 ),
-            }),
+            )),
             Some(other) => Err(not_yet(format!("{what} {id} is {other}"))),
         };
     }
@@ -107,17 +92,18 @@ async fn ensure(ctx: &Ctx, id: &str, body: Value, what: &str) -> Result<Value, S
 async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepError> {
     let (plan, vhd, image_id): (Plan, BlobRef, Option<String>) = match fact.fact_type() {
         Some(FactType::VhdAccepted) => {
-            let a: VhdAccepted = fact.data().map_err(unreadable)?;
+            let a: VhdAccepted = fact.data().map_err(StepError::unreadable)?;
             if a.plan.publish_from != PublishFrom::Vhd {
                 return Ok(Vec::new()); // CreateImage goes first; image.created brings it back here.
             }
             (a.plan, a.vhd, None)
         }
         _ => {
-            let c: ImageCreated = fact.data().map_err(unreadable)?;
+            let c: ImageCreated = fact.data().map_err(StepError::unreadable)?;
             (c.plan, c.vhd, Some(c.image_id))
         }
     };
+    let run = fact.correlation_id().unwrap_or_default();
     let (sub, rg) = (&plan.subscription_id, &plan.resource_group);
     let gallery_id = ids::gallery(sub, rg, &plan.gallery);
     ensure(ctx, &gallery_id, json!({"location": plan.location, "properties": {"description": "Images published by galleon"}}), "gallery").await?;
@@ -135,12 +121,12 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     });
     let definition = ensure(ctx, &definition_id, definition_body, "image definition").await?;
     if let Some(conflict) = definition_conflict(&definition, &plan) {
-        return Err(StepError::Failed {
-            code: "PropertyChangeNotAllowed".into(),
-            message: conflict,
-            target: Some(definition_id),
-            advice: step::advice_for("PropertyChangeNotAllowed"),
-        });
+        return Err(StepError::failed(
+            "PropertyChangeNotAllowed",
+            conflict,
+            Some(definition_id),
+            step::advice_for("PropertyChangeNotAllowed"),
+        ));
     }
 
     let version_id = ids::image_version(
@@ -169,7 +155,7 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
             NAME,
             &subject,
             check,
-            then.clone(),
+            Some(then.clone()),
             1,
             ctx.deadline_from_now(),
             ctx.next_look(retry_after),
@@ -177,37 +163,26 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     };
 
     if let Some(existing) = ctx.arm.get(&version_id, arm::GALLERY_API, &[]).await? {
-        let run = existing
-            .pointer("/tags/galleon-run")
-            .and_then(Value::as_str);
-        let ours = run == fact.correlation_id().as_deref();
-        match state(&existing) {
+        if let Err(why) = owned::ownership(&existing, &run, &vhd) {
+            return Err(owned::conflict("Image version", &version_id, &why));
+        }
+        return match state(&existing) {
             Some("Failed") => {
-                // A failed version blocks re-publishing: remove it, then try again.
+                // This run's failed version blocks re-publishing: remove it, then try again.
                 ctx.arm
                     .write(Method::DELETE, &version_id, arm::GALLERY_API, None)
                     .await?;
-                return Err(not_yet(format!(
+                Err(not_yet(format!(
                     "{version_id} had failed; deleting it to publish again"
-                )));
+                )))
             }
-            Some("Deleting") => return Err(not_yet(format!("{version_id} is being deleted"))),
-            _ if ours => {
-                // This run already started it (a redelivered fact): watch it instead of writing again.
-                return watch(
-                    super::resource_url(ctx, &version_id, arm::GALLERY_API),
-                    None,
-                );
-            }
-            _ => {
-                return Err(StepError::Failed {
-                    code: "VersionExists".into(),
-                    message: format!("{version_id} already exists and was not made by this run"),
-                    target: Some(version_id.clone()),
-                    advice: "Give the manifest a new version (or upload the VHD again); galleon never overwrites a published version.".into(),
-                });
-            }
-        }
+            Some("Deleting") => Err(not_yet(format!("{version_id} is being deleted"))),
+            // This run already started it (a redelivered fact): watch it instead of writing again.
+            _ => watch(
+                super::resource_url(ctx, &version_id, arm::GALLERY_API),
+                None,
+            ),
+        };
     }
 
     let home: Vec<_> = plan
@@ -219,12 +194,16 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     let source = match &image_id {
         Some(image) => json!({"source": {"id": image}}),
         None => {
+            // The VHD must still be the one that was checked: Azure copies it now.
+            if let Err(changed) = pinned::verify(ctx, &vhd).await? {
+                return changed_after_check(ctx, &cause, &vhd, changed.now());
+            }
             json!({"osDiskImage": {"source": {"storageAccountId": plan.storage_account_id, "uri": vhd.url}, "hostCaching": "ReadOnly"}})
         }
     };
     let body = json!({
         "location": plan.location,
-        "tags": super::tags(&fact, &plan),
+        "tags": owned::tags(&run, &plan, &vhd),
         "properties": {
             "publishingProfile": {
                 "targetRegions": home,
@@ -238,9 +217,6 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         .write(Method::PUT, &version_id, arm::GALLERY_API, Some(&body))
         .await?;
     tracing::info!(version = %version_id, status = written.status, "image version creation started in the home region");
-    if written.is_done() {
-        return Ok(vec![Emit::now(ctx.fact(&cause, &subject, "", &data)?)]);
-    }
     watch(
         written
             .operation

@@ -1,16 +1,27 @@
-//! ReplicateVersion: the version is usable at home; add every other target region in one PATCH and watch
-//! replication region by region (each region is announced as it completes, `image.ready` when all are).
+//! ReplicateVersion: the version is usable at home; add every other target region in one PATCH, then
+//! watch replication region by region. Each region is announced as it completes and `image.ready` when
+//! all are. A failed region is taken out and put back on its own, up to `GALLEON_MAX_ATTEMPTS` failures;
+//! regions that fail for good are all reported, with the regions that are usable meanwhile.
 
-use std::sync::Arc;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use chrono::Utc;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::step::{self, Ctx, Emit, StepError, StepFuture};
+use super::{
+    owned,
+    step::{self, Ctx, Emit, StepError, StepFuture, Stop},
+};
 use crate::{
-    azure::arm::{self, ids},
-    events::{Cause, Check, Fact, FactType, ImageReady, VersionPublished},
+    azure::arm::{self, Operation, ids},
+    events::{
+        Cause, Check, ErrorDetail, Fact, FactType, FollowUp, ImagePartiallyReady, ImageReady,
+        RegionFailure, ReplicaReady, TargetRegion, VersionPublished,
+    },
 };
 
 pub const NAME: &str = "ReplicateVersion";
@@ -21,27 +32,30 @@ pub fn step(fact: Fact, ctx: Arc<Ctx>, attempt: u32) -> StepFuture {
     Box::pin(async move { replicate(fact, &ctx, attempt).await })
 }
 
+/// The target regions as a PATCH sends them: only the property that changes, so everything else stays.
+fn patch_body(regions: &[&TargetRegion]) -> Value {
+    json!({"properties": {"publishingProfile": {"targetRegions": regions}}})
+}
+
 async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepError> {
-    let published: VersionPublished = fact.data().map_err(|e| StepError::Failed {
-        code: "FactUnreadable".into(),
-        message: e.to_string(),
-        target: None,
-        advice: "The fact does not match its schema; this is a galleon defect.".into(),
-    })?;
+    let published: VersionPublished = fact.data().map_err(StepError::unreadable)?;
     let plan = &published.plan;
+    let mut patch = None;
+    let mut retry_after = None;
     if plan.target_regions.len() > 1 {
-        let body =
-            json!({"properties": {"publishingProfile": {"targetRegions": plan.target_regions}}});
+        let all: Vec<&TargetRegion> = plan.target_regions.iter().collect();
         let written = ctx
             .arm
             .write(
                 Method::PATCH,
                 &published.version_id,
                 arm::GALLERY_API,
-                Some(&body),
+                Some(&patch_body(&all)),
             )
             .await?;
         tracing::info!(version = %published.version_id, regions = plan.target_regions.len(), status = written.status, "added the target regions");
+        patch = written.operation.clone();
+        retry_after = written.retry_after;
     }
     let subject = super::version_subject(plan);
     let ready = ImageReady {
@@ -57,10 +71,14 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         regions: plan.target_regions.clone(),
         source_vhd: published.vhd.clone(),
         ready_at: Utc::now(),
+        left_behind: Vec::new(),
     };
     let check = Check::Replication {
         version_id: published.version_id.clone(),
         announced_regions: Vec::new(),
+        failures: BTreeMap::new(),
+        patch,
+        image_id: published.image_id.clone(),
     };
     let then = step::announce(&subject, &ready)?;
     // The first look comes soon: the home region is usually complete already.
@@ -69,9 +87,519 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         NAME,
         &subject,
         check,
-        then,
+        Some(then),
         1,
         ctx.deadline_from_now(),
-        ctx.next_look(None),
+        ctx.next_look(retry_after),
     )?])
+}
+
+/// Region names as ARM shows them ("West Europe") to ARM names ("westeurope").
+pub fn region_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// Per-region replication state from a version's `$expand=ReplicationStatus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionState {
+    pub region: String,
+    pub state: String,
+    pub details: String,
+}
+
+pub fn replication_states(version: &Value) -> Vec<RegionState> {
+    version
+        .pointer("/properties/replicationStatus/summary")
+        .and_then(Value::as_array)
+        .map(|summary| {
+            summary
+                .iter()
+                .map(|s| RegionState {
+                    region: region_key(s.get("region").and_then(Value::as_str).unwrap_or_default()),
+                    state: s
+                        .get("state")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Unknown")
+                        .to_owned(),
+                    details: s
+                        .get("details")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What one look at replication decides.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Regions newly complete, in target order: announce each.
+    pub newly: Vec<TargetRegion>,
+    /// Every target region is complete.
+    pub all_done: bool,
+    /// The home region failed: the version itself failed.
+    pub home_failed: Option<RegionState>,
+    /// Regions that failed again and will be taken out and put back.
+    pub retry: Vec<String>,
+    /// Regions that failed `max` times: reported, no longer retried.
+    pub given_up: Vec<RegionFailure>,
+    /// Target regions the version does not list (taken out earlier): put them back.
+    pub missing: Vec<String>,
+    /// Failures so far, per region, including this look's.
+    pub failures: BTreeMap<String, u32>,
+    /// Every region is either complete or given up (and some are given up): the run ends.
+    pub settled_with_failures: bool,
+}
+
+/// The pure decision of one replication look.
+pub fn progress(
+    targets: &[TargetRegion],
+    home: &str,
+    states: &[RegionState],
+    announced: &[String],
+    failures: &BTreeMap<String, u32>,
+    max_failures: u32,
+) -> Progress {
+    let mut out = Progress {
+        failures: failures.clone(),
+        ..Progress::default()
+    };
+    let state_of = |key: &str| states.iter().find(|s| s.region == key);
+    let mut done = BTreeSet::new();
+    for target in targets {
+        let key = region_key(&target.name);
+        let Some(state) = state_of(&key) else {
+            if !states.is_empty() {
+                out.missing.push(key);
+            }
+            continue;
+        };
+        match state.state.as_str() {
+            "Completed" => {
+                done.insert(key.clone());
+                if !announced.contains(&key) {
+                    out.newly.push(target.clone());
+                }
+            }
+            "Failed" if key == region_key(home) => out.home_failed = Some(state.clone()),
+            "Failed" => {
+                let count = out.failures.entry(key.clone()).or_insert(0);
+                if *count < max_failures {
+                    *count += 1;
+                }
+                if *count >= max_failures {
+                    out.given_up.push(RegionFailure {
+                        region: key,
+                        details: state.details.clone(),
+                        failures: *count,
+                    });
+                } else {
+                    out.retry.push(key);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.all_done = targets.iter().all(|t| done.contains(&region_key(&t.name)));
+    out.settled_with_failures = !out.given_up.is_empty()
+        && targets.iter().all(|t| {
+            let key = region_key(&t.name);
+            done.contains(&key) || out.given_up.iter().any(|g| g.region == key)
+        });
+    out
+}
+
+/// One look at replication, from a follow-up.
+pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, StepError> {
+    let Check::Replication {
+        version_id,
+        announced_regions,
+        failures,
+        patch,
+        image_id,
+    } = &data.check
+    else {
+        return Err(StepError::unreadable("not a replication check"));
+    };
+    let then = data
+        .then
+        .as_ref()
+        .ok_or_else(|| StepError::unreadable("a replication follow-up without its image.ready"))?;
+    let ready: ImageReady =
+        serde_json::from_value(then.data.clone()).map_err(StepError::unreadable)?;
+    let again = |announced: Vec<String>,
+                 failures: BTreeMap<String, u32>,
+                 patch: Option<String>,
+                 retry_after|
+     -> Result<Emit, StepError> {
+        let check = Check::Replication {
+            version_id: version_id.clone(),
+            announced_regions: announced,
+            failures,
+            patch,
+            image_id: image_id.clone(),
+        };
+        ctx.follow_up(
+            &Cause::of(fact),
+            &data.step,
+            fact.subject().unwrap_or(&data.step),
+            check,
+            data.then.clone(),
+            data.attempt + 1,
+            data.deadline,
+            ctx.next_look(retry_after),
+        )
+    };
+
+    // The last target-region change first: its own operation says whether Azure took it.
+    if let Some(url) = patch {
+        match ctx.arm.operation(url).await? {
+            Operation::Running { retry_after } => {
+                return Ok(vec![again(
+                    announced_regions.clone(),
+                    failures.clone(),
+                    patch.clone(),
+                    retry_after,
+                )?]);
+            }
+            Operation::Failed { code, message } => {
+                return Err(StepError::Failed(Box::new(Stop {
+                    error: ErrorDetail::new(code, message).with_target(version_id.clone()),
+                    advice: "Azure refused to change the version's target regions (its error is above, verbatim). Fix the cause (region name, quota, storage type in that region), then add the regions with az sig image-version update --add publishingProfile.targetRegions name=<region>.".into(),
+                    left_behind: Vec::new(),
+                })));
+            }
+            Operation::Canceled => {
+                return Err(StepError::failed(
+                    "OperationCanceled",
+                    format!("the change of {version_id}'s target regions was canceled"),
+                    Some(version_id.clone()),
+                    "Someone canceled the Azure operation; add the regions again with az sig image-version update.",
+                ));
+            }
+            Operation::Succeeded => {}
+        }
+    }
+
+    let version = ctx
+        .arm
+        .get(version_id, arm::GALLERY_API, &[("$expand", "ReplicationStatus")])
+        .await?
+        .ok_or_else(|| {
+            StepError::failed(
+                "ResourceNotFound",
+                format!("{version_id} disappeared while replicating"),
+                Some(version_id.clone()),
+                "The version was deleted during replication; upload the VHD and its manifest again to publish it.",
+            )
+        })?;
+    let home = ready
+        .regions
+        .first()
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    let max = ctx.config.max_attempts;
+    let decided = progress(
+        &ready.regions,
+        &home,
+        &replication_states(&version),
+        announced_regions,
+        failures,
+        max,
+    );
+    let run = fact.correlation_id().unwrap_or_default();
+
+    if let Some(failed) = &decided.home_failed {
+        // Azure refuses to take the source region out of a version: the version itself failed.
+        let left_behind = owned::remove(ctx, version_id, &run, &ready.source_vhd)
+            .await
+            .err()
+            .into_iter()
+            .collect();
+        return Err(StepError::Failed(Box::new(Stop {
+            error: ErrorDetail::new("ReplicationFailed", failed.details.clone())
+                .with_target(failed.region.clone()),
+            advice: format!(
+                "The version failed in its home region {home}, so it is unusable and was deleted. Fix the cause in Azure's message, then upload the manifest again."
+            ),
+            left_behind,
+        })));
+    }
+
+    let mut announced = announced_regions.clone();
+    let mut emits = Vec::new();
+    for region in &decided.newly {
+        let key = region_key(&region.name);
+        announced.push(key.clone());
+        let remaining: Vec<String> = ready
+            .regions
+            .iter()
+            .map(|r| region_key(&r.name))
+            .filter(|r| !announced.contains(r))
+            .collect();
+        let replica = ReplicaReady {
+            version_id: version_id.clone(),
+            region: region.clone(),
+            remaining_regions: remaining,
+            ready_at: Utc::now(),
+        };
+        let subject = format!("{}/regions/{key}", then.subject);
+        emits.push(Emit::now(ctx.fact(
+            &step::checked_cause(fact, version_id),
+            &subject,
+            &key,
+            &replica,
+        )?));
+        tracing::info!(version = %version_id, region = %key, "replica ready");
+    }
+
+    if decided.all_done {
+        let mut payload = ready.clone();
+        payload.ready_at = Utc::now();
+        if let Some(image) = image_id
+            && !ctx.config.keep_managed_images
+            && let Err(left) = owned::remove(ctx, image, &run, &ready.source_vhd).await
+        {
+            payload.left_behind.push(left);
+        }
+        let value = serde_json::to_value(&payload).map_err(StepError::unreadable)?;
+        emits.push(step::promised(ctx, fact, then, version_id, value)?);
+        tracing::info!(version = %version_id, "image ready in every region");
+        return Ok(emits);
+    }
+
+    if decided.settled_with_failures {
+        let usable: Vec<TargetRegion> = ready
+            .regions
+            .iter()
+            .filter(|t| announced.contains(&region_key(&t.name)))
+            .cloned()
+            .collect();
+        let partial = ImagePartiallyReady {
+            version_id: version_id.clone(),
+            version: ready.version.clone(),
+            usable_regions: usable.clone(),
+            failed_regions: decided.given_up.clone(),
+            source_vhd: ready.source_vhd.clone(),
+            at: Utc::now(),
+        };
+        let cause = step::checked_cause(fact, version_id);
+        emits.push(Emit::now(ctx.fact(&cause, &then.subject, "", &partial)?));
+        let failed: Vec<String> = decided
+            .given_up
+            .iter()
+            .map(|g| format!("{} ({} failures): {}", g.region, g.failures, g.details))
+            .collect();
+        let names: Vec<&str> = usable.iter().map(|r| r.name.as_str()).collect();
+        let stop = Stop {
+            error: ErrorDetail::new(
+                "ReplicationFailed",
+                format!(
+                    "replication of {version_id} failed for good in {}",
+                    failed.join("; ")
+                ),
+            )
+            .with_target(version_id.clone()),
+            advice: format!(
+                "The version is usable in {} (see image.partially.ready). Fix the failed regions' cause (regional quota, the storage type's availability there, capacity), then add them with az sig image-version update --add publishingProfile.targetRegions name=<region>.",
+                names.join(", ")
+            ),
+            left_behind: Vec::new(),
+        };
+        emits.push(Emit::now(step::failed_fact(
+            ctx,
+            &data.step,
+            fact,
+            data.attempt,
+            stop,
+        )?));
+        tracing::warn!(version = %version_id, failed = ?failed, "replication failed for good in some regions");
+        return Ok(emits);
+    }
+
+    // Failed regions are retried on their own: out now, back in on a later look; regions that completed
+    // or still replicate are untouched.
+    let given_up: BTreeSet<&str> = decided.given_up.iter().map(|g| g.region.as_str()).collect();
+    let change = if !decided.retry.is_empty() {
+        tracing::warn!(version = %version_id, retry = ?decided.retry, failures = ?decided.failures, "regions failed; replicating them again");
+        Some(
+            ready
+                .regions
+                .iter()
+                .filter(|t| {
+                    let key = region_key(&t.name);
+                    !decided.retry.contains(&key) && !given_up.contains(key.as_str())
+                })
+                .collect::<Vec<_>>(),
+        )
+    } else if !decided.missing.is_empty() {
+        tracing::info!(version = %version_id, regions = ?decided.missing, "adding regions back");
+        Some(
+            ready
+                .regions
+                .iter()
+                .filter(|t| !given_up.contains(region_key(&t.name).as_str()))
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        None
+    };
+    let (patch, retry_after) = match change {
+        Some(regions) => {
+            let written = ctx
+                .arm
+                .write(
+                    Method::PATCH,
+                    version_id,
+                    arm::GALLERY_API,
+                    Some(&patch_body(&regions)),
+                )
+                .await?;
+            (written.operation, written.retry_after)
+        }
+        None => (None, None),
+    };
+    emits.push(again(announced, decided.failures, patch, retry_after)?);
+    Ok(emits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str) -> TargetRegion {
+        TargetRegion {
+            name: name.into(),
+            regional_replica_count: 1,
+            storage_account_type: None,
+        }
+    }
+
+    fn states(pairs: &[(&str, &str)]) -> Vec<RegionState> {
+        pairs
+            .iter()
+            .map(|(r, s)| RegionState {
+                region: region_key(r),
+                state: (*s).into(),
+                details: format!("{s} in {r}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn progress_announces_each_region_once_and_all_at_the_end() {
+        let targets = [
+            target("westeurope"),
+            target("northeurope"),
+            target("eastus2"),
+        ];
+        let version = json!({"properties": {"replicationStatus": {"aggregatedState": "InProgress", "summary": [
+            {"region": "West Europe", "state": "Completed", "progress": 100},
+            {"region": "North Europe", "state": "Replicating", "progress": 40},
+            {"region": "East US 2", "state": "Completed", "progress": 100}
+        ]}}});
+        let s = replication_states(&version);
+        let p = progress(&targets, "westeurope", &s, &[], &BTreeMap::new(), 3);
+        assert_eq!(
+            p.newly.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["westeurope", "eastus2"]
+        );
+        assert!(!p.all_done);
+        let p = progress(
+            &targets,
+            "westeurope",
+            &s,
+            &["westeurope".into(), "eastus2".into()],
+            &BTreeMap::new(),
+            3,
+        );
+        assert!(
+            p.newly.is_empty(),
+            "announced regions are not announced again"
+        );
+        let done = states(&[
+            ("westeurope", "Completed"),
+            ("northeurope", "Completed"),
+            ("eastus2", "Completed"),
+        ]);
+        let p = progress(
+            &targets,
+            "westeurope",
+            &done,
+            &["westeurope".into(), "eastus2".into()],
+            &BTreeMap::new(),
+            3,
+        );
+        assert_eq!(p.newly.len(), 1);
+        assert!(p.all_done);
+    }
+
+    #[test]
+    fn failures_are_counted_per_region_not_per_look() {
+        let targets = [target("westeurope"), target("northeurope")];
+        let replicating = states(&[("westeurope", "Completed"), ("northeurope", "Replicating")]);
+        let mut failures = BTreeMap::new();
+        // Many looks at a slow region cost nothing.
+        for _ in 0..50 {
+            let p = progress(&targets, "westeurope", &replicating, &[], &failures, 3);
+            assert!(p.retry.is_empty() && p.given_up.is_empty());
+            failures = p.failures;
+        }
+        let failed = states(&[("westeurope", "Completed"), ("northeurope", "Failed")]);
+        let p1 = progress(&targets, "westeurope", &failed, &[], &failures, 3);
+        assert_eq!(p1.retry, ["northeurope"]);
+        let p2 = progress(&targets, "westeurope", &failed, &[], &p1.failures, 3);
+        assert_eq!(p2.retry, ["northeurope"]);
+        let p3 = progress(&targets, "westeurope", &failed, &[], &p2.failures, 3);
+        assert!(p3.retry.is_empty());
+        assert_eq!(p3.given_up.len(), 1);
+        assert_eq!(p3.given_up[0].failures, 3);
+        assert!(p3.settled_with_failures);
+    }
+
+    #[test]
+    fn every_failed_region_is_reported_and_the_home_region_fails_the_version() {
+        let targets = [
+            target("westeurope"),
+            target("northeurope"),
+            target("eastus2"),
+        ];
+        let both = states(&[
+            ("westeurope", "Completed"),
+            ("northeurope", "Failed"),
+            ("eastus2", "Failed"),
+        ]);
+        let p = progress(&targets, "westeurope", &both, &[], &BTreeMap::new(), 1);
+        assert_eq!(
+            p.given_up
+                .iter()
+                .map(|g| g.region.as_str())
+                .collect::<Vec<_>>(),
+            ["northeurope", "eastus2"]
+        );
+        assert!(p.settled_with_failures);
+        let home = states(&[("westeurope", "Failed"), ("northeurope", "Completed")]);
+        let p = progress(&targets, "westeurope", &home, &[], &BTreeMap::new(), 3);
+        assert!(p.home_failed.is_some());
+        assert!(p.retry.is_empty(), "the home region is never taken out");
+        let missing = states(&[("westeurope", "Completed")]);
+        let p = progress(&targets, "westeurope", &missing, &[], &BTreeMap::new(), 3);
+        assert_eq!(p.missing, ["northeurope", "eastus2"]);
+        assert_eq!(region_key("East US 2"), "eastus2");
+    }
+
+    #[test]
+    fn patch_leaves_out_the_storage_type_azure_should_choose() {
+        let t = target("westeurope");
+        let body = patch_body(&[&t]);
+        assert_eq!(
+            body.pointer("/properties/publishingProfile/targetRegions/0"),
+            Some(&json!({"name": "westeurope", "regionalReplicaCount": 1}))
+        );
+    }
 }

@@ -12,10 +12,11 @@ use crate::{
     azure::{AzureError, arm::Arm, blob::Blobs, bus::Bus},
     config::Config,
     events::{
-        Announce, AzureError as FactAzureError, Cause, Check, Fact, FactType, FailedInput,
-        FollowUp, Payload, StepFailed,
+        Announce, Cause, Check, ErrorDetail, Fact, FactType, FailedInput, FollowUp, LeftBehind,
+        Payload, StepFailed,
     },
     host::{Failure, Invocation, Output, Trigger},
+    ledger::{Claim, Ledger},
 };
 
 /// The clients and settings a step acts through.
@@ -25,6 +26,7 @@ pub struct Ctx {
     pub arm: Arm,
     pub blobs: Blobs,
     pub bus: Bus,
+    pub ledger: Ledger,
 }
 
 /// A fact to send, now or at a given time.
@@ -43,15 +45,62 @@ impl Emit {
 /// Why a step did not finish.
 #[derive(Debug)]
 pub enum StepError {
-    /// Try again later (throttling, 5xx, a resource still being made).
+    /// Azure had trouble (throttling, 5xx, a dropped connection): try again later; counts towards
+    /// `GALLEON_MAX_ATTEMPTS`.
     Transient(AzureError),
+    /// Something Azure is still making or removing: look again at the follow-up interval. Not a failure,
+    /// bounded by the deadline only.
+    Waiting(String),
     /// Give up: Azure refused for a reason that will not change, or galleon cannot go on.
-    Failed {
-        code: String,
-        message: String,
+    Failed(Box<Stop>),
+}
+
+/// How a step ended when it gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub error: ErrorDetail,
+    pub advice: String,
+    /// What this run made and could not remove.
+    pub left_behind: Vec<LeftBehind>,
+}
+
+impl StepError {
+    /// A permanent failure with galleon's own code.
+    pub fn failed(
+        code: impl Into<String>,
+        message: impl Into<String>,
         target: Option<String>,
-        advice: String,
-    },
+        advice: impl Into<String>,
+    ) -> StepError {
+        let mut error = ErrorDetail::new(code, message);
+        error.target = target;
+        StepError::Failed(Box::new(Stop {
+            error,
+            advice: advice.into(),
+            left_behind: Vec::new(),
+        }))
+    }
+
+    /// A fact (or part of one) that does not match its schema: galleon wrote it, so it is a defect.
+    pub fn unreadable(what: impl std::fmt::Display) -> StepError {
+        StepError::failed(
+            "FactUnreadable",
+            what.to_string(),
+            None,
+            "The fact does not match its schema in events/; this is a galleon defect: report it with the fact.",
+        )
+    }
+
+    /// Adds what could not be cleaned up to a failure (other errors are returned as they are).
+    pub fn with_left_behind(self, left: Vec<LeftBehind>) -> StepError {
+        match self {
+            StepError::Failed(mut stop) => {
+                stop.left_behind.extend(left);
+                StepError::Failed(stop)
+            }
+            other => other,
+        }
+    }
 }
 
 impl From<AzureError> for StepError {
@@ -59,14 +108,21 @@ impl From<AzureError> for StepError {
         if e.is_transient() {
             StepError::Transient(e)
         } else {
-            StepError::Failed {
-                code: e.code().to_owned(),
-                message: e.message(),
-                target: e.target(),
-                advice: advice_for(e.code()),
-            }
+            let advice = advice_for(e.code());
+            StepError::Failed(Box::new(Stop {
+                error: detail_of(&e),
+                advice,
+                left_behind: Vec::new(),
+            }))
         }
     }
+}
+
+/// The fact-side detail of an Azure error: code, message and target verbatim.
+pub fn detail_of(e: &AzureError) -> ErrorDetail {
+    let mut detail = ErrorDetail::new(e.code(), e.message());
+    detail.target = e.target();
+    detail
 }
 
 /// Galleon's advice for Azure error codes users meet.
@@ -76,6 +132,7 @@ pub fn advice_for(code: &str) -> String {
         "AuthorizationFailed" | "LinkedAuthorizationFailed" => "Grant the function app's managed identity Contributor on the gallery's resource group (and Storage Blob Data Reader on the source storage account).".into(),
         "InvalidParameter" | "BadRequest" => "Azure refused the request as written; the message names the parameter. Fix the manifest or the policy settings and upload the manifest again.".into(),
         "ResourceNotFound" | "NotFound" | "BlobNotFound" => "A resource galleon needs is gone; upload the VHD and manifest again once it exists.".into(),
+        "ResourceGroupNotFound" => "The resource group named by GALLEON_RESOURCE_GROUP (or the manifest) does not exist; galleon does not create resource groups. Create it (infra/ does) and upload the manifest again.".into(),
         "QuotaExceeded" | "OperationNotAllowed" => "A subscription or gallery limit was reached; remove old image versions (or raise the quota) and upload the manifest again.".into(),
         _ => "See Azure's error above; once the cause is fixed, upload the manifest again to re-run the chain (every step is idempotent).".into(),
     }
@@ -106,12 +163,7 @@ impl Ctx {
             data,
             Utc::now(),
         )
-        .map_err(|e| StepError::Failed {
-            code: "FactNotBuilt".into(),
-            message: e.to_string(),
-            target: None,
-            advice: "This is a galleon defect; report it with the input fact.".into(),
-        })
+        .map_err(StepError::unreadable)
     }
 
     /// When to look again: Azure's `Retry-After` if longer than galleon's own interval.
@@ -131,7 +183,7 @@ impl Ctx {
         step: &str,
         subject: &str,
         check: Check,
-        then: Announce,
+        then: Option<Announce>,
         attempt: u32,
         deadline: DateTime<Utc>,
         at: DateTime<Utc>,
@@ -159,12 +211,7 @@ pub fn announce<P: Payload>(subject: &str, data: &P) -> Result<Announce, StepErr
     Ok(Announce {
         ty: P::TYPE.cloud_event_type(),
         subject: subject.to_owned(),
-        data: serde_json::to_value(data).map_err(|e| StepError::Failed {
-            code: "FactNotBuilt".into(),
-            message: e.to_string(),
-            target: None,
-            advice: "This is a galleon defect; report it with the input fact.".into(),
-        })?,
+        data: serde_json::to_value(data).map_err(StepError::unreadable)?,
     })
 }
 
@@ -174,19 +221,19 @@ pub fn failed_fact(
     step: &str,
     input: &Fact,
     attempts: u32,
-    error: FactAzureError,
-    advice: &str,
+    stop: Stop,
 ) -> Result<Fact, StepError> {
     let data = StepFailed {
         step: step.to_owned(),
-        error,
+        error: stop.error,
         attempts: attempts.max(1),
-        advice: advice.to_owned(),
+        advice: stop.advice,
         input: FailedInput {
             ty: input.cloud_event_type().to_owned(),
             id: input.id().to_owned(),
             subject: input.subject().map(str::to_owned),
         },
+        left_behind: stop.left_behind,
     };
     ctx.fact(
         &Cause::of(input),
@@ -194,6 +241,12 @@ pub fn failed_fact(
         step,
         &data,
     )
+}
+
+/// The wait before the next try after a transient failure: Azure's `Retry-After` when it asks for longer,
+/// never less than galleon's own backoff (a `Retry-After: 1` storm must not become a tight loop).
+pub fn retry_wait(retry_after: Option<Duration>, base: Duration, failures: u32) -> Duration {
+    retry_after.unwrap_or_default().max(backoff(base, failures))
 }
 
 /// Runs `step` on `fact` and turns every outcome into facts to send: its own facts, a scheduled retry, or
@@ -209,86 +262,81 @@ pub async fn run(
 ) -> Vec<Emit> {
     let deadline = deadline.unwrap_or_else(|| ctx.deadline_from_now());
     let outcome = run(fact.clone(), ctx.clone(), attempt).await;
-    let fail = |code: &str, message: &str, target: Option<String>, advice: &str| match failed_fact(
-        &ctx,
-        step,
-        &fact,
-        attempt,
-        FactAzureError {
-            code: code.to_owned(),
-            message: message.to_owned(),
-            target,
-        },
-        advice,
-    ) {
+    let fail = |stop: Stop| match failed_fact(&ctx, step, &fact, attempt, stop) {
         Ok(f) => vec![Emit::now(f)],
         Err(e) => {
             tracing::error!(step, error = ?e, "could not even build the step.failed fact");
             Vec::new()
         }
     };
-    match outcome {
-        Ok(emits) => emits,
-        Err(StepError::Failed {
-            code,
-            message,
-            target,
-            advice,
-        }) => {
-            tracing::warn!(step, code, message, "step failed");
-            fail(&code, &message, target, &advice)
+    let (failures, at, why) = match outcome {
+        Ok(emits) => return emits,
+        Err(StepError::Failed(stop)) => {
+            tracing::warn!(step, code = %stop.error.code, message = %stop.error.message, left_behind = stop.left_behind.len(), "step failed");
+            return fail(*stop);
         }
-        Err(StepError::Transient(e)) => {
-            // Waiting for something Azure is making is a steady look bounded by the deadline; other trouble
-            // backs off and counts towards GALLEON_MAX_ATTEMPTS.
-            let waiting = e.code() == "Provisioning";
-            let failures = failures + u32::from(!waiting);
-            let wait = if waiting {
-                ctx.config.follow_up
-            } else {
-                backoff(ctx.config.follow_up, failures)
-            };
-            let at = ctx.next_look(e.retry_after().or(Some(wait)));
-            if failures >= ctx.config.max_attempts || at > deadline {
-                tracing::warn!(step, attempt, error = %e, "giving up after transient failures");
-                return fail(
-                    e.code(),
-                    &e.message(),
-                    e.target(),
-                    &format!(
-                        "Azure kept failing transiently ({attempt} attempts); the chain stopped here. Once Azure recovers, upload the manifest again to re-run it."
+        // Waiting for something Azure is making is a steady look bounded by the deadline.
+        Err(StepError::Waiting(what)) => {
+            tracing::info!(step, attempt, waiting_for = %what, "Azure is still at it; looking again later");
+            if ctx.next_look(None) > deadline {
+                return fail(Stop {
+                    error: ErrorDetail::new(
+                        "StepDeadlineExceeded",
+                        format!("{step} was still waiting at its deadline {deadline}: {what}"),
                     ),
-                );
+                    advice: "Azure took longer than GALLEON_STEP_DEADLINE_MINUTES; look at the resource in the portal, then upload the manifest again to resume (steps are idempotent).".into(),
+                    left_behind: Vec::new(),
+                });
             }
-            tracing::info!(step, attempt, error = %e, retry_at = %at, "transient failure; retrying this step later");
-            let then = Announce {
-                ty: fact.cloud_event_type().to_owned(),
-                subject: fact.subject().unwrap_or_default().to_owned(),
-                data: fact.to_json().get("data").cloned().unwrap_or(Value::Null),
-            };
-            let check = Check::Retry {
-                event: fact.to_json(),
-                failures,
-            };
-            match ctx.follow_up(
-                &Cause::of(&fact),
-                step,
-                fact.subject().unwrap_or(step),
-                check,
-                then,
-                attempt + 1,
-                deadline,
-                at,
-            ) {
-                Ok(emit) => vec![emit],
-                Err(_) => fail(
-                    e.code(),
-                    &e.message(),
-                    None,
-                    "The retry could not be scheduled.",
-                ),
-            }
+            (failures, ctx.next_look(None), what)
         }
+        // Other trouble backs off and counts towards GALLEON_MAX_ATTEMPTS.
+        Err(StepError::Transient(e)) => {
+            let failures = failures + 1;
+            let at = ctx.next_look(Some(retry_wait(
+                e.retry_after(),
+                ctx.config.follow_up,
+                failures,
+            )));
+            if failures >= ctx.config.max_attempts || at > deadline {
+                tracing::warn!(step, attempt, failures, error = %e, "giving up after transient failures");
+                return fail(Stop {
+                    error: detail_of(&e),
+                    advice: format!(
+                        "Azure kept failing transiently ({failures} failures in {attempt} attempts); the chain stopped here. Once Azure recovers, upload the manifest again to re-run it."
+                    ),
+                    left_behind: Vec::new(),
+                });
+            }
+            tracing::info!(step, attempt, failures, error = %e, retry_at = %at, "transient failure; retrying this step later");
+            (failures, at, e.to_string())
+        }
+    };
+    let then = Announce {
+        ty: fact.cloud_event_type().to_owned(),
+        subject: fact.subject().unwrap_or_default().to_owned(),
+        data: fact.to_json().get("data").cloned().unwrap_or(Value::Null),
+    };
+    let check = Check::Retry {
+        event: fact.to_json(),
+        failures,
+    };
+    match ctx.follow_up(
+        &Cause::of(&fact),
+        step,
+        fact.subject().unwrap_or(step),
+        check,
+        Some(then),
+        attempt + 1,
+        deadline,
+        at,
+    ) {
+        Ok(emit) => vec![emit],
+        Err(_) => fail(Stop {
+            error: ErrorDetail::new("RetryNotScheduled", why),
+            advice: "The retry could not be scheduled; upload the manifest again.".into(),
+            left_behind: Vec::new(),
+        }),
     }
 }
 
@@ -332,14 +380,16 @@ pub async fn on_message(
                 fact_type = f.cloud_event_type(),
                 "fact of a type this step does not handle; check the subscription rules"
             );
-            let error = FactAzureError {
-                code: "FactNotExpected".into(),
-                message: format!("{step} does not handle {}", f.cloud_event_type()),
-                target: None,
+            let stop = Stop {
+                error: ErrorDetail::new(
+                    "FactNotExpected",
+                    format!("{step} does not handle {}", f.cloud_event_type()),
+                ),
+                advice: "Fix the subscription's rules in events/subscriptions.json / infra: this step was sent a type it does not handle.".into(),
+                left_behind: Vec::new(),
             };
-            let failed = failed_fact(&ctx, step, &f, 1, error,
-                "Fix the subscription's rules in events/subscriptions.json / infra: this step was sent a type it does not handle.")
-                .map_err(|e| Failure::new(format!("{e:?}")))?;
+            let failed =
+                failed_fact(&ctx, step, &f, 1, stop).map_err(|e| Failure::new(format!("{e:?}")))?;
             send(&ctx, &[Emit::now(failed)]).await?;
             return Ok(Output::default());
         }
@@ -354,7 +404,103 @@ pub async fn on_message(
     if let Some(correlation) = fact.correlation_id() {
         tracing::Span::current().record("correlation_id", correlation.as_str());
     }
+    // At least once in, once in effect: a copy of a fact another delivery handles is dropped here.
+    let token = match ctx
+        .ledger
+        .claim(step, fact.id(), message.sequence_number)
+        .await
+    {
+        Ok(Claim::Mine(token)) => token,
+        Ok(Claim::Done) => {
+            tracing::info!(
+                step,
+                fact_id = fact.id(),
+                "fact already handled; this delivery is a duplicate and changes nothing"
+            );
+            return Ok(Output::default());
+        }
+        Ok(Claim::Copy { sequence_number }) => {
+            tracing::info!(step, fact_id = fact.id(), handled_by = ?sequence_number, this = ?message.sequence_number, "another copy of this fact is being handled; this copy is dropped");
+            return Ok(Output::default());
+        }
+        // The ledger is unreachable: let the host deliver the message again later.
+        Err(e) => return Err(Failure::new(e)),
+    };
     let emits = run(step, run_step, fact, ctx.clone(), 1, 0, None).await;
     send(&ctx, &emits).await?;
+    if let Err(e) = ctx.ledger.done(token).await {
+        // Not fatal: a later copy then finds the fact still "working" and is dropped, a redelivery of
+        // this message redoes it idempotently.
+        tracing::warn!(step, error = %e, "could not mark the fact handled in the ledger");
+    }
     Ok(Output::default())
+}
+
+/// The cause of a fact announced once `key` (an operation, a version) was checked, within this run: any
+/// look that finds the same thing done announces the same fact id, and a later run publishing the same
+/// resource gets fresh ids.
+pub fn checked_cause(fact: &Fact, key: &str) -> Cause {
+    let correlation_id = fact
+        .correlation_id()
+        .unwrap_or_else(|| fact.id().to_owned());
+    Cause {
+        id: format!("{key}:{correlation_id}"),
+        correlation_id,
+        traceparent: fact.traceparent(),
+    }
+}
+
+/// The fact a follow-up promised (`then`), with `payload` as its data.
+pub fn promised(
+    ctx: &Ctx,
+    fact: &Fact,
+    then: &Announce,
+    key: &str,
+    payload: Value,
+) -> Result<Emit, StepError> {
+    let ty = FactType::from_cloud_event_type(&then.ty).ok_or_else(|| {
+        StepError::failed(
+            "UnknownFactType",
+            then.ty.clone(),
+            None,
+            "This follow-up was made by another galleon version; upload the manifest again.",
+        )
+    })?;
+    let built = crate::events::build_untyped(
+        ty,
+        ctx.instance(),
+        &checked_cause(fact, key),
+        &then.subject,
+        "",
+        payload,
+        Utc::now(),
+    )
+    .map_err(StepError::unreadable)?;
+    Ok(Emit::now(built))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_for_the_longer_of_retry_after_and_backoff() {
+        let base = Duration::from_secs(2);
+        // (Retry-After, failures so far) → wait
+        let table = [
+            (None, 1, 2),
+            (None, 3, 8),
+            (Some(1), 3, 8), // a short Retry-After does not shorten galleon's backoff
+            (Some(60), 1, 60), // a long one is honoured
+            (Some(0), 1, 2),
+            (None, 40, 64), // capped at 32×
+        ];
+        for (retry_after, failures, want) in table {
+            assert_eq!(
+                retry_wait(retry_after.map(Duration::from_secs), base, failures),
+                Duration::from_secs(want),
+                "Retry-After {retry_after:?}, failures {failures}"
+            );
+        }
+    }
 }

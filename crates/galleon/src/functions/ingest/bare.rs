@@ -1,0 +1,234 @@
+//! The bare-VHD path: a `.vhd` under `<container>/<image definition>/` with no manifest. A page blob fires
+//! BlobCreated before its pages are written, so it is accepted only once complete and unchanged across
+//! two looks a while apart (scheduled follow-ups, bounded by the deadline).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    checks::{self, problem_reason, scheme_name},
+    parse_subject,
+    reject::{Judged, blob_ref, reject},
+    sibling_manifest,
+};
+use crate::{
+    azure::blob::{BlobProperties, redact},
+    domain::{naming, policy},
+    events::{Cause, Check, HyperVGeneration, Identifier, OsState, Plan, Reason, VhdAccepted},
+    functions::step::{Ctx, Emit, StepError},
+};
+
+/// The IngestBlob step name its follow-ups carry.
+const STEP: &str = super::NAME;
+
+/// The image definition a bare VHD names by its folder: `<definition>/<file>.vhd`.
+pub fn bare_definition(path: &str) -> Result<String, Reason> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let fix = "Put a bare VHD under a folder named after its image definition (images/ubuntu-2404/disk.vhd), or upload a manifest after the VHD.";
+    match segments.as_slice() {
+        [definition, file] if !file.is_empty() => {
+            naming::image_definition(definition).map_err(|e| Reason {
+                code: "NameInvalid".into(),
+                message: e.to_string(),
+                fix: fix.into(),
+            })?;
+            Ok((*definition).to_owned())
+        }
+        _ => Err(Reason {
+            code: "BareVhdPathInvalid".into(),
+            message: format!("bare VHD '{path}' is not at <image definition>/<file>.vhd"),
+            fix: fix.into(),
+        }),
+    }
+}
+
+/// The VHD checks on a bare upload: `None` while the blob is still being written (it changed under the
+/// ETag-pinned reads), which is a reason to look again later, not a failure.
+async fn inspect_upload(
+    ctx: &Ctx,
+    url: &str,
+    props: &BlobProperties,
+    expectations: &vhd::Expectations,
+) -> Result<Option<Result<vhd::Inspection, vhd::Problem>>, StepError> {
+    match checks::inspect(ctx, url, props, expectations).await {
+        Err(StepError::Transient(e)) if e.code() == "ConditionNotMet" => {
+            tracing::info!(blob = %redact(url), "the blob changed while being read: still uploading");
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
+}
+
+/// A look at a bare VHD: the first (from its BlobCreated) or one a follow-up asked for.
+pub struct BareLook<'a> {
+    pub cause: &'a Cause,
+    pub subject: &'a str,
+    pub url: &'a str,
+    /// The ETag at the previous look (`None` at the first).
+    pub last_e_tag: Option<&'a str>,
+    pub first_seen: DateTime<Utc>,
+    pub attempt: u32,
+    pub deadline: DateTime<Utc>,
+    pub storage_account_id: &'a str,
+}
+
+/// Looks at a bare VHD: accept it when it is complete and unchanged since the last look, reject it when
+/// it is bad, or look again after the settle time.
+pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError> {
+    let BareLook {
+        cause,
+        subject,
+        url,
+        last_e_tag,
+        first_seen,
+        attempt,
+        deadline,
+        storage_account_id,
+    } = look;
+    if ctx
+        .blobs
+        .properties(&sibling_manifest(url))
+        .await?
+        .is_some()
+    {
+        tracing::info!(blob = %redact(url), "a manifest names this VHD; the manifest is the commit signal");
+        return Ok(Vec::new());
+    }
+    let Some(props) = ctx.blobs.properties(url).await? else {
+        tracing::info!(blob = %redact(url), "bare VHD is gone; nothing to do");
+        return Ok(Vec::new());
+    };
+    let judged = || Judged {
+        subject,
+        url,
+        props: &props,
+    };
+    let path = parse_subject(subject).map(|(_, p)| p).unwrap_or_default();
+    let definition = match bare_definition(&path) {
+        Ok(d) => d,
+        Err(reason) => return reject(ctx, cause, judged(), None, reason).await,
+    };
+    let file = path.rsplit('/').next().unwrap_or("disk.vhd");
+    if let Some(reason) = checks::blob_type_problem(file, &props.blob_type) {
+        return reject(ctx, cause, judged(), None, reason).await;
+    }
+    let expectations = vhd::Expectations::new(file);
+    let inspected = inspect_upload(ctx, url, &props, &expectations).await?;
+    let settled =
+        last_e_tag == Some(props.e_tag.as_str()) && props.copy_status.as_deref() != Some("pending");
+    let look_again = || -> Result<Vec<Emit>, StepError> {
+        let at =
+            Utc::now() + chrono::Duration::from_std(ctx.config.bare_vhd_settle).unwrap_or_default();
+        if at > deadline {
+            return Err(StepError::failed(
+                "VhdIncomplete",
+                format!(
+                    "{} did not become a complete, unchanged fixed VHD before the deadline (first seen {first_seen})",
+                    redact(url)
+                ),
+                None,
+                "Finish the upload, or upload a manifest after the VHD to say it is complete.",
+            ));
+        }
+        let check = Check::VhdComplete {
+            url: url.to_owned(),
+            e_tag: props.e_tag.clone(),
+            first_seen,
+            storage_account_id: storage_account_id.to_owned(),
+        };
+        Ok(vec![ctx.follow_up(
+            cause,
+            STEP,
+            subject,
+            check,
+            None,
+            attempt + 1,
+            deadline,
+            at,
+        )?])
+    };
+    let inspection = match inspected {
+        None => return look_again(),
+        Some(Err(problem)) if problem.code == vhd::ProblemCode::VhdFooterMissing => {
+            return look_again();
+        }
+        Some(Err(problem)) => {
+            return reject(ctx, cause, judged(), None, problem_reason(problem)).await;
+        }
+        Some(Ok(_)) if !settled => return look_again(),
+        Some(Ok(inspection)) => inspection,
+    };
+    let policy = &ctx.config.policy;
+    let created = props.created.or(props.last_modified).unwrap_or(first_seen);
+    let generation = match inspection.generation {
+        Some(vhd::Generation::V1) => HyperVGeneration::V1,
+        _ => HyperVGeneration::V2,
+    };
+    let plan = Plan {
+        subscription_id: policy.subscription_id.clone(),
+        resource_group: policy.resource_group.clone(),
+        gallery: policy.gallery.clone(),
+        image_definition: definition.clone(),
+        version: naming::version_from_time(created).to_string(),
+        location: policy.location.clone(),
+        os_type: ctx.config.bare_os_type,
+        os_state: OsState::Generalized,
+        hyper_v_generation: generation,
+        identifier: Identifier {
+            publisher: policy.publisher.clone(),
+            offer: definition.clone(),
+            sku: format!("{definition}-{generation:?}").to_ascii_lowercase(),
+        },
+        target_regions: policy::home_first(&policy.location, &policy.target_regions),
+        publish_from: policy.publish_from,
+        storage_account_id: storage_account_id.to_owned(),
+        exclude_from_latest: false,
+        tags: BTreeMap::new(),
+    };
+    if let Some(reason) = checks::storage_region(ctx, storage_account_id, &plan.location).await? {
+        return reject(ctx, cause, judged(), None, reason).await;
+    }
+    if let Some(existing) = checks::already_published(ctx, cause, &plan).await? {
+        let reason = Reason {
+            code: "AlreadyPublished".into(),
+            message: format!("this VHD was already published as {existing}; nothing new was made"),
+            fix: "Upload the VHD again (a new upload gets a new version), or use a manifest with an explicit version.".into(),
+        };
+        return reject(ctx, cause, judged(), None, reason).await;
+    }
+    let data = VhdAccepted {
+        vhd: blob_ref(url, &props),
+        manifest: None,
+        virtual_size_bytes: inspection.virtual_size,
+        partition_scheme: scheme_name(&inspection.partition_scheme).into(),
+        plan,
+    };
+    tracing::info!(vhd = %redact(url), version = %data.plan.version, "bare VHD accepted");
+    Ok(vec![Emit::now(ctx.fact(cause, subject, "", &data)?)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_vhd_paths() {
+        assert_eq!(
+            bare_definition("ubuntu-2404/disk.vhd").ok().as_deref(),
+            Some("ubuntu-2404")
+        );
+        assert_eq!(
+            bare_definition("disk.vhd").map_err(|r| r.code),
+            Err("BareVhdPathInvalid".into())
+        );
+        assert_eq!(
+            bare_definition("a/b/disk.vhd").map_err(|r| r.code),
+            Err("BareVhdPathInvalid".into())
+        );
+        assert_eq!(
+            bare_definition("-bad/disk.vhd").map_err(|r| r.code),
+            Err("NameInvalid".into())
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The manifest path: a `*.manifest.json` written after its VHD is the commit signal. Read it, plan the
+//! publication, check the VHD it names, and accept or reject.
+
+use super::{
+    Arrived,
+    checks::{self, problem_reason, scheme_name, to_vhd_generation},
+    reject::{Judged, blob_ref, reject},
+};
+use crate::{
+    azure::{AzureError, blob::redact},
+    domain::manifest::{self, Manifest},
+    events::{Cause, Reason, VhdAccepted},
+    functions::step::{Ctx, Emit, StepError},
+};
+
+pub async fn from_manifest(
+    ctx: &Ctx,
+    cause: &Cause,
+    arrived: &Arrived,
+) -> Result<Vec<Emit>, StepError> {
+    let Some(mprops) = ctx.blobs.properties(&arrived.url).await? else {
+        tracing::info!(blob = %redact(&arrived.url), "manifest is gone; nothing to do");
+        return Ok(Vec::new());
+    };
+    let judged_manifest = || Judged {
+        subject: &arrived.subject,
+        url: &arrived.url,
+        props: &mprops,
+    };
+    if mprops.content_length > manifest::MAX_MANIFEST_BYTES {
+        let reason = Reason {
+            code: "ManifestTooLarge".into(),
+            message: format!(
+                "{} is {} bytes; a manifest is at most {} bytes",
+                redact(&arrived.url),
+                mprops.content_length,
+                manifest::MAX_MANIFEST_BYTES
+            ),
+            fix: "A manifest is a small JSON file (events/manifest.schema.json); upload the VHD as .vhd and describe it in a manifest under 64 KiB.".into(),
+        };
+        return reject(ctx, cause, judged_manifest(), None, reason).await;
+    }
+    let bytes = match ctx
+        .blobs
+        .read_range(&arrived.url, 0, mprops.content_length, Some(&mprops.e_tag))
+        .await
+    {
+        Ok(b) => b,
+        Err(AzureError::Permanent { code, .. }) if code == "BlobNotFound" => {
+            tracing::info!(blob = %redact(&arrived.url), "manifest is gone; nothing to do");
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let name = arrived.path.rsplit('/').next().unwrap_or(&arrived.path);
+    let manifest = match Manifest::parse(&bytes, name) {
+        Ok(m) => m,
+        Err(reason) => return reject(ctx, cause, judged_manifest(), None, reason).await,
+    };
+    let vhd_url = match manifest.vhd_url(&arrived.url) {
+        Ok(u) => u,
+        Err(reason) => return reject(ctx, cause, judged_manifest(), None, reason).await,
+    };
+    let Some(vprops) = ctx.blobs.properties(&vhd_url).await? else {
+        let reason = Reason {
+            code: "VhdMissing".into(),
+            message: format!("the manifest names {} but no such blob exists", redact(&vhd_url)),
+            fix: "Upload the VHD first and the manifest after it (the manifest is the signal that the VHD is complete).".into(),
+        };
+        return reject(ctx, cause, judged_manifest(), None, reason).await;
+    };
+    if vprops.copy_status.as_deref() == Some("pending") {
+        return Err(StepError::Waiting(format!(
+            "{} is still being copied",
+            redact(&vhd_url)
+        )));
+    }
+    let judged_vhd = || Judged {
+        subject: &arrived.subject,
+        url: &vhd_url,
+        props: &vprops,
+    };
+    let vhd_name = vhd_url.rsplit('/').next().unwrap_or("disk.vhd").to_owned();
+    if let Some(reason) = checks::blob_type_problem(&vhd_name, &vprops.blob_type) {
+        return reject(
+            ctx,
+            cause,
+            judged_vhd(),
+            Some(blob_ref(&vhd_url, &vprops)),
+            reason,
+        )
+        .await;
+    }
+    let created = vprops
+        .created
+        .or(vprops.last_modified)
+        .unwrap_or_else(chrono::Utc::now);
+    let plan = match manifest.plan(&ctx.config.policy, &arrived.storage_account_id, created) {
+        Ok(p) => p,
+        Err(reason) => return reject(ctx, cause, judged_manifest(), None, reason).await,
+    };
+    if let Some(reason) =
+        checks::storage_region(ctx, &arrived.storage_account_id, &plan.location).await?
+    {
+        return reject(
+            ctx,
+            cause,
+            judged_manifest(),
+            Some(blob_ref(&vhd_url, &vprops)),
+            reason,
+        )
+        .await;
+    }
+    let mut expectations = vhd::Expectations::new(vhd_name);
+    expectations.declared_generation = Some(to_vhd_generation(plan.hyper_v_generation));
+    expectations.allow_generation_mismatch = manifest.allow_generation_mismatch;
+    let inspection = match checks::inspect(ctx, &vhd_url, &vprops, &expectations).await? {
+        Ok(i) => i,
+        // Mark the VHD (the faulty blob); the fact's subject is the manifest that named it.
+        Err(problem) => {
+            return reject(
+                ctx,
+                cause,
+                judged_vhd(),
+                Some(blob_ref(&vhd_url, &vprops)),
+                problem_reason(problem),
+            )
+            .await;
+        }
+    };
+    for note in &inspection.notes {
+        tracing::info!(note = %note, "VHD inspection note");
+    }
+    if let Some(existing) = checks::already_published(ctx, cause, &plan).await? {
+        let reason = Reason {
+            code: "AlreadyPublished".into(),
+            message: format!("this VHD was already published as {existing}; nothing new was made"),
+            fix: "To publish it again as a new version, give the manifest a new \"version\" (or upload the VHD again).".into(),
+        };
+        return reject(
+            ctx,
+            cause,
+            judged_manifest(),
+            Some(blob_ref(&vhd_url, &vprops)),
+            reason,
+        )
+        .await;
+    }
+    let data = VhdAccepted {
+        vhd: blob_ref(&vhd_url, &vprops),
+        manifest: Some(blob_ref(&arrived.url, &mprops)),
+        virtual_size_bytes: inspection.virtual_size,
+        partition_scheme: scheme_name(&inspection.partition_scheme).into(),
+        plan,
+    };
+    tracing::info!(vhd = %redact(&vhd_url), version = %data.plan.version, "VHD accepted");
+    Ok(vec![Emit::now(ctx.fact(
+        cause,
+        &arrived.subject,
+        "",
+        &data,
+    )?)])
+}

@@ -1,0 +1,180 @@
+//! What galleon owns. A managed image or image version is galleon's only when it carries this run's
+//! `galleon-run` tag and was made from the VHD that was checked (its blob URL and ETag, also tags).
+//! Anything else of the same name is never published, reused or deleted: the run fails with a conflict.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::step::{Ctx, StepError, detail_of};
+use crate::{
+    azure::arm,
+    events::{BlobRef, ErrorDetail, LeftBehind, Plan},
+};
+
+pub const RUN_TAG: &str = "galleon-run";
+pub const SOURCE_TAG: &str = "galleon-source";
+pub const SOURCE_ETAG_TAG: &str = "galleon-source-etag";
+const TAG_VALUE_MAX: usize = 256;
+
+/// An ETag as a tag value: without the quotes HTTP puts around it.
+pub fn etag_tag(e_tag: &str) -> String {
+    e_tag.trim_matches('"').to_owned()
+}
+
+/// A blob URL as a tag value (Azure allows 256 characters; a longer URL is named by its UUIDv5).
+pub fn source_tag(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    if url.len() <= TAG_VALUE_MAX {
+        url.to_owned()
+    } else {
+        format!(
+            "urn:uuid:{}",
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, url.as_bytes())
+        )
+    }
+}
+
+/// Tags galleon puts on what it makes: the user's, then the run that made it and the VHD it came from.
+pub fn tags(run: &str, plan: &Plan, vhd: &BlobRef) -> BTreeMap<String, String> {
+    let mut tags = plan.tags.clone();
+    tags.insert(RUN_TAG.into(), run.to_owned());
+    tags.insert(SOURCE_TAG.into(), source_tag(&vhd.url));
+    tags.insert(SOURCE_ETAG_TAG.into(), etag_tag(&vhd.e_tag));
+    tags.insert("galleon-managed".into(), "true".into());
+    tags
+}
+
+/// Whether a resource is this run's, from the same VHD; `Err` says why not.
+pub fn ownership(resource: &Value, run: &str, vhd: &BlobRef) -> Result<(), String> {
+    let tag = |name: &str| {
+        resource
+            .pointer(&format!("/tags/{name}"))
+            .and_then(Value::as_str)
+    };
+    match tag(RUN_TAG) {
+        None => return Err("it has no galleon-run tag (galleon did not make it)".into()),
+        Some(r) if r != run => {
+            return Err(format!(
+                "it was made by another run ({RUN_TAG}={r}, this run is {run})"
+            ));
+        }
+        Some(_) => {}
+    }
+    if tag(SOURCE_TAG) != Some(source_tag(&vhd.url).as_str()) {
+        return Err(format!(
+            "it was made from another source ({SOURCE_TAG}={})",
+            tag(SOURCE_TAG).unwrap_or("none")
+        ));
+    }
+    if tag(SOURCE_ETAG_TAG) != Some(etag_tag(&vhd.e_tag).as_str()) {
+        return Err(format!(
+            "it was made from another content of the VHD ({SOURCE_ETAG_TAG}={}, the checked VHD has {})",
+            tag(SOURCE_ETAG_TAG).unwrap_or("none"),
+            etag_tag(&vhd.e_tag)
+        ));
+    }
+    Ok(())
+}
+
+/// The failure of finding someone else's resource where this run would make its own.
+pub fn conflict(what: &str, id: &str, why: &str) -> StepError {
+    StepError::failed(
+        format!("{what}Conflict").replace(' ', ""),
+        format!("{id} already exists and is not this run's: {why}"),
+        Some(id.to_owned()),
+        format!(
+            "Galleon publishes only what it made from the VHD it checked, and never touches anything else. Delete or rename the existing {} if it is not needed (or give the manifest a new version), then upload the manifest again.",
+            what.to_ascii_lowercase()
+        ),
+    )
+}
+
+/// The API version for a resource id galleon makes.
+pub fn api_for(resource_id: &str) -> &'static str {
+    if resource_id.contains("/Microsoft.Compute/images/") {
+        arm::COMPUTE_IMAGES_API
+    } else {
+        arm::GALLERY_API
+    }
+}
+
+/// Deletes `resource_id` if this run owns it (made from `vhd`); leaves anything else alone. Returns what
+/// could not be deleted, so the failure fact names it.
+pub async fn remove(
+    ctx: &Ctx,
+    resource_id: &str,
+    run: &str,
+    vhd: &BlobRef,
+) -> Result<(), LeftBehind> {
+    let api = api_for(resource_id);
+    let left = |error: ErrorDetail| LeftBehind {
+        resource_id: resource_id.to_owned(),
+        error,
+    };
+    let resource = match ctx.arm.get(resource_id, api, &[]).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(left(detail_of(&e))),
+    };
+    if let Err(why) = ownership(&resource, run, vhd) {
+        tracing::info!(resource = resource_id, why = %why, "not this run's; left alone");
+        return Ok(());
+    }
+    match ctx.arm.write(Method::DELETE, resource_id, api, None).await {
+        Ok(_) => {
+            tracing::info!(
+                resource = resource_id,
+                "deleted what this run made and no longer needs"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(resource = resource_id, error = %e, "could not delete what this run made");
+            Err(left(detail_of(&e)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vhd() -> BlobRef {
+        BlobRef {
+            url: "https://acct.blob.core.windows.net/images/u/disk.vhd".into(),
+            e_tag: "\"0x8DD1\"".into(),
+            content_length: 1024,
+        }
+    }
+
+    #[test]
+    fn only_this_runs_resources_from_the_checked_vhd_are_owned() {
+        let v = vhd();
+        let mine = json!({"tags": {"galleon-run": "run-1", "galleon-source": v.url, "galleon-source-etag": "0x8DD1"}});
+        assert_eq!(ownership(&mine, "run-1", &v), Ok(()));
+        let by_hand = json!({"tags": {}});
+        assert!(ownership(&by_hand, "run-1", &v).is_err_and(|w| w.contains("no galleon-run")));
+        let earlier = json!({"tags": {"galleon-run": "run-0", "galleon-source": v.url, "galleon-source-etag": "0x8DD1"}});
+        assert!(ownership(&earlier, "run-1", &v).is_err_and(|w| w.contains("another run")));
+        let other_blob = json!({"tags": {"galleon-run": "run-1", "galleon-source": "https://x/y.vhd", "galleon-source-etag": "0x8DD1"}});
+        assert!(ownership(&other_blob, "run-1", &v).is_err_and(|w| w.contains("another source")));
+        let rewritten = json!({"tags": {"galleon-run": "run-1", "galleon-source": v.url, "galleon-source-etag": "0x8DD2"}});
+        assert!(ownership(&rewritten, "run-1", &v).is_err_and(|w| w.contains("another content")));
+    }
+
+    #[test]
+    fn tag_values_fit_azure() {
+        let long = format!("https://a.blob.core.windows.net/c/{}.vhd", "x".repeat(300));
+        assert!(source_tag(&long).len() <= TAG_VALUE_MAX);
+        assert_eq!(source_tag(&long), source_tag(&long), "stable");
+        assert_eq!(
+            source_tag("https://a/c/d.vhd?sv=1&sig=secret"),
+            "https://a/c/d.vhd",
+            "never a SAS token in a tag"
+        );
+        assert_eq!(etag_tag("\"0x8DD1\""), "0x8DD1");
+    }
+}

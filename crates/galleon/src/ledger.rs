@@ -1,0 +1,224 @@
+//! The ledger: which facts each function has handled, in a blob container of galleon's own. Service Bus
+//! delivers at least once and, in Azure, detects duplicates only when the topic was created with it; the
+//! ledger makes a fact act once either way. A copy of a fact that another delivery is handling (or has
+//! handled) is dropped; a redelivery of the very message (same sequence number) takes over, since its
+//! first delivery may have died midway.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::azure::{
+    AzureError,
+    blob::{Blobs, WriteIf, redact},
+};
+
+/// Where one fact stands for one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Handling {
+    Working,
+    Done,
+}
+
+/// The record of one fact handled by one function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub function: String,
+    pub fact_id: String,
+    /// The Service Bus sequence number of the delivery handling it: a redelivery keeps it, a copy sent
+    /// twice has another.
+    pub sequence_number: Option<i64>,
+    pub state: Handling,
+    pub at: DateTime<Utc>,
+}
+
+/// What the ledger says about a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Handle it; mark it done afterwards with this token.
+    Mine(Token),
+    /// Already handled: drop it.
+    Done,
+    /// Another copy of the same fact is being handled (or will be redelivered): drop this one.
+    Copy { sequence_number: Option<i64> },
+}
+
+/// Proof of a claim, to mark it done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    url: String,
+    e_tag: String,
+    record: Record,
+}
+
+/// The pure decision on an existing record.
+pub fn decide(existing: &Record, sequence_number: Option<i64>) -> Decision {
+    match existing.state {
+        Handling::Done => Decision::Done,
+        Handling::Working if existing.sequence_number == sequence_number => Decision::TakeOver,
+        Handling::Working => Decision::Copy,
+    }
+}
+
+/// What to do about an existing record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Done,
+    TakeOver,
+    Copy,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    blobs: Blobs,
+    container: String,
+}
+
+/// A fact id as a blob name: ids are UUIDs, but nothing from a message is trusted as a path.
+fn safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect()
+}
+
+impl Ledger {
+    pub fn new(blobs: Blobs, container_url: &str) -> Ledger {
+        Ledger {
+            blobs,
+            container: container_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn url(&self, function: &str, fact_id: &str) -> String {
+        format!(
+            "{}/handled/{}/{}.json",
+            self.container,
+            safe(function),
+            safe(fact_id)
+        )
+    }
+
+    async fn put(
+        &self,
+        url: &str,
+        record: &Record,
+        condition: WriteIf,
+    ) -> Result<String, AzureError> {
+        let body = Bytes::from(serde_json::to_vec(record).unwrap_or_default());
+        match self
+            .blobs
+            .put_small(url, body.clone(), condition.clone())
+            .await
+        {
+            Err(e) if e.code() == "ContainerNotFound" => {
+                tracing::info!(container = %redact(&self.container), "creating galleon's state container");
+                self.blobs.create_container(&self.container).await?;
+                self.blobs.put_small(url, body, condition).await
+            }
+            other => other,
+        }
+    }
+
+    /// Claims `fact_id` for `function`, for the delivery with `sequence_number`.
+    pub async fn claim(
+        &self,
+        function: &str,
+        fact_id: &str,
+        sequence_number: Option<i64>,
+    ) -> Result<Claim, AzureError> {
+        let url = self.url(function, fact_id);
+        let record = Record {
+            function: function.to_owned(),
+            fact_id: fact_id.to_owned(),
+            sequence_number,
+            state: Handling::Working,
+            at: Utc::now(),
+        };
+        match self.put(&url, &record, WriteIf::Absent).await {
+            Ok(e_tag) => return Ok(Claim::Mine(Token { url, e_tag, record })),
+            Err(e) if matches!(e.code(), "BlobAlreadyExists" | "ConditionNotMet") => {}
+            Err(e) => return Err(e),
+        }
+        let (bytes, props) = self.blobs.read_small(&url, 64 * 1024).await?;
+        let existing: Record =
+            serde_json::from_slice(&bytes).map_err(|e| AzureError::Permanent {
+                service: "Blob Storage",
+                status: 0,
+                code: "LedgerRecordUnreadable".into(),
+                message: format!("{}: {e}", redact(&url)),
+                target: None,
+            })?;
+        match decide(&existing, sequence_number) {
+            Decision::Done => Ok(Claim::Done),
+            Decision::Copy => Ok(Claim::Copy {
+                sequence_number: existing.sequence_number,
+            }),
+            Decision::TakeOver => {
+                match self
+                    .put(&url, &record, WriteIf::Unchanged(props.e_tag.clone()))
+                    .await
+                {
+                    Ok(e_tag) => Ok(Claim::Mine(Token { url, e_tag, record })),
+                    Err(e) if e.code() == "ConditionNotMet" => Ok(Claim::Copy {
+                        sequence_number: existing.sequence_number,
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Marks a claimed fact handled (its facts were all sent).
+    pub async fn done(&self, token: Token) -> Result<(), AzureError> {
+        let mut record = token.record;
+        record.state = Handling::Done;
+        record.at = Utc::now();
+        self.put(&token.url, &record, WriteIf::Unchanged(token.e_tag))
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: Handling, seq: Option<i64>) -> Record {
+        Record {
+            function: "PublishVersion".into(),
+            fact_id: "f".into(),
+            sequence_number: seq,
+            state,
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        // (record state, record seq, delivery seq) → decision
+        let table = [
+            (Handling::Done, Some(1), Some(1), Decision::Done),
+            (Handling::Done, Some(1), Some(2), Decision::Done),
+            (Handling::Working, Some(1), Some(1), Decision::TakeOver),
+            (Handling::Working, Some(1), Some(2), Decision::Copy),
+            (Handling::Working, None, None, Decision::TakeOver),
+        ];
+        for (state, had, now, want) in table {
+            assert_eq!(
+                decide(&record(state, had), now),
+                want,
+                "{state:?} {had:?} {now:?}"
+            );
+        }
+        assert_eq!(safe("a/b?c"), "a_b_c");
+    }
+}
