@@ -104,8 +104,23 @@ fn routing_names_only_subscriptions_of_known_fact_types() {
             );
         }
     }
-    // Service Bus triggers in function.json point at subscriptions that the routing declares.
+    // Service Bus triggers in function.json point at subscriptions (or queues) that the routing declares.
     let names: BTreeSet<&str> = subs.iter().filter_map(|s| s["name"].as_str()).collect();
+    let queues: BTreeSet<&str> = routing["serviceBus"]["queues"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    // Nothing ends silently: every subscription forwards its dead letters to a declared queue.
+    for sub in subs {
+        let to = sub["forwardDeadLetteredMessagesTo"].as_str();
+        assert!(
+            to.is_some_and(|q| queues.contains(q)),
+            "subscription {} must forward its dead letters to a declared queue, not {to:?}",
+            sub["name"]
+        );
+    }
     for entry in std::fs::read_dir(functions_dir())
         .expect("functions/")
         .flatten()
@@ -115,7 +130,13 @@ fn routing_names_only_subscriptions_of_known_fact_types() {
         )
         .expect("JSON");
         for b in json["bindings"].as_array().into_iter().flatten() {
-            if b["type"] == "serviceBusTrigger" {
+            if b["type"] == "serviceBusTrigger" && b["queueName"].is_string() {
+                let queue = b["queueName"].as_str().unwrap_or_default();
+                assert!(
+                    queues.contains(queue),
+                    "queue {queue} is not in events/subscriptions.json"
+                );
+            } else if b["type"] == "serviceBusTrigger" {
                 assert_eq!(b["topicName"], routing["serviceBus"]["topic"]);
                 let sub = b["subscriptionName"].as_str().expect("subscriptionName");
                 assert!(

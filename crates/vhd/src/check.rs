@@ -446,11 +446,8 @@ fn check_fixed(
         ));
     }
     if size > limits.max_virtual_size {
-        let shallow = if limits.max_virtual_size < Limits::SHALLOW_REPLICATION.max_virtual_size {
-            " or publish it with shallow replication (images up to 32 TB)"
-        } else {
-            ""
-        };
+        // The advice names only what the caller can do: galleon does not publish with shallow
+        // replication (yet), so it is not offered as a way out.
         return Err(Problem::new(
             ProblemCode::VhdTooLarge,
             format!(
@@ -460,7 +457,7 @@ fn check_fixed(
             ),
             format!(
                 "Shrink the disk to at most {} (shrink the file systems and partitions first, then \
-                 `qemu-img resize --shrink`){shallow}.",
+                 `qemu-img resize --shrink`).",
                 bytes(limits.max_virtual_size)
             ),
         ));

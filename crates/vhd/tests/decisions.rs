@@ -98,7 +98,7 @@ fn table_of_rejections() {
             ok.clone(),
             &small_limits,
             ProblemCode::VhdTooLarge,
-            "shallow replication",
+            "`qemu-img resize --shrink`).",
         ),
         (
             "unaligned, not made by qemu",
@@ -254,6 +254,10 @@ async fn a_multi_terabyte_blob_costs_two_small_reads() {
     let p = err.problem().expect("a rejection");
     assert_eq!(p.code, ProblemCode::VhdTooLarge, "{p}");
     assert!(p.message.contains("4,398,046,511,104 bytes (4 TiB)"), "{p}");
+    assert!(
+        !p.fix.contains("shallow"),
+        "advice offers nothing galleon cannot do: {p}"
+    );
     assert_eq!(reader.ranges(), vec![(len - 512, 512), (0, HEAD_LEN)]);
     assert_eq!(reader.bytes_read(), HEAD_LEN + 512);
 

@@ -3,6 +3,7 @@
 
 pub mod announce;
 pub mod create_image;
+pub mod dead_letters;
 pub mod follow_up;
 pub mod ingest;
 pub mod operation;
@@ -84,7 +85,8 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c2 = ctx.clone();
     let c3 = ctx.clone();
     let c4 = ctx.clone();
-    let c5 = ctx;
+    let c5 = ctx.clone();
+    let c6 = ctx;
     App::new()
         .function(
             announce::NAME,
@@ -151,6 +153,13 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             follow_up::TRIGGER,
             &[],
             move |inv| follow_up::run(inv, c5.clone()),
+        )
+        .function(
+            dead_letters::NAME,
+            TriggerKind::ServiceBus,
+            dead_letters::TRIGGER,
+            &[],
+            move |inv| dead_letters::run(inv, c6.clone()),
         )
 }
 

@@ -71,6 +71,8 @@ pub struct BusMessage {
     pub delivery_count: Option<u32>,
     pub sequence_number: Option<i64>,
     pub enqueued_time: Option<DateTime<Utc>>,
+    /// Set on a message dead-lettered in one entity and auto-forwarded to another: where it died.
+    pub dead_letter_source: Option<String>,
     pub application_properties: Map<String, Value>,
 }
 
@@ -259,6 +261,7 @@ fn bus_message(
             .get("EnqueuedTimeUtc")
             .or_else(|| metadata.get("EnqueuedTime"))
             .and_then(values::timestamp),
+        dead_letter_source: text("DeadLetterSource"),
         application_properties,
     })
 }

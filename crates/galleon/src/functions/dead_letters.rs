@@ -1,0 +1,136 @@
+//! DeadLetters: a message Service Bus dead-lettered (too many deliveries, expired, refused by a filter)
+//! is never dropped silently. Every subscription forwards its dead letters to one queue; this function
+//! announces each as `step.failed` of the run it belonged to, with Service Bus's reason and what to do.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::step::{self, Ctx, Emit, Stop};
+use crate::{
+    events::{ErrorDetail, Fact, FactType},
+    host::{BusMessage, Failure, Invocation, Output, Trigger},
+    ledger::Claim,
+};
+
+pub const NAME: &str = "DeadLetters";
+pub const TRIGGER: &str = "deadLetter";
+
+/// Galleon's advice for Service Bus's dead-letter reasons.
+pub fn advice_for(reason: &str) -> String {
+    match reason {
+        "MaxDeliveryCountExceeded" => "The function failed on this message on every delivery (see the function's logs for the message id); the run stopped here. Fix the cause (often Azure permissions or an outage that outlasted the retries), then upload the manifest again: every step is idempotent.".into(),
+        "TTLExpiredException" => "The message waited longer than its time to live (the function app was stopped or could not keep up). Start the app, then upload the manifest again.".into(),
+        "Session id is null." | "MaxTransferHopCountExceeded" => "Service Bus could not route this message; check the topic's subscriptions against events/subscriptions.json (infra/ deploys them).".into(),
+        _ => "Service Bus dead-lettered this message; the reason and description are above. Fix the cause, then upload the manifest again (every step is idempotent).".into(),
+    }
+}
+
+fn property(message: &BusMessage, key: &str) -> Option<String> {
+    message
+        .application_properties
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .and_then(|(_, v)| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        })
+}
+
+/// What the dead letter says: Service Bus's reason and description, and where it died.
+pub fn failure_of(message: &BusMessage) -> Stop {
+    let reason = property(message, "DeadLetterReason").unwrap_or_else(|| "DeadLettered".into());
+    let description = property(message, "DeadLetterErrorDescription").unwrap_or_default();
+    let source = message
+        .dead_letter_source
+        .clone()
+        .unwrap_or_else(|| "an unknown entity".into());
+    let mut error = ErrorDetail::new(
+        reason.clone(),
+        format!(
+            "Service Bus dead-lettered message {} in {source} after {} deliveries: {description}",
+            message.message_id.as_deref().unwrap_or("(no id)"),
+            message.delivery_count.unwrap_or(0)
+        ),
+    );
+    error.target = Some(source);
+    Stop {
+        error,
+        advice: advice_for(&reason),
+        left_behind: Vec::new(),
+    }
+}
+
+pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
+    let Trigger::ServiceBus(message) = invocation.trigger else {
+        return Err(Failure::new(format!(
+            "{NAME} is bound to a Service Bus trigger"
+        )));
+    };
+    let stop = failure_of(&message);
+    let fact = match Fact::from_json(&message.body) {
+        Ok(fact) => fact,
+        Err(e) => {
+            // Not a fact at all: announce it as such (never retried, never lost).
+            tracing::error!(message_id = message.message_id.as_deref().unwrap_or(""), reason = %stop.error.code, error = %crate::error_chain(&e), "dead-lettered message is not a galleon fact");
+            let announce =
+                super::announce::decide(&message, ctx.instance()).map_err(Failure::new)?;
+            step::send(&ctx, &[Emit::now(announce)]).await?;
+            return Ok(Output::default());
+        }
+    };
+    if fact.fact_type() == Some(FactType::StepFailed) {
+        // A failure that could not be announced is logged, not announced again (that could loop).
+        tracing::error!(fact_id = fact.id(), subject = fact.subject().unwrap_or(""), reason = %stop.error.code, description = %stop.error.message, "a step.failed fact was dead-lettered; subscribers did not receive it");
+        return Ok(Output::default());
+    }
+    let token = match ctx
+        .ledger
+        .claim(NAME, fact.id(), message.sequence_number)
+        .await
+    {
+        Ok(Claim::Mine(token)) => token,
+        Ok(_) => return Ok(Output::default()),
+        Err(e) => return Err(Failure::new(e)),
+    };
+    tracing::warn!(fact_id = fact.id(), fact_type = fact.cloud_event_type(), reason = %stop.error.code, "a fact was dead-lettered; announcing the run's failure");
+    let attempts = message.delivery_count.unwrap_or(1);
+    let failed = step::failed_fact(&ctx, NAME, &fact, attempts, stop)
+        .map_err(|e| Failure::new(format!("{e:?}")))?;
+    step::send(&ctx, &[Emit::now(failed)]).await?;
+    if let Err(e) = ctx.ledger.done(token).await {
+        tracing::warn!(error = %e, "could not mark the dead letter handled in the ledger");
+    }
+    Ok(Output::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_dead_letter_becomes_a_failure_with_service_bus_reason() {
+        let mut message = BusMessage {
+            message_id: Some("m-1".into()),
+            delivery_count: Some(10),
+            dead_letter_source: Some("galleon-facts/Subscriptions/publish-version".into()),
+            ..BusMessage::default()
+        };
+        message
+            .application_properties
+            .insert("DeadLetterReason".into(), json!("MaxDeliveryCountExceeded"));
+        message.application_properties.insert(
+            "DeadLetterErrorDescription".into(),
+            json!("Message could not be consumed after 10 delivery attempts."),
+        );
+        let stop = failure_of(&message);
+        assert_eq!(stop.error.code, "MaxDeliveryCountExceeded");
+        assert!(stop.error.message.contains("publish-version"));
+        assert!(stop.error.message.contains("10 delivery attempts"));
+        assert!(stop.advice.contains("upload the manifest again"));
+        let bare = failure_of(&BusMessage::default());
+        assert_eq!(bare.error.code, "DeadLettered");
+    }
+}
