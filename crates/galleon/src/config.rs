@@ -52,6 +52,10 @@ pub struct Config {
     /// `GALLEON_KEEP_MANAGED_IMAGES`: keep the managed images made only as a step towards a version
     /// (default `false`: deleted once the version is ready in every region).
     pub keep_managed_images: bool,
+    /// `GALLEON_RUN_DEADLINE_SECONDS`: a run that has not ended (image ready, failed or rejected) this long
+    /// after its VHD was accepted is ended with `step.failed` RunDeadlineExceeded, even if nothing else
+    /// arrives to end it.
+    pub run_deadline: Duration,
     /// `GALLEON_STATE_CONTAINER_URL`: the blob container where galleon records which facts it has handled
     /// and how runs ended, so a fact delivered twice acts once without broker duplicate detection.
     pub state_container_url: String,
@@ -335,6 +339,11 @@ impl Config {
             },
             ingest_containers,
             keep_managed_images,
+            run_deadline: Duration::from_secs(number(
+                "GALLEON_RUN_DEADLINE_SECONDS",
+                86_400,
+                5..=2_592_000,
+            )?),
             state_container_url: state_container_url.trim_end_matches('/').to_owned(),
         })
     }

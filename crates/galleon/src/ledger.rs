@@ -188,6 +188,55 @@ impl Ledger {
     }
 }
 
+/// How a run ended: its first terminal fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub run: String,
+    /// The CloudEvents type of the terminal fact (`image.ready`, `step.failed`, `vhd.rejected`).
+    pub fact_type: String,
+    pub fact_id: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Ledger {
+    fn outcome_url(&self, run: &str) -> String {
+        format!("{}/runs/{}.json", self.container, safe(run))
+    }
+
+    /// Records how a run ended; the first terminal fact wins (a later one is not recorded).
+    pub async fn record_outcome(&self, outcome: &Outcome) -> Result<(), AzureError> {
+        let url = self.outcome_url(&outcome.run);
+        let body = Bytes::from(serde_json::to_vec(outcome).unwrap_or_default());
+        let written = match self
+            .blobs
+            .put_small(&url, body.clone(), WriteIf::Absent)
+            .await
+        {
+            Err(e) if e.code() == "ContainerNotFound" => {
+                self.blobs.create_container(&self.container).await?;
+                self.blobs.put_small(&url, body, WriteIf::Absent).await
+            }
+            other => other,
+        };
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), "BlobAlreadyExists" | "ConditionNotMet") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How a run ended, if it has.
+    pub async fn outcome(&self, run: &str) -> Result<Option<Outcome>, AzureError> {
+        let url = self.outcome_url(run);
+        match self.blobs.read_small(&url, 64 * 1024).await {
+            Ok((bytes, _)) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if matches!(e.code(), "BlobNotFound" | "ContainerNotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

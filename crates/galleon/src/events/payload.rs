@@ -339,6 +339,9 @@ pub enum Check {
         template_id: String,
         operation_url: String,
     },
+    /// The watchdog of a run: at its deadline, end the run with `step.failed` unless it has ended.
+    #[serde(rename_all = "camelCase")]
+    RunDeadline { accepted_at: DateTime<Utc> },
     /// Run the step again on this fact (a CloudEvent) after a transient failure, or while waiting for
     /// something Azure is still making. `failures` counts the transient failures so far (waits do not).
     Retry {

@@ -149,6 +149,29 @@ async fn route(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>, Ste
             None,
             "Scheduled rebuilds arrive with a later galleon version.",
         )),
+        Check::RunDeadline { accepted_at } => run_deadline(ctx, fact, *accepted_at).await,
         Check::Retry { .. } => Ok(Vec::new()),
     }
+}
+
+/// The run's watchdog: the run has had its time; unless it ended, it ends now.
+async fn run_deadline(
+    ctx: &Ctx,
+    fact: &Fact,
+    accepted_at: chrono::DateTime<Utc>,
+) -> Result<Vec<Emit>, StepError> {
+    let run = fact.correlation_id().unwrap_or_default();
+    if let Some(outcome) = ctx.ledger.outcome(&run).await? {
+        tracing::info!(run = %run, ended_with = %outcome.fact_type, "the run ended in time");
+        return Ok(Vec::new());
+    }
+    Err(StepError::failed(
+        "RunDeadlineExceeded",
+        format!(
+            "the run accepted at {accepted_at} did not end (image.ready, step.failed or vhd.rejected) within GALLEON_RUN_DEADLINE_SECONDS ({} s)",
+            ctx.config.run_deadline.as_secs()
+        ),
+        fact.subject().map(str::to_owned),
+        "Something in the chain stopped without a word (a message removed by hand, a subscription rule changed, an outage longer than the retries). Look at the run's facts and the dead-letter queue; if the image version exists and is complete, nothing is lost; otherwise upload the manifest again.",
+    ))
 }

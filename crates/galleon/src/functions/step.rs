@@ -354,8 +354,48 @@ pub async fn send(ctx: &Ctx, emits: &[Emit]) -> Result<(), Failure> {
             .await
             .map_err(Failure::new)?;
         tracing::info!(fact_type = emit.fact.cloud_event_type(), fact_id = emit.fact.id(), subject = emit.fact.subject().unwrap_or(""), scheduled = ?emit.at, "fact sent");
+        if is_terminal(&emit.fact)
+            && let Some(run) = emit.fact.correlation_id()
+        {
+            let outcome = crate::ledger::Outcome {
+                run,
+                fact_type: emit.fact.cloud_event_type().to_owned(),
+                fact_id: emit.fact.id().to_owned(),
+                at: Utc::now(),
+            };
+            if let Err(e) = ctx.ledger.record_outcome(&outcome).await {
+                // The fact is out; only the run's watchdog may announce a needless deadline failure later.
+                tracing::warn!(error = %e, run = %outcome.run, "could not record how the run ended");
+            }
+        }
     }
     Ok(())
+}
+
+/// Whether a fact ends its run: every run ends in exactly one of these.
+pub fn is_terminal(fact: &Fact) -> bool {
+    matches!(
+        fact.fact_type(),
+        Some(FactType::ImageReady | FactType::StepFailed | FactType::VhdRejected)
+    )
+}
+
+/// The run's watchdog, scheduled when its VHD is accepted: ends the run at its deadline unless it ended.
+pub fn watchdog(ctx: &Ctx, accepted: &Fact) -> Result<Emit, StepError> {
+    let now = Utc::now();
+    let at = now
+        + chrono::Duration::from_std(ctx.config.run_deadline)
+            .unwrap_or_else(|_| chrono::Duration::days(1));
+    ctx.follow_up(
+        &Cause::of(accepted),
+        "Run",
+        accepted.subject().unwrap_or("run"),
+        Check::RunDeadline { accepted_at: now },
+        None,
+        1,
+        at + chrono::Duration::hours(1),
+        at,
+    )
 }
 
 /// The Service Bus trigger of a chain step: decode the fact (a message that is not one becomes a

@@ -16,7 +16,7 @@ use crate::{
     azure::blob::{BlobProperties, redact},
     domain::{naming, policy},
     events::{Cause, Check, HyperVGeneration, Identifier, OsState, Plan, Reason, VhdAccepted},
-    functions::step::{Ctx, Emit, StepError},
+    functions::step::{self, Ctx, Emit, StepError},
 };
 
 /// The IngestBlob step name its follow-ups carry.
@@ -205,7 +205,9 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         plan,
     };
     tracing::info!(vhd = %redact(url), version = %data.plan.version, "bare VHD accepted");
-    Ok(vec![Emit::now(ctx.fact(cause, subject, "", &data)?)])
+    let accepted = ctx.fact(cause, subject, "", &data)?;
+    let watchdog = step::watchdog(ctx, &accepted)?;
+    Ok(vec![Emit::now(accepted), watchdog])
 }
 
 #[cfg(test)]

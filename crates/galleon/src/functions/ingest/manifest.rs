@@ -10,7 +10,7 @@ use crate::{
     azure::{AzureError, blob::redact},
     domain::manifest::{self, Manifest},
     events::{Cause, Reason, VhdAccepted},
-    functions::step::{Ctx, Emit, StepError},
+    functions::step::{self, Ctx, Emit, StepError},
 };
 
 pub async fn from_manifest(
@@ -154,10 +154,7 @@ pub async fn from_manifest(
         plan,
     };
     tracing::info!(vhd = %redact(&vhd_url), version = %data.plan.version, "VHD accepted");
-    Ok(vec![Emit::now(ctx.fact(
-        cause,
-        &arrived.subject,
-        "",
-        &data,
-    )?)])
+    let accepted = ctx.fact(cause, &arrived.subject, "", &data)?;
+    let watchdog = step::watchdog(ctx, &accepted)?;
+    Ok(vec![Emit::now(accepted), watchdog])
 }
