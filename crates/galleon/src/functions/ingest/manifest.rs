@@ -80,16 +80,19 @@ pub async fn from_manifest(
         url: &vhd_url,
         props: &vprops,
     };
-    let vhd_name = vhd_url.rsplit('/').next().unwrap_or("disk.vhd").to_owned();
-    if let Some(reason) = checks::blob_type_problem(&vhd_name, &vprops.blob_type) {
-        return reject(
+    // A rejection about the VHD names it; `judged` is the blob that gets the mark.
+    let reject_naming_vhd = |judged, reason| {
+        reject(
             ctx,
             cause,
-            judged_vhd(),
+            judged,
             Some(blob_ref(&vhd_url, &vprops)),
             reason,
         )
-        .await;
+    };
+    let vhd_name = vhd_url.rsplit('/').next().unwrap_or("disk.vhd").to_owned();
+    if let Some(reason) = checks::blob_type_problem(&vhd_name, &vprops.blob_type) {
+        return reject_naming_vhd(judged_vhd(), reason).await;
     }
     let created = vprops
         .created
@@ -102,14 +105,7 @@ pub async fn from_manifest(
     if let Some(reason) =
         checks::storage_region(ctx, &arrived.storage_account_id, &plan.location).await?
     {
-        return reject(
-            ctx,
-            cause,
-            judged_manifest(),
-            Some(blob_ref(&vhd_url, &vprops)),
-            reason,
-        )
-        .await;
+        return reject_naming_vhd(judged_manifest(), reason).await;
     }
     let mut expectations = vhd::Expectations::new(vhd_name);
     expectations.declared_generation = Some(to_vhd_generation(plan.hyper_v_generation));
@@ -117,16 +113,7 @@ pub async fn from_manifest(
     let inspection = match checks::inspect(ctx, &vhd_url, &vprops, &expectations).await? {
         Ok(i) => i,
         // Mark the VHD (the faulty blob); the fact's subject is the manifest that named it.
-        Err(problem) => {
-            return reject(
-                ctx,
-                cause,
-                judged_vhd(),
-                Some(blob_ref(&vhd_url, &vprops)),
-                problem_reason(problem),
-            )
-            .await;
-        }
+        Err(problem) => return reject_naming_vhd(judged_vhd(), problem_reason(problem)).await,
     };
     for note in &inspection.notes {
         tracing::info!(note = %note, "VHD inspection note");
@@ -137,14 +124,7 @@ pub async fn from_manifest(
             message: format!("this VHD was already published as {existing}; nothing new was made"),
             fix: "To publish it again as a new version, give the manifest a new \"version\" (or upload the VHD again).".into(),
         };
-        return reject(
-            ctx,
-            cause,
-            judged_manifest(),
-            Some(blob_ref(&vhd_url, &vprops)),
-            reason,
-        )
-        .await;
+        return reject_naming_vhd(judged_manifest(), reason).await;
     }
     let data = VhdAccepted {
         vhd: blob_ref(&vhd_url, &vprops),

@@ -1,0 +1,284 @@
+//! What the end-to-end tests share: the whole local cloud with the real galleon binary, a webhook
+//! subscriber on galleon's public topic, VHDs made by qemu-img, and checks against the event catalog.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use devcloud::{Cloud, Options, Ports, receiver::Receiver};
+use serde_json::{Value, json};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The directory of the galleon executable: `GALLEON_BIN`'s (CI points it at the release build) or the
+/// workspace's debug build.
+pub fn galleon_dir() -> PathBuf {
+    let bin = std::env::var_os("GALLEON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/galleon"));
+    assert!(
+        bin.is_file(),
+        "{} is missing: cargo build -p galleon",
+        bin.display()
+    );
+    bin.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub fn qemu_img(args: &[&str]) {
+    let status = std::process::Command::new("qemu-img")
+        .args(args)
+        .status()
+        .expect("qemu-img runs (apt-get install qemu-utils)");
+    assert!(status.success(), "qemu-img {args:?} failed");
+}
+
+/// A VHD made by qemu-img: `fixed` with force_size (what Azure wants) or `dynamic`.
+pub fn make_vhd(dir: &Path, name: &str, subformat: &str, size: &str) -> Vec<u8> {
+    let path = dir.join(name);
+    let options = format!("subformat={subformat},force_size");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "vpc",
+        "-o",
+        &options,
+        path.to_str().unwrap_or_default(),
+        size,
+    ]);
+    std::fs::read(&path).expect("read the VHD")
+}
+
+pub struct Scenario {
+    pub cloud: Cloud,
+    pub receiver: Receiver,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn start(settings: &[(&str, &str)]) -> Scenario {
+    start_with(settings, false).await
+}
+
+pub async fn start_with(settings: &[(&str, &str)], twice: bool) -> Scenario {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = Options::new(repo_root(), galleon_dir(), dir.path().join("state"));
+    options.deliver_everything_twice = twice;
+    options.ports = Ports::ephemeral();
+    options.arm_time_factor = 0.01;
+    options.settings = settings
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect::<BTreeMap<_, _>>();
+    let cloud = Cloud::start(options).await.expect("the local cloud starts");
+    let receiver = Receiver::start().await.expect("receiver");
+    cloud
+        .subscribe("test-subscriber", &receiver.url())
+        .await
+        .expect("subscribed");
+    cloud
+        .storage()
+        .expect("storage")
+        .create_container("images")
+        .await
+        .expect("container");
+    Scenario {
+        cloud,
+        receiver,
+        _dir: dir,
+    }
+}
+
+impl Scenario {
+    /// Waits until an event of `ty` arrives (or a failure fact does, which ends the wait early).
+    pub async fn wait_for(&self, ty: &str, seconds: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some(e) = self.receiver.received.of_type(ty).into_iter().next() {
+                return e;
+            }
+            let failures: Vec<Value> = ["io.galleon.step.failed.v1", "io.galleon.vhd.rejected.v1"]
+                .iter()
+                .filter(|t| **t != ty)
+                .flat_map(|t| self.receiver.received.of_type(t))
+                .collect();
+            assert!(
+                failures.is_empty(),
+                "waiting for {ty}, got failures: {failures:#?}"
+            );
+            if Instant::now() > deadline {
+                let log: Vec<String> = self
+                    .cloud
+                    .host
+                    .logs()
+                    .iter()
+                    .rev()
+                    .take(60)
+                    .map(|l| format!("{l:?}"))
+                    .collect();
+                panic!(
+                    "no {ty} within {seconds} s; received {:#?}\nhost log (newest first):\n{}",
+                    self.receiver.received.all(),
+                    log.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// GETs a resource as any ARM client would, retrying the throttling some tests inject.
+    pub async fn arm_get(&self, id: &str) -> Value {
+        for _ in 0..20 {
+            let answer = self.arm_get_once(id).await;
+            if answer["_status"] != 429 && answer["_status"] != 503 {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.arm_get_once(id).await
+    }
+
+    pub async fn arm_get_once(&self, id: &str) -> Value {
+        let api = if id.contains("/Microsoft.Compute/images/") {
+            "2025-04-01"
+        } else {
+            "2025-03-03"
+        };
+        let token = self.cloud.identity.issue("https://management.azure.com");
+        let client = self.cloud.client().expect("client");
+        let response = client
+            .get(format!("{}{id}?api-version={api}", self.cloud.arm.base_url))
+            .query(
+                &[("$expand", "ReplicationStatus")]
+                    .into_iter()
+                    .filter(|_| api == "2025-03-03")
+                    .collect::<Vec<_>>(),
+            )
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("ARM answers");
+        with_status(response).await
+    }
+
+    /// PUTs a resource as any ARM client would (a resource made by hand, for instance).
+    pub async fn arm_put(&self, id: &str, api: &str, body: &Value) -> Value {
+        let token = self.cloud.identity.issue("https://management.azure.com");
+        let response = self
+            .cloud
+            .client()
+            .expect("client")
+            .put(format!("{}{id}?api-version={api}", self.cloud.arm.base_url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("ARM answers");
+        with_status(response).await
+    }
+
+    /// Uploads a VHD (`fixed` or `dynamic`) of `size` made by qemu-img as `ubuntu-2404/<stem>.vhd`, then
+    /// its manifest.
+    pub async fn publish(&self, stem: &str, subformat: &str, size: &str, extra: Value) {
+        let work = tempfile::tempdir().expect("dir");
+        let storage = self.cloud.storage().expect("storage");
+        let vhd = make_vhd(work.path(), &format!("{stem}.vhd"), subformat, size);
+        storage
+            .upload_page_blob("images", &format!("ubuntu-2404/{stem}.vhd"), &vhd)
+            .await
+            .expect("vhd");
+        let manifest = manifest(&format!("{stem}.vhd"), extra);
+        storage
+            .upload_block_blob(
+                "images",
+                &format!("ubuntu-2404/{stem}.manifest.json"),
+                &manifest,
+            )
+            .await
+            .expect("manifest");
+    }
+
+    pub async fn fault(&self, rule: Value) {
+        let response = self
+            .cloud
+            .client()
+            .expect("client")
+            .post(format!("{}/_devcloud/faults", self.cloud.arm.base_url))
+            .json(&rule)
+            .send()
+            .await
+            .expect("fault set");
+        assert!(
+            response.status().is_success(),
+            "fault rule refused: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    pub async fn stop(self) {
+        self.receiver.stop().await;
+        self.cloud.stop().await;
+    }
+}
+
+/// An ARM answer's JSON body, with its HTTP status as `_status`.
+pub async fn with_status(response: reqwest::Response) -> Value {
+    let status = response.status().as_u16();
+    let mut body: Value = response.json().await.unwrap_or(Value::Null);
+    body["_status"] = status.into();
+    body
+}
+
+pub fn validator(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(repo_root().join("events").join(name)).expect("schema");
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&serde_json::from_str(&text).expect("json"))
+        .expect("schema compiles")
+}
+
+/// Every event a subscriber received validates against the catalog.
+pub fn assert_catalog_valid(events: &[Value]) {
+    let envelope = validator("envelope.schema.json");
+    for e in events {
+        let ty = e["type"].as_str().unwrap_or_default();
+        let name = ty.strip_prefix("io.galleon.").unwrap_or(ty);
+        let data = validator(&format!("{name}.schema.json"));
+        let errors: Vec<String> = envelope
+            .iter_errors(e)
+            .chain(data.iter_errors(&e["data"]))
+            .map(|x| format!("{x} at {}", x.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{ty} does not validate: {errors:?}\n{e:#}"
+        );
+    }
+}
+
+pub fn manifest(vhd: &str, extra: Value) -> Vec<u8> {
+    let mut m = json!({"vhd": vhd, "imageDefinition": "ubuntu-2404", "osType": "Linux", "hyperVGeneration": "V2",
+                       "identifier": {"publisher": "contoso", "offer": "ubuntu", "sku": "24_04-lts-gen2"}});
+    if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
+        m.extend(extra.clone());
+    }
+    m.to_string().into_bytes()
+}
+
+/// Distinct facts of a type (a subscriber dedupes on the CloudEvents id, which galleon derives from the cause).
+pub fn distinct(events: &[Value]) -> Vec<Value> {
+    let mut seen = std::collections::BTreeMap::new();
+    for e in events {
+        let id = e["id"].as_str().unwrap_or_default().to_owned();
+        if let Some(first) = seen.get(&id) {
+            assert_eq!(first, e, "two events with one id must be the same event");
+        } else {
+            seen.insert(id, e.clone());
+        }
+    }
+    seen.into_values().collect()
+}

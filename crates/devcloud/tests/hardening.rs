@@ -1,0 +1,454 @@
+//! End to end on the local cloud, where it is as strict as Azure: galleon owns only what it made from the
+//! VHD it checked, publishes only that VHD, refuses blobs Azure would refuse before any write, reports
+//! every failed region, and ends every run in one fact.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const DEFINITION: &str = "ubuntu-2404";
+
+fn version_id(version: &str) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/rg-images/providers/Microsoft.Compute/galleries/golden/images/{DEFINITION}/versions/{version}",
+        devcloud_arm::DEFAULT_SUBSCRIPTION_ID
+    )
+}
+
+impl Scenario {
+    /// The local ARM's long-running operations, as its admin endpoint lists them.
+    async fn operations(&self) -> Vec<Value> {
+        let answer: Value = self
+            .cloud
+            .client()
+            .expect("client")
+            .get(format!("{}/_devcloud/operations", self.cloud.arm.base_url))
+            .send()
+            .await
+            .expect("operations")
+            .json()
+            .await
+            .expect("JSON");
+        answer["value"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn release(&self, operation: &str) {
+        let response = self
+            .cloud
+            .client()
+            .expect("client")
+            .post(format!(
+                "{}/_devcloud/operations/{operation}/release",
+                self.cloud.arm.base_url
+            ))
+            .send()
+            .await
+            .expect("release");
+        assert!(response.status().is_success());
+    }
+
+    /// Waits for a stalled operation of `kind` and returns its id.
+    async fn stalled(&self, kind: &str, seconds: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some(op) = self
+                .operations()
+                .await
+                .into_iter()
+                .find(|o| o["kind"] == kind && o["stalled"] == true)
+            {
+                return op["id"].as_str().unwrap_or_default().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no stalled {kind} within {seconds} s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until `n` facts of `ty` arrived (failures of other kinds do not end the wait).
+    async fn wait_for_n(&self, ty: &str, n: usize, seconds: u64) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let got = distinct(&self.receiver.received.of_type(ty));
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vhd_overwritten_while_azure_copies_it_is_not_published() {
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
+    s.fault(json!({"kind": "GalleryImageVersions_CreateOrUpdate", "count": 1, "action": {"type": "stall"}}))
+        .await;
+    s.publish("o", "fixed", "8M", json!({"version": "1.0.0"}))
+        .await;
+    let operation = s.stalled("GalleryImageVersions_CreateOrUpdate", 60).await;
+    // The uploader writes the VHD again while Azure is copying it.
+    let work = tempfile::tempdir().expect("dir");
+    s.cloud
+        .storage()
+        .expect("storage")
+        .upload_page_blob(
+            "images",
+            &format!("{DEFINITION}/o.vhd"),
+            &make_vhd(work.path(), "o2.vhd", "fixed", "16M"),
+        )
+        .await
+        .expect("overwrite");
+    s.release(&operation).await;
+
+    let rejected = s.wait_for("io.galleon.vhd.rejected.v1", 60).await;
+    assert_eq!(
+        rejected["data"]["reason"]["code"], "VhdChanged",
+        "{rejected:#}"
+    );
+    assert!(
+        rejected["data"]["reason"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("changed after it was checked")),
+        "{rejected:#}"
+    );
+    assert_eq!(
+        rejected["data"]["marked"], false,
+        "the new upload is not marked"
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    // What Azure made from a changing blob is gone; nothing was announced as published.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.arm_get(&version_id("1.0.0")).await["_status"] != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "the version made from the changed blob was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.image.version.published.v1")
+            .is_empty()
+    );
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.image.ready.v1")
+            .is_empty()
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_blob_vhd_is_rejected_before_any_write_and_a_rejection_is_told_every_time() {
+    let s = start(&[]).await;
+    let work = tempfile::tempdir().expect("dir");
+    let storage = s.cloud.storage().expect("storage");
+    storage
+        .upload_block_blob(
+            "images",
+            &format!("{DEFINITION}/block.vhd"),
+            &make_vhd(work.path(), "block.vhd", "fixed", "8M"),
+        )
+        .await
+        .expect("vhd as a block blob");
+    let manifest_name = format!("{DEFINITION}/block.manifest.json");
+    storage
+        .upload_block_blob("images", &manifest_name, &manifest("block.vhd", json!({})))
+        .await
+        .expect("manifest");
+    let first = s.wait_for("io.galleon.vhd.rejected.v1", 60).await;
+    assert_eq!(
+        first["data"]["reason"]["code"], "VhdNotPageBlob",
+        "{first:#}"
+    );
+    assert!(
+        first["data"]["reason"]["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("--blob-type PageBlob")),
+        "{first:#}"
+    );
+    // The user uploads the manifest again without fixing the VHD: told again, not silence.
+    storage
+        .upload_block_blob("images", &manifest_name, &manifest("block.vhd", json!({})))
+        .await
+        .expect("manifest again");
+    let both = s.wait_for_n("io.galleon.vhd.rejected.v1", 2, 60).await;
+    assert_eq!(
+        both.len(),
+        2,
+        "the second upload is rejected again: {both:#?}"
+    );
+    // Marking a blob raises no BlobCreated in Azure, so there is no third.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        distinct(&s.receiver.received.of_type("io.galleon.vhd.rejected.v1")).len(),
+        2
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    let kinds = s.cloud.arm.requests_by_kind();
+    assert!(
+        kinds.keys().all(|k| !k.contains("CreateOrUpdate")),
+        "no ARM writes: {kinds:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_outside_the_ingest_containers_are_not_galleons() {
+    let s = start(&[]).await;
+    let storage = s.cloud.storage().expect("storage");
+    storage
+        .create_container("backups")
+        .await
+        .expect("container");
+    let work = tempfile::tempdir().expect("dir");
+    storage
+        .upload_page_blob(
+            "backups",
+            &format!("{DEFINITION}/dyn.vhd"),
+            &make_vhd(work.path(), "dyn.vhd", "dynamic", "8M"),
+        )
+        .await
+        .expect("vhd");
+    storage
+        .upload_block_blob(
+            "backups",
+            &format!("{DEFINITION}/dyn.manifest.json"),
+            &manifest("dyn.vhd", json!({})),
+        )
+        .await
+        .expect("manifest");
+    // A marker upload in the ingest container proves the chain is alive while the backups stay untouched.
+    s.publish("alive", "dynamic", "8M", json!({})).await;
+    let rejected = s.wait_for("io.galleon.vhd.rejected.v1", 60).await;
+    assert!(
+        rejected["subject"]
+            .as_str()
+            .is_some_and(|x| x.contains("/containers/images/"))
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        s.receiver.received.all().len(),
+        1,
+        "nothing about the backups container"
+    );
+    let meta = storage
+        .metadata("backups", &format!("{DEFINITION}/dyn.vhd"))
+        .await
+        .expect("head")
+        .expect("still there");
+    assert!(
+        !meta.contains_key("galleonrejection"),
+        "never marked: {meta:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_elses_managed_image_of_the_same_name_is_never_published_nor_deleted() {
+    let s = start(&[
+        ("GALLEON_PUBLISH_FROM", "managedImage"),
+        ("GALLEON_TARGET_REGIONS", "westeurope"),
+    ])
+    .await;
+    // An image made by hand, with the name galleon would give version 3.0.0 of the definition.
+    let image = format!(
+        "/subscriptions/{}/resourceGroups/rg-images/providers/Microsoft.Compute/images/{DEFINITION}-3.0.0",
+        devcloud_arm::DEFAULT_SUBSCRIPTION_ID
+    );
+    let work = tempfile::tempdir().expect("dir");
+    let storage = s.cloud.storage().expect("storage");
+    storage
+        .upload_page_blob(
+            "images",
+            "handmade/other.vhd",
+            &make_vhd(work.path(), "h.vhd", "fixed", "8M"),
+        )
+        .await
+        .expect("vhd");
+    let made = s
+        .arm_put(
+            &image,
+            "2025-04-01",
+            &json!({"location": "westeurope", "properties": {"hyperVGeneration": "V2", "storageProfile": {"osDisk": {
+                "osType": "Linux", "osState": "Generalized", "blobUri": storage.url("images", "handmade/other.vhd")}}}}),
+        )
+        .await;
+    assert!(made["_status"] == 200 || made["_status"] == 201, "{made:#}");
+    s.publish("m", "fixed", "8M", json!({"version": "3.0.0"}))
+        .await;
+
+    let failed = s.wait_for("io.galleon.step.failed.v1", 90).await;
+    assert_eq!(
+        failed["data"]["error"]["code"], "ManagedImageConflict",
+        "{failed:#}"
+    );
+    assert!(
+        failed["data"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no galleon-run tag")),
+        "{failed:#}"
+    );
+    assert_eq!(failed["data"]["step"], "CreateImage");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.image.ready.v1")
+            .is_empty()
+    );
+    assert_eq!(
+        s.arm_get(&image).await["_status"],
+        200,
+        "the hand-made image is left alone"
+    );
+    assert_eq!(
+        s.arm_get(&version_id("3.0.0")).await["_status"],
+        404,
+        "nothing published from it"
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_that_fail_for_good_are_all_reported_with_the_usable_ones() {
+    let s = start(&[("GALLEON_MAX_ATTEMPTS", "2")]).await;
+    for region in ["northeurope", "eastus2"] {
+        s.fault(json!({"kind": "GalleryImageVersions_Update", "count": 50, "action": {"type": "failRegion", "region": region, "details": format!("no capacity in {region}")}})).await;
+    }
+    s.publish("r", "fixed", "8M", json!({})).await;
+
+    let partial = s
+        .wait_for_n("io.galleon.image.partially.ready.v1", 1, 150)
+        .await;
+    assert_eq!(partial.len(), 1, "{:#?}", s.receiver.received.all());
+    let p = &partial[0]["data"];
+    assert_eq!(p["usableRegions"][0]["name"], "westeurope", "{p:#}");
+    let mut failed: Vec<&str> = p["failedRegions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["region"].as_str())
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(
+        failed,
+        ["eastus2", "northeurope"],
+        "every failed region, not only the first"
+    );
+    assert!(
+        p["failedRegions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|r| r["failures"] == 2)
+    );
+    let ended = s.wait_for_n("io.galleon.step.failed.v1", 1, 30).await;
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0]["data"]["error"]["code"], "ReplicationFailed");
+    let message = ended[0]["data"]["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("no capacity in northeurope")
+            && message.contains("no capacity in eastus2"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.image.ready.v1")
+            .is_empty()
+    );
+    assert_eq!(
+        distinct(&s.receiver.received.of_type("io.galleon.step.failed.v1")).len(),
+        1,
+        "one failure ends the run"
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_never_ends_is_ended_by_its_watchdog() {
+    let s = start(&[
+        ("GALLEON_TARGET_REGIONS", "westeurope"),
+        ("GALLEON_RUN_DEADLINE_SECONDS", "6"),
+        ("GALLEON_STEP_DEADLINE_MINUTES", "60"),
+    ])
+    .await;
+    // Azure never finishes the version: the step keeps looking within its own (long) deadline.
+    s.fault(json!({"kind": "GalleryImageVersions_CreateOrUpdate", "count": 1, "action": {"type": "stall"}}))
+        .await;
+    s.publish("w", "fixed", "8M", json!({"version": "5.0.0"}))
+        .await;
+    let failed = s.wait_for("io.galleon.step.failed.v1", 60).await;
+    assert_eq!(
+        failed["data"]["error"]["code"], "RunDeadlineExceeded",
+        "{failed:#}"
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
+    let s = start(&[]).await;
+    // A fact of a run, as Service Bus forwards it after dead-lettering it in the publish-version subscription.
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/vhd.accepted.v1.example.json"))
+            .expect("example"),
+    )
+    .expect("JSON");
+    let token = s.cloud.identity.issue("https://servicebus.azure.net");
+    let response = s
+        .cloud
+        .client()
+        .expect("client")
+        .post(format!(
+            "{}/galleon-deadletters/messages",
+            s.cloud.service_bus.url()
+        ))
+        .bearer_auth(token)
+        .header(
+            "BrokerProperties",
+            json!({"MessageId": example["id"]}).to_string(),
+        )
+        .header("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")
+        .header(
+            "DeadLetterErrorDescription",
+            "\"Message could not be consumed after 10 delivery attempts.\"",
+        )
+        .header("content-type", "application/json")
+        .body(example.to_string())
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    let failed = s.wait_for("io.galleon.step.failed.v1", 60).await;
+    assert_eq!(
+        failed["data"]["error"]["code"], "MaxDeliveryCountExceeded",
+        "{failed:#}"
+    );
+    assert_eq!(failed["data"]["step"], "DeadLetters");
+    assert_eq!(
+        failed["correlationid"], example["correlationid"],
+        "the failure belongs to the fact's run"
+    );
+    assert_eq!(failed["data"]["input"]["id"], example["id"]);
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
