@@ -236,9 +236,15 @@ pub struct StepFailed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Check {
-    /// Poll an ARM long-running operation (`Azure-AsyncOperation` or `Location` URL).
+    /// Poll an ARM long-running operation (`Azure-AsyncOperation` or `Location` URL, or the resource).
     #[serde(rename_all = "camelCase")]
-    Operation { url: String, resource_id: String },
+    Operation {
+        url: String,
+        resource_id: String,
+        /// Which kind of URL `url` is (it decides what a finished answer looks like).
+        #[serde(default)]
+        poll: crate::azure::arm::PollKind,
+    },
     /// Watch a version's per-region replication (`$expand=ReplicationStatus`).
     #[serde(rename_all = "camelCase")]
     Replication {

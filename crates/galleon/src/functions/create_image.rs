@@ -64,13 +64,11 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
                 ctx.arm
                     .write(Method::DELETE, &id, arm::COMPUTE_IMAGES_API, None)
                     .await?;
-                return Err(StepError::Transient(crate::azure::AzureError::Transient {
-                    service: "ARM",
-                    status: 0,
-                    code: "FailedImageDeleted".into(),
-                    message: format!("{id} had failed; deleted it to create it again"),
-                    retry_after: None,
-                }));
+                return Err(StepError::Transient(crate::azure::AzureError::transient(
+                    "ARM",
+                    "FailedImageDeleted",
+                    format!("{id} had failed; deleted it to create it again"),
+                )));
             }
             _ => {}
         }
@@ -101,14 +99,17 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
     if written.is_done() {
         return Ok(vec![Emit::now(ctx.fact(&cause, &subject, "", &data)?)]);
     }
-    let url = written
-        .operation
-        .clone()
-        .unwrap_or_else(|| super::resource_url(ctx, &id, arm::COMPUTE_IMAGES_API));
+    let (url, poll) = written.poll().unwrap_or_else(|| {
+        (
+            super::resource_url(ctx, &id, arm::COMPUTE_IMAGES_API),
+            arm::PollKind::Resource,
+        )
+    });
     let then = step::announce(&subject, &data)?;
     let check = Check::Operation {
         url,
         resource_id: id,
+        poll,
     };
     Ok(vec![ctx.follow_up(
         &cause,

@@ -251,7 +251,11 @@ fn promised(
 
 async fn check_once(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>, StepError> {
     match &data.check {
-        Check::Operation { url, resource_id } => match ctx.arm.operation(url).await? {
+        Check::Operation {
+            url,
+            resource_id,
+            poll,
+        } => match ctx.arm.operation(url, *poll).await? {
             Operation::Running { retry_after } => {
                 again(fact, data, ctx, data.check.clone(), retry_after)
             }

@@ -242,13 +242,11 @@ async fn inspect(
         Ok(i) => Ok(Ok(i)),
         Err(vhd::InspectError::Rejected(problem)) => Ok(Err(problem)),
         Err(vhd::InspectError::Read { source, .. }) => Err(StepError::from(source)),
-        Err(other) => Err(StepError::Transient(AzureError::Transient {
-            service: "Blob Storage",
-            status: 0,
-            code: "ShortRead".into(),
-            message: other.to_string(),
-            retry_after: None,
-        })),
+        Err(other) => Err(StepError::Transient(AzureError::transient(
+            "Blob Storage",
+            "ShortRead",
+            other.to_string(),
+        ))),
     }
 }
 
@@ -383,13 +381,10 @@ async fn from_manifest(
         return reject_manifest(reason).await;
     };
     if vprops.copy_status.as_deref() == Some("pending") {
-        return Err(StepError::Transient(AzureError::Transient {
-            service: "Blob Storage",
-            status: 0,
-            code: "CopyPending".into(),
-            message: format!("{} is still being copied", redact(&vhd_url)),
-            retry_after: None,
-        }));
+        return Err(StepError::Transient(AzureError::copy_pending(format!(
+            "{} is still being copied",
+            redact(&vhd_url)
+        ))));
     }
     let created = vprops
         .created

@@ -38,13 +38,7 @@ fn unreadable(e: impl std::fmt::Display) -> StepError {
 
 /// Wait for something Azure is still making: retried by the step runner at the follow-up interval.
 fn not_yet(what: String) -> StepError {
-    StepError::Transient(AzureError::Transient {
-        service: "ARM",
-        status: 0,
-        code: "Provisioning".into(),
-        message: what,
-        retry_after: None,
-    })
+    StepError::Transient(AzureError::waiting("ARM", what))
 }
 
 fn state(resource: &Value) -> Option<&str> {
@@ -159,22 +153,24 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         plan: plan.clone(),
     };
     let then = step::announce(&subject, &data)?;
-    let watch = |url: String, retry_after| -> Result<Vec<Emit>, StepError> {
-        let check = Check::Operation {
-            url,
-            resource_id: version_id.clone(),
+    let watch =
+        |(url, poll): (String, arm::PollKind), retry_after| -> Result<Vec<Emit>, StepError> {
+            let check = Check::Operation {
+                url,
+                resource_id: version_id.clone(),
+                poll,
+            };
+            Ok(vec![ctx.follow_up(
+                &cause,
+                NAME,
+                &subject,
+                check,
+                then.clone(),
+                1,
+                ctx.deadline_from_now(),
+                ctx.next_look(retry_after),
+            )?])
         };
-        Ok(vec![ctx.follow_up(
-            &cause,
-            NAME,
-            &subject,
-            check,
-            then.clone(),
-            1,
-            ctx.deadline_from_now(),
-            ctx.next_look(retry_after),
-        )?])
-    };
 
     if let Some(existing) = ctx.arm.get(&version_id, arm::GALLERY_API, &[]).await? {
         let run = existing
@@ -195,7 +191,10 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
             _ if ours => {
                 // This run already started it (a redelivered fact): watch it instead of writing again.
                 return watch(
-                    super::resource_url(ctx, &version_id, arm::GALLERY_API),
+                    (
+                        super::resource_url(ctx, &version_id, arm::GALLERY_API),
+                        arm::PollKind::Resource,
+                    ),
                     None,
                 );
             }
@@ -242,10 +241,12 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         return Ok(vec![Emit::now(ctx.fact(&cause, &subject, "", &data)?)]);
     }
     watch(
-        written
-            .operation
-            .clone()
-            .unwrap_or_else(|| super::resource_url(ctx, &version_id, arm::GALLERY_API)),
+        written.poll().unwrap_or_else(|| {
+            (
+                super::resource_url(ctx, &version_id, arm::GALLERY_API),
+                arm::PollKind::Resource,
+            )
+        }),
         written.retry_after,
     )
 }

@@ -63,7 +63,10 @@ impl From<AzureError> for StepError {
                 code: e.code().to_owned(),
                 message: e.message(),
                 target: e.target(),
-                advice: advice_for(e.code()),
+                advice: e
+                    .advice()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| advice_for(e.code())),
             }
         }
     }
