@@ -172,8 +172,13 @@ impl Tokens {
         })
     }
 
-    /// `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` in Azure Functions (and the local cloud); IMDS elsewhere.
+    /// `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` in Azure Functions (and the local cloud); IMDS elsewhere. An
+    /// App Service without `IDENTITY_ENDPOINT` has no managed identity at all: every token request then
+    /// fails at once as a missing identity, rather than waiting on an IMDS that App Service does not have.
     fn managed(client_id: Option<&str>) -> Result<Arc<dyn TokenCredential>, AzureError> {
+        if app_service_without_identity(|name| std::env::var(name).ok()) {
+            return Ok(Arc::new(NoIdentity));
+        }
         let options = ManagedIdentityCredentialOptions {
             user_assigned_id: client_id.map(|c| UserAssignedId::ClientId(c.to_owned())),
             ..Default::default()
@@ -294,6 +299,40 @@ pub(crate) fn token_error(resource: &str, identity: &str, error: &azure_core::Er
     AzureError::Token {
         resource: resource.to_owned(),
         message: crate::error_chain(error),
+    }
+}
+
+/// Whether galleon runs in App Service (Azure Functions) with no managed identity enabled: App Service sets
+/// `WEBSITE_INSTANCE_ID` always, and `IDENTITY_ENDPOINT` only when the app has an identity.
+pub(crate) fn app_service_without_identity(env: impl Fn(&str) -> Option<String>) -> bool {
+    env("WEBSITE_INSTANCE_ID").is_some() && env("IDENTITY_ENDPOINT").is_none()
+}
+
+/// The credential of an app without a managed identity: fails as the identity endpoint would, 400.
+#[derive(Debug)]
+struct NoIdentity;
+
+#[async_trait::async_trait]
+impl TokenCredential for NoIdentity {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let message =
+            "the function app has no managed identity (App Service did not set IDENTITY_ENDPOINT)";
+        Err(azure_core::Error::with_error(
+            azure_core::error::ErrorKind::Credential,
+            azure_core::Error::new(
+                azure_core::error::ErrorKind::HttpResponse {
+                    status: azure_core::http::StatusCode::BadRequest,
+                    error_code: None,
+                    raw_response: None,
+                },
+                message,
+            ),
+            message,
+        ))
     }
 }
 
@@ -469,6 +508,33 @@ mod tests {
             inner,
             "ManagedIdentityCredential authentication failed.",
         )
+    }
+
+    #[tokio::test]
+    async fn an_app_service_without_identity_fails_for_good_at_once() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert!(app_service_without_identity(env(&[(
+            "WEBSITE_INSTANCE_ID",
+            "abc"
+        )])));
+        assert!(!app_service_without_identity(env(&[
+            ("WEBSITE_INSTANCE_ID", "abc"),
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:41741/msi/token"),
+        ])));
+        assert!(
+            !app_service_without_identity(env(&[])),
+            "not App Service: IMDS"
+        );
+        let tokens = Tokens::new(Arc::new(NoIdentity));
+        let e = tokens.bearer(ARM_RESOURCE).await.expect_err("no identity");
+        assert!(e.is_identity_missing() && !e.is_transient(), "{e:?}");
     }
 
     #[test]
