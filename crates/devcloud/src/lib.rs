@@ -225,6 +225,8 @@ impl Cloud {
             ("SSL_CERT_FILE", tls.ca_pem.display().to_string()),
             ("GALLEON_INSTANCE", "devcloud".to_owned()),
             ("GALLEON_ARM_ENDPOINT", arm.base_url.clone()),
+            // The only storage account galleon may send its storage token to.
+            ("GALLEON_STORAGE_ACCOUNTS", blob_endpoint.clone()),
             (
                 "GALLEON_SUBSCRIPTION_ID",
                 devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),

@@ -4,6 +4,7 @@
 use std::{fmt, time::Duration};
 
 use crate::{
+    azure::{Audiences, StorageAccount, identity},
     domain::{naming, policy},
     events::PublishFrom,
 };
@@ -59,6 +60,15 @@ pub struct Config {
     /// `GALLEON_STATE_CONTAINER_URL`: the blob container where galleon records which facts it has handled
     /// and how runs ended, so a fact delivered twice acts once without broker duplicate detection.
     pub state_container_url: String,
+    /// `GalleonIdentity__clientId` (else `ServiceBusConnection__clientId`): the user-assigned managed identity
+    /// galleon's tokens come from; `None` for the system-assigned one.
+    pub identity_client_id: Option<String>,
+    /// `GALLEON_ARM_AUDIENCE`, `GALLEON_STORAGE_AUDIENCE`, `GALLEON_SERVICE_BUS_AUDIENCE`: token audiences,
+    /// by default those of the cloud the endpoints are in.
+    pub audiences: Audiences,
+    /// `GALLEON_STORAGE_ACCOUNTS`: the storage accounts galleon may read (and send tokens to); default the
+    /// account of `AzureWebJobsStorage`.
+    pub storage_accounts: Vec<StorageAccount>,
 }
 
 /// A setting that is missing or malformed.
@@ -298,6 +308,93 @@ impl Config {
                 ));
             }
         }
+        let arm_endpoint = get("GALLEON_ARM_ENDPOINT")
+            .unwrap_or_else(|| "https://management.azure.com".to_owned());
+        let identity_client_id = match get("GalleonIdentity__clientId")
+            .map(|v| ("GalleonIdentity__clientId", v))
+            .or_else(|| {
+                get("ServiceBusConnection__clientId").map(|v| ("ServiceBusConnection__clientId", v))
+            }) {
+            None => None,
+            Some((setting, v)) => {
+                if uuid::Uuid::parse_str(&v).is_err() {
+                    return Err(err(
+                        setting,
+                        format!(
+                            "'{v}' is not a GUID (the client id of a user-assigned managed identity)"
+                        ),
+                    ));
+                }
+                Some(v)
+            }
+        };
+        let audience = |name: &'static str, default: String| -> Result<String, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => match url::Url::parse(&v) {
+                    Ok(u) if u.scheme() == "https" && u.query().is_none() => {
+                        Ok(v.trim_end_matches('/').to_owned())
+                    }
+                    _ => Err(err(
+                        name,
+                        format!(
+                            "'{v}' must be an https resource URI such as https://management.usgovcloudapi.net"
+                        ),
+                    )),
+                },
+            }
+        };
+        let audiences = Audiences {
+            arm: audience(
+                "GALLEON_ARM_AUDIENCE",
+                identity::arm_audience_for(&arm_endpoint),
+            )?,
+            storage: audience(
+                "GALLEON_STORAGE_AUDIENCE",
+                identity::STORAGE_RESOURCE.to_owned(),
+            )?,
+            service_bus: audience(
+                "GALLEON_SERVICE_BUS_AUDIENCE",
+                identity::service_bus_audience_for(&service_bus_namespace),
+            )?,
+        };
+        let storage_accounts = match get("GALLEON_STORAGE_ACCOUNTS") {
+            Some(v) => v
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(StorageAccount::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| err("GALLEON_STORAGE_ACCOUNTS", m))?,
+            None => host_storage_account(&get)
+                .map(|e| StorageAccount::parse(&e))
+                .transpose()
+                .map_err(|m| err("GALLEON_STORAGE_ACCOUNTS", m))?
+                .into_iter()
+                .collect(),
+        };
+        if storage_accounts.is_empty() {
+            return Err(err(
+                "GALLEON_STORAGE_ACCOUNTS",
+                "is not set, and AzureWebJobsStorage names no storage account over https; it lists the blob endpoints galleon reads VHDs from (e.g. https://ingest.blob.core.windows.net), comma-separated",
+            ));
+        }
+        // Galleon's own state account is configured on purpose: its tokens may go there too.
+        let mut storage_accounts = storage_accounts;
+        let state_account = state_container_url
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .map(|(account, _container)| account.to_owned())
+            .unwrap_or_default();
+        let state_account = StorageAccount::parse(&state_account)
+            .map_err(|m| err("GALLEON_STATE_CONTAINER_URL", m))?;
+        let state_container_parsed = url::Url::parse(&state_container_url)
+            .map_err(|e| err("GALLEON_STATE_CONTAINER_URL", e.to_string()))?;
+        if !storage_accounts
+            .iter()
+            .any(|a| a.holds(&state_container_parsed))
+        {
+            storage_accounts.push(state_account);
+        }
         Ok(Config {
             port,
             instance,
@@ -315,8 +412,7 @@ impl Config {
             },
             service_bus_namespace,
             facts_topic: get("GALLEON_FACTS_TOPIC").unwrap_or_else(|| "galleon-facts".to_owned()),
-            arm_endpoint: get("GALLEON_ARM_ENDPOINT")
-                .unwrap_or_else(|| "https://management.azure.com".to_owned()),
+            arm_endpoint,
             follow_up: Duration::from_secs(number("GALLEON_FOLLOWUP_SECONDS", 30, 1..=3600)?),
             step_deadline: Duration::from_secs(
                 60 * number("GALLEON_STEP_DEADLINE_MINUTES", 360, 1..=10_080)?,
@@ -345,8 +441,38 @@ impl Config {
                 5..=2_592_000,
             )?),
             state_container_url: state_container_url.trim_end_matches('/').to_owned(),
+            identity_client_id,
+            audiences,
+            storage_accounts,
         })
     }
+}
+
+/// The blob endpoint of the host's own storage account, from `AzureWebJobsStorage__blobServiceUri`,
+/// `AzureWebJobsStorage__accountName`, or the `AzureWebJobsStorage` connection string (`BlobEndpoint`, or
+/// `AccountName` and `EndpointSuffix`). The development storage (plain http) is not one: tokens need https.
+fn host_storage_account(get: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    if let Some(uri) = get("AzureWebJobsStorage__blobServiceUri") {
+        return Some(uri);
+    }
+    if let Some(name) = get("AzureWebJobsStorage__accountName") {
+        return Some(format!("https://{name}.blob.core.windows.net"));
+    }
+    let connection = get("AzureWebJobsStorage")?;
+    let part = |key: &str| {
+        connection.split(';').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case(key)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    if let Some(endpoint) = part("BlobEndpoint") {
+        return endpoint.starts_with("https://").then_some(endpoint);
+    }
+    let name = part("AccountName")?;
+    let suffix = part("EndpointSuffix").unwrap_or_else(|| "core.windows.net".to_owned());
+    Some(format!("https://{name}.blob.{suffix}"))
 }
 
 #[cfg(test)]
@@ -370,6 +496,7 @@ mod tests {
             "GALLEON_STATE_CONTAINER_URL",
             "https://contoso.blob.core.windows.net/galleon-state",
         ),
+        ("GALLEON_STORAGE_ACCOUNTS", "ingest.blob.core.windows.net"),
     ];
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -459,6 +586,158 @@ mod tests {
             let e = config(pairs).expect_err("must be rejected");
             assert_eq!(e.setting, *setting, "{pairs:?}");
             assert!(e.to_string().contains(setting));
+        }
+    }
+
+    #[test]
+    fn identity_audiences_and_storage_accounts() {
+        let c = config(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "7072")]).expect("valid");
+        assert_eq!(c.identity_client_id, None);
+        assert_eq!(c.audiences, Audiences::default());
+        assert_eq!(
+            c.storage_accounts.len(),
+            2,
+            "the VHD account, and galleon's own state account: {:?}",
+            c.storage_accounts
+        );
+        assert!(c.storage_accounts.iter().any(|a| {
+            a.holds(
+                &url::Url::parse("https://contoso.blob.core.windows.net/galleon-state/x")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        }));
+
+        let id = "0f9b2a4c-6d8e-4f10-a2b3-c4d5e6f7a8b9";
+        let c = config(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+            ("ServiceBusConnection__clientId", id),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.identity_client_id.as_deref(),
+            Some(id),
+            "the connection's identity by default"
+        );
+        let c = config(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+            ("ServiceBusConnection__clientId", id),
+            (
+                "GalleonIdentity__clientId",
+                "7c1d3e5f-0a2b-4c6d-8e0f-1a2b3c4d5e6f",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.identity_client_id.as_deref(),
+            Some("7c1d3e5f-0a2b-4c6d-8e0f-1a2b3c4d5e6f")
+        );
+
+        let gov = config(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+            (
+                "GALLEON_ARM_ENDPOINT",
+                "https://management.usgovcloudapi.net",
+            ),
+            (
+                "ServiceBusConnection__fullyQualifiedNamespace",
+                "contoso.servicebus.usgovcloudapi.net",
+            ),
+            (
+                "GALLEON_STORAGE_ACCOUNTS",
+                "https://ingest.blob.core.usgovcloudapi.net",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(gov.audiences.arm, "https://management.usgovcloudapi.net");
+        assert_eq!(
+            gov.audiences.service_bus,
+            "https://servicebus.usgovcloudapi.net"
+        );
+        let set = config(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+            (
+                "GALLEON_ARM_AUDIENCE",
+                "https://management.core.windows.net/",
+            ),
+            (
+                "GALLEON_STORAGE_AUDIENCE",
+                "https://ingest.blob.core.windows.net",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(set.audiences.arm, "https://management.core.windows.net");
+        assert_eq!(
+            set.audiences.storage,
+            "https://ingest.blob.core.windows.net"
+        );
+
+        // Without the setting, the host's own storage account.
+        for (setting, value, endpoint) in [
+            (
+                "AzureWebJobsStorage__accountName",
+                "funcstore",
+                "https://funcstore.blob.core.windows.net",
+            ),
+            (
+                "AzureWebJobsStorage__blobServiceUri",
+                "https://funcstore.blob.core.chinacloudapi.cn",
+                "https://funcstore.blob.core.chinacloudapi.cn",
+            ),
+            (
+                "AzureWebJobsStorage",
+                "DefaultEndpointsProtocol=https;AccountName=funcstore;AccountKey=a2V5;EndpointSuffix=core.usgovcloudapi.net",
+                "https://funcstore.blob.core.usgovcloudapi.net",
+            ),
+        ] {
+            let c = config(&[
+                ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+                ("GALLEON_STORAGE_ACCOUNTS", ""),
+                (setting, value),
+            ])
+            .expect("valid");
+            assert_eq!(
+                c.storage_accounts.first(),
+                Some(&StorageAccount::parse(endpoint).expect("endpoint")),
+                "{setting}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_identity_audience_and_storage_settings_are_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("GalleonIdentity__clientId", "my-identity")],
+                "GalleonIdentity__clientId",
+            ),
+            (
+                &[("ServiceBusConnection__clientId", "x")],
+                "ServiceBusConnection__clientId",
+            ),
+            (
+                &[("GALLEON_ARM_AUDIENCE", "management.azure.com")],
+                "GALLEON_ARM_AUDIENCE",
+            ),
+            (
+                &[(
+                    "GALLEON_STORAGE_ACCOUNTS",
+                    "https://a.blob.core.windows.net/?sig=x",
+                )],
+                "GALLEON_STORAGE_ACCOUNTS",
+            ),
+            (
+                &[
+                    ("GALLEON_STORAGE_ACCOUNTS", ""),
+                    ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+                ],
+                "GALLEON_STORAGE_ACCOUNTS",
+            ),
+        ];
+        for (pairs, setting) in cases {
+            let mut all = vec![("FUNCTIONS_CUSTOMHANDLER_PORT", "7072")];
+            all.extend_from_slice(pairs);
+            let e = config(&all).expect_err("must be rejected");
+            assert_eq!(e.setting, *setting, "{pairs:?}");
         }
     }
 }

@@ -107,25 +107,36 @@ impl Ledger {
         )
     }
 
+    /// Writes a record under a condition (`None`: the condition failed), creating the state container
+    /// the first time.
     async fn put(
         &self,
         url: &str,
-        record: &Record,
+        body: Bytes,
         condition: WriteIf,
-    ) -> Result<String, AzureError> {
-        let body = Bytes::from(serde_json::to_vec(record).unwrap_or_default());
+    ) -> Result<Option<String>, AzureError> {
         match self
             .blobs
             .put_small(url, body.clone(), condition.clone())
             .await
         {
-            Err(e) if e.code() == "ContainerNotFound" => {
+            Err(e) if e.is_not_found() => {
                 tracing::info!(container = %redact(&self.container), "creating galleon's state container");
                 self.blobs.create_container(&self.container).await?;
                 self.blobs.put_small(url, body, condition).await
             }
             other => other,
         }
+    }
+
+    async fn put_record(
+        &self,
+        url: &str,
+        record: &Record,
+        condition: WriteIf,
+    ) -> Result<Option<String>, AzureError> {
+        let body = Bytes::from(serde_json::to_vec(record).unwrap_or_default());
+        self.put(url, body, condition).await
     }
 
     /// Claims `fact_id` for `function`, for the delivery with `sequence_number`.
@@ -143,20 +154,17 @@ impl Ledger {
             state: Handling::Working,
             at: Utc::now(),
         };
-        match self.put(&url, &record, WriteIf::Absent).await {
-            Ok(e_tag) => return Ok(Claim::Mine(Token { url, e_tag, record })),
-            Err(e) if matches!(e.code(), "BlobAlreadyExists" | "ConditionNotMet") => {}
-            Err(e) => return Err(e),
+        if let Some(e_tag) = self.put_record(&url, &record, WriteIf::Absent).await? {
+            return Ok(Claim::Mine(Token { url, e_tag, record }));
         }
         let (bytes, props) = self.blobs.read_small(&url, 64 * 1024).await?;
-        let existing: Record =
-            serde_json::from_slice(&bytes).map_err(|e| AzureError::Permanent {
-                service: "Blob Storage",
-                status: 0,
-                code: "LedgerRecordUnreadable".into(),
-                message: format!("{}: {e}", redact(&url)),
-                target: None,
-            })?;
+        let existing: Record = serde_json::from_slice(&bytes).map_err(|e| {
+            AzureError::permanent(
+                "Blob Storage",
+                "LedgerRecordUnreadable",
+                format!("{}: {e}", redact(&url)),
+            )
+        })?;
         match decide(&existing, sequence_number) {
             Decision::Done => Ok(Claim::Done),
             Decision::Copy => Ok(Claim::Copy {
@@ -164,14 +172,14 @@ impl Ledger {
             }),
             Decision::TakeOver => {
                 match self
-                    .put(&url, &record, WriteIf::Unchanged(props.e_tag.clone()))
-                    .await
+                    .put_record(&url, &record, WriteIf::Unchanged(props.e_tag.clone()))
+                    .await?
                 {
-                    Ok(e_tag) => Ok(Claim::Mine(Token { url, e_tag, record })),
-                    Err(e) if e.code() == "ConditionNotMet" => Ok(Claim::Copy {
+                    Some(e_tag) => Ok(Claim::Mine(Token { url, e_tag, record })),
+                    // Another delivery took it over first.
+                    None => Ok(Claim::Copy {
                         sequence_number: existing.sequence_number,
                     }),
-                    Err(e) => Err(e),
                 }
             }
         }
@@ -182,7 +190,7 @@ impl Ledger {
         let mut record = token.record;
         record.state = Handling::Done;
         record.at = Utc::now();
-        self.put(&token.url, &record, WriteIf::Unchanged(token.e_tag))
+        self.put_record(&token.url, &record, WriteIf::Unchanged(token.e_tag))
             .await
             .map(|_| ())
     }
@@ -208,22 +216,8 @@ impl Ledger {
     pub async fn record_outcome(&self, outcome: &Outcome) -> Result<(), AzureError> {
         let url = self.outcome_url(&outcome.run);
         let body = Bytes::from(serde_json::to_vec(outcome).unwrap_or_default());
-        let written = match self
-            .blobs
-            .put_small(&url, body.clone(), WriteIf::Absent)
-            .await
-        {
-            Err(e) if e.code() == "ContainerNotFound" => {
-                self.blobs.create_container(&self.container).await?;
-                self.blobs.put_small(&url, body, WriteIf::Absent).await
-            }
-            other => other,
-        };
-        match written {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.code(), "BlobAlreadyExists" | "ConditionNotMet") => Ok(()),
-            Err(e) => Err(e),
-        }
+        // `None`: the run already had an outcome; the first one stands.
+        self.put(&url, body, WriteIf::Absent).await.map(|_| ())
     }
 
     /// How a run ended, if it has.
@@ -231,7 +225,7 @@ impl Ledger {
         let url = self.outcome_url(run);
         match self.blobs.read_small(&url, 64 * 1024).await {
             Ok((bytes, _)) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if matches!(e.code(), "BlobNotFound" | "ContainerNotFound") => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }

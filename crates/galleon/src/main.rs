@@ -23,13 +23,14 @@ async fn main() {
         max_body_bytes: config.max_invocation_bytes,
     };
     let (port, log_instance) = (config.port, config.instance.clone());
-    let tokens = match galleon::azure::Tokens::managed_identity() {
+    let tokens = match galleon::azure::Tokens::from_config(&config) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("galleon: cannot start: {e}");
             std::process::exit(2);
         }
     };
+    let probe = tokens.clone();
     let ctx = match functions::context(config, tokens) {
         Ok(c) => c,
         Err(e) => {
@@ -47,5 +48,8 @@ async fn main() {
         }
     };
     tracing::info!(addr = %server.addr, instance = %log_instance, "galleon is serving");
+    // One token at start, in the background: a missing identity is said once, clearly, at start-up, and
+    // the host keeps running (the steps report it again as failures with the same advice).
+    tokio::spawn(async move { telemetry::identity_check(&probe).await });
     server.run_until_signal().await;
 }

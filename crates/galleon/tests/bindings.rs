@@ -29,6 +29,7 @@ fn function_json_matches_the_registered_handlers() {
             "GALLEON_STATE_CONTAINER_URL",
             "https://contoso.blob.core.windows.net/galleon-state",
         ),
+        ("GALLEON_STORAGE_ACCOUNTS", "ingest.blob.core.windows.net"),
     ];
     let config = Config::from_lookup(|k| {
         settings
@@ -173,6 +174,7 @@ fn every_setting_galleon_reads_is_documented() {
             s.starts_with("GALLEON_")
                 || s.starts_with("FUNCTIONS_CUSTOMHANDLER")
                 || s.contains("__fullyQualifiedNamespace")
+                || s.ends_with("__clientId")
         })
         .map(str::to_owned)
         .collect();

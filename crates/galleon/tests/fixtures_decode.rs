@@ -233,8 +233,13 @@ fn answer_has_the_shape_the_host_expects() {
 #[tokio::test]
 async fn recorded_service_bus_request_round_trips_through_the_server() {
     use tracing_subscriber::layer::SubscriberExt;
-    let _logs =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(host::CaptureLayer));
+    let _logs = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(host::Route::new(false)),
+        ),
+    );
     let app = App::new().function(
         "helloQueue",
         TriggerKind::ServiceBus,

@@ -10,8 +10,8 @@ use std::{
 
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
     process::{Child, Command},
 };
 
@@ -63,6 +63,10 @@ async fn start(extra_env: &[(&str, &str)]) -> Handler {
         .env(
             "GALLEON_STATE_CONTAINER_URL",
             "https://127.0.0.1:9/devstoreaccount1/galleon-state",
+        )
+        .env(
+            "GALLEON_STORAGE_ACCOUNTS",
+            "https://ingest.blob.core.windows.net",
         )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -258,4 +262,114 @@ async fn bad_settings_stop_it_with_the_setting_named() {
         stderr.contains("GALLEON_LOG_FORMAT") && stderr.contains("'json' or 'text'"),
         "{stderr}"
     );
+}
+
+/// An App Service identity endpoint that knows no identity: every token request is answered 400, as App
+/// Service answers for a client id not assigned to the app.
+async fn identity_endpoint_without_identities() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = socket.read(&mut buf).await;
+                let body = r#"{"statusCode":400,"message":"No User Assigned or Delegated Managed Identity found for specified ClientId/ResourceId/PrincipalId."}"#;
+                let reply = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn a_missing_identity_is_said_once_at_start_and_the_handler_keeps_serving() {
+    let (identity_port, endpoint) = identity_endpoint_without_identities().await;
+    let port = free_port();
+    let client_id = "0f9b2a4c-6d8e-4f10-a2b3-c4d5e6f7a8b9";
+    let mut child = Command::new(binary())
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env(
+            "GALLEON_SUBSCRIPTION_ID",
+            "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b",
+        )
+        .env("GALLEON_RESOURCE_GROUP", "rg-images")
+        .env("GALLEON_GALLERY", "golden")
+        .env("GALLEON_LOCATION", "westeurope")
+        .env(
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "127.0.0.1:9",
+        )
+        .env(
+            "GALLEON_STORAGE_ACCOUNTS",
+            "https://ingest.blob.core.windows.net",
+        )
+        .env(
+            "GALLEON_STATE_CONTAINER_URL",
+            "https://ingest.blob.core.windows.net/galleon-state",
+        )
+        .env(
+            "IDENTITY_ENDPOINT",
+            format!("http://127.0.0.1:{identity_port}/msi/token"),
+        )
+        .env("IDENTITY_HEADER", "local-secret")
+        .env("GalleonIdentity__clientId", client_id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if line.contains("managed identity") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("one line about the managed identity on stderr within 20 s");
+    let parsed: Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(parsed["level"], "ERROR", "{line}");
+    assert!(
+        !line.to_ascii_lowercase().contains("warn"),
+        "an error line the host logs as Error: {line}"
+    );
+    let fields = &parsed["fields"];
+    assert_eq!(
+        fields["identity"],
+        format!("client id {client_id}"),
+        "{line}"
+    );
+    assert!(
+        fields["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no managed identity")),
+        "named as a missing identity, not a transient failure: {line}"
+    );
+    assert!(
+        fields["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("GalleonIdentity__clientId")),
+        "{line}"
+    );
+    // Still serving.
+    let (status, _) = http(
+        port,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        &[],
+    )
+    .await
+    .expect("answers");
+    assert_eq!(status, 200);
+    assert!(child.try_wait().expect("status").is_none(), "still running");
+    endpoint.abort();
 }

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ARM_RESOURCE, AzureError, Tokens, classify, retry_after};
+use super::{AzureError, RequestIds, Tokens, classify, retry_after};
 
 const SERVICE: &str = "ARM";
 
@@ -15,12 +16,27 @@ pub const COMPUTE_IMAGES_API: &str = "2025-04-01";
 pub const GALLERY_API: &str = "2025-03-03";
 pub const IMAGE_BUILDER_API: &str = "2024-02-01";
 
-/// A Resource Manager endpoint with credentials.
+/// A Resource Manager endpoint with credentials. Tokens go to this endpoint's host only: a URL elsewhere
+/// (an operation URL from an answer or a message, an id that is really a URL) is refused.
 #[derive(Clone, Debug)]
 pub struct Arm {
     http: reqwest::Client,
     endpoint: Url,
     tokens: Tokens,
+}
+
+/// What kind of URL a long-running operation is followed at; it decides what a finished answer looks like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PollKind {
+    /// `Azure-AsyncOperation`: every answer is a status body `{"status": …}`; a 200 without a readable
+    /// status is no answer.
+    #[default]
+    AsyncOperation,
+    /// `Location`: 202 while running; 200/201/204 when done (a 200's body, if any, is the resource).
+    Location,
+    /// The resource itself: its `provisioningState` tells.
+    Resource,
 }
 
 /// What ARM said to a write: the resource as it stands, and where to look for the rest.
@@ -30,7 +46,11 @@ pub struct Accepted {
     pub body: Option<Value>,
     /// `Azure-AsyncOperation` or else `Location`: the URL to poll, when the write is long-running.
     pub operation: Option<String>,
+    /// Which header `operation` came from.
+    pub operation_kind: Option<PollKind>,
     pub retry_after: Option<Duration>,
+    /// The answer's `x-ms-request-id` and `x-ms-correlation-request-id`, for log lines and facts.
+    pub ids: RequestIds,
 }
 
 impl Accepted {
@@ -43,6 +63,14 @@ impl Accepted {
             .and_then(|b| b.pointer("/properties/provisioningState"))
             .and_then(Value::as_str);
         self.operation.is_none() || matches!(state, Some("Succeeded"))
+    }
+
+    /// The URL to follow and its kind, when the write is long-running.
+    pub fn poll(&self) -> Option<(String, PollKind)> {
+        Some((
+            self.operation.clone()?,
+            self.operation_kind.unwrap_or_default(),
+        ))
     }
 }
 
@@ -62,6 +90,31 @@ pub enum Operation {
     Canceled,
 }
 
+fn unreadable(status: StatusCode, why: String, headers: &reqwest::header::HeaderMap) -> AzureError {
+    AzureError::Transient {
+        service: SERVICE,
+        status: status.as_u16(),
+        code: "UnreadableResponse".into(),
+        message: why,
+        retry_after: retry_after(headers),
+        ids: Box::new(RequestIds::from_headers(headers)),
+    }
+}
+
+fn bad_url(code: &str, message: String) -> AzureError {
+    AzureError::permanent(SERVICE, code, message)
+}
+
+/// A URL for logs: scheme, host and path (no query).
+fn shown(url: &Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.path()
+    )
+}
+
 impl Arm {
     pub fn new(http: reqwest::Client, endpoint: Url, tokens: Tokens) -> Arm {
         Arm {
@@ -75,12 +128,11 @@ impl Arm {
         let mut url = self
             .endpoint
             .join(id.trim_start_matches('/'))
-            .map_err(|e| AzureError::Permanent {
-                service: SERVICE,
-                status: 0,
-                code: "InvalidResourceId".into(),
-                message: format!("'{id}' does not make a URL: {e}"),
-                target: None,
+            .map_err(|e| {
+                bad_url(
+                    "InvalidResourceId",
+                    format!("'{id}' does not make a URL: {e}"),
+                )
             })?;
         url.query_pairs_mut()
             .append_pair("api-version", api_version);
@@ -90,28 +142,60 @@ impl Arm {
         Ok(url)
     }
 
-    /// Sends one request and reads the whole answer.
+    /// Refuses a URL that is not on the configured Resource Manager (scheme, host and port).
+    pub fn check_url(&self, url: &Url) -> Result<(), AzureError> {
+        let same = url.scheme() == self.endpoint.scheme()
+            && url.host_str().map(str::to_ascii_lowercase)
+                == self.endpoint.host_str().map(str::to_ascii_lowercase)
+            && url.port_or_known_default() == self.endpoint.port_or_known_default();
+        if same {
+            Ok(())
+        } else {
+            Err(AzureError::ForeignHost {
+                service: SERVICE,
+                url: shown(url),
+                reason: format!(
+                    "not on the configured Resource Manager {} (GALLEON_ARM_ENDPOINT)",
+                    self.endpoint.as_str().trim_end_matches('/')
+                ),
+            })
+        }
+    }
+
+    /// Sends one request and reads the whole answer. The run's id goes as `x-ms-client-request-id`; the
+    /// answer's ids are logged with the call.
     async fn call(
         &self,
         method: Method,
         url: Url,
         body: Option<&Value>,
     ) -> Result<Answer, AzureError> {
-        let token = self.tokens.bearer(ARM_RESOURCE).await?;
+        self.check_url(&url)?;
+        let token = self.tokens.bearer(&self.tokens.audiences().arm).await?;
+        let client_request_id =
+            super::current_run().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut request = self
             .http
-            .request(method, url)
+            .request(method.clone(), url.clone())
             .header("Authorization", token)
-            .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
+            .header("x-ms-client-request-id", client_request_id.as_str());
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| AzureError::unreachable(SERVICE, &e))?;
+        let response = request.send().await.map_err(|e| {
+            tracing::warn!(method = %method, url = %shown(&url), client_request_id, error = %crate::error_chain(&e), "ARM did not answer");
+            AzureError::unreachable(SERVICE, &e)
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
+        let ids = RequestIds::from_headers(&headers);
+        let request_id = ids.request_id.as_deref().unwrap_or("");
+        let correlation_request_id = ids.correlation_request_id.as_deref().unwrap_or("");
+        if method == Method::GET && status.is_success() {
+            tracing::debug!(method = %method, url = %shown(&url), status = status.as_u16(), x_ms_request_id = request_id, x_ms_correlation_request_id = correlation_request_id, client_request_id, "ARM call");
+        } else {
+            tracing::info!(method = %method, url = %shown(&url), status = status.as_u16(), x_ms_request_id = request_id, x_ms_correlation_request_id = correlation_request_id, client_request_id, "ARM call");
+        }
         let body = response
             .bytes()
             .await
@@ -139,17 +223,9 @@ impl Arm {
             .await?;
         match status {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| AzureError::Transient {
-                        service: SERVICE,
-                        status: s.as_u16(),
-                        code: "UnreadableResponse".into(),
-                        message: e.to_string(),
-                        retry_after: None,
-                    })
-            }
+            s if s.is_success() => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| unreadable(s, e.to_string(), &headers)),
             s => Err(classify(SERVICE, s, &headers, &bytes)),
         }
     }
@@ -178,23 +254,33 @@ impl Arm {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        let (operation, operation_kind) = match (header("azure-asyncoperation"), header("location"))
+        {
+            (Some(url), _) => (Some(url), Some(PollKind::AsyncOperation)),
+            (None, Some(url)) => (Some(url), Some(PollKind::Location)),
+            (None, None) => (None, None),
+        };
+        if let Some(url) = &operation {
+            // An operation URL elsewhere would get the next look's token: refuse it now.
+            let parsed = Url::parse(url)
+                .map_err(|e| bad_url("InvalidOperationUrl", format!("'{url}': {e}")))?;
+            self.check_url(&parsed)?;
+        }
         Ok(Accepted {
             status: status.as_u16(),
             body: serde_json::from_slice(&bytes).ok(),
-            operation: header("azure-asyncoperation").or_else(|| header("location")),
+            operation,
+            operation_kind,
             retry_after: retry_after(&headers),
+            ids: RequestIds::from_headers(&headers),
         })
     }
 
-    /// Looks once at an operation URL (`Azure-AsyncOperation` status body, or `Location` 202/200/204).
-    pub async fn operation(&self, url: &str) -> Result<Operation, AzureError> {
-        let url = Url::parse(url).map_err(|e| AzureError::Permanent {
-            service: SERVICE,
-            status: 0,
-            code: "InvalidOperationUrl".into(),
-            message: format!("'{url}': {e}"),
-            target: None,
-        })?;
+    /// Looks once at an operation URL of `kind` (see [`PollKind`] for what each answers). An answer that
+    /// does not say how the operation stands is a transient error, looked at again, never a success.
+    pub async fn operation(&self, url: &str, kind: PollKind) -> Result<Operation, AzureError> {
+        let url =
+            Url::parse(url).map_err(|e| bad_url("InvalidOperationUrl", format!("'{url}': {e}")))?;
         let Answer {
             status,
             headers,
@@ -203,35 +289,100 @@ impl Arm {
         if !status.is_success() {
             return Err(classify(SERVICE, status, &headers, &bytes));
         }
+        let running = || Operation::Running {
+            retry_after: retry_after(&headers),
+        };
         if status == StatusCode::ACCEPTED {
-            return Ok(Operation::Running {
-                retry_after: retry_after(&headers),
-            });
+            return Ok(running());
         }
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let state = body
-            .get("status")
-            .or_else(|| body.pointer("/properties/provisioningState"))
-            .and_then(Value::as_str);
+        let empty = bytes.iter().all(u8::is_ascii_whitespace);
+        if kind == PollKind::Location && empty {
+            // Location: 200/201/204 without a body is done.
+            return Ok(Operation::Succeeded);
+        }
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            unreadable(
+                status,
+                format!("the operation's answer is not JSON ({e}); looking again"),
+                &headers,
+            )
+        })?;
+        let state = match kind {
+            PollKind::AsyncOperation => body
+                .get("status")
+                .or_else(|| body.pointer("/properties/provisioningState")),
+            PollKind::Location | PollKind::Resource => body
+                .pointer("/properties/provisioningState")
+                .or_else(|| body.get("status")),
+        }
+        .and_then(Value::as_str);
         Ok(match state {
-            None | Some("Succeeded") => Operation::Succeeded,
-            Some("Failed") => Operation::Failed {
+            Some(s) if s.eq_ignore_ascii_case("Succeeded") => Operation::Succeeded,
+            Some(s) if s.eq_ignore_ascii_case("Failed") => Operation::Failed {
                 code: body
                     .pointer("/error/code")
+                    .or_else(|| body.pointer("/properties/error/code"))
                     .and_then(Value::as_str)
                     .unwrap_or("OperationFailed")
                     .to_owned(),
                 message: body
                     .pointer("/error/message")
+                    .or_else(|| body.pointer("/properties/error/message"))
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_owned(),
             },
-            Some("Canceled") => Operation::Canceled,
-            Some(_) => Operation::Running {
-                retry_after: retry_after(&headers),
-            },
+            Some(s) if s.eq_ignore_ascii_case("Canceled") => Operation::Canceled,
+            Some(_) => running(),
+            // A Location 200 with the resource, or a resource, that has no provisioningState: done.
+            None if kind != PollKind::AsyncOperation => Operation::Succeeded,
+            None => {
+                return Err(unreadable(
+                    status,
+                    "the Azure-AsyncOperation answer has no status; looking again".into(),
+                    &headers,
+                ));
+            }
         })
+    }
+
+    /// The final GET after an operation succeeded: the resource, once its `provisioningState` is
+    /// `Succeeded` (or it has none). Still being made → a transient wait ([`AzureError::is_waiting`]);
+    /// `Failed` or gone → permanent.
+    pub async fn finished(&self, id: &str, api_version: &str) -> Result<Value, AzureError> {
+        let Some(resource) = self.get(id, api_version, &[]).await? else {
+            return Err(AzureError::Permanent {
+                service: SERVICE,
+                status: 404,
+                code: "ResourceNotFound".into(),
+                message: format!("{id} is gone although its operation succeeded"),
+                target: Some(id.to_owned()),
+                ids: Box::default(),
+            });
+        };
+        match resource
+            .pointer("/properties/provisioningState")
+            .and_then(Value::as_str)
+        {
+            None => Ok(resource),
+            Some(s) if s.eq_ignore_ascii_case("Succeeded") => Ok(resource),
+            Some(s) if s.eq_ignore_ascii_case("Failed") || s.eq_ignore_ascii_case("Canceled") => {
+                Err(AzureError::Permanent {
+                    service: SERVICE,
+                    status: 200,
+                    code: "ProvisioningFailed".into(),
+                    message: format!(
+                        "{id} is in provisioningState {s} although its operation succeeded"
+                    ),
+                    target: Some(id.to_owned()),
+                    ids: Box::default(),
+                })
+            }
+            Some(s) => Err(AzureError::waiting(
+                SERVICE,
+                format!("{id} is still {s} after its operation succeeded"),
+            )),
+        }
     }
 }
 
@@ -268,3 +419,7 @@ pub mod ids {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "arm_tests.rs"]
+mod tests;

@@ -1,14 +1,12 @@
 //! Blob Storage: properties, range reads and metadata of one blob, by URL, through the Azure SDK's
-//! `azure_storage_blob` client with the managed identity's token. Reads only what is asked for: a
+//! `azure_storage_blob` client with the managed identity's token (for the configured storage audience, and
+//! only to the allow-listed storage accounts). Reads only what is asked for: a
 //! multi-terabyte VHD is never downloaded; reads are pinned to an ETag so a blob that changes under a
 //! check is noticed.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
-use azure_core::{
-    credentials::TokenCredential,
-    http::{Etag, StatusCode},
-};
+use azure_core::http::{Etag, StatusCode, headers::HeaderName};
 use azure_storage_blob::{
     BlobClient,
     models::{
@@ -20,13 +18,15 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 
-use super::{AzureError, Tokens};
+use super::{AzureError, RequestIds, Tokens, error::classify_fields, identity::token_error};
 
 const SERVICE: &str = "Blob Storage";
 
+/// Blob clients for the allow-listed storage accounts only: a URL elsewhere is refused
+/// ([`AzureError::is_foreign_host`]) before any token is asked for or sent.
 #[derive(Clone, Debug)]
 pub struct Blobs {
-    credential: Arc<dyn TokenCredential>,
+    tokens: Tokens,
 }
 
 /// What a HEAD of a blob tells.
@@ -44,49 +44,44 @@ pub struct BlobProperties {
 }
 
 fn permanent(code: &str, message: String) -> AzureError {
-    AzureError::Permanent {
-        service: SERVICE,
-        status: 0,
-        code: code.to_owned(),
-        message,
-        target: None,
-    }
+    AzureError::permanent(SERVICE, code, message)
 }
 
-/// Sorts an SDK error like any other Azure answer: the status and the service's error code decide.
-fn from_sdk(error: azure_core::Error) -> AzureError {
+/// Sorts an SDK error like any other Azure answer: the status and the service's error code decide; a
+/// credential failure is sorted as the identity endpoint's answer.
+fn from_sdk(error: azure_core::Error, identity: &str, audience: &str) -> AzureError {
     match error.kind() {
         azure_core::error::ErrorKind::HttpResponse {
-            status, error_code, ..
+            status,
+            error_code,
+            raw_response,
         } => {
             let code = error_code.clone().unwrap_or_else(|| status.to_string());
-            let status = u16::from(*status);
-            let transient = status == 429 || status == 408 || status == 412 || status >= 500;
-            if transient {
-                AzureError::Transient {
-                    service: SERVICE,
-                    status,
-                    code,
-                    message: crate::error_chain(&error),
-                    retry_after: None,
-                }
-            } else {
-                AzureError::Permanent {
-                    service: SERVICE,
-                    status,
-                    code,
-                    message: crate::error_chain(&error),
-                    target: None,
-                }
-            }
+            let ids = raw_response
+                .as_ref()
+                .map(|r| {
+                    let get = |name: &'static str| {
+                        r.headers()
+                            .get_optional_string(&HeaderName::from_static(name))
+                    };
+                    RequestIds {
+                        request_id: get("x-ms-request-id"),
+                        correlation_request_id: get("x-ms-correlation-request-id"),
+                    }
+                })
+                .unwrap_or_default();
+            classify_fields(
+                SERVICE,
+                u16::from(*status),
+                code,
+                crate::error_chain(&error),
+                None,
+                None,
+                ids,
+            )
         }
-        _ => AzureError::Transient {
-            service: SERVICE,
-            status: 0,
-            code: "ConnectionFailed".into(),
-            message: crate::error_chain(&error),
-            retry_after: None,
-        },
+        azure_core::error::ErrorKind::Credential => token_error(audience, identity, &error),
+        _ => AzureError::transient(SERVICE, "ConnectionFailed", crate::error_chain(&error)),
     }
 }
 
@@ -96,15 +91,28 @@ fn time(t: Option<time::OffsetDateTime>) -> Option<DateTime<Utc>> {
 
 impl Blobs {
     pub fn new(tokens: Tokens) -> Blobs {
-        Blobs {
-            credential: tokens.credential(),
-        }
+        Blobs { tokens }
+    }
+
+    fn sdk_error(&self, error: azure_core::Error) -> AzureError {
+        from_sdk(
+            error,
+            self.tokens.identity(),
+            &self.tokens.audiences().storage,
+        )
+    }
+
+    /// Whether galleon may read `url`: a blob of an allow-listed storage account.
+    pub fn check_url(&self, url: &str) -> Result<Url, AzureError> {
+        let parsed = Url::parse(url)
+            .map_err(|e| permanent("InvalidBlobUrl", format!("'{}': {e}", redact(url))))?;
+        self.tokens.check_storage_url(&parsed)?;
+        Ok(parsed)
     }
 
     fn client(&self, url: &str) -> Result<BlobClient, AzureError> {
-        let url = Url::parse(url)
-            .map_err(|e| permanent("InvalidBlobUrl", format!("'{}': {e}", redact(url))))?;
-        BlobClient::new(url, Some(self.credential.clone()), None).map_err(from_sdk)
+        let url = self.check_url(url)?;
+        BlobClient::new(url, Some(self.tokens.credential()), None).map_err(|e| self.sdk_error(e))
     }
 
     /// The blob's properties; `None` when it does not exist (any more).
@@ -112,7 +120,7 @@ impl Blobs {
         let response = match self.client(url)?.get_properties(None).await {
             Ok(r) => r,
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-            Err(e) => return Err(from_sdk(e)),
+            Err(e) => return Err(self.sdk_error(e)),
         };
         let header_error =
             |e: azure_core::Error| permanent("UnreadableHeaders", crate::error_chain(&e));
@@ -168,8 +176,8 @@ impl Blobs {
             .client(url)?
             .download(Some(options))
             .await
-            .map_err(from_sdk)?;
-        download.body.collect().await.map_err(from_sdk)
+            .map_err(|e| self.sdk_error(e))?;
+        download.body.collect().await.map_err(|e| self.sdk_error(e))
     }
 
     /// Reads a whole small blob (a manifest), refusing more than `max` bytes.
@@ -187,6 +195,7 @@ impl Blobs {
                 code: "BlobNotFound".into(),
                 message: format!("{} does not exist", redact(url)),
                 target: None,
+                ids: Box::default(),
             })?;
         if properties.content_length > max {
             return Err(permanent(
@@ -238,7 +247,7 @@ impl Blobs {
         self.client(url)?
             .set_metadata(&metadata, Some(options))
             .await
-            .map_err(from_sdk)?;
+            .map_err(|e| self.sdk_error(e))?;
         Ok(())
     }
 }
@@ -251,15 +260,14 @@ pub enum WriteIf {
 }
 
 impl Blobs {
-    /// Writes a small block blob under a condition; returns its new ETag. A failed condition is a
-    /// permanent error (`BlobAlreadyExists` or `ConditionNotMet`) the caller can tell apart with
-    /// [`AzureError::code`].
+    /// Writes a small block blob under a condition; returns its new ETag, or `None` when the condition
+    /// failed (the blob exists, or changed since it was read): an answer, not trouble.
     pub async fn put_small(
         &self,
         url: &str,
         content: Bytes,
         condition: WriteIf,
-    ) -> Result<String, AzureError> {
+    ) -> Result<Option<String>, AzureError> {
         let mut options = azure_storage_blob::models::BlobClientUploadOptions {
             blob_content_type: Some("application/json".into()),
             ..Default::default()
@@ -268,34 +276,34 @@ impl Blobs {
             WriteIf::Absent => options.if_none_match = Some(Etag::from("*".to_owned())),
             WriteIf::Unchanged(e_tag) => options.if_match = Some(Etag::from(e_tag)),
         }
-        let answer = self
+        match self
             .client(url)?
             .upload(content.into(), Some(options))
             .await
-            .map_err(|e| match e.http_status() {
-                // A failed condition is an answer, not trouble: never retried blindly.
-                Some(StatusCode::Conflict) => permanent("BlobAlreadyExists", redact(url)),
-                Some(StatusCode::PreconditionFailed) => permanent("ConditionNotMet", redact(url)),
-                _ => from_sdk(e),
-            })?;
-        Ok(answer.etag.map(|t| t.to_string()).unwrap_or_default())
+        {
+            Ok(answer) => Ok(Some(answer.etag.map(|t| t.to_string()).unwrap_or_default())),
+            Err(e)
+                if matches!(
+                    e.http_status(),
+                    Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.sdk_error(e)),
+        }
     }
 
     /// Creates a blob container (an existing one is fine).
     pub async fn create_container(&self, container_url: &str) -> Result<(), AzureError> {
-        let url = Url::parse(container_url).map_err(|e| {
-            permanent(
-                "InvalidBlobUrl",
-                format!("'{}': {e}", redact(container_url)),
-            )
-        })?;
+        let url = self.check_url(container_url)?;
         let client =
-            azure_storage_blob::BlobContainerClient::new(url, Some(self.credential.clone()), None)
-                .map_err(from_sdk)?;
+            azure_storage_blob::BlobContainerClient::new(url, Some(self.tokens.credential()), None)
+                .map_err(|e| self.sdk_error(e))?;
         match client.create(None).await {
             Ok(_) => Ok(()),
             Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
-            Err(e) => Err(from_sdk(e)),
+            Err(e) => Err(self.sdk_error(e)),
         }
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde_json::json;
 
-use super::{AzureError, SERVICE_BUS_RESOURCE, Tokens, classify};
+use super::{AzureError, Tokens, classify};
 use crate::events::Fact;
 
 const SERVICE: &str = "Service Bus";
@@ -51,14 +51,12 @@ impl Bus {
             broker["ScheduledEnqueueTimeUtc"] =
                 at.format("%a, %d %b %Y %H:%M:%S GMT").to_string().into();
         }
-        let token = self.tokens.bearer(SERVICE_BUS_RESOURCE).await?;
-        let body = serde_json::to_vec(&fact.to_json()).map_err(|e| AzureError::Permanent {
-            service: SERVICE,
-            status: 0,
-            code: "Unserializable".into(),
-            message: e.to_string(),
-            target: None,
-        })?;
+        let token = self
+            .tokens
+            .bearer(&self.tokens.audiences().service_bus)
+            .await?;
+        let body = serde_json::to_vec(&fact.to_json())
+            .map_err(|e| AzureError::permanent(SERVICE, "Unserializable", e.to_string()))?;
         let response = self
             .http
             .post(self.send_url.clone())

@@ -302,9 +302,15 @@ pub struct StepFailed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Check {
-    /// Poll an ARM long-running operation (`Azure-AsyncOperation` or `Location` URL).
+    /// Poll an ARM long-running operation (`Azure-AsyncOperation` or `Location` URL, or the resource).
     #[serde(rename_all = "camelCase")]
-    Operation { url: String, resource_id: String },
+    Operation {
+        url: String,
+        resource_id: String,
+        /// Which kind of URL `url` is (it decides what a finished answer looks like).
+        #[serde(default)]
+        poll: crate::azure::arm::PollKind,
+    },
     /// Watch a version's per-region replication (`$expand=ReplicationStatus`).
     #[serde(rename_all = "camelCase")]
     Replication {
@@ -316,6 +322,9 @@ pub enum Check {
         /// The `Azure-AsyncOperation` (or `Location`) URL of the last target-region PATCH, until it ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         patch: Option<String>,
+        /// Which kind of URL `patch` is.
+        #[serde(default)]
+        patch_poll: crate::azure::arm::PollKind,
         /// The managed image the version was made from, deleted once every region is ready (unless
         /// `GALLEON_KEEP_MANAGED_IMAGES`).
         #[serde(default, skip_serializing_if = "Option::is_none")]

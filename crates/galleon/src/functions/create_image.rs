@@ -97,14 +97,17 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         .write(Method::PUT, &id, arm::COMPUTE_IMAGES_API, Some(&body))
         .await?;
     tracing::info!(image = %id, status = written.status, "managed image creation started");
-    let url = written
-        .operation
-        .clone()
-        .unwrap_or_else(|| super::resource_url(ctx, &id, arm::COMPUTE_IMAGES_API));
+    let (url, poll) = written.poll().unwrap_or_else(|| {
+        (
+            super::resource_url(ctx, &id, arm::COMPUTE_IMAGES_API),
+            arm::PollKind::Resource,
+        )
+    });
     let then = step::announce(&subject, &data)?;
     let check = Check::Operation {
         url,
         resource_id: id,
+        poll,
     };
     // Even a write that finished at once is looked at again: the final GET and the source check happen
     // in one place (the operation watch), never skipped.

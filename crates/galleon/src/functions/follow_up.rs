@@ -111,12 +111,16 @@ fn again(
 
 async fn route(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>, StepError> {
     match &data.check {
-        Check::Operation { url, resource_id } => {
+        Check::Operation {
+            url,
+            resource_id,
+            poll,
+        } => {
             let then = data
                 .then
                 .as_ref()
                 .ok_or_else(|| StepError::unreadable("an operation follow-up without its fact"))?;
-            match super::operation::follow(ctx, fact, then, url, resource_id).await? {
+            match super::operation::follow(ctx, fact, then, url, *poll, resource_id).await? {
                 Ok(emits) => Ok(emits),
                 Err(retry_after) => again(fact, data, ctx, retry_after),
             }

@@ -11,7 +11,7 @@ use super::{
     step::{self, Ctx, Emit, StepError, Stop},
 };
 use crate::{
-    azure::arm::Operation,
+    azure::arm::{Operation, PollKind},
     events::{Announce, BlobRef, ErrorDetail, Fact},
 };
 
@@ -23,8 +23,13 @@ pub enum Look {
 }
 
 /// Looks once at the operation, and at the resource when the operation says it is over.
-pub async fn look(ctx: &Ctx, url: &str, resource_id: &str) -> Result<Look, StepError> {
-    match ctx.arm.operation(url).await? {
+pub async fn look(
+    ctx: &Ctx,
+    url: &str,
+    poll: PollKind,
+    resource_id: &str,
+) -> Result<Look, StepError> {
+    match ctx.arm.operation(url, poll).await? {
         Operation::Running { retry_after } => Ok(Look::Running(retry_after)),
         Operation::Failed { code, message } => Ok(Look::Failed(
             ErrorDetail::new(code, message).with_target(resource_id),
@@ -37,33 +42,16 @@ pub async fn look(ctx: &Ctx, url: &str, resource_id: &str) -> Result<Look, StepE
             .with_target(resource_id),
         )),
         Operation::Succeeded => {
-            let Some(resource) = ctx
+            match ctx
                 .arm
-                .get(resource_id, owned::api_for(resource_id), &[])
-                .await?
-            else {
-                return Ok(Look::Failed(
-                    ErrorDetail::new(
-                        "ResourceNotFound",
-                        format!("the operation succeeded but {resource_id} does not exist"),
-                    )
-                    .with_target(resource_id),
-                ));
-            };
-            let state = resource
-                .pointer("/properties/provisioningState")
-                .and_then(Value::as_str);
-            match state {
-                Some("Succeeded") => Ok(Look::Done(resource)),
-                Some("Failed") => Ok(Look::Failed(
-                    ErrorDetail::new(
-                        "ProvisioningFailed",
-                        format!("the operation ended but {resource_id} is in state Failed"),
-                    )
-                    .with_target(resource_id),
-                )),
+                .finished(resource_id, owned::api_for(resource_id))
+                .await
+            {
+                Ok(resource) => Ok(Look::Done(resource)),
                 // Some providers end the operation a moment before the resource shows it.
-                _ => Ok(Look::Running(None)),
+                Err(e) if e.is_waiting() => Ok(Look::Running(None)),
+                Err(e) if e.is_transient() => Err(StepError::Transient(e)),
+                Err(e) => Ok(Look::Failed(step::detail_of(&e))),
             }
         }
     }
@@ -87,11 +75,12 @@ pub async fn follow(
     fact: &Fact,
     then: &Announce,
     url: &str,
+    poll: PollKind,
     resource_id: &str,
 ) -> Result<Result<Vec<Emit>, Option<std::time::Duration>>, StepError> {
     let run = fact.correlation_id().unwrap_or_default();
     let source = source_of(then);
-    match look(ctx, url, resource_id).await? {
+    match look(ctx, url, poll, resource_id).await? {
         Look::Running(retry_after) => Ok(Err(retry_after)),
         Look::Done(_) => {
             if let Some((vhd, true)) = &source

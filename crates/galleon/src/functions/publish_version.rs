@@ -145,22 +145,24 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         plan: plan.clone(),
     };
     let then = step::announce(&subject, &data)?;
-    let watch = |url: String, retry_after| -> Result<Vec<Emit>, StepError> {
-        let check = Check::Operation {
-            url,
-            resource_id: version_id.clone(),
+    let watch =
+        |(url, poll): (String, arm::PollKind), retry_after| -> Result<Vec<Emit>, StepError> {
+            let check = Check::Operation {
+                url,
+                resource_id: version_id.clone(),
+                poll,
+            };
+            Ok(vec![ctx.follow_up(
+                &cause,
+                NAME,
+                &subject,
+                check,
+                Some(then.clone()),
+                1,
+                ctx.deadline_from_now(),
+                ctx.next_look(retry_after),
+            )?])
         };
-        Ok(vec![ctx.follow_up(
-            &cause,
-            NAME,
-            &subject,
-            check,
-            Some(then.clone()),
-            1,
-            ctx.deadline_from_now(),
-            ctx.next_look(retry_after),
-        )?])
-    };
 
     if let Some(existing) = ctx.arm.get(&version_id, arm::GALLERY_API, &[]).await? {
         if let Err(why) = owned::ownership(&existing, &run, &vhd) {
@@ -179,7 +181,10 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
             Some("Deleting") => Err(not_yet(format!("{version_id} is being deleted"))),
             // This run already started it (a redelivered fact): watch it instead of writing again.
             _ => watch(
-                super::resource_url(ctx, &version_id, arm::GALLERY_API),
+                (
+                    super::resource_url(ctx, &version_id, arm::GALLERY_API),
+                    arm::PollKind::Resource,
+                ),
                 None,
             ),
         };
@@ -217,13 +222,13 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         .write(Method::PUT, &version_id, arm::GALLERY_API, Some(&body))
         .await?;
     tracing::info!(version = %version_id, status = written.status, "image version creation started in the home region");
-    watch(
-        written
-            .operation
-            .clone()
-            .unwrap_or_else(|| super::resource_url(ctx, &version_id, arm::GALLERY_API)),
-        written.retry_after,
-    )
+    let poll = written.poll().unwrap_or_else(|| {
+        (
+            super::resource_url(ctx, &version_id, arm::GALLERY_API),
+            arm::PollKind::Resource,
+        )
+    });
+    watch(poll, written.retry_after)
 }
 
 #[cfg(test)]

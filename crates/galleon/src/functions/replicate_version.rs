@@ -41,6 +41,7 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
     let published: VersionPublished = fact.data().map_err(StepError::unreadable)?;
     let plan = &published.plan;
     let mut patch = None;
+    let mut patch_poll = arm::PollKind::default();
     let mut retry_after = None;
     if plan.target_regions.len() > 1 {
         let all: Vec<&TargetRegion> = plan.target_regions.iter().collect();
@@ -54,7 +55,10 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
             )
             .await?;
         tracing::info!(version = %published.version_id, regions = plan.target_regions.len(), status = written.status, "added the target regions");
-        patch = written.operation.clone();
+        if let Some((url, kind)) = written.poll() {
+            patch = Some(url);
+            patch_poll = kind;
+        }
         retry_after = written.retry_after;
     }
     let subject = super::version_subject(plan);
@@ -78,6 +82,7 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         announced_regions: Vec::new(),
         failures: BTreeMap::new(),
         patch,
+        patch_poll,
         image_id: published.image_id.clone(),
     };
     let then = step::announce(&subject, &ready)?;
@@ -221,6 +226,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
         announced_regions,
         failures,
         patch,
+        patch_poll,
         image_id,
     } = &data.check
     else {
@@ -234,14 +240,19 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
         serde_json::from_value(then.data.clone()).map_err(StepError::unreadable)?;
     let again = |announced: Vec<String>,
                  failures: BTreeMap<String, u32>,
-                 patch: Option<String>,
+                 patch: Option<(String, arm::PollKind)>,
                  retry_after|
      -> Result<Emit, StepError> {
+        let (patch, patch_poll) = match patch {
+            Some((url, kind)) => (Some(url), kind),
+            None => (None, arm::PollKind::default()),
+        };
         let check = Check::Replication {
             version_id: version_id.clone(),
             announced_regions: announced,
             failures,
             patch,
+            patch_poll,
             image_id: image_id.clone(),
         };
         ctx.follow_up(
@@ -258,12 +269,12 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
 
     // The last target-region change first: its own operation says whether Azure took it.
     if let Some(url) = patch {
-        match ctx.arm.operation(url).await? {
+        match ctx.arm.operation(url, *patch_poll).await? {
             Operation::Running { retry_after } => {
                 return Ok(vec![again(
                     announced_regions.clone(),
                     failures.clone(),
-                    patch.clone(),
+                    Some((url.clone(), *patch_poll)),
                     retry_after,
                 )?]);
             }
@@ -460,7 +471,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
                     Some(&patch_body(&regions)),
                 )
                 .await?;
-            (written.operation, written.retry_after)
+            (written.poll(), written.retry_after)
         }
         None => (None, None),
     };

@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-pub use logs::CaptureLayer;
+pub use logs::Route;
 pub use server::{Limits, Server, router};
 pub use trigger::{
     BusMessage, GridEvent, GridSchema, HttpRequest, TimerTick, Trigger, TriggerKind,

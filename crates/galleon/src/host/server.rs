@@ -264,6 +264,7 @@ async fn invoke(
         Ok(Ok(output)) => {
             if let Some(undeclared) = output.bindings.keys().find(|k| !spec.outputs.contains(k)) {
                 tracing::error!(binding = %undeclared, "function returned an output binding it does not declare");
+                logs::to_stdout(&logs);
                 return Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "UndeclaredOutput",
@@ -276,6 +277,8 @@ async fn invoke(
         }
         Ok(Err(failure)) => {
             tracing::error!(elapsed_ms, error = %failure.chain(), "invocation failed; the host will retry");
+            // The host ignores the Logs of a failed invocation: its lines go to stdout instead.
+            logs::to_stdout(&logs);
             let mut body = answer(&Default::default(), logs);
             body["error"] = json!({"code": "FunctionFailed", "message": failure.chain()});
             warp::reply::with_status(warp::reply::json(&body), StatusCode::INTERNAL_SERVER_ERROR)
@@ -288,6 +291,7 @@ async fn invoke(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
             tracing::error!(elapsed_ms, panic = %what, "function panicked; the host will retry");
+            logs::to_stdout(&logs);
             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "FunctionPanicked", what).reply()
         }
     }

@@ -52,7 +52,7 @@ async fn inspect_upload(
     expectations: &vhd::Expectations,
 ) -> Result<Option<Result<vhd::Inspection, vhd::Problem>>, StepError> {
     match checks::inspect(ctx, url, props, expectations).await {
-        Err(StepError::Transient(e)) if e.code() == "ConditionNotMet" => {
+        Err(StepError::Transient(e)) if e.is_condition_not_met() => {
             tracing::info!(blob = %redact(url), "the blob changed while being read: still uploading");
             Ok(None)
         }

@@ -101,13 +101,11 @@ pub async fn inspect(
         Ok(i) => Ok(Ok(i)),
         Err(vhd::InspectError::Rejected(problem)) => Ok(Err(problem)),
         Err(vhd::InspectError::Read { source, .. }) => Err(StepError::from(source)),
-        Err(other) => Err(StepError::Transient(AzureError::Transient {
-            service: "Blob Storage",
-            status: 0,
-            code: "ShortRead".into(),
-            message: other.to_string(),
-            retry_after: None,
-        })),
+        Err(other) => Err(StepError::Transient(AzureError::transient(
+            "Blob Storage",
+            "ShortRead",
+            other.to_string(),
+        ))),
     }
 }
 

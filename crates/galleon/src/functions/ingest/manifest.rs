@@ -7,7 +7,7 @@ use super::{
     reject::{Judged, blob_ref, reject},
 };
 use crate::{
-    azure::{AzureError, blob::redact},
+    azure::blob::redact,
     domain::manifest::{self, Manifest},
     events::{Cause, Reason, VhdAccepted},
     functions::step::{self, Ctx, Emit, StepError},
@@ -46,7 +46,7 @@ pub async fn from_manifest(
         .await
     {
         Ok(b) => b,
-        Err(AzureError::Permanent { code, .. }) if code == "BlobNotFound" => {
+        Err(e) if e.is_not_found() => {
             tracing::info!(blob = %redact(&arrived.url), "manifest is gone; nothing to do");
             return Ok(Vec::new());
         }
