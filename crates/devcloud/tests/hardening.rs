@@ -452,3 +452,35 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_in_a_storage_account_galleon_is_not_configured_for_gets_no_token() {
+    let s = start(&[
+        (
+            "GALLEON_STORAGE_ACCOUNTS",
+            "https://elsewhere.blob.core.windows.net",
+        ),
+        (
+            "GALLEON_STATE_CONTAINER_URL",
+            "https://elsewhere.blob.core.windows.net/galleon-state",
+        ),
+    ])
+    .await;
+    s.publish("f", "fixed", "8M", json!({})).await;
+    let rejected = s.wait_for("io.galleon.vhd.rejected.v1", 60).await;
+    assert_eq!(
+        rejected["data"]["reason"]["code"], "StorageAccountNotAllowed",
+        "{rejected:#}"
+    );
+    assert!(
+        rejected["data"]["reason"]["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("GALLEON_STORAGE_ACCOUNTS"))
+    );
+    assert_eq!(rejected["data"]["marked"], false);
+    assert!(
+        s.cloud.arm.requests_by_kind().is_empty(),
+        "no Azure call at all for a blob galleon may not read"
+    );
+    s.stop().await;
+}

@@ -108,7 +108,10 @@ impl From<AzureError> for StepError {
         if e.is_transient() {
             StepError::Transient(e)
         } else {
-            let advice = advice_for(e.code());
+            let advice = e
+                .advice()
+                .map(str::to_owned)
+                .unwrap_or_else(|| advice_for(e.code()));
             StepError::Failed(Box::new(Stop {
                 error: detail_of(&e),
                 advice,
@@ -122,6 +125,9 @@ impl From<AzureError> for StepError {
 pub fn detail_of(e: &AzureError) -> ErrorDetail {
     let mut detail = ErrorDetail::new(e.code(), e.message());
     detail.target = e.target();
+    let ids = e.request_ids();
+    detail.request_id = ids.request_id;
+    detail.correlation_request_id = ids.correlation_request_id;
     detail
 }
 
@@ -246,7 +252,7 @@ pub fn failed_fact(
 /// The wait before the next try after a transient failure: Azure's `Retry-After` when it asks for longer,
 /// never less than galleon's own backoff (a `Retry-After: 1` storm must not become a tight loop).
 pub fn retry_wait(retry_after: Option<Duration>, base: Duration, failures: u32) -> Duration {
-    retry_after.unwrap_or_default().max(backoff(base, failures))
+    crate::azure::wait_before_retry(retry_after, backoff(base, failures))
 }
 
 /// Runs `step` on `fact` and turns every outcome into facts to send: its own facts, a scheduled retry, or
@@ -466,7 +472,12 @@ pub async fn on_message(
         // The ledger is unreachable: let the host deliver the message again later.
         Err(e) => return Err(Failure::new(e)),
     };
-    let emits = run(step, run_step, fact, ctx.clone(), 1, 0, None).await;
+    // Every ARM call of the run carries its id as x-ms-client-request-id.
+    let run_id = fact
+        .correlation_id()
+        .unwrap_or_else(|| fact.id().to_owned());
+    let emits =
+        crate::azure::in_run(run_id, run(step, run_step, fact, ctx.clone(), 1, 0, None)).await;
     send(&ctx, &emits).await?;
     if let Err(e) = ctx.ledger.done(token).await {
         // Not fatal: a later copy then finds the fact still "working" and is dropped, a redelivery of

@@ -118,23 +118,33 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         storage_account_id: event.source.clone(),
     };
     tracing::info!(blob = %redact(&arrived.url), kind = ?kind, "blob arrived");
-    let outcome = match kind {
-        Kind::Manifest => manifest::from_manifest(&ctx, &cause, &arrived).await,
-        Kind::BareVhd => {
-            let look = bare::BareLook {
-                cause: &cause,
-                subject: &arrived.subject,
-                url: &arrived.url,
-                last_e_tag: None,
-                first_seen: Utc::now(),
-                attempt: 0,
-                deadline: ctx.deadline_from_now(),
-                storage_account_id: &arrived.storage_account_id,
-            };
-            bare::look(&ctx, look).await
+    // A blob of a storage account galleon is not configured for gets no token: refused, and said.
+    if let Err(e) = ctx.blobs.check_url(&arrived.url) {
+        let emits =
+            refused(&ctx, &cause, &arrived, &e).map_err(|e| Failure::new(format!("{e:?}")))?;
+        step::send(&ctx, &emits).await?;
+        return Ok(Output::default());
+    }
+    let work = async {
+        match kind {
+            Kind::Manifest => manifest::from_manifest(&ctx, &cause, &arrived).await,
+            Kind::BareVhd => {
+                let look = bare::BareLook {
+                    cause: &cause,
+                    subject: &arrived.subject,
+                    url: &arrived.url,
+                    last_e_tag: None,
+                    first_seen: Utc::now(),
+                    attempt: 0,
+                    deadline: ctx.deadline_from_now(),
+                    storage_account_id: &arrived.storage_account_id,
+                };
+                bare::look(&ctx, look).await
+            }
+            Kind::NotOurs => Ok(Vec::new()),
         }
-        Kind::NotOurs => Ok(Vec::new()),
     };
+    let outcome = crate::azure::in_run(cause.correlation_id.clone(), work).await;
     let emits = match outcome {
         Ok(emits) => emits,
         // Event Grid redelivers on a 5xx with its own backoff; the step is idempotent.
@@ -162,6 +172,37 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
     };
     step::send(&ctx, &emits).await?;
     Ok(Output::default())
+}
+
+/// The rejection of a blob in a storage account galleon may not send tokens to (not marked: galleon has
+/// no access there).
+fn refused(
+    ctx: &Ctx,
+    cause: &Cause,
+    arrived: &Arrived,
+    error: &crate::azure::AzureError,
+) -> Result<Vec<Emit>, StepError> {
+    tracing::warn!(blob = %redact(&arrived.url), error = %error, "blob of a storage account galleon is not configured for");
+    let data = crate::events::VhdRejected {
+        blob: crate::events::BlobRef {
+            url: arrived.url.split('?').next().unwrap_or(&arrived.url).to_owned(),
+            e_tag: String::new(),
+            content_length: 0,
+        },
+        vhd: None,
+        reason: crate::events::Reason {
+            code: "StorageAccountNotAllowed".into(),
+            message: error.to_string(),
+            fix: "Galleon reads VHDs only from the storage accounts in GALLEON_STORAGE_ACCOUNTS (its tokens go nowhere else). Add this account's blob endpoint there, or upload to an account that is listed.".into(),
+        },
+        marked: false,
+    };
+    Ok(vec![Emit::now(ctx.fact(
+        cause,
+        &arrived.subject,
+        "StorageAccountNotAllowed",
+        &data,
+    )?)])
 }
 
 #[cfg(test)]
