@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The subscription the devcloud binary prints for clients (any subscription id is accepted).
+pub const DEFAULT_SUBSCRIPTION_ID: &str = "6d3f8b1e-0c4a-4d2b-9e57-1a2b3c4d5e6f";
+
 /// Everything the simulator can be tuned with. `ArmConfig::default()` is realistic (time factor 1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]

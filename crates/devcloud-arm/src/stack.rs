@@ -8,7 +8,8 @@ use anyhow::Context;
 use devcloud_core::azurite::Azurite;
 use devcloud_core::{Identity, ServerHandle, Tls};
 
-use crate::{ArmConfig, DEFAULT_SUBSCRIPTION_ID, RunningArm};
+use crate::config::{ArmConfig, DEFAULT_SUBSCRIPTION_ID};
+use crate::running::RunningArm;
 
 /// Where and how to start the stack. Ports 0 mean ephemeral.
 #[derive(Debug, Clone)]
@@ -75,7 +76,7 @@ impl Stack {
             devcloud_core::serve_http(identity.msi_filter(identity_secret.clone()), msi_listener)
                 .context("starting the managed-identity endpoint")?;
         let addr: SocketAddr = ([127, 0, 0, 1], opts.arm_port).into();
-        let arm = crate::serve(config, identity.clone(), Some(&tls), addr).await?;
+        let arm = crate::running::serve(config, identity.clone(), Some(&tls), addr).await?;
         Ok(Stack {
             tls,
             identity,

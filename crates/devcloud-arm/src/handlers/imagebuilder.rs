@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::common::Ctx;
+use super::replication::{WantRegion, schedule};
+use super::route::Target;
+use crate::arm::{Arm, Reply, now};
 use crate::config::Work;
 use crate::error::ArmError;
-use crate::handlers::{Ctx, Target, WantRegion, schedule};
 use crate::model::{Kind, OpFamily, Operation, Resource, Run, Verb, fmt_time};
 use crate::names;
-use crate::server::{Arm, Reply, now};
 
 /// Virtual size of the VHDs the simulated builds produce.
 pub const OUTPUT_VHD_SIZE: u64 = 4 * 1024 * 1024;
