@@ -537,3 +537,26 @@ pub(crate) fn unreachable_patch<T>() -> Result<T, ArmError> {
         "internal inconsistency",
     ))
 }
+
+/// Merges a PATCH body into what is stored, as Azure's update operations do: objects merge key by
+/// key (recursively), anything else (arrays included) replaces, and a `null` leaves the stored value
+/// as it is.
+pub(crate) fn merge_patch(base: &mut Value, patch: &Value) {
+    match (base.as_object_mut(), patch.as_object()) {
+        (Some(b), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    continue;
+                }
+                match b.get_mut(k) {
+                    Some(bv) if bv.is_object() && v.is_object() => merge_patch(bv, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        _ if !patch.is_null() => *base = patch.clone(),
+        _ => {}
+    }
+}

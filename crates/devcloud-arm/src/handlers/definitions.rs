@@ -131,7 +131,15 @@ pub(crate) fn put_definition(
     }
     if let Some(obj) = p.as_object() {
         for (k, v) in obj {
-            if k != "provisioningState" && k != "allowUpdateImage" {
+            if k == "provisioningState" || k == "allowUpdateImage" {
+                continue;
+            }
+            if patch {
+                // GalleryImageUpdate: what is left out stays as it is.
+                let mut merged = newp[k].clone();
+                merge_patch(&mut merged, v);
+                newp[k] = merged;
+            } else {
                 newp[k] = v.clone();
             }
         }

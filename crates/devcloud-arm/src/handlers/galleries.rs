@@ -44,8 +44,12 @@ pub(crate) fn put_gallery(
         out["properties"]["description"] = d.clone();
     }
     for k in ["softDeletePolicy", "sharingProfile"] {
-        if let Some(v) = p.get(k) {
-            out["properties"][k] = v.clone();
+        if let Some(v) = p.get(k).filter(|v| !v.is_null()) {
+            if patch {
+                merge_patch(&mut out["properties"][k], v);
+            } else {
+                out["properties"][k] = v.clone();
+            }
         }
     }
     if let Some(i) = body.get("identity") {

@@ -330,10 +330,15 @@ pub(crate) fn validate_version(
         }
     }
     // Publishing profile.
-    let pp_in = if p["publishingProfile"].is_object() {
-        p["publishingProfile"].clone()
-    } else {
-        base["publishingProfile"].clone()
+    // A PATCH (GalleryImageVersionUpdate) merges: what is left out stays as it is.
+    let pp_in = match (p["publishingProfile"].is_object(), patch) {
+        (true, true) => {
+            let mut merged = base["publishingProfile"].clone();
+            merge_patch(&mut merged, &p["publishingProfile"]);
+            merged
+        }
+        (true, false) => p["publishingProfile"].clone(),
+        (false, _) => base["publishingProfile"].clone(),
     };
     let default_count = pp_in["replicaCount"].as_i64().unwrap_or(1);
     let want = parse_regions(&pp_in, &shown, &loc, default_count)?;
@@ -373,10 +378,14 @@ pub(crate) fn validate_version(
             ));
         }
     }
-    let safety = if p["safetyProfile"].is_object() {
-        p["safetyProfile"].clone()
-    } else {
-        base["safetyProfile"].clone()
+    let safety = match (p["safetyProfile"].is_object(), patch) {
+        (true, true) => {
+            let mut merged = base["safetyProfile"].clone();
+            merge_patch(&mut merged, &p["safetyProfile"]);
+            merged
+        }
+        (true, false) => p["safetyProfile"].clone(),
+        (false, _) => base["safetyProfile"].clone(),
     };
     if let Some(r) = existing {
         let oldpp = &r.body["properties"]["publishingProfile"];
