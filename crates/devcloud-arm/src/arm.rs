@@ -248,6 +248,10 @@ pub fn op_url(
     monitor: bool,
 ) -> String {
     let (ns, coll) = family.path();
+    if family == OpFamily::Resources {
+        // ARM's own operations (resource group deletion) are polled through Location only.
+        return format!("{base}/subscriptions/{sub}/{coll}/{id}?api-version={api}");
+    }
     let m = if monitor { "monitor=true&" } else { "" };
     format!(
         "{base}/subscriptions/{sub}/providers/{ns}/locations/{loc}/{coll}/{id}?{m}api-version={api}"

@@ -59,6 +59,12 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "ExpiredAuthenticationToken",
     "InternalServerError",
     "ServiceUnavailable",
+    // Microsoft.Resources (resource groups) [obs]: a missing group, a bad name.
+    "ResourceGroupNotFound",
+    "InvalidResourceGroup",
+    // [mem] ARM: a write into a group being deleted; re-creating a group in another region.
+    "ResourceGroupBeingDeleted",
+    "InvalidResourceGroupLocation",
 ];
 
 /// An ARM error: HTTP status plus the `error` object.

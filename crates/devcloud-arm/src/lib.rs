@@ -19,7 +19,8 @@ pub mod stack;
 
 pub use arm::Arm;
 pub use config::{
-    ApiVersions, ArmConfig, Bucket, DEFAULT_SUBSCRIPTION_ID, LatencyModel, Limits, Throttling, Work,
+    ApiVersions, ArmConfig, Bucket, DEFAULT_SUBSCRIPTION_ID, LatencyModel, Limits,
+    ResourceGroupSeed, Throttling, Work,
 };
 pub use error::{ArmError, INVENTED_CODES};
 pub use faults::{FaultAction, FaultRule};

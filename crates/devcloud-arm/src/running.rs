@@ -85,7 +85,11 @@ pub async fn serve(
     };
     let mut state = state;
     interrupt_runs(&mut state);
+    let seeds = config.resource_groups.clone();
     let arm = Arc::new(Arm::new(config, identity, blob, state));
+    for g in &seeds {
+        arm.ensure_resource_group(&g.subscription, &g.name, g.location.as_deref());
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;

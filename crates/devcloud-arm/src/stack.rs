@@ -21,7 +21,13 @@ pub struct StackOptions {
     /// Start Azurite (otherwise source blob checks and VHD outputs are off).
     pub azurite: bool,
     pub config: ArmConfig,
+    /// Resource groups to create in the default subscription at start, as infra would in Azure
+    /// (galleon's `GALLEON_RESOURCE_GROUP`); added to `config.resource_groups`.
+    pub resource_groups: Vec<String>,
 }
+
+/// The resource group galleon publishes to in its local settings (`GALLEON_RESOURCE_GROUP`).
+pub const DEFAULT_RESOURCE_GROUP: &str = "rg-images";
 
 impl StackOptions {
     /// Ephemeral ports, Azurite on, the given config.
@@ -33,6 +39,7 @@ impl StackOptions {
             blob_port: 0,
             azurite: true,
             config,
+            resource_groups: vec![DEFAULT_RESOURCE_GROUP.to_string()],
         }
     }
 }
@@ -55,6 +62,11 @@ impl Stack {
         let identity =
             Identity::load_or_create(&opts.state_dir).context("preparing the identity key")?;
         let mut config = opts.config;
+        for name in &opts.resource_groups {
+            config
+                .resource_groups
+                .push(crate::config::ResourceGroupSeed::new(name));
+        }
         let azurite = if opts.azurite {
             let az = devcloud_core::azurite::start(
                 &tls,

@@ -25,12 +25,17 @@ pub struct Ctx<'a> {
     pub kind: String,
 }
 
-pub(crate) fn check_api_version(
-    arm: &Arm,
-    req: &Req,
-    kind: Option<Kind>,
-    type_name: &str,
-) -> Result<String, ArmError> {
+/// Which api-versions a request is checked against.
+pub enum ApiScope<'a> {
+    /// A resource provider's type (answers `NoRegisteredProviderFound` for others).
+    Provider(&'a [String], &'a str),
+    /// ARM's own types (resource groups, subscriptions): answers `InvalidApiVersionParameter`.
+    Arm(&'a [String]),
+    /// Any well-formed api-version (operation status URLs echo the one of their request).
+    Any,
+}
+
+pub(crate) fn check_api_version(arm: &Arm, req: &Req, scope: ApiScope) -> Result<String, ArmError> {
     let Some(v) = req.q("api-version") else {
         return Err(ArmError::new(
             400,
@@ -41,36 +46,49 @@ pub(crate) fn check_api_version(
     static API_VERSION: std::sync::LazyLock<Option<regex::Regex>> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"^\d{4}-\d{2}-\d{2}(-preview)?$").ok());
     let well_formed = API_VERSION.as_ref().is_some_and(|re| re.is_match(v));
+    let supported = |list: &[String]| {
+        let mut l: Vec<&str> = list.iter().map(String::as_str).collect();
+        l.sort_unstable_by(|a, b| b.cmp(a));
+        l.join(",")
+    };
+    let (list, type_name) = match scope {
+        ApiScope::Provider(list, t) => (list, Some(t)),
+        ApiScope::Arm(list) => (list, None),
+        ApiScope::Any => (&arm.config.api_versions.galleries[..], None),
+    };
     if !well_formed {
         return Err(ArmError::new(
             400,
             "InvalidApiVersionParameter",
             format!(
                 "The api-version '{v}' is invalid. The supported versions are '{}'.",
-                arm.config.api_versions.galleries.join(",")
+                supported(list)
             ),
         ));
     }
-    let list = match kind {
-        Some(Kind::Image) => &arm.config.api_versions.images,
-        Some(Kind::Gallery | Kind::Definition | Kind::Version) => {
-            &arm.config.api_versions.galleries
-        }
-        Some(Kind::Template) => &arm.config.api_versions.image_builder,
-        None => return Ok(v.to_string()),
-    };
-    if list.iter().any(|a| a == v) {
+    if matches!(scope, ApiScope::Any) || list.iter().any(|a| a == v) {
         return Ok(v.to_string());
     }
-    // [mem] ARM's wording when the provider has no such api-version.
-    Err(ArmError::new(
-        400,
-        "NoRegisteredProviderFound",
-        format!(
-            "No registered resource provider found for location 'global' and API version '{v}' for type '{type_name}'. The supported api-versions are '{}'.",
-            list.join(", ")
-        ),
-    ))
+    match type_name {
+        // [mem] ARM's wording when the provider has no such api-version.
+        Some(t) => Err(ArmError::new(
+            400,
+            "NoRegisteredProviderFound",
+            format!(
+                "No registered resource provider found for location 'global' and API version '{v}' for type '{t}'. The supported api-versions are '{}'.",
+                list.join(", ")
+            ),
+        )),
+        // [mem] ARM's own types.
+        None => Err(ArmError::new(
+            400,
+            "InvalidApiVersionParameter",
+            format!(
+                "The api-version '{v}' is invalid. The supported versions are '{}'.",
+                supported(list)
+            ),
+        )),
+    }
 }
 
 pub(crate) fn op_status(
@@ -121,6 +139,8 @@ pub(crate) fn op_status(
             "The operation was canceled.",
         )),
         OpStatus::Succeeded => match op.verb {
+            // ARM's own resource group delete ends 200 without a body.
+            Verb::Delete if family == OpFamily::Resources => Ok(Reply::empty(200)),
             Verb::Delete | Verb::Action => Ok(Reply::empty(204)),
             Verb::Create | Verb::Update => match st.resources.get(&op.resource_key) {
                 Some(r) => Ok(Reply::json(200, st.render(r, ctx.now, false))),

@@ -333,6 +333,11 @@ fn create_image(
         body["tags"] = t.clone();
     }
     let mut st = arm.lock();
+    if !super::resources::group_exists(&st, &template.subscription, &rg) {
+        return Err(format!(
+            "BadManagedImageDistribute: Resource group '{rg}' of the managed image '{id}' could not be found."
+        ));
+    }
     st.resources.insert(
         id.to_lowercase(),
         Resource {

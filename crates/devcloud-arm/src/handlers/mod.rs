@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use warp::http::Method;
 
-pub use common::Ctx;
+pub use common::{ApiScope, Ctx};
 pub use route::{Route, Target, classify};
 
 use crate::arm::{Arm, Reply, Req, now};
@@ -61,15 +61,31 @@ async fn dispatch_inner(
         fault,
         kind: route.kind.clone(),
     };
-    if !matches!(route.target, Target::Metadata | Target::Unknown) {
-        let type_name = kind
-            .map(|k| {
-                k.type_name()
-                    .trim_start_matches("Microsoft.Compute/")
-                    .trim_start_matches("Microsoft.VirtualMachineImages/")
-            })
-            .unwrap_or("");
-        ctx.api = common::check_api_version(arm, req, kind, type_name)?;
+    let versions = &arm.config.api_versions;
+    let scope = match (&route.target, kind) {
+        (Target::Metadata | Target::Unknown, _) => None,
+        (Target::ResourceGroup { .. } | Target::ResourceGroups, _) => {
+            Some(ApiScope::Arm(&versions.resources))
+        }
+        (_, Some(k)) => {
+            let list = match k {
+                Kind::Image => &versions.images,
+                Kind::Gallery | Kind::Definition | Kind::Version => &versions.galleries,
+                Kind::Template => &versions.image_builder,
+            };
+            let type_name = k
+                .type_name()
+                .trim_start_matches("Microsoft.Compute/")
+                .trim_start_matches("Microsoft.VirtualMachineImages/");
+            Some(ApiScope::Provider(list, type_name))
+        }
+        (_, None) => Some(ApiScope::Any),
+    };
+    if let Some(scope) = scope {
+        ctx.api = common::check_api_version(arm, req, scope)?;
+    }
+    if let Some(rg) = route.target.resource_group() {
+        resources::require_group(&ctx, rg)?;
     }
     let m = req.method.clone();
     match (&route.target, m) {
@@ -89,6 +105,10 @@ async fn dispatch_inner(
             Method::GET,
         ) => common::op_status(&ctx, *family, id, *monitor),
         (Target::ResourceGroup { rg }, m) => resources::resource_group(&ctx, rg, &m),
+        (Target::ResourceGroups, Method::GET) => Ok(Reply::json(
+            200,
+            json!({"value": resources::list_groups(&ctx)?}),
+        )),
         (Target::Collection { kind, rg, parent }, Method::GET) => {
             common::list(&ctx, *kind, rg.as_deref(), parent.as_deref())
         }

@@ -16,6 +16,7 @@ pub enum Target {
         id: String,
         monitor: bool,
     },
+    ResourceGroups,
     ResourceGroup {
         rg: String,
     },
@@ -48,6 +49,19 @@ pub enum Target {
     Unknown,
 }
 
+impl Target {
+    /// The resource group a request inside a group addresses (not the group itself).
+    pub fn resource_group(&self) -> Option<&str> {
+        match self {
+            Target::Collection { rg, .. } => rg.as_deref(),
+            Target::Item { rg, .. }
+            | Target::TemplateAction { rg, .. }
+            | Target::RunOutputs { rg, .. } => Some(rg),
+            _ => None,
+        }
+    }
+}
+
 /// A classified request: its kind (operation id), subscription and target.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -77,6 +91,7 @@ pub(crate) fn item_verb(m: &Method) -> &'static str {
         Method::PATCH => "Update",
         Method::DELETE => "Delete",
         Method::GET => "Get",
+        Method::HEAD => "CheckExistence",
         _ => "Unsupported",
     }
 }
@@ -106,6 +121,21 @@ pub fn classify(req: &Req) -> Route {
     if rest.is_empty() {
         r.kind = "Subscriptions_Get".into();
         r.target = Target::Subscription;
+        return r;
+    }
+    if rest.len() == 1 && eq(rest[0], "resourceGroups") {
+        r.kind = "ResourceGroups_List".into();
+        r.target = Target::ResourceGroups;
+        return r;
+    }
+    // ARM's own operations (resource group deletion), polled through Location.
+    if rest.len() == 2 && eq(rest[0], "operationresults") {
+        r.kind = "Operations_Get".into();
+        r.target = Target::OpStatus {
+            family: OpFamily::Resources,
+            id: rest[1].to_string(),
+            monitor: true,
+        };
         return r;
     }
     // Operation status: providers/{ns}/locations/{loc}/{capsOperations|operations}/{id}
