@@ -8,7 +8,7 @@ if [ ! -x tools/azurite/node_modules/.bin/azurite-blob ]; then
   echo "setup: installing Azurite from npm into tools/azurite" >&2
   (cd tools/azurite && npm install --no-audit --no-fund --loglevel=error)
 fi
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import azure.mgmt.compute, azure.mgmt.imagebuilder, azure.eventgrid, azure.identity, pytest" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import azure.mgmt.compute, azure.mgmt.imagebuilder, azure.mgmt.resource.resources, azure.mgmt.resource.subscriptions, azure.mgmt.storage, azure.eventgrid, azure.identity, pytest" 2>/dev/null; then
   echo "setup: creating .venv with the official Azure Python SDKs" >&2
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The subscription the devcloud binary prints for clients (any subscription id is accepted).
+pub const DEFAULT_SUBSCRIPTION_ID: &str = "6d3f8b1e-0c4a-4d2b-9e57-1a2b3c4d5e6f";
+
 /// Everything the simulator can be tuned with. `ArmConfig::default()` is realistic (time factor 1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -25,6 +28,40 @@ pub struct ArmConfig {
     pub seed: Option<u64>,
     /// Log every request at info level (method, path, status, duration).
     pub log_requests: bool,
+    /// The region resources are reported in when a request names none (resource groups created at
+    /// start, the storage accounts below).
+    pub default_location: String,
+    /// Resource groups that exist from the start, as infra would have made them in Azure. Every
+    /// resource lives in one: a PUT into a group that does not exist answers 404 ResourceGroupNotFound.
+    pub resource_groups: Vec<ResourceGroupSeed>,
+}
+
+/// A resource group created when the simulator starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceGroupSeed {
+    /// Defaults to [`DEFAULT_SUBSCRIPTION_ID`].
+    #[serde(default = "default_subscription")]
+    pub subscription: String,
+    pub name: String,
+    /// Defaults to the configuration's `default_location`.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+impl ResourceGroupSeed {
+    /// A group of this name in the default subscription and location.
+    pub fn new(name: &str) -> Self {
+        Self {
+            subscription: DEFAULT_SUBSCRIPTION_ID.to_string(),
+            name: name.to_string(),
+            location: None,
+        }
+    }
+}
+
+fn default_subscription() -> String {
+    DEFAULT_SUBSCRIPTION_ID.to_string()
 }
 
 impl Default for ArmConfig {
@@ -39,6 +76,8 @@ impl Default for ArmConfig {
             snapshot_path: None,
             seed: None,
             log_requests: true,
+            default_location: "westeurope".to_string(),
+            resource_groups: Vec::new(),
         }
     }
 }
@@ -53,6 +92,8 @@ pub struct ApiVersions {
     pub galleries: Vec<String>,
     /// `Microsoft.VirtualMachineImages/imageTemplates`.
     pub image_builder: Vec<String>,
+    /// `Microsoft.Resources` resource groups and ARM's own operation results.
+    pub resources: Vec<String>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -99,6 +140,34 @@ impl Default for ApiVersions {
                 "2024-02-01",
                 "2025-10-01",
             ]),
+            // specification/resources/resource-manager/Microsoft.Resources/resources/readme.md
+            resources: strings(&[
+                "2015-11-01",
+                "2016-02-01",
+                "2016-07-01",
+                "2016-09-01",
+                "2017-05-10",
+                "2018-02-01",
+                "2018-05-01",
+                "2019-03-01",
+                "2019-05-01",
+                "2019-05-10",
+                "2019-07-01",
+                "2019-08-01",
+                "2019-10-01",
+                "2020-06-01",
+                "2020-08-01",
+                "2020-10-01",
+                "2021-01-01",
+                "2021-04-01",
+                "2022-09-01",
+                "2023-07-01",
+                "2024-03-01",
+                "2024-07-01",
+                "2024-11-01",
+                "2025-03-01",
+                "2025-04-01",
+            ]),
         }
     }
 }
@@ -127,6 +196,7 @@ pub enum Work {
     TemplateDelete,
     TemplateRun,
     TemplateCancel,
+    ResourceGroupDelete,
 }
 
 /// Durations per kind of work (seconds at time factor 1), per-region multipliers and jitter.
@@ -164,6 +234,7 @@ impl Default for LatencyModel {
             (TemplateDelete, 30.0),
             (TemplateRun, 900.0),
             (TemplateCancel, 60.0),
+            (ResourceGroupDelete, 30.0),
         ]
         .into_iter()
         .collect();

@@ -76,6 +76,34 @@ pub fn template(name: &str, what: &str) -> Result<(), ArmError> {
     ))
 }
 
+/// Resource group names: 1–90 letters, digits, `-`, `.`, `(`, `)` or `_`, not ending in `.`.
+pub fn resource_group(name: &str) -> Result<(), ArmError> {
+    let bad: String = name
+        .chars()
+        .filter(|c| !(c.is_alphanumeric() || matches!(c, '-' | '.' | '(' | ')' | '_')))
+        .collect();
+    if !bad.is_empty() {
+        // [obs] ARM's wording.
+        return Err(ArmError::new(
+            400,
+            "InvalidResourceGroup",
+            format!(
+                "The provided resource group name '{name}' has these invalid characters: '{bad}'. The name can only be a letter, digit, '-', '.', '(', ')' or '_'."
+            ),
+        ));
+    }
+    if name.is_empty() || name.chars().count() > 90 || name.ends_with('.') {
+        return Err(ArmError::new(
+            400,
+            "InvalidResourceGroup",
+            format!(
+                "The provided resource group name '{name}' is invalid: it must be 1 to 90 characters long and must not end with a period."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Definition identifier part: publisher ≤128, offer/sku ≤64; letters, digits, `-`, `.`, `_`; not ending in `.`.
 pub fn identifier_part(field: &str, value: &str, max: usize) -> Result<(), ArmError> {
     if !value.is_empty() && value.len() <= max && IDENT.is_match(value) && !value.ends_with('.') {

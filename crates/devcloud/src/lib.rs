@@ -101,6 +101,8 @@ impl Options {
 
 /// The gallery galleon publishes to locally.
 pub const RESOURCE_GROUP: &str = "rg-images";
+/// The resource group of the storage account galleon reads VHDs from.
+pub const INGEST_RESOURCE_GROUP: &str = "rg-ingest";
 pub const GALLERY: &str = "golden";
 pub const HOME_REGION: &str = "westeurope";
 pub const TARGET_REGIONS: &str = "westeurope,northeurope,eastus2";
@@ -126,6 +128,36 @@ pub struct Cloud {
     /// `https://127.0.0.1:<port>/devstoreaccount1`
     pub blob_endpoint: String,
     pub topic_key: String,
+}
+
+/// The resource groups (subscription, name) galleon's settings name: its own, those of the allowed
+/// galleries that are not wildcards, and the ingest storage account's.
+fn resource_groups_named(settings: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let sub = settings
+        .get("GALLEON_SUBSCRIPTION_ID")
+        .cloned()
+        .unwrap_or_else(|| devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned());
+    let mut groups = vec![(
+        devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
+        INGEST_RESOURCE_GROUP.to_owned(),
+    )];
+    if let Some(rg) = settings.get("GALLEON_RESOURCE_GROUP") {
+        groups.push((sub.clone(), rg.clone()));
+    }
+    for scope in settings
+        .get("GALLEON_ALLOWED_GALLERIES")
+        .map(|v| v.split(',').collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        if let [s, rg, _] = scope.trim().split('/').collect::<Vec<_>>()[..]
+            && s != "*"
+            && rg != "*"
+            && !rg.is_empty()
+        {
+            groups.push((s.to_owned(), rg.to_owned()));
+        }
+    }
+    groups
 }
 
 fn free_port(wanted: u16) -> Result<u16> {
@@ -203,7 +235,7 @@ impl Cloud {
             })),
             poll_interval: Duration::from_millis(250),
             subscription_id: devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
-            resource_group: "rg-ingest".to_owned(),
+            resource_group: INGEST_RESOURCE_GROUP.to_owned(),
             emit_existing: false,
         });
         let (service_bus, event_grid) = devcloud_messaging::start(messaging)
@@ -251,6 +283,15 @@ impl Cloud {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         settings.extend(options.settings.clone());
+        // The resource groups galleon's settings name exist, as infra would have made them in Azure.
+        let location = settings
+            .get("GALLEON_LOCATION")
+            .cloned()
+            .unwrap_or_else(|| HOME_REGION.to_owned());
+        for (subscription, group) in resource_groups_named(&settings) {
+            arm.arm
+                .ensure_resource_group(&subscription, &group, Some(&location));
+        }
 
         let host = devcloud_host::Host::load(&options.app_root, settings.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))

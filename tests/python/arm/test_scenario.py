@@ -14,7 +14,7 @@ def props(resource):
     return resource["properties"]
 
 
-def test_full_scenario(compute, imagebuilder, arm, subscription):
+def test_full_scenario(group, compute, imagebuilder, arm, subscription):
     vhd = os.environ["DEVCLOUD_VHD_URI"]
     account = os.environ["DEVCLOUD_STORAGE_ACCOUNT_ID"]
 
@@ -140,8 +140,11 @@ def test_full_scenario(compute, imagebuilder, arm, subscription):
     assert counts["Operations_Get"] > 0
 
 
-def test_errors_users_see(compute):
+def test_errors_users_see(group, compute):
     dynamic = os.environ["DEVCLOUD_DYNAMIC_VHD_URI"]
+    with pytest.raises(ResourceNotFoundError) as no_group:
+        compute.galleries.begin_create_or_update("rg-missing", "gallery", {"location": LOC}).result()
+    assert no_group.value.error.code == "ResourceGroupNotFound"
     with pytest.raises(HttpResponseError) as bad_vhd:
         compute.images.begin_create_or_update(
             RG, "img-dynamic",
@@ -155,3 +158,18 @@ def test_errors_users_see(compute):
     assert bad_name.value.status_code == 400
     with pytest.raises(ResourceNotFoundError):
         compute.gallery_image_versions.get(RG, "nogallery", "nodef", "1.0.0")
+
+
+def test_deleting_a_group_takes_its_resources(resources, compute):
+    doomed = "rg-conformance-doomed"
+    resources.resource_groups.create_or_update(doomed, {"location": LOC})
+    assert resources.resource_groups.check_existence(doomed)
+    compute.galleries.begin_create_or_update(doomed, "doomed_gallery", {"location": LOC}).result()
+    names = [g.name for g in resources.resource_groups.list()]
+    assert doomed in names and "rg-conformance" in names
+    # The SDK's poller follows the Location-only operation to its end.
+    resources.resource_groups.begin_delete(doomed).result()
+    assert not resources.resource_groups.check_existence(doomed)
+    with pytest.raises(ResourceNotFoundError) as gone:
+        compute.galleries.get(doomed, "doomed_gallery")
+    assert gone.value.error.code == "ResourceGroupNotFound"

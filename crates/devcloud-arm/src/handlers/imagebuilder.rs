@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::common::Ctx;
+use super::replication::{WantRegion, schedule};
+use super::route::Target;
+use crate::arm::{Arm, Reply, now};
 use crate::config::Work;
 use crate::error::ArmError;
-use crate::handlers::{Ctx, Target, WantRegion, schedule};
 use crate::model::{Kind, OpFamily, Operation, Resource, Run, Verb, fmt_time};
 use crate::names;
-use crate::server::{Arm, Reply, now};
 
 /// Virtual size of the VHDs the simulated builds produce.
 pub const OUTPUT_VHD_SIZE: u64 = 4 * 1024 * 1024;
@@ -331,6 +333,11 @@ fn create_image(
         body["tags"] = t.clone();
     }
     let mut st = arm.lock();
+    if !super::resources::group_exists(&st, &template.subscription, &rg) {
+        return Err(format!(
+            "BadManagedImageDistribute: Resource group '{rg}' of the managed image '{id}' could not be found."
+        ));
+    }
     st.resources.insert(
         id.to_lowercase(),
         Resource {
