@@ -227,6 +227,10 @@ async fn demo(paths: Paths, args: DemoArgs) -> Result<ExitCode> {
     );
     let cloud = Cloud::start(options).await?;
     println!("{}\n", cloud.describe());
+    if let Err(e) = inject_faults(&cloud, &args.arm_fault).await {
+        cloud.stop().await;
+        return Err(e);
+    }
     let outcome = tokio::select! {
         outcome = demo_run(&cloud, work.path(), started, Duration::from_secs(args.timeout)) => Some(outcome),
         () = stop_signal() => None,
@@ -257,6 +261,28 @@ fn size(bytes: u64) -> String {
         1048576..1073741824 => format!("{:.1} MiB", b / 1048576.0),
         _ => format!("{:.1} GiB", b / 1073741824.0),
     }
+}
+
+/// Sets fault rules on the local Resource Manager (its admin endpoint).
+async fn inject_faults(cloud: &Cloud, rules: &[serde_json::Value]) -> Result<()> {
+    for rule in rules {
+        let response = cloud
+            .client()?
+            .post(format!("{}/_devcloud/faults", cloud.arm.base_url))
+            .json(rule)
+            .send()
+            .await
+            .context("setting an ARM fault")?;
+        if !response.status().is_success() {
+            bail!(
+                "the ARM refused fault {rule}: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+        println!("ARM fault set: {rule}");
+    }
+    Ok(())
 }
 
 fn exit_code(outcome: &Outcome) -> ExitCode {
@@ -322,7 +348,8 @@ async fn demo_run(
                 format!("{IMAGES_CONTAINER}/ubuntu-2404/ubuntu-2404.manifest.json"),
             ],
             started,
-        );
+        )
+        .with_definition("ubuntu-2404", None);
         let outcome = follower.follow(timeout).await;
         if outcome.succeeded() {
             println!("ARM requests by kind: {:?}", cloud.arm.requests_by_kind());
@@ -520,7 +547,8 @@ async fn upload(paths: Paths, args: UploadArgs) -> Result<ExitCode> {
                 format!("{container}/{}", plan.manifest_blob),
             ],
             started,
-        );
+        )
+        .with_definition(&plan.definition, plan.manifest["version"].as_str());
         anyhow::Ok(tokio::select! {
             outcome = follower.follow(Duration::from_secs(args.timeout)) => Some(outcome),
             () = stop_signal() => None,

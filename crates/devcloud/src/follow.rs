@@ -85,6 +85,11 @@ pub struct Follower {
     started: Instant,
     /// `<container>/<blob>` of the uploaded VHD and manifest: the events about them start the run.
     blobs: Vec<String>,
+    /// `/images/<definition>/versions/[<version>]`: a fact about a version of the image definition,
+    /// raised after the follow began, belongs to the run too (a step that fails before any fact names the
+    /// blob says only the version it was making).
+    version_subject: Option<String>,
+    since: chrono::DateTime<chrono::Utc>,
     correlations: HashSet<String>,
     seen_invocations: HashSet<String>,
     seen_activity: HashSet<String>,
@@ -109,11 +114,22 @@ impl Follower {
             received,
             started,
             blobs,
+            version_subject: None,
+            since: chrono::Utc::now() - chrono::Duration::seconds(1),
             correlations: HashSet::new(),
             seen_invocations: HashSet::new(),
             seen_activity: HashSet::new(),
             seen_events: 0,
         }
+    }
+
+    /// The run publishes a version of `definition` (and `version`, when it is known in advance).
+    pub fn with_definition(mut self, definition: &str, version: Option<&str>) -> Follower {
+        self.version_subject = Some(format!(
+            "/images/{definition}/versions/{}",
+            version.unwrap_or_default()
+        ));
+        self
     }
 
     fn elapsed(&self) -> String {
@@ -153,10 +169,21 @@ impl Follower {
                     || s.ends_with(&format!("/{container}/{name}"))
             })
         });
+        let about_our_version = self.version_subject.as_deref().is_some_and(|v| {
+            let recent = event["time"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t >= self.since);
+            let subject = event["subject"].as_str().unwrap_or_default();
+            recent
+                && subject.starts_with("galleries/")
+                && subject.contains(v)
+                && (v.ends_with('/') || subject.ends_with(v) || subject.contains(&format!("{v}/")))
+        });
         if mentions && !correlation.is_empty() {
             self.correlations.insert(correlation.to_owned());
         }
-        mentions
+        mentions || about_our_version
     }
 
     /// Prints what happened since the last look; the outcome once the run has ended.
@@ -282,6 +309,25 @@ mod tests {
         let failed = json!({"type": STEP_FAILED, "correlationid": "c3", "subject": "galleries/g",
             "data": {"input": {"subject": "/blobServices/default/containers/images/blobs/u/u.manifest.json"}}});
         assert!(f.ours(&failed));
+    }
+
+    #[test]
+    fn a_failure_about_our_definition_and_version_is_ours_when_recent() {
+        let now = chrono::Utc::now().to_rfc3339();
+        let old = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+        let event = |subject: &str, time: &str| json!({"type": STEP_FAILED, "correlationid": "c9", "subject": subject, "time": time});
+        let mut any = follower().with_definition("u", None);
+        assert!(any.ours(&event("galleries/g/images/u/versions/2026.1201.1", &now)));
+        assert!(!any.ours(&event("galleries/g/images/u/versions/2026.1201.1", &old)));
+        assert!(!any.ours(&event("galleries/g/images/uu/versions/1.0.0", &now)));
+        let mut one = follower().with_definition("u", Some("1.0.0"));
+        assert!(one.ours(&event("galleries/g/images/u/versions/1.0.0", &now)));
+        assert!(one.ours(&event(
+            "galleries/g/images/u/versions/1.0.0/regions/eastus",
+            &now
+        )));
+        assert!(!one.ours(&event("galleries/g/images/u/versions/1.0.01", &now)));
+        assert!(!one.ours(&event("galleries/g/images/u/versions/2.0.0", &now)));
     }
 
     #[test]

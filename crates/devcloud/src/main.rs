@@ -104,8 +104,18 @@ pub struct DemoArgs {
     /// Scales Resource Manager's simulated latencies.
     #[arg(long, default_value_t = 0.02, value_name = "FACTOR")]
     pub time_factor: f64,
+    /// A fault rule for the local Resource Manager (JSON, as POST /_devcloud/faults takes it), set
+    /// before the upload, to see how a failure is reported (repeatable). For example:
+    /// '{"kind":"GalleryImageVersions_CreateOrUpdate","count":1,"action":{"type":"error","status":400,
+    /// "code":"InvalidParameter","message":"The source blob is not accessible.","inOperation":true}}'
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub arm_fault: Vec<serde_json::Value>,
     #[command(flatten)]
     pub galleon: GalleonArg,
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 #[derive(Debug, Args)]

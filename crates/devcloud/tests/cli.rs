@@ -478,3 +478,43 @@ fn demo_exits_non_zero_on_timeout_and_leaves_no_temporary_files() {
         "the demo left {left:?} in its temporary directory"
     );
 }
+
+#[test]
+fn demo_exits_non_zero_when_the_chain_fails() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let galleon = galleon_bin();
+    let fault = r#"{"kind": "GalleryImageVersions_CreateOrUpdate", "count": 1, "action": {"type": "error",
+        "status": 400, "code": "InvalidParameter", "message": "The source blob is not accessible.", "inOperation": true}}"#;
+    let out = run(
+        &[
+            "demo",
+            "--timeout",
+            "90",
+            "--time-factor",
+            "0.005",
+            "--arm-fault",
+            fault,
+            "--galleon",
+            galleon.to_str().expect("utf-8"),
+        ],
+        &repo_root(),
+        &[("TMPDIR", tmp.path())],
+        Duration::from_secs(120),
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("step PublishVersion failed")
+            && shown.contains("InvalidParameter: The source blob is not accessible."),
+        "{shown}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("tmp")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the demo left {left:?} in its temporary directory"
+    );
+}
