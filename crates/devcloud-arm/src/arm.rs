@@ -195,6 +195,7 @@ impl Arm {
                 FaultAction::Latency { ms } => applied.latency_ms += ms,
                 FaultAction::Reset => applied.reset = true,
                 FaultAction::Stall => applied.op.stall = true,
+                FaultAction::LocationOnly => applied.op.location_only = true,
                 FaultAction::FailRegion { region, details } => applied.op.fail_regions.push((
                     crate::names::norm_region(region),
                     details.clone().unwrap_or_else(|| {

@@ -1,5 +1,10 @@
 //! A local Azure Resource Manager for Compute images, galleries and Image Builder, faithful enough for the official clients.
 //!
+//! It also serves what those clients need around them: resource groups (required, as in Azure),
+//! subscriptions and locations, and a read-only view of the Azurite storage account. Lists page with
+//! `nextLink`, PATCH merges, and long-running operations can be answered with `Location` only
+//! ([`ArmConfig`]'s `location_only`, or the `locationOnly` fault action).
+//!
 //! Start it with [`serve`]; it listens on 127.0.0.1 over HTTPS (with the devcloud CA) or HTTP, checks the
 //! bearer tokens of [`devcloud_core::Identity`], and keeps state in memory (optionally snapshotted).
 //! Admin endpoints live under `/_devcloud/` (see [`admin`]).
@@ -20,7 +25,7 @@ pub mod stack;
 pub use arm::Arm;
 pub use config::{
     ApiVersions, ArmConfig, Bucket, DEFAULT_SUBSCRIPTION_ID, LatencyModel, Limits,
-    ResourceGroupSeed, Throttling, Work,
+    ResourceGroupSeed, StorageAccount, Throttling, Work,
 };
 pub use error::{ArmError, INVENTED_CODES};
 pub use faults::{FaultAction, FaultRule};

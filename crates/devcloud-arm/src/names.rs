@@ -169,6 +169,47 @@ pub const REGIONS: &[(&str, &str)] = &[
     ("newzealandnorth", "New Zealand North"),
 ];
 
+/// Regions with availability zones (where ZRS storage exists). From Azure's region list; a region
+/// missing here is treated as having none.
+pub const ZONAL_REGIONS: &[&str] = &[
+    "eastus",
+    "eastus2",
+    "westus2",
+    "westus3",
+    "centralus",
+    "southcentralus",
+    "canadacentral",
+    "brazilsouth",
+    "mexicocentral",
+    "northeurope",
+    "westeurope",
+    "uksouth",
+    "francecentral",
+    "germanywestcentral",
+    "norwayeast",
+    "swedencentral",
+    "switzerlandnorth",
+    "polandcentral",
+    "italynorth",
+    "spaincentral",
+    "eastasia",
+    "southeastasia",
+    "japaneast",
+    "koreacentral",
+    "australiaeast",
+    "centralindia",
+    "uaenorth",
+    "southafricanorth",
+    "qatarcentral",
+    "israelcentral",
+    "newzealandnorth",
+];
+
+/// Whether a (normalized) region has availability zones.
+pub fn has_zones(region: &str) -> bool {
+    ZONAL_REGIONS.contains(&region)
+}
+
 /// Checks a location is a known region; returns its normalized name.
 pub fn region(loc: &str, target: &str) -> Result<String, ArmError> {
     let n = norm_region(loc);
@@ -208,5 +249,11 @@ mod tests {
         assert!(identifier_part("offer", "x.", 64).is_err());
         assert_eq!(norm_region("West US 2"), "westus2");
         assert!(region("nowhere", "galleries").is_err());
+        assert!(has_zones("westeurope") && !has_zones("westus"));
+        assert!(
+            ZONAL_REGIONS
+                .iter()
+                .all(|z| REGIONS.iter().any(|(r, _)| r == z))
+        );
     }
 }

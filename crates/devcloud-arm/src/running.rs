@@ -85,7 +85,18 @@ pub async fn serve(
     };
     let mut state = state;
     interrupt_runs(&mut state);
-    let seeds = config.resource_groups.clone();
+    let mut seeds = config.resource_groups.clone();
+    // The storage accounts' groups exist too (in the default subscription when the account is in all).
+    for a in config.storage_accounts() {
+        seeds.push(crate::config::ResourceGroupSeed {
+            subscription: a
+                .subscription
+                .clone()
+                .unwrap_or_else(|| crate::config::DEFAULT_SUBSCRIPTION_ID.to_string()),
+            name: a.resource_group.clone(),
+            location: a.location.clone(),
+        });
+    }
     let arm = Arc::new(Arm::new(config, identity, blob, state));
     for g in &seeds {
         arm.ensure_resource_group(&g.subscription, &g.name, g.location.as_deref());

@@ -181,7 +181,8 @@ async fn handle(arm: Arc<Arm>, req: Req, https: bool) -> warp::reply::Response {
         let mut reply = if let Some(err) = applied.error.clone() {
             let mut r = Reply::from(err);
             if let Some(s) = applied.retry_after {
-                r = r.header("Retry-After", s.to_string());
+                // Never less than 1: clients read 0 as "use your default".
+                r = r.header("Retry-After", s.max(1).to_string());
             }
             r
         } else {

@@ -12,6 +12,8 @@ from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.imagebuilder import ImageBuilderClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.subscriptions import SubscriptionClient
+from azure.mgmt.storage import StorageManagementClient
 
 SCOPES = ["https://management.azure.com/.default"]
 
@@ -66,3 +68,13 @@ def group(resources):
     created = resources.resource_groups.create_or_update("rg-conformance", {"location": "westeurope"})
     assert created.properties.provisioning_state == "Succeeded"
     return created.name
+
+
+@pytest.fixture(scope="session")
+def subscriptions(arm, credential):
+    return SubscriptionClient(credential, base_url=arm, credential_scopes=SCOPES)
+
+
+@pytest.fixture(scope="session")
+def storage(arm, subscription, credential):
+    return StorageManagementClient(credential, subscription, base_url=arm, credential_scopes=SCOPES)

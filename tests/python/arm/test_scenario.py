@@ -173,3 +173,48 @@ def test_deleting_a_group_takes_its_resources(resources, compute):
     with pytest.raises(ResourceNotFoundError) as gone:
         compute.galleries.get(doomed, "doomed_gallery")
     assert gone.value.error.code == "ResourceGroupNotFound"
+
+
+def test_subscriptions_and_locations(subscriptions, subscription):
+    # What `az login --identity` lists, and what `az image builder create` validates regions against.
+    assert subscription in [s.subscription_id for s in subscriptions.subscriptions.list()]
+    assert subscriptions.subscriptions.get(subscription).state == "Enabled"
+    locations = {l.name: l for l in subscriptions.subscriptions.list_locations(subscription)}
+    assert locations["westeurope"].display_name == "West Europe"
+
+
+def test_the_vhd_storage_account_is_readable(resources, storage):
+    # Where a VHD's storage account is: what a client checks against the version's region.
+    account_id = os.environ["DEVCLOUD_STORAGE_ACCOUNT_ID"]
+    parts = account_id.split("/")
+    group, name = parts[4], parts[-1]
+    resources.resource_groups.create_or_update(group, {"location": LOC})
+    account = storage.storage_accounts.get_properties(group, name)
+    assert account.location == LOC
+    assert os.environ["DEVCLOUD_VHD_URI"].startswith(account.primary_endpoints.blob)
+    with pytest.raises(ResourceNotFoundError):
+        storage.storage_accounts.get_properties(group, "someoneelse")
+
+
+def test_location_only_operations(group, compute, arm):
+    # Many Azure providers answer with only a Location header; the SDK's poller must follow it.
+    rule = requests.post(f"{arm}/_devcloud/faults", timeout=10, json={
+        "kind": "Galleries_CreateOrUpdate", "count": 1, "action": {"type": "locationOnly"}})
+    assert rule.status_code == 201
+    gallery = compute.galleries.begin_create_or_update(group, "located_gallery", {"location": LOC}).result()
+    assert props(gallery)["provisioningState"] == "Succeeded"
+    faults = requests.get(f"{arm}/_devcloud/faults", timeout=10).json()["value"]
+    assert not [f for f in faults if f["id"] == rule.json()["id"]], "the rule did not apply"
+    compute.galleries.begin_delete(group, "located_gallery").result()
+
+
+def test_lists_page_with_next_link(resources, arm, subscription, credential):
+    # The local ARM pages at a few items; the SDK's pager must follow nextLink to see them all.
+    names = {f"rg-page-{i}" for i in range(4)}
+    for name in names:
+        resources.resource_groups.create_or_update(name, {"location": LOC})
+    assert names <= {g.name for g in resources.resource_groups.list()}
+    token = credential.get_token("https://management.azure.com/.default").token
+    first = requests.get(f"{arm}/subscriptions/{subscription}/resourcegroups?api-version=2025-04-01",
+                         headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+    assert "nextLink" in first and len(first["value"]) < len(names)

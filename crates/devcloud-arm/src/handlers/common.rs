@@ -150,10 +150,10 @@ pub(crate) fn op_status(
     }
 }
 
-/// `Retry-After` for polling an operation: the remaining time, capped at 30 s, in whole seconds.
-/// With a small time factor this is 0, and SDKs fall back to their own polling interval.
+/// `Retry-After` for polling an operation: the remaining time in whole seconds, at least 1 (Python's
+/// azure-core treats 0 as "use the 30 s default") and at most 30.
 pub(crate) fn retry_after(_ctx: &Ctx, op: &Operation) -> String {
-    let secs = op.remaining_secs(now()).min(30.0).floor() as u64;
+    let secs = op.remaining_secs(now()).clamp(1.0, 30.0).ceil() as u64;
     secs.to_string()
 }
 
@@ -267,8 +267,16 @@ impl Ctx<'_> {
             .jitter(self.arm.config.nominal(work, region, replicas))
     }
 
-    /// LRO headers: `Azure-AsyncOperation`, `Location` (monitor) and `Retry-After`, as selected.
+    /// LRO headers: `Azure-AsyncOperation`, `Location` (monitor) and `Retry-After`, as selected, or
+    /// only `Location` when the configuration or a fault rule asks for Location-only operations.
     pub fn lro(&self, mut reply: Reply, op: &Operation, async_op: bool, location: bool) -> Reply {
+        let location_only =
+            self.fault.location_only || self.arm.config.is_location_only(&self.kind);
+        let (async_op, location) = if location_only {
+            (false, true)
+        } else {
+            (async_op, location)
+        };
         if async_op {
             reply = reply.header(
                 "Azure-AsyncOperation",

@@ -3,12 +3,16 @@
 
 pub mod common;
 pub mod definitions;
+pub mod distribute;
 pub mod galleries;
 pub mod imagebuilder;
 pub mod images;
+pub mod paging;
 pub mod replication;
 pub mod resources;
 pub mod route;
+pub mod storage;
+pub mod subscriptions;
 pub mod templates;
 pub mod versions;
 
@@ -67,6 +71,15 @@ async fn dispatch_inner(
         (Target::ResourceGroup { .. } | Target::ResourceGroups, _) => {
             Some(ApiScope::Arm(&versions.resources))
         }
+        (Target::Subscriptions | Target::Subscription | Target::Locations, _) => {
+            Some(ApiScope::Arm(&versions.subscriptions))
+        }
+        (Target::NotSimulated { .. }, _) => {
+            Some(ApiScope::Provider(&versions.images, "virtualMachines"))
+        }
+        (Target::StorageAccount { .. }, _) => {
+            Some(ApiScope::Provider(&versions.storage, "storageAccounts"))
+        }
         (_, Some(k)) => {
             let list = match k {
                 Kind::Image => &versions.images,
@@ -84,17 +97,41 @@ async fn dispatch_inner(
     if let Some(scope) = scope {
         ctx.api = common::check_api_version(arm, req, scope)?;
     }
+    if route.subscription.is_some() {
+        subscriptions::check_subscription_id(&ctx.sub)?;
+    }
     if let Some(rg) = route.target.resource_group() {
         resources::require_group(&ctx, rg)?;
     }
+    let pageable = req.method == Method::GET
+        && matches!(
+            route.target,
+            Target::Collection { .. }
+                | Target::ResourceGroups
+                | Target::Subscriptions
+                | Target::RunOutputs { output: None, .. }
+        );
+    let reply = route_request(&mut ctx, route).await?;
+    if pageable {
+        return paging::page(&ctx, reply);
+    }
+    Ok(reply)
+}
+
+async fn route_request(ctx: &mut Ctx<'_>, route: &Route) -> Result<Reply, ArmError> {
+    let (req, base) = (ctx.req, ctx.base);
     let m = req.method.clone();
     match (&route.target, m) {
         (Target::Metadata, Method::GET) => Ok(metadata(base)),
-        (Target::Subscription, Method::GET) => Ok(Reply::json(
+        (Target::Subscriptions, Method::GET) => {
+            Ok(Reply::json(200, json!({"value": subscriptions::list(ctx)})))
+        }
+        (Target::Subscription, Method::GET) => {
+            Ok(Reply::json(200, subscriptions::subscription(ctx, &ctx.sub)))
+        }
+        (Target::Locations, Method::GET) => Ok(Reply::json(
             200,
-            json!({
-            "id": format!("/subscriptions/{}", ctx.sub), "subscriptionId": ctx.sub,
-            "tenantId": arm.identity.tenant_id, "displayName": "devcloud", "state": "Enabled"}),
+            json!({"value": subscriptions::locations(ctx)}),
         )),
         (
             Target::OpStatus {
@@ -103,14 +140,25 @@ async fn dispatch_inner(
                 monitor,
             },
             Method::GET,
-        ) => common::op_status(&ctx, *family, id, *monitor),
-        (Target::ResourceGroup { rg }, m) => resources::resource_group(&ctx, rg, &m),
+        ) => common::op_status(ctx, *family, id, *monitor),
+        (Target::ResourceGroup { rg }, m) => resources::resource_group(ctx, rg, &m),
+        (
+            Target::NotSimulated {
+                rg,
+                type_path,
+                name,
+            },
+            m,
+        ) => not_simulated(rg.as_deref(), type_path, name.is_some(), &m),
+        (Target::StorageAccount { rg, name }, m) => {
+            storage::storage(ctx, rg.as_deref(), name.as_deref(), &m)
+        }
         (Target::ResourceGroups, Method::GET) => Ok(Reply::json(
             200,
-            json!({"value": resources::list_groups(&ctx)?}),
+            json!({"value": resources::list_groups(ctx)?}),
         )),
         (Target::Collection { kind, rg, parent }, Method::GET) => {
-            common::list(&ctx, *kind, rg.as_deref(), parent.as_deref())
+            common::list(ctx, *kind, rg.as_deref(), parent.as_deref())
         }
         (
             Target::Item {
@@ -121,8 +169,8 @@ async fn dispatch_inner(
                 ..
             },
             Method::GET,
-        ) => common::get(&ctx, *kind, key, type_path, rg),
-        (Target::Item { .. }, Method::DELETE) => common::delete(&ctx, &route.target),
+        ) => common::get(ctx, *kind, key, type_path, rg),
+        (Target::Item { .. }, Method::DELETE) => common::delete(ctx, &route.target),
         (Target::Item { kind, .. }, Method::PUT | Method::PATCH) => {
             let body: Value = if req.body.is_empty() {
                 Value::Null
@@ -138,16 +186,14 @@ async fn dispatch_inner(
             }
             let patch = req.method == Method::PATCH;
             match kind {
-                Kind::Image => images::put_image(&ctx, &route.target, body, patch).await,
-                Kind::Gallery => galleries::put_gallery(&ctx, &route.target, body, patch),
-                Kind::Definition => definitions::put_definition(&ctx, &route.target, body, patch),
-                Kind::Version => versions::put_version(&mut ctx, &route.target, body, patch).await,
-                Kind::Template => templates::put_template(&ctx, &route.target, body, patch),
+                Kind::Image => images::put_image(ctx, &route.target, body, patch).await,
+                Kind::Gallery => galleries::put_gallery(ctx, &route.target, body, patch),
+                Kind::Definition => definitions::put_definition(ctx, &route.target, body, patch),
+                Kind::Version => versions::put_version(ctx, &route.target, body, patch).await,
+                Kind::Template => templates::put_template(ctx, &route.target, body, patch),
             }
         }
-        (Target::TemplateAction { .. }, Method::POST) => {
-            imagebuilder::action(&mut ctx, &route.target)
-        }
+        (Target::TemplateAction { .. }, Method::POST) => imagebuilder::action(ctx, &route.target),
         (
             Target::RunOutputs {
                 key,
@@ -156,7 +202,7 @@ async fn dispatch_inner(
                 rg,
             },
             Method::GET,
-        ) => imagebuilder::run_outputs(&ctx, key, name, rg, output.as_deref()),
+        ) => imagebuilder::run_outputs(ctx, key, name, rg, output.as_deref()),
         (Target::Unknown, _) => Err(ArmError::new(
             400,
             "InvalidResourceType",
@@ -195,4 +241,25 @@ fn metadata(base: &str) -> Reply {
             "microsoftGraphResourceId": "https://graph.microsoft.com/",
         }),
     )
+}
+
+/// A Compute type Azure has but devcloud does not simulate: as in an Azure subscription without any,
+/// GET of an item is 404 ResourceNotFound, a list is empty and DELETE finds nothing (204). Creating
+/// one is refused with an invented code, since devcloud cannot stand in for it.
+fn not_simulated(
+    rg: Option<&str>,
+    type_path: &str,
+    item: bool,
+    m: &Method,
+) -> Result<Reply, ArmError> {
+    match (*m == Method::GET, *m == Method::DELETE, item) {
+        (true, _, false) => Ok(Reply::json(200, json!({"value": []}))),
+        (true, _, true) => Err(ArmError::not_found(type_path, rg.unwrap_or(""))),
+        (_, true, true) => Ok(Reply::empty(204)),
+        _ => Err(ArmError::invented(
+            400,
+            "DevcloudUnsupportedResourceType",
+            format!("devcloud does not simulate '{type_path}'."),
+        )),
+    }
 }

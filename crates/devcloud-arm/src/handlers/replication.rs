@@ -76,13 +76,44 @@ pub(crate) const SAT_VERSION: &[&str] = &[
     "PremiumV2_LRS",
 ];
 
+/// The storage type of a region the request gives none for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageDefault {
+    /// `publishingProfile.storageAccountType` (or Standard_LRS before api-version 2025-03-03).
+    Type(String),
+    /// `storageAccountStrategy: PreferStandard_ZRS`: ZRS where the region has zones, else LRS.
+    PreferZrs,
+    /// `storageAccountStrategy: DefaultStandard_LRS`.
+    Lrs,
+}
+
+impl StorageDefault {
+    pub fn for_region(&self, norm: &str) -> String {
+        match self {
+            StorageDefault::Type(t) => t.clone(),
+            StorageDefault::PreferZrs if names::has_zones(norm) => "Standard_ZRS".into(),
+            StorageDefault::PreferZrs | StorageDefault::Lrs => "Standard_LRS".into(),
+        }
+    }
+}
+
+/// The regions a request wants. A region it gives no storage type for keeps the type it already
+/// has (`old`, the stored target regions), or gets `default`'s.
 pub(crate) fn parse_regions(
     pp: &Value,
     location_shown: &str,
     location: &str,
     default_count: i64,
+    default: &StorageDefault,
+    old: &Value,
 ) -> Result<Vec<WantRegion>, ArmError> {
-    let default_sat = pp["storageAccountType"].as_str().unwrap_or("Standard_LRS");
+    let old_sat = |norm: &str| {
+        old.as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["name"].as_str().map(norm_region).as_deref() == Some(norm))
+            .and_then(|t| t["storageAccountType"].as_str().map(str::to_string))
+    };
     let mut want = Vec::new();
     match pp["targetRegions"].as_array() {
         Some(list) if !list.is_empty() => {
@@ -109,7 +140,12 @@ pub(crate) fn parse_regions(
                         "galleryImageVersion.properties.publishingProfile.targetRegions.regionalReplicaCount",
                     ));
                 }
-                let sat = t["storageAccountType"].as_str().unwrap_or(default_sat);
+                let sat = t["storageAccountType"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| old_sat(&norm))
+                    .unwrap_or_else(|| default.for_region(&norm));
+                let sat = sat.as_str();
                 enum_check(
                     Some(sat),
                     SAT_VERSION,
@@ -128,7 +164,7 @@ pub(crate) fn parse_regions(
             name: location_shown.to_string(),
             norm: location.to_string(),
             replicas: default_count,
-            sat: default_sat.to_string(),
+            sat: old_sat(location).unwrap_or_else(|| default.for_region(location)),
         }),
     }
     if !want.iter().any(|w| w.norm == location) {

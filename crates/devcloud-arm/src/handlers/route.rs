@@ -10,7 +10,9 @@ use crate::model::{Kind, OpFamily};
 #[derive(Debug, Clone)]
 pub enum Target {
     Metadata,
+    Subscriptions,
     Subscription,
+    Locations,
     OpStatus {
         family: OpFamily,
         id: String,
@@ -46,6 +48,19 @@ pub enum Target {
         name: String,
         output: Option<String>,
     },
+    /// `Microsoft.Storage/storageAccounts` in a group (`name` None = the list) or, with `rg` None,
+    /// the subscription's list.
+    StorageAccount {
+        rg: Option<String>,
+        name: Option<String>,
+    },
+    /// A Compute type Azure has but devcloud does not simulate (`virtualMachines`, `disks`, …): an
+    /// item (`name` Some) is never found, a list is empty.
+    NotSimulated {
+        rg: Option<String>,
+        type_path: String,
+        name: Option<String>,
+    },
     Unknown,
 }
 
@@ -53,7 +68,9 @@ impl Target {
     /// The resource group a request inside a group addresses (not the group itself).
     pub fn resource_group(&self) -> Option<&str> {
         match self {
-            Target::Collection { rg, .. } => rg.as_deref(),
+            Target::Collection { rg, .. }
+            | Target::StorageAccount { rg, .. }
+            | Target::NotSimulated { rg, .. } => rg.as_deref(),
             Target::Item { rg, .. }
             | Target::TemplateAction { rg, .. }
             | Target::RunOutputs { rg, .. } => Some(rg),
@@ -69,6 +86,34 @@ pub struct Route {
     pub anonymous: bool,
     pub subscription: Option<String>,
     pub target: Target,
+}
+
+/// Microsoft.Compute resource types Azure has that devcloud does not simulate.
+pub const NOT_SIMULATED: &[&str] = &[
+    "virtualMachines",
+    "virtualMachineScaleSets",
+    "disks",
+    "snapshots",
+    "availabilitySets",
+    "diskEncryptionSets",
+    "diskAccesses",
+    "proximityPlacementGroups",
+    "sshPublicKeys",
+    "hostGroups",
+    "capacityReservationGroups",
+    "restorePointCollections",
+    "cloudServices",
+];
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn not_simulated(t: &str) -> bool {
+    NOT_SIMULATED.iter().any(|n| eq(n, t))
 }
 
 pub(crate) fn eq(a: &str, b: &str) -> bool {
@@ -112,6 +157,11 @@ pub fn classify(req: &Req) -> Route {
         r.target = Target::Metadata;
         return r;
     }
+    if segs.len() == 1 && eq(segs[0], "subscriptions") {
+        r.kind = "Subscriptions_List".into();
+        r.target = Target::Subscriptions;
+        return r;
+    }
     if segs.len() < 2 || !eq(segs[0], "subscriptions") {
         return r;
     }
@@ -121,6 +171,11 @@ pub fn classify(req: &Req) -> Route {
     if rest.is_empty() {
         r.kind = "Subscriptions_Get".into();
         r.target = Target::Subscription;
+        return r;
+    }
+    if rest.len() == 1 && eq(rest[0], "locations") {
+        r.kind = "Subscriptions_ListLocations".into();
+        r.target = Target::Locations;
         return r;
     }
     if rest.len() == 1 && eq(rest[0], "resourceGroups") {
@@ -163,6 +218,18 @@ pub fn classify(req: &Req) -> Route {
         return r;
     }
     // Subscription-level lists.
+    if rest.len() == 3
+        && eq(rest[0], "providers")
+        && eq(rest[1], "Microsoft.Storage")
+        && eq(rest[2], "storageAccounts")
+    {
+        r.kind = "StorageAccounts_List".into();
+        r.target = Target::StorageAccount {
+            rg: None,
+            name: None,
+        };
+        return r;
+    }
     if rest.len() == 3 && eq(rest[0], "providers") {
         let kind = if eq(rest[1], "Microsoft.Compute") && eq(rest[2], "images") {
             Some(Kind::Image)
@@ -179,6 +246,13 @@ pub fn classify(req: &Req) -> Route {
                 kind,
                 rg: None,
                 parent: None,
+            };
+        } else if eq(rest[1], "Microsoft.Compute") && not_simulated(rest[2]) {
+            r.kind = format!("{}_List", upper_first(rest[2]));
+            r.target = Target::NotSimulated {
+                rg: None,
+                type_path: format!("Microsoft.Compute/{}", rest[2]),
+                name: None,
             };
         }
         return r;
@@ -198,6 +272,29 @@ pub fn classify(req: &Req) -> Route {
     }
     let ns = rest[3];
     let p = &rest[4..];
+    if eq(ns, "Microsoft.Storage") && eq(p[0], "storageAccounts") && p.len() <= 2 {
+        r.kind = if p.len() == 1 {
+            "StorageAccounts_ListByResourceGroup".into()
+        } else if *m == Method::GET {
+            "StorageAccounts_GetProperties".into()
+        } else {
+            format!("StorageAccounts_{}", item_verb(m))
+        };
+        r.target = Target::StorageAccount {
+            rg: Some(rg),
+            name: p.get(1).map(|s| s.to_string()),
+        };
+        return r;
+    }
+    if eq(ns, "Microsoft.Compute") && not_simulated(p[0]) {
+        r.kind = format!("{}_{}", upper_first(p[0]), item_verb(m));
+        r.target = Target::NotSimulated {
+            rg: Some(rg),
+            type_path: format!("Microsoft.Compute/{}", p.join("/")),
+            name: (p.len() > 1).then(|| p[p.len() - 1].to_string()),
+        };
+        return r;
+    }
     if eq(ns, "Microsoft.Compute") {
         if eq(p[0], "images") {
             match p.len() {

@@ -53,8 +53,16 @@ pub(crate) fn put_template(
                 "stagingResourceGroup",
                 "optimize",
             ] {
-                let old = &r.body["properties"][k];
-                let new = &p[k];
+                // The read-only source.exactVersion a run filled in is not the user's change.
+                let without_exact = |v: &Value| {
+                    let mut v = v.clone();
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("exactVersion");
+                    }
+                    v
+                };
+                let old = &without_exact(&r.body["properties"][k]);
+                let new = &without_exact(&p[k]);
                 let same = old == new
                     || (new.is_null() && (old.is_null() || k == "buildTimeoutInMinutes"));
                 if !same {

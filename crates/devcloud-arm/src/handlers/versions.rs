@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use super::common::*;
-use super::replication::{SAT_VERSION, WantRegion, parse_regions, regions_json, schedule};
+use super::replication::{
+    SAT_VERSION, StorageDefault, WantRegion, parse_regions, regions_json, schedule,
+};
 use super::route::Target;
 use crate::arm::Reply;
 use crate::config::Work;
@@ -341,7 +343,56 @@ pub(crate) fn validate_version(
         (false, _) => base["publishingProfile"].clone(),
     };
     let default_count = pp_in["replicaCount"].as_i64().unwrap_or(1);
-    let want = parse_regions(&pp_in, &shown, &loc, default_count)?;
+    // Storage type: storageAccountType, or storageAccountStrategy (not both); without either, from
+    // api-version 2025-03-03 on the spec's default is PreferStandard_ZRS [spec], before it Standard_LRS.
+    // What the request says; otherwise what was chosen when the version was made.
+    let req_pp = &p["publishingProfile"];
+    let given_sat = req_pp["storageAccountType"].as_str();
+    let strategy = req_pp["storageAccountStrategy"].as_str();
+    let old_pp = &base["publishingProfile"];
+    if let Some(sat) = given_sat {
+        enum_check(
+            Some(sat),
+            SAT_VERSION,
+            "storageAccountType",
+            "galleryImageVersion.properties.publishingProfile.storageAccountType",
+        )?;
+    }
+    enum_check(
+        strategy,
+        &["PreferStandard_ZRS", "DefaultStandard_LRS"],
+        "storageAccountStrategy",
+        "galleryImageVersion.properties.publishingProfile.storageAccountStrategy",
+    )?;
+    let storage = match (given_sat, strategy) {
+        (Some(_), Some(_)) => {
+            return Err(ArmError::invalid_parameter(
+                "storageAccountStrategy cannot be specified along with storageAccountType.",
+                "galleryImageVersion.properties.publishingProfile.storageAccountStrategy",
+            ));
+        }
+        (Some(t), None) => StorageDefault::Type(t.to_string()),
+        (None, Some(s)) if s.eq_ignore_ascii_case("DefaultStandard_LRS") => StorageDefault::Lrs,
+        (None, Some(_)) => StorageDefault::PreferZrs,
+        (None, None) => match (
+            old_pp["storageAccountStrategy"].as_str(),
+            old_pp["storageAccountType"].as_str(),
+        ) {
+            (Some(s), _) if s.eq_ignore_ascii_case("DefaultStandard_LRS") => StorageDefault::Lrs,
+            (Some(_), _) => StorageDefault::PreferZrs,
+            (None, Some(t)) => StorageDefault::Type(t.to_string()),
+            (None, None) if ctx.api.as_str() >= "2025-03-03" => StorageDefault::PreferZrs,
+            (None, None) => StorageDefault::Type("Standard_LRS".into()),
+        },
+    };
+    let want = parse_regions(
+        &pp_in,
+        &shown,
+        &loc,
+        default_count,
+        &storage,
+        &base["publishingProfile"]["targetRegions"],
+    )?;
     let total: i64 = want.iter().map(|w| w.replicas).sum();
     if total > ctx.arm.config.limits.replicas_per_version {
         return Err(ArmError::invalid_parameter(
@@ -352,15 +403,6 @@ pub(crate) fn validate_version(
             "galleryImageVersion.properties.publishingProfile.targetRegions",
         ));
     }
-    let sat = pp_in["storageAccountType"]
-        .as_str()
-        .unwrap_or("Standard_LRS");
-    enum_check(
-        Some(sat),
-        SAT_VERSION,
-        "storageAccountType",
-        "galleryImageVersion.properties.publishingProfile.storageAccountType",
-    )?;
     enum_check(
         pp_in["replicationMode"].as_str(),
         &["Full", "Shallow"],
@@ -456,7 +498,25 @@ pub(crate) fn validate_version(
         &base["publishingProfile"]["targetRegions"],
     );
     pp["replicaCount"] = json!(default_count);
-    pp["storageAccountType"] = json!(sat);
+    match &storage {
+        StorageDefault::Type(t) => {
+            pp["storageAccountType"] = json!(t);
+            if let Some(o) = pp.as_object_mut() {
+                o.remove("storageAccountStrategy");
+            }
+        }
+        StorageDefault::PreferZrs | StorageDefault::Lrs => {
+            let s = if storage == StorageDefault::Lrs {
+                "DefaultStandard_LRS"
+            } else {
+                "PreferStandard_ZRS"
+            };
+            pp["storageAccountStrategy"] = json!(s);
+            // The type the strategy chose for the version's own region (the recorded 2025-03-03
+            // examples show it beside the regions' types).
+            pp["storageAccountType"] = json!(storage.for_region(&loc));
+        }
+    }
     if pp["excludeFromLatest"].is_null() {
         pp["excludeFromLatest"] = json!(false);
     }
