@@ -30,6 +30,13 @@ async fn run(dur: Duration, conc: usize) -> anyhow::Result<()> {
     config.time_factor = 0.0;
     config.throttling.enabled = false;
     config.limits.galleries_per_region = usize::MAX;
+    config
+        .resource_groups
+        .push(devcloud_arm::ResourceGroupSeed {
+            subscription: "00000000-0000-0000-0000-000000000001".into(),
+            name: "bench".into(),
+            location: None,
+        });
     let arm =
         devcloud_arm::serve(config, identity.clone(), Some(&tls), "127.0.0.1:0".parse()?).await?;
     let ca = reqwest::Certificate::from_pem(&tls.ca_pem_bytes()?)?;

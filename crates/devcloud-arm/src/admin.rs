@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 use warp::http::Method;
 
+use crate::arm::{Arm, Reply, Req, counts, now};
 use crate::faults::FaultRule;
 use crate::model::fmt_time;
-use crate::server::{Arm, Reply, Req, counts, now};
 
 pub fn handle(arm: &Arm, req: &Req) -> Reply {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').skip(1).collect();

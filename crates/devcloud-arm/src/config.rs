@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The subscription the devcloud binary prints for clients (any subscription id is accepted).
+pub const DEFAULT_SUBSCRIPTION_ID: &str = "6d3f8b1e-0c4a-4d2b-9e57-1a2b3c4d5e6f";
+
 /// Everything the simulator can be tuned with. `ArmConfig::default()` is realistic (time factor 1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -25,6 +28,81 @@ pub struct ArmConfig {
     pub seed: Option<u64>,
     /// Log every request at info level (method, path, status, duration).
     pub log_requests: bool,
+    /// The region resources are reported in when a request names none (resource groups created at
+    /// start, the storage accounts below).
+    pub default_location: String,
+    /// Resource groups that exist from the start, as infra would have made them in Azure. Every
+    /// resource lives in one: a PUT into a group that does not exist answers 404 ResourceGroupNotFound.
+    pub resource_groups: Vec<ResourceGroupSeed>,
+    /// Storage accounts `Microsoft.Storage/storageAccounts/{name}` GET answers for (the Azurite
+    /// account). Empty = one account named after `blob_endpoint`'s path (`devstoreaccount1`) in
+    /// resource group [`DEFAULT_STORAGE_RESOURCE_GROUP`]. Any other account answers 404.
+    pub storage_accounts: Vec<StorageAccount>,
+    /// Long-running operations answered with only a `Location` header (no `Azure-AsyncOperation`),
+    /// as many Azure providers do: operation kinds (`GalleryImageVersions_CreateOrUpdate`), resource
+    /// kinds (`GalleryImageVersions`, matching every operation of that kind) or `*` for all. The
+    /// admin fault action `locationOnly` does the same per request.
+    pub location_only: Vec<String>,
+    /// Lists answer at most this many items per page, with a `nextLink` to the rest (0 = no paging).
+    /// Small by default so every client's pager is exercised; Azure's pages are larger.
+    pub page_size: usize,
+}
+
+/// The resource group of the Azurite account when `storage_accounts` names none.
+pub const DEFAULT_STORAGE_RESOURCE_GROUP: &str = "rg-ingest";
+
+/// A storage account the simulator reports (its blob endpoint is Azurite's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageAccount {
+    /// `None` = the account is found in every subscription (its resource group must still exist).
+    #[serde(default)]
+    pub subscription: Option<String>,
+    pub resource_group: String,
+    pub name: String,
+    /// `None` = the configuration's `default_location`.
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    #[serde(default = "default_sku")]
+    pub sku: String,
+}
+
+fn default_kind() -> String {
+    "StorageV2".to_string()
+}
+
+fn default_sku() -> String {
+    "Standard_LRS".to_string()
+}
+
+/// A resource group created when the simulator starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceGroupSeed {
+    /// Defaults to [`DEFAULT_SUBSCRIPTION_ID`].
+    #[serde(default = "default_subscription")]
+    pub subscription: String,
+    pub name: String,
+    /// Defaults to the configuration's `default_location`.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+impl ResourceGroupSeed {
+    /// A group of this name in the default subscription and location.
+    pub fn new(name: &str) -> Self {
+        Self {
+            subscription: DEFAULT_SUBSCRIPTION_ID.to_string(),
+            name: name.to_string(),
+            location: None,
+        }
+    }
+}
+
+fn default_subscription() -> String {
+    DEFAULT_SUBSCRIPTION_ID.to_string()
 }
 
 impl Default for ArmConfig {
@@ -39,6 +117,11 @@ impl Default for ArmConfig {
             snapshot_path: None,
             seed: None,
             log_requests: true,
+            default_location: "westeurope".to_string(),
+            resource_groups: Vec::new(),
+            storage_accounts: Vec::new(),
+            location_only: Vec::new(),
+            page_size: 3,
         }
     }
 }
@@ -53,6 +136,12 @@ pub struct ApiVersions {
     pub galleries: Vec<String>,
     /// `Microsoft.VirtualMachineImages/imageTemplates`.
     pub image_builder: Vec<String>,
+    /// `Microsoft.Resources` resource groups and ARM's own operation results.
+    pub resources: Vec<String>,
+    /// `Microsoft.Resources` subscriptions and locations.
+    pub subscriptions: Vec<String>,
+    /// `Microsoft.Storage/storageAccounts`.
+    pub storage: Vec<String>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -62,7 +151,20 @@ fn strings(v: &[&str]) -> Vec<String> {
 impl Default for ApiVersions {
     fn default() -> Self {
         Self {
+            // The folders of the published REST specs (azure-rest-api-specs): images in ComputeRP
+            // (Microsoft.Compute/Compute/stable/*, images since 2016-04-30-preview).
             images: strings(&[
+                "2016-04-30-preview",
+                "2017-03-30",
+                "2017-12-01",
+                "2018-04-01",
+                "2018-06-01",
+                "2018-10-01",
+                "2019-03-01",
+                "2019-07-01",
+                "2019-12-01",
+                "2020-06-01",
+                "2020-12-01",
                 "2021-03-01",
                 "2021-04-01",
                 "2021-07-01",
@@ -78,9 +180,16 @@ impl Default for ApiVersions {
                 "2024-11-01",
                 "2025-04-01",
                 "2025-11-01",
+                "2026-03-01",
                 "2026-04-01",
             ]),
+            // GalleryRP (gallery.json, then GalleryRP.json).
             galleries: strings(&[
+                "2018-06-01",
+                "2019-03-01",
+                "2019-07-01",
+                "2019-12-01",
+                "2020-09-30",
                 "2021-07-01",
                 "2021-10-01",
                 "2022-01-03",
@@ -92,12 +201,92 @@ impl Default for ApiVersions {
                 "2025-12-03",
                 "2026-03-03",
             ]),
+            // Microsoft.VirtualMachineImages/ImageBuilder/{preview,stable}.
             image_builder: strings(&[
+                "2018-02-01-preview",
+                "2019-02-01-preview",
+                "2019-05-01-preview",
+                "2020-02-14",
+                "2021-10-01",
                 "2022-02-14",
                 "2022-07-01",
                 "2023-07-01",
                 "2024-02-01",
                 "2025-10-01",
+            ]),
+            // specification/resources/resource-manager/Microsoft.Resources/resources/readme.md
+            resources: strings(&[
+                "2015-11-01",
+                "2016-02-01",
+                "2016-07-01",
+                "2016-09-01",
+                "2017-05-10",
+                "2018-02-01",
+                "2018-05-01",
+                "2019-03-01",
+                "2019-05-01",
+                "2019-05-10",
+                "2019-07-01",
+                "2019-08-01",
+                "2019-10-01",
+                "2020-06-01",
+                "2020-08-01",
+                "2020-10-01",
+                "2021-01-01",
+                "2021-04-01",
+                "2022-09-01",
+                "2023-07-01",
+                "2024-03-01",
+                "2024-07-01",
+                "2024-11-01",
+                "2025-03-01",
+                "2025-04-01",
+            ]),
+            // specification/resources/resource-manager/Microsoft.Resources/subscriptions/stable
+            subscriptions: strings(&[
+                "2015-11-01",
+                "2016-06-01",
+                "2018-06-01",
+                "2019-06-01",
+                "2019-11-01",
+                "2020-01-01",
+                "2021-01-01",
+                "2022-12-01",
+            ]),
+            // specification/storage/resource-manager/readme.md (package tags)
+            storage: strings(&[
+                "2015-05-01-preview",
+                "2015-06-15",
+                "2016-01-01",
+                "2016-05-01",
+                "2016-12-01",
+                "2017-06-01",
+                "2017-10-01",
+                "2018-02-01",
+                "2018-03-01-preview",
+                "2018-07-01",
+                "2018-11-01",
+                "2019-04-01",
+                "2019-06-01",
+                "2020-08-01-preview",
+                "2021-01-01",
+                "2021-02-01",
+                "2021-04-01",
+                "2021-06-01",
+                "2021-08-01",
+                "2021-09-01",
+                "2022-05-01",
+                "2022-09-01",
+                "2023-01-01",
+                "2023-04-01",
+                "2023-05-01",
+                "2024-01-01",
+                "2025-01-01",
+                "2025-06-01",
+                "2025-08-01",
+                "2026-04-01",
+                "2026-06-01",
+                "2026-09-01",
             ]),
         }
     }
@@ -127,6 +316,7 @@ pub enum Work {
     TemplateDelete,
     TemplateRun,
     TemplateCancel,
+    ResourceGroupDelete,
 }
 
 /// Durations per kind of work (seconds at time factor 1), per-region multipliers and jitter.
@@ -164,6 +354,7 @@ impl Default for LatencyModel {
             (TemplateDelete, 30.0),
             (TemplateRun, 900.0),
             (TemplateCancel, 60.0),
+            (ResourceGroupDelete, 30.0),
         ]
         .into_iter()
         .collect();
@@ -253,6 +444,41 @@ impl Default for Limits {
 }
 
 impl ArmConfig {
+    /// Whether operations of `kind` (e.g. `Galleries_Delete`) answer with `Location` only.
+    pub fn is_location_only(&self, kind: &str) -> bool {
+        let resource = kind.split('_').next().unwrap_or(kind);
+        self.location_only
+            .iter()
+            .any(|k| k == "*" || k.eq_ignore_ascii_case(kind) || k.eq_ignore_ascii_case(resource))
+    }
+
+    /// The storage accounts served: the configured ones, or the Azurite account of `blob_endpoint`.
+    pub fn storage_accounts(&self) -> Vec<StorageAccount> {
+        if !self.storage_accounts.is_empty() {
+            return self.storage_accounts.clone();
+        }
+        let Some(name) = self
+            .blob_endpoint
+            .as_deref()
+            .and_then(|e| url::Url::parse(e).ok())
+            .and_then(|u| {
+                u.path_segments()
+                    .and_then(|mut s| s.next().map(str::to_string))
+            })
+            .filter(|n| !n.is_empty())
+        else {
+            return Vec::new();
+        };
+        vec![StorageAccount {
+            subscription: None,
+            resource_group: DEFAULT_STORAGE_RESOURCE_GROUP.to_string(),
+            name,
+            location: None,
+            kind: default_kind(),
+            sku: default_sku(),
+        }]
+    }
+
     /// A configuration for tests: everything 1000 times faster, no jitter, deterministic.
     pub fn fast() -> Self {
         let mut c = Self {

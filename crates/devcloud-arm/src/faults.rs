@@ -47,6 +47,9 @@ pub enum FaultAction {
     Stall,
     /// Drop the connection without an answer.
     Reset,
+    /// The long-running operation the request starts is answered with only a `Location` header (no
+    /// `Azure-AsyncOperation`), as many Azure providers do.
+    LocationOnly,
     /// The version's replication to `region` fails with `details`.
     #[serde(rename_all = "camelCase")]
     FailRegion {
@@ -73,6 +76,8 @@ pub struct OpFault {
     pub error: Option<crate::error::ArmError>,
     pub stall: bool,
     pub fail_regions: Vec<(String, String)>,
+    /// Answer with `Location` only.
+    pub location_only: bool,
 }
 
 impl FaultAction {

@@ -8,7 +8,8 @@ use devcloud_arm::{ArmConfig, Stack, StackOptions};
 
 const USAGE: &str =
     "usage: devcloud-arm [--state-dir DIR] [--arm-port 7443] [--msi-port 7444] [--blob-port 10000]
-                    [--time-factor 1.0] [--no-azurite] [--config FILE.json] [--snapshot FILE.json]";
+                    [--time-factor 1.0] [--no-azurite] [--config FILE.json] [--snapshot FILE.json]
+                    [--resource-group NAME]... (default rg-images; created at start, as infra would)";
 
 struct Args {
     state_dir: PathBuf,
@@ -19,6 +20,7 @@ struct Args {
     azurite: bool,
     config: Option<PathBuf>,
     snapshot: Option<PathBuf>,
+    resource_groups: Vec<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -31,6 +33,7 @@ fn parse_args() -> anyhow::Result<Args> {
         azurite: true,
         config: None,
         snapshot: None,
+        resource_groups: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,12 +52,17 @@ fn parse_args() -> anyhow::Result<Args> {
             "--config" => a.config = Some(PathBuf::from(val("--config")?)),
             "--snapshot" => a.snapshot = Some(PathBuf::from(val("--snapshot")?)),
             "--no-azurite" => a.azurite = false,
+            "--resource-group" => a.resource_groups.push(val("--resource-group")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
+    }
+    if a.resource_groups.is_empty() {
+        a.resource_groups
+            .push(devcloud_arm::stack::DEFAULT_RESOURCE_GROUP.to_string());
     }
     Ok(a)
 }
@@ -88,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         blob_port: args.blob_port,
         azurite: args.azurite,
         config,
+        resource_groups: args.resource_groups.clone(),
     })
     .await?;
     let exports: Vec<String> = stack

@@ -52,6 +52,8 @@ pub enum OpFamily {
     Compute,
     /// `Microsoft.VirtualMachineImages/locations/{loc}/operations/{id}`.
     ImageBuilder,
+    /// `/subscriptions/{sub}/operationresults/{id}` (Microsoft.Resources: resource group deletion).
+    Resources,
 }
 
 impl OpFamily {
@@ -60,6 +62,7 @@ impl OpFamily {
             OpFamily::Caps => ("Microsoft.Compute", "capsOperations"),
             OpFamily::Compute => ("Microsoft.Compute", "operations"),
             OpFamily::ImageBuilder => ("Microsoft.VirtualMachineImages", "operations"),
+            OpFamily::Resources => ("Microsoft.Resources", "operationresults"),
         }
     }
 }
@@ -264,11 +267,56 @@ pub struct Resource {
     pub run_outputs: Vec<Value>,
 }
 
+/// A resource group (Microsoft.Resources/resourceGroups).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceGroup {
+    pub id: String,
+    pub name: String,
+    pub subscription: String,
+    /// As the client gave it.
+    pub location: String,
+    #[serde(default)]
+    pub tags: Option<Value>,
+    #[serde(default)]
+    pub managed_by: Option<String>,
+    /// The operation deleting it, once a DELETE was accepted.
+    #[serde(default)]
+    pub deleting: Option<String>,
+}
+
+impl ResourceGroup {
+    /// The lower-cased key of a resource group: `/subscriptions/{sub}/resourcegroups/{rg}`.
+    pub fn key(sub: &str, rg: &str) -> String {
+        format!("/subscriptions/{sub}/resourcegroups/{rg}").to_lowercase()
+    }
+
+    /// The body ARM answers with.
+    pub fn render(&self) -> Value {
+        let state = if self.deleting.is_some() {
+            "Deleting"
+        } else {
+            "Succeeded"
+        };
+        let mut v = json!({"id": self.id, "name": self.name, "type": "Microsoft.Resources/resourceGroups",
+            "location": self.location, "properties": {"provisioningState": state}});
+        if let Some(t) = &self.tags {
+            v["tags"] = t.clone();
+        }
+        if let Some(m) = &self.managed_by {
+            v["managedBy"] = json!(m);
+        }
+        v
+    }
+}
+
 /// The whole simulated cloud.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
     /// Keyed by lower-cased resource id.
     pub resources: BTreeMap<String, Resource>,
+    /// Keyed by [`ResourceGroup::key`].
+    #[serde(default)]
+    pub resource_groups: BTreeMap<String, ResourceGroup>,
     pub operations: HashMap<String, Operation>,
     /// Operation ids in creation order (for listing and pruning).
     pub op_order: Vec<String>,
@@ -296,6 +344,23 @@ impl State {
             .collect();
         for k in done {
             self.resources.remove(&k);
+        }
+        // A deleted resource group takes its resources with it.
+        let gone: Vec<String> = self
+            .resource_groups
+            .iter()
+            .filter(|(_, g)| {
+                g.deleting
+                    .as_ref()
+                    .and_then(|id| self.operations.get(id))
+                    .is_some_and(|op| op.status(now) == OpStatus::Succeeded)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            self.resource_groups.remove(&k);
+            let prefix = format!("{k}/");
+            self.resources.retain(|rk, _| !rk.starts_with(&prefix));
         }
         const KEEP: usize = 20_000;
         if self.op_order.len() > KEEP {

@@ -76,6 +76,34 @@ pub fn template(name: &str, what: &str) -> Result<(), ArmError> {
     ))
 }
 
+/// Resource group names: 1–90 letters, digits, `-`, `.`, `(`, `)` or `_`, not ending in `.`.
+pub fn resource_group(name: &str) -> Result<(), ArmError> {
+    let bad: String = name
+        .chars()
+        .filter(|c| !(c.is_alphanumeric() || matches!(c, '-' | '.' | '(' | ')' | '_')))
+        .collect();
+    if !bad.is_empty() {
+        // [obs] ARM's wording.
+        return Err(ArmError::new(
+            400,
+            "InvalidResourceGroup",
+            format!(
+                "The provided resource group name '{name}' has these invalid characters: '{bad}'. The name can only be a letter, digit, '-', '.', '(', ')' or '_'."
+            ),
+        ));
+    }
+    if name.is_empty() || name.chars().count() > 90 || name.ends_with('.') {
+        return Err(ArmError::new(
+            400,
+            "InvalidResourceGroup",
+            format!(
+                "The provided resource group name '{name}' is invalid: it must be 1 to 90 characters long and must not end with a period."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Definition identifier part: publisher ≤128, offer/sku ≤64; letters, digits, `-`, `.`, `_`; not ending in `.`.
 pub fn identifier_part(field: &str, value: &str, max: usize) -> Result<(), ArmError> {
     if !value.is_empty() && value.len() <= max && IDENT.is_match(value) && !value.ends_with('.') {
@@ -141,6 +169,47 @@ pub const REGIONS: &[(&str, &str)] = &[
     ("newzealandnorth", "New Zealand North"),
 ];
 
+/// Regions with availability zones (where ZRS storage exists). From Azure's region list; a region
+/// missing here is treated as having none.
+pub const ZONAL_REGIONS: &[&str] = &[
+    "eastus",
+    "eastus2",
+    "westus2",
+    "westus3",
+    "centralus",
+    "southcentralus",
+    "canadacentral",
+    "brazilsouth",
+    "mexicocentral",
+    "northeurope",
+    "westeurope",
+    "uksouth",
+    "francecentral",
+    "germanywestcentral",
+    "norwayeast",
+    "swedencentral",
+    "switzerlandnorth",
+    "polandcentral",
+    "italynorth",
+    "spaincentral",
+    "eastasia",
+    "southeastasia",
+    "japaneast",
+    "koreacentral",
+    "australiaeast",
+    "centralindia",
+    "uaenorth",
+    "southafricanorth",
+    "qatarcentral",
+    "israelcentral",
+    "newzealandnorth",
+];
+
+/// Whether a (normalized) region has availability zones.
+pub fn has_zones(region: &str) -> bool {
+    ZONAL_REGIONS.contains(&region)
+}
+
 /// Checks a location is a known region; returns its normalized name.
 pub fn region(loc: &str, target: &str) -> Result<String, ArmError> {
     let n = norm_region(loc);
@@ -180,5 +249,11 @@ mod tests {
         assert!(identifier_part("offer", "x.", 64).is_err());
         assert_eq!(norm_region("West US 2"), "westus2");
         assert!(region("nowhere", "galleries").is_err());
+        assert!(has_zones("westeurope") && !has_zones("westus"));
+        assert!(
+            ZONAL_REGIONS
+                .iter()
+                .all(|z| REGIONS.iter().any(|(r, _)| r == z))
+        );
     }
 }

@@ -8,7 +8,8 @@ use anyhow::Context;
 use devcloud_core::azurite::Azurite;
 use devcloud_core::{Identity, ServerHandle, Tls};
 
-use crate::{ArmConfig, DEFAULT_SUBSCRIPTION_ID, RunningArm};
+use crate::config::{ArmConfig, DEFAULT_SUBSCRIPTION_ID};
+use crate::running::RunningArm;
 
 /// Where and how to start the stack. Ports 0 mean ephemeral.
 #[derive(Debug, Clone)]
@@ -20,7 +21,13 @@ pub struct StackOptions {
     /// Start Azurite (otherwise source blob checks and VHD outputs are off).
     pub azurite: bool,
     pub config: ArmConfig,
+    /// Resource groups to create in the default subscription at start, as infra would in Azure
+    /// (galleon's `GALLEON_RESOURCE_GROUP`); added to `config.resource_groups`.
+    pub resource_groups: Vec<String>,
 }
+
+/// The resource group galleon publishes to in its local settings (`GALLEON_RESOURCE_GROUP`).
+pub const DEFAULT_RESOURCE_GROUP: &str = "rg-images";
 
 impl StackOptions {
     /// Ephemeral ports, Azurite on, the given config.
@@ -32,6 +39,7 @@ impl StackOptions {
             blob_port: 0,
             azurite: true,
             config,
+            resource_groups: vec![DEFAULT_RESOURCE_GROUP.to_string()],
         }
     }
 }
@@ -54,6 +62,11 @@ impl Stack {
         let identity =
             Identity::load_or_create(&opts.state_dir).context("preparing the identity key")?;
         let mut config = opts.config;
+        for name in &opts.resource_groups {
+            config
+                .resource_groups
+                .push(crate::config::ResourceGroupSeed::new(name));
+        }
         let azurite = if opts.azurite {
             let az = devcloud_core::azurite::start(
                 &tls,
@@ -75,7 +88,7 @@ impl Stack {
             devcloud_core::serve_http(identity.msi_filter(identity_secret.clone()), msi_listener)
                 .context("starting the managed-identity endpoint")?;
         let addr: SocketAddr = ([127, 0, 0, 1], opts.arm_port).into();
-        let arm = crate::serve(config, identity.clone(), Some(&tls), addr).await?;
+        let arm = crate::running::serve(config, identity.clone(), Some(&tls), addr).await?;
         Ok(Stack {
             tls,
             identity,

@@ -222,6 +222,11 @@ async fn template(env: &Env, name: &str) {
 
 /// Creates what an example presumes exists.
 async fn setup(env: &Env, op: &str, file: &str, fx: &Value) {
+    // The example's resource group, and the one its Image Builder template distributes into.
+    let rg = fx["parameters"]["resourceGroupName"].as_str().unwrap_or(RG);
+    for g in [rg, "rg1"] {
+        env.create_group(g).await;
+    }
     let base = env.rg_path(RG);
     let g = format!("{base}/providers/Microsoft.Compute/galleries/myGalleryName");
     let d = format!("{g}/images/myGalleryImageName");

@@ -193,7 +193,8 @@ async fn version_replicates_per_region_and_patch_adds_regions_while_replicating(
         .unwrap();
     assert_eq!(regions.len(), 3);
     assert_eq!(regions[1]["regionalReplicaCount"], 3);
-    assert_eq!(regions[2]["storageAccountType"], "Standard_LRS");
+    // api-version 2025-03-03 without a storage type: PreferStandard_ZRS, and eastus has zones.
+    assert_eq!(regions[2]["storageAccountType"], "Standard_ZRS");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! Conformance with an independent client: Python's official `azure-mgmt-compute` and
-//! `azure-mgmt-imagebuilder` (venv made by scripts/setup.sh) drive a full scenario against the
+//! Conformance with an independent client: Python's official `azure-mgmt-compute`,
+//! `azure-mgmt-imagebuilder` and `azure-mgmt-resource` (venv made by scripts/setup.sh) drive a full scenario against the
 //! simulator, authenticating through the managed-identity endpoint and trusting the devcloud CA.
 
 mod common;
@@ -36,7 +36,7 @@ async fn python_sdks_drive_a_full_scenario() {
         .env("DEVCLOUD_DYNAMIC_VHD_URI", &dynamic)
         .env(
             "DEVCLOUD_STORAGE_ACCOUNT_ID",
-            format!("/subscriptions/{SUB}/resourceGroups/rg-storage/providers/Microsoft.Storage/storageAccounts/devstoreaccount1"),
+            format!("/subscriptions/{SUB}/resourceGroups/rg-ingest/providers/Microsoft.Storage/storageAccounts/devstoreaccount1"),
         )
         .env("IDENTITY_ENDPOINT", format!("http://{}/msi/token", msi.addr()))
         .env("IDENTITY_HEADER", &secret)
@@ -53,7 +53,7 @@ async fn python_sdks_drive_a_full_scenario() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("2 passed"),
+        stdout.contains("7 passed"),
         "unexpected pytest summary:\n{stdout}"
     );
 }

@@ -50,6 +50,19 @@ async fn stack_serves_identity_arm_and_azurite() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The resource group galleon's local settings name exists from the start, as infra would make it.
+    let r = client
+        .get(format!(
+            "{}/subscriptions/{}/resourceGroups/{}?api-version=2025-04-01",
+            env["AZURE_RESOURCE_MANAGER_ENDPOINT"],
+            env["AZURE_SUBSCRIPTION_ID"],
+            devcloud_arm::stack::DEFAULT_RESOURCE_GROUP
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // Azurite answers over HTTPS with the same CA.
     let storage: Value = client
         .get(format!(

@@ -1,5 +1,6 @@
 //! Blob storage as an uploader sees it: create a container, upload a VHD as a page blob (in 4 MiB pages,
-//! so it exists before its pages are written, as with azcopy), upload a manifest, read metadata.
+//! so it exists before its pages are written, as with azcopy; all-zero ranges are skipped, pages are zero
+//! until written), upload a manifest, read metadata.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -9,10 +10,16 @@ use devcloud_core::Identity;
 const VERSION: &str = "2021-08-06";
 const PAGE_CHUNK: usize = 4 * 1024 * 1024;
 
+/// How requests are authorised: tokens issued in-process, or one token got from the identity endpoint.
+enum Auth {
+    Identity(Identity),
+    Token(String),
+}
+
 pub struct Storage {
     http: reqwest::Client,
     endpoint: String,
-    identity: Identity,
+    auth: Auth,
 }
 
 impl Storage {
@@ -20,7 +27,16 @@ impl Storage {
         Storage {
             http,
             endpoint,
-            identity,
+            auth: Auth::Identity(identity),
+        }
+    }
+
+    /// With a bearer token for `https://storage.azure.com` (from the managed-identity endpoint).
+    pub fn with_token(http: reqwest::Client, endpoint: String, token: String) -> Storage {
+        Storage {
+            http,
+            endpoint,
+            auth: Auth::Token(token),
         }
     }
 
@@ -31,7 +47,10 @@ impl Storage {
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, url)
-            .bearer_auth(self.identity.issue("https://storage.azure.com"))
+            .bearer_auth(match &self.auth {
+                Auth::Identity(identity) => identity.issue("https://storage.azure.com"),
+                Auth::Token(token) => token.clone(),
+            })
             .header("x-ms-version", VERSION)
     }
 
@@ -61,39 +80,80 @@ impl Storage {
 
     /// Uploads `bytes` as a page blob (length must be a multiple of 512).
     pub async fn upload_page_blob(&self, container: &str, name: &str, bytes: &[u8]) -> Result<()> {
-        if !bytes.len().is_multiple_of(512) {
-            bail!(
-                "a page blob's length must be a multiple of 512 ({} is not)",
-                bytes.len()
-            );
+        let url = self
+            .create_page_blob(container, name, bytes.len() as u64)
+            .await?;
+        for (i, chunk) in bytes.chunks(PAGE_CHUNK).enumerate() {
+            self.put_pages(&url, (i * PAGE_CHUNK) as u64, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn create_page_blob(&self, container: &str, name: &str, length: u64) -> Result<String> {
+        if !length.is_multiple_of(512) {
+            bail!("a page blob's length must be a multiple of 512 ({length} is not)");
         }
         let url = self.url(container, name);
         let r = self
             .request(reqwest::Method::PUT, &url)
             .header("x-ms-blob-type", "PageBlob")
-            .header("x-ms-blob-content-length", bytes.len().to_string())
+            .header("x-ms-blob-content-length", length.to_string())
             .header("Content-Length", "0")
             .send()
             .await?;
         Self::check(r, "create page blob").await?;
-        for (i, chunk) in bytes.chunks(PAGE_CHUNK).enumerate() {
-            if chunk.iter().all(|b| *b == 0) {
-                continue; // pages are zero until written
-            }
-            let start = i * PAGE_CHUNK;
-            let r = self
-                .request(reqwest::Method::PUT, &format!("{url}?comp=page"))
-                .header("x-ms-page-write", "update")
-                .header(
-                    "x-ms-range",
-                    format!("bytes={start}-{}", start + chunk.len() - 1),
-                )
-                .body(chunk.to_vec())
-                .send()
-                .await?;
-            Self::check(r, "put pages").await?;
+        Ok(url)
+    }
+
+    /// Put Page for one range; an all-zero range is not sent (pages are zero until written).
+    async fn put_pages(&self, url: &str, start: u64, chunk: &[u8]) -> Result<bool> {
+        if chunk.iter().all(|b| *b == 0) {
+            return Ok(false);
         }
-        Ok(())
+        let r = self
+            .request(reqwest::Method::PUT, &format!("{url}?comp=page"))
+            .header("x-ms-page-write", "update")
+            .header(
+                "x-ms-range",
+                format!("bytes={start}-{}", start + chunk.len() as u64 - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .await?;
+        Self::check(r, "put pages").await?;
+        Ok(true)
+    }
+
+    /// Uploads a file as a page blob, reading it 4 MiB at a time (a VHD may be tens of GiB); `progress`
+    /// is told (bytes done, bytes in all) after each range. Returns how many bytes were sent (all-zero
+    /// ranges are skipped).
+    pub async fn upload_file_as_page_blob_with_progress(
+        &self,
+        container: &str,
+        name: &str,
+        path: &Path,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64> {
+        use tokio::io::AsyncReadExt;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let length = file.metadata().await?.len();
+        let url = self.create_page_blob(container, name, length).await?;
+        let mut buffer = vec![0u8; PAGE_CHUNK];
+        let (mut offset, mut sent) = (0u64, 0u64);
+        while offset < length {
+            let n = (length - offset).min(PAGE_CHUNK as u64) as usize;
+            file.read_exact(&mut buffer[..n])
+                .await
+                .with_context(|| format!("reading {} at {offset}", path.display()))?;
+            if self.put_pages(&url, offset, &buffer[..n]).await? {
+                sent += n as u64;
+            }
+            offset += n as u64;
+            progress(offset, length);
+        }
+        Ok(sent)
     }
 
     pub async fn upload_file_as_page_blob(
@@ -102,8 +162,9 @@ impl Storage {
         name: &str,
         path: &Path,
     ) -> Result<()> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        self.upload_page_blob(container, name, &bytes).await
+        self.upload_file_as_page_blob_with_progress(container, name, path, |_, _| {})
+            .await
+            .map(|_| ())
     }
 
     pub async fn upload_block_blob(&self, container: &str, name: &str, bytes: &[u8]) -> Result<()> {

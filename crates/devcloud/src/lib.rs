@@ -4,7 +4,11 @@
 //! the end-to-end tests.
 
 pub mod blob;
+pub mod connection;
+pub mod follow;
 pub mod receiver;
+pub mod settings;
+pub mod upload;
 
 use std::{
     collections::BTreeMap,
@@ -97,11 +101,17 @@ impl Options {
 
 /// The gallery galleon publishes to locally.
 pub const RESOURCE_GROUP: &str = "rg-images";
+/// The resource group of the storage account galleon reads VHDs from.
+pub const INGEST_RESOURCE_GROUP: &str = "rg-ingest";
 pub const GALLERY: &str = "golden";
 pub const HOME_REGION: &str = "westeurope";
 pub const TARGET_REGIONS: &str = "westeurope,northeurope,eastus2";
 pub const TOPIC_KEY_NOTE: &str =
     "the custom topic key is random per start; galleon publishes with its identity";
+/// The container uploads go to.
+pub const IMAGES_CONTAINER: &str = "images";
+/// Galleon's public Event Grid topic.
+pub const EVENTS_TOPIC: &str = "galleon-events";
 
 /// The running local cloud.
 pub struct Cloud {
@@ -118,6 +128,36 @@ pub struct Cloud {
     /// `https://127.0.0.1:<port>/devstoreaccount1`
     pub blob_endpoint: String,
     pub topic_key: String,
+}
+
+/// The resource groups (subscription, name) galleon's settings name: its own, those of the allowed
+/// galleries that are not wildcards, and the ingest storage account's.
+fn resource_groups_named(settings: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let sub = settings
+        .get("GALLEON_SUBSCRIPTION_ID")
+        .cloned()
+        .unwrap_or_else(|| devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned());
+    let mut groups = vec![(
+        devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
+        INGEST_RESOURCE_GROUP.to_owned(),
+    )];
+    if let Some(rg) = settings.get("GALLEON_RESOURCE_GROUP") {
+        groups.push((sub.clone(), rg.clone()));
+    }
+    for scope in settings
+        .get("GALLEON_ALLOWED_GALLERIES")
+        .map(|v| v.split(',').collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        if let [s, rg, _] = scope.trim().split('/').collect::<Vec<_>>()[..]
+            && s != "*"
+            && rg != "*"
+            && !rg.is_empty()
+        {
+            groups.push((s.to_owned(), rg.to_owned()));
+        }
+    }
+    groups
 }
 
 fn free_port(wanted: u16) -> Result<u16> {
@@ -195,7 +235,7 @@ impl Cloud {
             })),
             poll_interval: Duration::from_millis(250),
             subscription_id: devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
-            resource_group: "rg-ingest".to_owned(),
+            resource_group: INGEST_RESOURCE_GROUP.to_owned(),
             emit_existing: false,
         });
         let (service_bus, event_grid) = devcloud_messaging::start(messaging)
@@ -249,6 +289,15 @@ impl Cloud {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         settings.extend(options.settings.clone());
+        // The resource groups galleon's settings name exist, as infra would have made them in Azure.
+        let location = settings
+            .get("GALLEON_LOCATION")
+            .cloned()
+            .unwrap_or_else(|| HOME_REGION.to_owned());
+        for (subscription, group) in resource_groups_named(&settings) {
+            arm.arm
+                .ensure_resource_group(&subscription, &group, Some(&location));
+        }
 
         let host = devcloud_host::Host::load(&options.app_root, settings.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))
@@ -297,21 +346,35 @@ impl Cloud {
 
     /// Subscribes a webhook to galleon's public topic (the handshake runs first).
     pub async fn subscribe(&self, name: &str, endpoint: &str) -> Result<()> {
-        let response = self
-            .client()?
-            .post(format!("{}/_devcloud/subscriptions", self.event_grid.url()))
-            .json(&serde_json::json!({"name": name, "topic": "galleon-events", "endpoint": endpoint, "eventDeliverySchema": "CloudEventSchemaV1_0"}))
-            .send()
-            .await
-            .context("subscribing")?;
-        if !response.status().is_success() {
-            anyhow::bail!(
-                "subscribing {endpoint} failed: {} {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
+        subscribe(&self.client()?, &self.event_grid.url(), name, endpoint).await
+    }
+
+    /// Everything an outside client needs (see [`connection::Connection`]).
+    pub fn connection(&self) -> connection::Connection {
+        let setting = |name: &str| self.settings.get(name).cloned().unwrap_or_default();
+        connection::Connection {
+            arm_endpoint: self.arm.base_url.clone(),
+            subscription_id: devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
+            tenant_id: self.identity.tenant_id.clone(),
+            blob_endpoint: self.blob_endpoint.clone(),
+            storage_account: connection::AZURITE_ACCOUNT.to_owned(),
+            storage_connection_string: connection::azurite_connection_string(&self.blob_endpoint),
+            identity_endpoint: format!("http://{}/msi/token", self.msi.addr()),
+            identity_header: setting("IDENTITY_HEADER"),
+            ca_file: self.tls.ca_pem.clone(),
+            service_bus_endpoint: self.service_bus.url(),
+            service_bus_namespace: self.service_bus.addr.to_string(),
+            event_grid_endpoint: self.event_grid.url(),
+            event_grid_topic: EVENTS_TOPIC.to_owned(),
+            event_grid_topic_endpoint: format!(
+                "{}/topics/{EVENTS_TOPIC}/api/events",
+                self.event_grid.url()
+            ),
+            event_grid_topic_key: self.topic_key.clone(),
+            functions_host: format!("http://{}", self.host.http_addr),
+            images_container: IMAGES_CONTAINER.to_owned(),
+            pid: std::process::id(),
         }
-        Ok(())
     }
 
     /// Where everything listens, for people.
@@ -338,6 +401,43 @@ impl Cloud {
         let mut azurite = self.azurite;
         azurite.stop();
     }
+}
+
+/// Subscribes webhook `endpoint` to galleon's public topic on the Event Grid at `event_grid` (the
+/// handshake runs first), through the admin endpoint.
+pub async fn subscribe(
+    client: &reqwest::Client,
+    event_grid: &str,
+    name: &str,
+    endpoint: &str,
+) -> Result<()> {
+    let response = client
+        .post(format!("{event_grid}/_devcloud/subscriptions"))
+        .json(&serde_json::json!({"name": name, "topic": EVENTS_TOPIC, "endpoint": endpoint, "eventDeliverySchema": "CloudEventSchemaV1_0"}))
+        .send()
+        .await
+        .context("subscribing")?;
+    if !response.status().is_success() {
+        anyhow::bail!(
+            "subscribing {endpoint} failed: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Removes a webhook subscription made with [`subscribe`].
+pub async fn unsubscribe(client: &reqwest::Client, event_grid: &str, name: &str) -> Result<()> {
+    let response = client
+        .delete(format!("{event_grid}/_devcloud/subscriptions/{name}"))
+        .send()
+        .await
+        .context("unsubscribing")?;
+    if !response.status().is_success() {
+        anyhow::bail!("unsubscribing {name} failed: {}", response.status());
+    }
+    Ok(())
 }
 
 /// The repository root: the nearest ancestor holding host.json and events/subscriptions.json.

@@ -1,42 +1,184 @@
-//! `devcloud`: runs galleon's local cloud with one command.
-//!
-//! - `devcloud up`: start everything on the default ports and run until Ctrl-C.
-//! - `devcloud demo`: start everything, make a real fixed VHD with qemu-img, upload it with a manifest,
-//!   and show the chain as a live timeline until the image is ready in every region.
-//! - `devcloud inspect [--port-bus N] [--port-grid N]`: show topics, subscriptions, queue depths, dead
-//!   letters and recent Event Grid deliveries of a running devcloud.
+//! `devcloud`: galleon's local cloud in one command (`up`, `demo`, `inspect`, `upload`); `devcloud
+//! <command> --help` says what each takes. Arguments are parsed with clap; the work is in `commands`.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+mod commands;
 
-use anyhow::{Context, Result, bail};
-use devcloud::{Cloud, Options, Ports, find_app_root, receiver::Receiver};
+use std::{path::PathBuf, process::ExitCode};
 
-fn usage() -> ! {
-    eprintln!("usage: devcloud up | devcloud demo | devcloud inspect");
-    std::process::exit(2);
+use clap::{Args, Parser, Subcommand};
+
+/// Galleon's local cloud: Azurite, Resource Manager, a managed identity, Service Bus, Event Grid and a
+/// Functions host running galleon from this repository.
+#[derive(Debug, Parser)]
+#[command(name = "devcloud", version)]
+pub struct Cli {
+    /// The galleon app directory (host.json, functions/, events/subscriptions.json). Default: the
+    /// nearest one above the current directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub app: Option<PathBuf>,
+    /// Where the local cloud keeps its CA, identity key, Azurite's files and the connection file.
+    /// Default: <app>/.devcloud
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-fn options() -> Result<Options> {
-    let cwd = std::env::current_dir()?;
-    let root = find_app_root(&cwd).context("run devcloud inside the galleon repository (no host.json and events/subscriptions.json above here)")?;
-    let exe_dir = std::env::current_exe()?
-        .parent()
-        .map(PathBuf::from)
-        .context("locating devcloud's own directory")?;
-    if !exe_dir.join("galleon").is_file() {
-        bail!(
-            "no galleon executable next to devcloud in {}; build both: cargo build --release -p galleon -p devcloud",
-            exe_dir.display()
-        );
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the local cloud and keep it running until Ctrl-C. Prints the endpoints and writes what a
+    /// client needs (with the identity header and topic key) to <state-dir>/connection.env and
+    /// connection.json, readable by you only.
+    Up(UpArgs),
+    /// Start the local cloud on free ports, make a 64 MiB fixed VHD with qemu-img, upload it with a
+    /// manifest and show the chain until the image is ready in every region; then stop. Exits non-zero
+    /// when the chain fails or does not finish in time.
+    Demo(DemoArgs),
+    /// Show topics, subscriptions, queue depths, dead letters, Event Grid deliveries and recent
+    /// invocations of a running `devcloud up`.
+    Inspect(InspectArgs),
+    /// Upload your own VHD (as a page blob, with a manifest) to a running `devcloud up` and follow it
+    /// through the chain. Exits 0 on image.ready, 1 on vhd.rejected or step.failed (with the reason).
+    Upload(UploadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GalleonArg {
+    /// The galleon executable the Functions host runs. Default: $GALLEON_BIN, else `galleon` next to
+    /// devcloud.
+    #[arg(long, value_name = "FILE")]
+    pub galleon: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Scales Resource Manager's simulated latencies (0.02: a 10-minute replication takes 12 s; 1: as
+    /// slow as Azure).
+    #[arg(long, default_value_t = 0.02, value_name = "FACTOR")]
+    pub time_factor: f64,
+    /// Scales Event Grid's retry schedule.
+    #[arg(long, default_value_t = 0.01, value_name = "FACTOR")]
+    pub grid_time_factor: f64,
+    /// An app setting for galleon, over the defaults and local.settings.json (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = devcloud::settings::parse_assignment)]
+    pub set: Vec<(String, String)>,
+    /// Do not read <app>/local.settings.json.
+    #[arg(long)]
+    pub no_local_settings: bool,
+    #[command(flatten)]
+    pub ports: PortArgs,
+    #[command(flatten)]
+    pub galleon: GalleonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Every service on a free port (the connection file says which); single --*-port flags still win.
+    #[arg(long)]
+    pub any_ports: bool,
+    /// Azurite blob storage [default: 10000]
+    #[arg(long, value_name = "PORT")]
+    pub azurite_port: Option<u16>,
+    /// Resource Manager [default: 7443]
+    #[arg(long, value_name = "PORT")]
+    pub arm_port: Option<u16>,
+    /// The managed-identity endpoint [default: 7444]
+    #[arg(long, value_name = "PORT")]
+    pub identity_port: Option<u16>,
+    /// Service Bus [default: 7445]
+    #[arg(long, value_name = "PORT")]
+    pub service_bus_port: Option<u16>,
+    /// Event Grid [default: 7446]
+    #[arg(long, value_name = "PORT")]
+    pub event_grid_port: Option<u16>,
+    /// The Functions host [default: 7071]
+    #[arg(long, value_name = "PORT")]
+    pub host_port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Give up (and exit non-zero) when the image is not ready after this many seconds.
+    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Scales Resource Manager's simulated latencies.
+    #[arg(long, default_value_t = 0.02, value_name = "FACTOR")]
+    pub time_factor: f64,
+    /// A fault rule for the local Resource Manager (JSON, as POST /_devcloud/faults takes it), set
+    /// before the upload, to see how a failure is reported (repeatable). For example:
+    /// '{"kind":"GalleryImageVersions_CreateOrUpdate","count":1,"action":{"type":"error","status":400,
+    /// "code":"InvalidParameter","message":"The source blob is not accessible.","inOperation":true}}'
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub arm_fault: Vec<serde_json::Value>,
+    #[command(flatten)]
+    pub galleon: GalleonArg,
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Service Bus port on 127.0.0.1. Default: from the connection file of `devcloud up`, else 7445.
+    #[arg(long, value_name = "PORT")]
+    pub port_bus: Option<u16>,
+    /// Event Grid port on 127.0.0.1. Default: from the connection file, else 7446.
+    #[arg(long, value_name = "PORT")]
+    pub port_grid: Option<u16>,
+    /// Functions host port on 127.0.0.1. Default: from the connection file, else 7071.
+    #[arg(long, value_name = "PORT")]
+    pub port_host: Option<u16>,
+    /// How many recent operations, deliveries and invocations to show.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub recent: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The VHD (fixed, virtual size a multiple of 1 MiB; galleon checks it and says what to fix).
+    #[arg(value_name = "FILE.vhd")]
+    pub file: PathBuf,
+    /// The gallery image definition. Default: from the file name.
+    #[arg(long, value_name = "NAME")]
+    pub definition: Option<String>,
+    #[arg(long, default_value = "Linux", value_parser = ["Linux", "Windows"])]
+    pub os_type: String,
+    /// Hyper-V generation (checked against the partition table).
+    #[arg(long, default_value = "V2", value_parser = ["V1", "V2"])]
+    pub generation: String,
+    /// Target regions: name[=replicas[:storageAccountType]], comma-separated or repeated. Default:
+    /// galleon's GALLEON_TARGET_REGIONS.
+    #[arg(long, value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// The image version (Major.Minor.Patch). Default: from the upload time.
+    #[arg(long, value_name = "X.Y.Z")]
+    pub version: Option<String>,
+    /// The gallery. Default: galleon's GALLEON_GALLERY.
+    #[arg(long, value_name = "NAME")]
+    pub gallery: Option<String>,
+    /// Identifier for a new image definition: PUBLISHER/OFFER/SKU.
+    #[arg(long, value_name = "PUBLISHER/OFFER/SKU", value_parser = parse_identifier)]
+    pub identifier: Option<(String, String, String)>,
+    /// Publish straight from the VHD or through a managed image.
+    #[arg(long, value_parser = ["vhd", "managedImage"])]
+    pub publish_from: Option<String>,
+    /// Stop following (and exit non-zero) after this many seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+fn parse_identifier(text: &str) -> Result<(String, String, String), String> {
+    match text.split('/').collect::<Vec<_>>().as_slice() {
+        [p, o, s] if !p.is_empty() && !o.is_empty() && !s.is_empty() => {
+            Ok(((*p).to_owned(), (*o).to_owned(), (*s).to_owned()))
+        }
+        _ => Err(format!("expected PUBLISHER/OFFER/SKU, got {text:?}")),
     }
-    Ok(Options::new(root.clone(), exe_dir, root.join(".devcloud")))
 }
 
-#[tokio::main]
-async fn main() {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
     devcloud_core::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -45,210 +187,94 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let command = std::env::args().nth(1).unwrap_or_default();
-    let result = match command.as_str() {
-        "up" => up().await,
-        "demo" => demo().await,
-        "inspect" => inspect().await,
-        _ => usage(),
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("devcloud: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    if let Err(e) = result {
-        eprintln!("devcloud: {e:#}");
-        std::process::exit(1);
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("devcloud: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-async fn up() -> Result<()> {
-    let cloud = Cloud::start(options()?).await?;
-    println!(
-        "galleon's local cloud is running:\n{}\n\nUpload a VHD and then its manifest to the 'images' container; Ctrl-C stops everything.",
-        cloud.describe()
-    );
-    cloud.storage()?.create_container("images").await?;
-    let _ = tokio::signal::ctrl_c().await;
-    println!("stopping…");
-    cloud.stop().await;
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
 
-async fn inspect() -> Result<()> {
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(
-            &std::fs::read(options()?.state_dir.join("tls/ca.pem"))
-                .context("no .devcloud/tls/ca.pem: is devcloud up running?")?,
-        )?)
-        .build()?;
-    let ports = Ports::default();
-    let bus = devcloud_messaging::inspect::servicebus_snapshot(
-        &client,
-        &format!("https://127.0.0.1:{}", ports.service_bus),
-        10,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let grid = devcloud_messaging::inspect::eventgrid_snapshot(
-        &client,
-        &format!("https://127.0.0.1:{}", ports.event_grid),
-        20,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{}", devcloud_messaging::inspect::render_servicebus(&bus));
-    println!("{}", devcloud_messaging::inspect::render_eventgrid(&grid));
-    let host: serde_json::Value = client
-        .get(format!(
-            "http://127.0.0.1:{}/_devcloud/host/invocations",
-            ports.host
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
-    println!("recent invocations:");
-    for i in host.as_array().into_iter().flatten().rev().take(20) {
-        println!(
-            "  {} {:<18} {:<9} {:>6} ms",
-            i["started"].as_str().unwrap_or(""),
-            i["function"].as_str().unwrap_or(""),
-            i["status"].as_str().unwrap_or(""),
-            i["duration_ms"]
-        );
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
-    Ok(())
-}
 
-async fn demo() -> Result<()> {
-    let mut opts = options()?;
-    opts.ports = Ports::ephemeral();
-    let started = Instant::now();
-    println!(
-        "starting the local cloud (Azurite, ARM, identity, Service Bus, Event Grid, Functions host + galleon)…"
-    );
-    let cloud = Cloud::start(opts).await?;
-    println!("{}\n", cloud.describe());
-    let receiver = Receiver::start().await?;
-    cloud.subscribe("demo-subscriber", &receiver.url()).await?;
-
-    let work = cloud_dir()?;
-    let vhd = work.join("ubuntu-2404.vhd");
-    let status = std::process::Command::new("qemu-img")
-        .args([
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size",
+    #[test]
+    fn up_takes_ports_factor_and_settings() {
+        let cli = Cli::try_parse_from([
+            "devcloud",
+            "up",
+            "--any-ports",
+            "--arm-port",
+            "9443",
+            "--time-factor",
+            "0.5",
+            "--set",
+            "GALLEON_GALLERY=mine",
+            "--set",
+            "A=b=c",
         ])
-        .arg(&vhd)
-        .arg("64M")
-        .status()
-        .context("running qemu-img (apt-get install qemu-utils)")?;
-    if !status.success() {
-        bail!("qemu-img failed: {status}");
+        .expect("parses");
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        assert!(up.ports.any_ports);
+        assert_eq!(up.ports.arm_port, Some(9443));
+        assert_eq!(up.time_factor, 0.5);
+        assert_eq!(
+            up.set,
+            [
+                ("GALLEON_GALLERY".into(), "mine".into()),
+                ("A".into(), "b=c".into())
+            ]
+        );
+        assert!(Cli::try_parse_from(["devcloud", "up", "--set", "novalue"]).is_err());
     }
-    let storage = cloud.storage()?;
-    storage.create_container("images").await?;
-    println!(
-        "{:>7}  uploading ubuntu-2404/ubuntu-2404.vhd (fixed VHD, 64 MiB, made by qemu-img) as a page blob",
-        elapsed(started)
-    );
-    storage
-        .upload_file_as_page_blob("images", "ubuntu-2404/ubuntu-2404.vhd", &vhd)
-        .await?;
-    let manifest = serde_json::json!({
-        "vhd": "ubuntu-2404.vhd", "imageDefinition": "ubuntu-2404", "osType": "Linux", "hyperVGeneration": "V2",
-        "identifier": {"publisher": "contoso", "offer": "ubuntu", "sku": "24_04-lts-gen2"},
-        "tags": {"build": "demo"}
-    });
-    println!(
-        "{:>7}  uploading ubuntu-2404/ubuntu-2404.manifest.json (the commit signal)",
-        elapsed(started)
-    );
-    storage
-        .upload_block_blob(
-            "images",
-            "ubuntu-2404/ubuntu-2404.manifest.json",
-            manifest.to_string().as_bytes(),
-        )
-        .await?;
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let (mut seen_invocations, mut seen_events, mut seen_messages) = (0usize, 0usize, 0usize);
-    loop {
-        // Facts on the Service Bus topic: what each step announced, scheduled follow-ups, dropped duplicates.
-        let activity = cloud.service_bus.broker.with(|ns| ns.recent(500)).await;
-        for a in activity.iter().skip(seen_messages) {
-            let op = a["op"].as_str().unwrap_or_default();
-            if matches!(op, "sent" | "scheduled" | "duplicate-dropped") {
-                let what = a["detail"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .replace("io.galleon.", "");
-                println!("{:>7}  fact {op:<17} {what}", elapsed(started));
-            }
-        }
-        seen_messages = activity.len();
-        let invocations = cloud.host.invocations();
-        for i in invocations.iter().skip(seen_invocations) {
-            println!(
-                "{:>7}  ran {:<17} {:<9} {:>5} ms{}",
-                elapsed(started),
-                i.function,
-                i.status,
-                i.duration_ms,
-                i.error
-                    .as_deref()
-                    .map(|e| format!("  ({e})"))
-                    .unwrap_or_default()
-            );
-        }
-        seen_invocations = invocations.len();
-        let events = receiver.received.all();
-        for e in events.iter().skip(seen_events) {
-            println!(
-                "{:>7}  ► subscriber received {}  {}",
-                elapsed(started),
-                e["type"].as_str().unwrap_or("?"),
-                e["subject"].as_str().unwrap_or("")
-            );
-        }
-        seen_events = events.len();
-        if let Some(ready) = events
-            .iter()
-            .find(|e| e["type"] == "io.galleon.image.ready.v1")
-        {
-            println!(
-                "\nimage ready: {}\nregions: {}\nARM requests by kind: {:?}",
-                ready["data"]["versionId"],
-                ready["data"]["regions"],
-                cloud.arm.requests_by_kind()
-            );
-            break;
-        }
-        if let Some(failed) = events.iter().find(|e| {
-            e["type"] == "io.galleon.step.failed.v1" || e["type"] == "io.galleon.vhd.rejected.v1"
-        }) {
-            println!("\nthe chain stopped: {failed:#}");
-            break;
-        }
-        if Instant::now() > deadline {
-            println!("\nno image-ready event within 180 s");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    #[test]
+    fn upload_checks_its_choices() {
+        let cli = Cli::try_parse_from([
+            "devcloud",
+            "upload",
+            "d.vhd",
+            "--generation",
+            "V1",
+            "--identifier",
+            "p/o/s",
+            "--regions",
+            "a,b=2",
+            "--version",
+            "1.0.0",
+        ])
+        .expect("parses");
+        let Command::Upload(u) = cli.command else {
+            panic!("not upload")
+        };
+        assert_eq!(u.identifier, Some(("p".into(), "o".into(), "s".into())));
+        assert_eq!(u.version.as_deref(), Some("1.0.0"));
+        assert!(
+            Cli::try_parse_from(["devcloud", "upload", "d.vhd", "--generation", "V3"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["devcloud", "upload", "d.vhd", "--identifier", "p/o"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["devcloud", "upload"]).is_err());
     }
-    receiver.stop().await;
-    cloud.stop().await;
-    Ok(())
-}
-
-fn cloud_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("galleon-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-fn elapsed(since: Instant) -> String {
-    format!("{:.1}s", since.elapsed().as_secs_f64())
 }

@@ -11,6 +11,9 @@ import pytest
 from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.imagebuilder import ImageBuilderClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.subscriptions import SubscriptionClient
+from azure.mgmt.storage import StorageManagementClient
 
 SCOPES = ["https://management.azure.com/.default"]
 
@@ -50,3 +53,28 @@ def imagebuilder(arm, subscription, credential):
     return ImageBuilderClient(
         credential, subscription, base_url=arm, credential_scopes=SCOPES, polling_interval=0.05
     )
+
+
+@pytest.fixture(scope="session")
+def resources(arm, subscription, credential):
+    return ResourceManagementClient(
+        credential, subscription, base_url=arm, credential_scopes=SCOPES, polling_interval=0.05
+    )
+
+
+@pytest.fixture(scope="session")
+def group(resources):
+    """The scenario's resource group, created as a user would before anything goes in it."""
+    created = resources.resource_groups.create_or_update("rg-conformance", {"location": "westeurope"})
+    assert created.properties.provisioning_state == "Succeeded"
+    return created.name
+
+
+@pytest.fixture(scope="session")
+def subscriptions(arm, credential):
+    return SubscriptionClient(credential, base_url=arm, credential_scopes=SCOPES)
+
+
+@pytest.fixture(scope="session")
+def storage(arm, subscription, credential):
+    return StorageManagementClient(credential, subscription, base_url=arm, credential_scopes=SCOPES)

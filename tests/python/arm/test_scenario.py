@@ -14,7 +14,7 @@ def props(resource):
     return resource["properties"]
 
 
-def test_full_scenario(compute, imagebuilder, arm, subscription):
+def test_full_scenario(group, compute, imagebuilder, arm, subscription):
     vhd = os.environ["DEVCLOUD_VHD_URI"]
     account = os.environ["DEVCLOUD_STORAGE_ACCOUNT_ID"]
 
@@ -140,8 +140,11 @@ def test_full_scenario(compute, imagebuilder, arm, subscription):
     assert counts["Operations_Get"] > 0
 
 
-def test_errors_users_see(compute):
+def test_errors_users_see(group, compute):
     dynamic = os.environ["DEVCLOUD_DYNAMIC_VHD_URI"]
+    with pytest.raises(ResourceNotFoundError) as no_group:
+        compute.galleries.begin_create_or_update("rg-missing", "gallery", {"location": LOC}).result()
+    assert no_group.value.error.code == "ResourceGroupNotFound"
     with pytest.raises(HttpResponseError) as bad_vhd:
         compute.images.begin_create_or_update(
             RG, "img-dynamic",
@@ -155,3 +158,63 @@ def test_errors_users_see(compute):
     assert bad_name.value.status_code == 400
     with pytest.raises(ResourceNotFoundError):
         compute.gallery_image_versions.get(RG, "nogallery", "nodef", "1.0.0")
+
+
+def test_deleting_a_group_takes_its_resources(resources, compute):
+    doomed = "rg-conformance-doomed"
+    resources.resource_groups.create_or_update(doomed, {"location": LOC})
+    assert resources.resource_groups.check_existence(doomed)
+    compute.galleries.begin_create_or_update(doomed, "doomed_gallery", {"location": LOC}).result()
+    names = [g.name for g in resources.resource_groups.list()]
+    assert doomed in names and "rg-conformance" in names
+    # The SDK's poller follows the Location-only operation to its end.
+    resources.resource_groups.begin_delete(doomed).result()
+    assert not resources.resource_groups.check_existence(doomed)
+    with pytest.raises(ResourceNotFoundError) as gone:
+        compute.galleries.get(doomed, "doomed_gallery")
+    assert gone.value.error.code == "ResourceGroupNotFound"
+
+
+def test_subscriptions_and_locations(subscriptions, subscription):
+    # What `az login --identity` lists, and what `az image builder create` validates regions against.
+    assert subscription in [s.subscription_id for s in subscriptions.subscriptions.list()]
+    assert subscriptions.subscriptions.get(subscription).state == "Enabled"
+    locations = {l.name: l for l in subscriptions.subscriptions.list_locations(subscription)}
+    assert locations["westeurope"].display_name == "West Europe"
+
+
+def test_the_vhd_storage_account_is_readable(resources, storage):
+    # Where a VHD's storage account is: what a client checks against the version's region.
+    account_id = os.environ["DEVCLOUD_STORAGE_ACCOUNT_ID"]
+    parts = account_id.split("/")
+    group, name = parts[4], parts[-1]
+    resources.resource_groups.create_or_update(group, {"location": LOC})
+    account = storage.storage_accounts.get_properties(group, name)
+    assert account.location == LOC
+    assert os.environ["DEVCLOUD_VHD_URI"].startswith(account.primary_endpoints.blob)
+    with pytest.raises(ResourceNotFoundError):
+        storage.storage_accounts.get_properties(group, "someoneelse")
+
+
+def test_location_only_operations(group, compute, arm):
+    # Many Azure providers answer with only a Location header; the SDK's poller must follow it.
+    rule = requests.post(f"{arm}/_devcloud/faults", timeout=10, json={
+        "kind": "Galleries_CreateOrUpdate", "count": 1, "action": {"type": "locationOnly"}})
+    assert rule.status_code == 201
+    gallery = compute.galleries.begin_create_or_update(group, "located_gallery", {"location": LOC}).result()
+    assert props(gallery)["provisioningState"] == "Succeeded"
+    faults = requests.get(f"{arm}/_devcloud/faults", timeout=10).json()["value"]
+    assert not [f for f in faults if f["id"] == rule.json()["id"]], "the rule did not apply"
+    compute.galleries.begin_delete(group, "located_gallery").result()
+
+
+def test_lists_page_with_next_link(resources, arm, subscription, credential):
+    # The local ARM pages at a few items; the SDK's pager must follow nextLink to see them all.
+    names = {f"rg-page-{i}" for i in range(4)}
+    for name in names:
+        resources.resource_groups.create_or_update(name, {"location": LOC})
+    assert names <= {g.name for g in resources.resource_groups.list()}
+    token = credential.get_token("https://management.azure.com/.default").token
+    first = requests.get(f"{arm}/subscriptions/{subscription}/resourcegroups?api-version=2025-04-01",
+                         headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+    assert "nextLink" in first and len(first["value"]) < len(names)

@@ -56,7 +56,15 @@ impl Resp {
 }
 
 impl Env {
+    /// Starts the simulator with resource group `rg` in [`SUB`] (as infra would have made it).
     pub async fn start(with_azurite: bool, mut config: ArmConfig) -> Env {
+        config
+            .resource_groups
+            .push(devcloud_arm::ResourceGroupSeed {
+                subscription: SUB.to_string(),
+                name: "rg".to_string(),
+                location: None,
+            });
         devcloud_core::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let tls = Tls::load_or_create(dir.path()).unwrap();
@@ -97,6 +105,13 @@ impl Env {
 
     /// Replaces the simulator with a fresh one (same Azurite, CA and identity).
     pub async fn restart_arm(&mut self, mut config: ArmConfig) {
+        config
+            .resource_groups
+            .push(devcloud_arm::ResourceGroupSeed {
+                subscription: SUB.to_string(),
+                name: "rg".to_string(),
+                location: None,
+            });
         config.blob_endpoint = self.azurite.as_ref().map(|a| a.blob_endpoint());
         let arm = devcloud_arm::serve(
             config,
@@ -108,6 +123,16 @@ impl Env {
         .unwrap();
         let old = std::mem::replace(&mut self.arm, arm);
         old.shutdown().await;
+    }
+
+    /// Creates resource group `rg` in [`SUB`] through the Microsoft.Resources API.
+    pub async fn create_group(&self, rg: &str) {
+        self.ok(
+            Method::PUT,
+            &format!("{}?api-version=2025-04-01", self.rg_path(rg)),
+            Some(serde_json::json!({"location": "westeurope"})),
+        )
+        .await;
     }
 
     pub fn rg_path(&self, rg: &str) -> String {

@@ -5,17 +5,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::common::Ctx;
+pub use super::distribute::{OUTPUT_CONTAINER, OUTPUT_VHD_SIZE};
+use super::distribute::{create_image, create_version, split_blob_uri, write_vhd};
+use super::route::Target;
+use crate::arm::{Arm, Reply, now};
 use crate::config::Work;
 use crate::error::ArmError;
-use crate::handlers::{Ctx, Target, WantRegion, schedule};
-use crate::model::{Kind, OpFamily, Operation, Resource, Run, Verb, fmt_time};
-use crate::names;
-use crate::server::{Arm, Reply, now};
-
-/// Virtual size of the VHDs the simulated builds produce.
-pub const OUTPUT_VHD_SIZE: u64 = 4 * 1024 * 1024;
-/// Container the simulated builds write VHDs into when the template names no URI.
-pub const OUTPUT_CONTAINER: &str = "imagebuilder";
+use crate::model::{Kind, OpFamily, Resource, Run, Verb};
 
 pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
     let Target::TemplateAction {
@@ -153,12 +150,18 @@ async fn run_task(arm: Arc<Arm>, key: String, op_id: String, d: chrono::Duration
         (r.clone(), injected)
     };
     let (template, injected) = snapshot;
-    let (outputs, failures) = match injected {
-        Some(e) => (Vec::new(), vec![e.message]),
+    let (mut outputs, mut failures, exact) = match injected {
+        Some(e) => (Vec::new(), vec![e.message], None),
         None => build(&arm, &template).await,
     };
+    // The run is not done while a gallery version it distributed is still being created.
+    wait_for_versions(&arm, &mut outputs, &mut failures).await;
     let t = now();
     let mut st = arm.lock();
+    if let (Some(exact), Some(r)) = (exact, st.resources.get_mut(&key)) {
+        // The source version the build really used (a `latest` resolved) [spec: exactVersion, read-only].
+        r.body["properties"]["source"]["exactVersion"] = json!(exact);
+    }
     let state = if failures.is_empty() {
         "Succeeded"
     } else if outputs.is_empty() {
@@ -186,8 +189,71 @@ async fn run_task(arm: Arc<Arm>, key: String, op_id: String, d: chrono::Duration
     }
 }
 
-/// Runs the distribution of a template; returns run outputs and failure messages.
-async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>) {
+/// Waits until the gallery versions among the run outputs are no longer being created; one that
+/// failed becomes a distribution failure.
+async fn wait_for_versions(arm: &Arm, outputs: &mut Vec<Value>, failures: &mut Vec<String>) {
+    let versions: Vec<String> = outputs
+        .iter()
+        .filter_map(|o| o["properties"]["artifactId"].as_str())
+        .map(str::to_lowercase)
+        .filter(|id| id.contains("/galleries/") && id.contains("/versions/"))
+        .collect();
+    loop {
+        let pending = {
+            let st = arm.lock();
+            let t = now();
+            versions.iter().any(|k| st.running_op(k, t).is_some())
+        };
+        if !pending {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let st = arm.lock();
+    let t = now();
+    outputs.retain(|o| {
+        let id = o["properties"]["artifactId"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase();
+        let failed = st
+            .resources
+            .get(&id)
+            .is_some_and(|r| r.kind == Kind::Version && st.provisioning_state(r, t) == "Failed");
+        if failed {
+            failures.push(format!(
+                "Distribution '{}' failed: the gallery image version '{id}' failed to replicate.",
+                o["name"].as_str().unwrap_or("")
+            ));
+        }
+        !failed
+    });
+}
+
+/// The concrete version of the template's source: a platform image's `latest` resolves to a dated
+/// version, a shared image version's id names its version.
+fn exact_version(src: &Value, t: crate::model::Time) -> Option<String> {
+    match src["type"].as_str() {
+        Some("PlatformImage") => Some(match src["version"].as_str() {
+            Some(v) if !v.eq_ignore_ascii_case("latest") => v.to_string(),
+            _ => format!(
+                "{}.{}.{}0",
+                t.format("%y"),
+                t.format("%m"),
+                t.format("%Y%m%d")
+            ),
+        }),
+        Some("SharedImageVersion") => src["imageVersionId"]
+            .as_str()
+            .and_then(|id| id.rsplit('/').next())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Runs the distribution of a template; returns run outputs, failure messages and the source's
+/// exact version.
+async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>, Option<String>) {
     let p = &template.body["properties"];
     let mut outputs = Vec::new();
     let mut failures = Vec::new();
@@ -217,6 +283,7 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>)
                             vec![format!(
                                 "BadManagedImageSource: the source managed image '{id}' was not found."
                             )],
+                            None,
                         );
                     }
                 }
@@ -229,12 +296,14 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>)
                         vec![format!(
                             "BadSharedImageVersionSource: the source image version '{id}' was not found."
                         )],
+                        None,
                     );
                 }
             }
             _ => {}
         }
     }
+    let exact = exact_version(src, now());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     for (i, d) in p["distribute"]
         .as_array()
@@ -262,7 +331,8 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>)
                 Err(e) => Err(e),
             },
             Some("SharedImage") => match write_vhd(arm, OUTPUT_CONTAINER, &blob_name).await {
-                Ok(uri) => create_version(arm, template, d, &uri).map(|id| (Some(id), None)),
+                Ok(uri) => create_version(arm, template, d, &uri, exact.as_deref())
+                    .map(|id| (Some(id), None)),
                 Err(e) => Err(e),
             },
             other => Err(format!(
@@ -288,209 +358,5 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>)
             Err(e) => failures.push(format!("Distribution '{ron}' failed: {e}")),
         }
     }
-    (outputs, failures)
-}
-
-fn split_blob_uri(arm: &Arm, uri: &str) -> Option<(String, String)> {
-    let mapped = arm.blob.as_ref()?.map_uri(uri)?;
-    let rest = mapped
-        .strip_prefix(arm.blob.as_ref()?.endpoint())?
-        .trim_start_matches('/');
-    let (c, b) = rest.split_once('/')?;
-    Some((c.to_string(), b.to_string()))
-}
-
-async fn write_vhd(arm: &Arm, container: &str, name: &str) -> Result<String, String> {
-    match &arm.blob {
-        Some(blob) => blob
-            .write_fixed_vhd(container, name, OUTPUT_VHD_SIZE)
-            .await
-            .map_err(|e| format!("{e}")),
-        None => Ok(format!(
-            "https://devcloud.blob.core.windows.net/{container}/{name}"
-        )),
-    }
-}
-
-fn create_image(
-    arm: &Arm,
-    template: &Resource,
-    d: &Value,
-    vhd: &str,
-    hvg: &str,
-    os_type: &str,
-) -> Result<String, String> {
-    let id = d["imageId"].as_str().unwrap_or("").to_string();
-    let loc =
-        names::region(d["location"].as_str().unwrap_or(""), "images").map_err(|e| e.message)?;
-    let name = id.rsplit('/').next().unwrap_or("").to_string();
-    let rg = id.split('/').nth(4).unwrap_or("").to_string();
-    let mut body = json!({"id": id, "name": name, "type": "Microsoft.Compute/images", "location": loc,
-        "properties": {"storageProfile": {"osDisk": {"osType": os_type, "osState": "Generalized", "blobUri": vhd, "caching": "ReadWrite", "diskSizeGB": 1}, "dataDisks": [], "zoneResilient": false}, "hyperVGeneration": hvg}});
-    if let Some(t) = d.get("artifactTags").filter(|t| t.is_object()) {
-        body["tags"] = t.clone();
-    }
-    let mut st = arm.lock();
-    st.resources.insert(
-        id.to_lowercase(),
-        Resource {
-            kind: Kind::Image,
-            id: id.clone(),
-            name,
-            subscription: template.subscription.clone(),
-            resource_group: rg,
-            location: loc,
-            body,
-            last_op: None,
-            regions: Vec::new(),
-            vhd_size: Some(OUTPUT_VHD_SIZE),
-            run: None,
-            run_outputs: Vec::new(),
-        },
-    );
-    Ok(id)
-}
-
-fn next_version(st: &crate::model::State, def_key: &str) -> String {
-    let prefix = format!("{def_key}/versions/");
-    let max = st
-        .resources
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .filter_map(|(_, r)| {
-            let v: Vec<u64> = r.name.split('.').filter_map(|p| p.parse().ok()).collect();
-            (v.len() == 3).then(|| (v[0], v[1], v[2]))
-        })
-        .max();
-    match max {
-        Some((a, b, c)) => format!("{a}.{b}.{}", c + 1),
-        None => "1.0.0".into(),
-    }
-}
-
-fn create_version(arm: &Arm, template: &Resource, d: &Value, vhd: &str) -> Result<String, String> {
-    let gid = d["galleryImageId"].as_str().unwrap_or("").to_string();
-    let t = now();
-    let mut st = arm.lock();
-    st.settle(t);
-    let lower = gid.to_lowercase();
-    let (def_key, explicit) = match lower.rsplit_once("/versions/") {
-        Some((def, v)) => (
-            def.to_string(),
-            Some(gid[gid.len() - v.len()..].to_string()),
-        ),
-        None => (lower.clone(), None),
-    };
-    let Some(def) = st
-        .resources
-        .get(&def_key)
-        .filter(|r| r.kind == Kind::Definition)
-        .cloned()
-    else {
-        return Err(format!(
-            "BadSharedImageDistribute: the gallery image '{gid}' was not found."
-        ));
-    };
-    let vname = explicit.unwrap_or_else(|| next_version(&st, &def_key));
-    let vid = format!("{}/versions/{vname}", def.id);
-    if st.resources.contains_key(&vid.to_lowercase()) {
-        return Err(format!(
-            "BadSharedImageDistribute: the image version '{vid}' already exists."
-        ));
-    }
-    let mut want = Vec::new();
-    let regions = d["targetRegions"].as_array().cloned().unwrap_or_default();
-    for r in &regions {
-        let name = r["name"].as_str().unwrap_or("");
-        let norm = names::region(name, "galleries/images/versions").map_err(|e| e.message)?;
-        want.push(WantRegion {
-            name: name.to_string(),
-            norm,
-            replicas: r["replicaCount"].as_i64().unwrap_or(1),
-            sat: r["storageAccountType"]
-                .as_str()
-                .unwrap_or("Standard_LRS")
-                .to_string(),
-        });
-    }
-    for r in d["replicationRegions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    {
-        if let Some(name) = r.as_str() {
-            let norm = names::region(name, "galleries/images/versions").map_err(|e| e.message)?;
-            want.push(WantRegion {
-                name: name.to_string(),
-                norm,
-                replicas: 1,
-                sat: "Standard_LRS".into(),
-            });
-        }
-    }
-    if !want.iter().any(|w| w.norm == def.location) {
-        want.insert(
-            0,
-            WantRegion {
-                name: def.body["location"]
-                    .as_str()
-                    .unwrap_or(&def.location)
-                    .to_string(),
-                norm: def.location.clone(),
-                replicas: 1,
-                sat: "Standard_LRS".into(),
-            },
-        );
-    }
-    let sched = schedule(arm, t, &def.location, &want, &[]);
-    let end = sched.iter().map(|r| r.end).max().unwrap_or(t);
-    let target_regions: Vec<Value> = want.iter().map(|w| json!({"name": w.name, "regionalReplicaCount": w.replicas, "storageAccountType": w.sat, "excludeFromLatest": false})).collect();
-    let rg = def.resource_group.clone();
-    let mut body = json!({"id": vid, "name": vname, "type": "Microsoft.Compute/galleries/images/versions",
-    "location": def.body["location"].clone(),
-    "properties": {
-        "publishingProfile": {"targetRegions": target_regions, "replicaCount": 1, "excludeFromLatest": d["excludeFromLatest"].as_bool().unwrap_or(false),
-            "publishedDate": fmt_time(t), "storageAccountType": "Standard_LRS"},
-        "storageProfile": {"osDiskImage": {"hostCaching": "ReadOnly", "sizeInGB": 1, "source": {"uri": vhd,
-            "storageAccountId": format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/devstoreaccount1", template.subscription)}}},
-        "safetyProfile": {"allowDeletionOfReplicatedLocations": true, "reportedForPolicyViolation": false}
-    }});
-    if let Some(tags) = d.get("artifactTags").filter(|t| t.is_object()) {
-        body["tags"] = tags.clone();
-    }
-    let key = vid.to_lowercase();
-    let op = Operation {
-        id: uuid::Uuid::new_v4().to_string(),
-        family: OpFamily::Caps,
-        subscription: template.subscription.clone(),
-        location: def.location.clone(),
-        resource_key: key.clone(),
-        resource_id: vid.clone(),
-        verb: Verb::Create,
-        kind: "ImageBuilder_Distribute".into(),
-        start: t,
-        end: Some(end),
-        stalled: false,
-        error: None,
-        canceled: false,
-    };
-    st.resources.insert(
-        key,
-        Resource {
-            kind: Kind::Version,
-            id: vid.clone(),
-            name: vname,
-            subscription: template.subscription.clone(),
-            resource_group: rg,
-            location: def.location.clone(),
-            body,
-            last_op: Some(op.id.clone()),
-            regions: sched,
-            vhd_size: Some(OUTPUT_VHD_SIZE),
-            run: None,
-            run_outputs: Vec::new(),
-        },
-    );
-    st.add_op(op);
-    Ok(vid)
+    (outputs, failures, exact)
 }

@@ -1,0 +1,580 @@
+//! Microsoft.Compute/galleries/images/versions: validation of sources and publishing profiles,
+//! create-or-update and PATCH, with replication scheduled per region.
+
+use serde_json::{Value, json};
+
+use super::common::*;
+use super::replication::{
+    SAT_VERSION, StorageDefault, WantRegion, parse_regions, regions_json, schedule,
+};
+use super::route::Target;
+use crate::arm::Reply;
+use crate::config::Work;
+use crate::error::ArmError;
+use crate::model::{Kind, OpFamily, State, Verb, fmt_time};
+use crate::names::{self, norm_region};
+
+pub(crate) async fn put_version(
+    ctx: &mut Ctx<'_>,
+    target: &Target,
+    body: Value,
+    patch: bool,
+) -> Result<Reply, ArmError> {
+    let (key, _id, name, parent) = target_parts(target);
+    names::version(&name)?;
+    let parent = parent.unwrap_or_default();
+    let vhd = {
+        let mut st = ctx.arm.lock();
+        st.settle(ctx.now);
+        validate_version(ctx, &st, &key, &name, &parent, &body, patch)?.1
+    };
+    let mut size = None;
+    if let (Some(uri), Some(blob)) = (vhd, ctx.arm.blob.as_ref()) {
+        size = Some(
+            blob.check_vhd(
+                &uri,
+                "galleryImageVersion.properties.storageProfile.osDiskImage.source.uri",
+            )
+            .await?,
+        );
+    }
+    let mut st = ctx.arm.lock();
+    st.settle(ctx.now);
+    let (plan, _) = validate_version(ctx, &st, &key, &name, &parent, &body, patch)?;
+    let VersionPlan {
+        out,
+        loc,
+        want,
+        src_size,
+    } = plan;
+    let existing = st.resources.get(&key).cloned();
+    let size = size
+        .or(src_size)
+        .or(existing.as_ref().and_then(|r| r.vhd_size));
+    let mut out = out;
+    if let Some(s) = size {
+        out["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"] =
+            json!(s.div_ceil(1 << 30).max(1));
+    }
+    let regions = schedule(
+        ctx.arm,
+        ctx.now,
+        &loc,
+        &want,
+        existing
+            .as_ref()
+            .map(|r| r.regions.as_slice())
+            .unwrap_or(&[]),
+    );
+    let mut res = new_resource(Kind::Version, target, &ctx.sub, &loc, out);
+    res.id = res.body["id"].as_str().unwrap_or_default().to_string();
+    res.vhd_size = size;
+    res.regions = regions;
+    let mut fail = None;
+    for (norm, details) in std::mem::take(&mut ctx.fault.fail_regions) {
+        if let Some(r) = res.regions.iter_mut().find(|r| r.norm == norm) {
+            r.failed = Some(details.clone());
+            // INVENTED code; Azure puts the reason in replicationStatus details.
+            fail = Some(ArmError::invented(
+                400,
+                "ReplicationFailed",
+                format!("Replication to region '{}' failed: {details}", r.name),
+            ));
+        }
+    }
+    if fail.is_some() && ctx.fault.error.is_none() {
+        ctx.fault.error = fail;
+    }
+    let mut end = res.regions.iter().map(|r| r.end).max().unwrap_or(ctx.now);
+    if existing.is_some() {
+        end = end.max(ctx.now + ctx.work(Work::VersionUpdate, &loc, 1));
+    }
+    let d = end - ctx.now;
+    Ok(commit(
+        ctx,
+        &mut st,
+        res,
+        OpFamily::Caps,
+        Some(d),
+        true,
+        true,
+    ))
+}
+
+/// The source of a version.
+#[derive(Debug, Clone)]
+pub enum VersionSource {
+    Image(String),
+    Vhd { uri: String },
+    Version(String),
+}
+
+pub(crate) struct VersionPlan {
+    out: Value,
+    loc: String,
+    want: Vec<WantRegion>,
+    src_size: Option<u64>,
+}
+
+pub(crate) fn validate_version(
+    ctx: &Ctx,
+    st: &State,
+    key: &str,
+    name: &str,
+    parent: &str,
+    body: &Value,
+    patch: bool,
+) -> Result<(VersionPlan, Option<String>), ArmError> {
+    let Some(def) = st.resources.get(parent) else {
+        let g = parent
+            .rsplit_once("/images/")
+            .map(|(g, i)| format!("{}/{i}", g.rsplit('/').next().unwrap_or("")))
+            .unwrap_or_default();
+        return Err(ArmError::parent_not_found(&g));
+    };
+    let existing = st.resources.get(key);
+    let (loc, shown) = require_location(body, existing, patch)?;
+    let p = props(body);
+    let base = existing
+        .map(|r| r.body["properties"].clone())
+        .unwrap_or(json!({}));
+    // Storage profile: required on create; on update it must not change the source.
+    let sp = match (p["storageProfile"].as_object(), existing) {
+        // On update, what is sent overlays the stored profile (disks keep their computed sizes).
+        (Some(given), Some(r)) => {
+            let mut sp = r.body["properties"]["storageProfile"].clone();
+            for (k, v) in given {
+                if !(k == "osDiskImage" || k == "dataDiskImages") || sp[k].is_null() {
+                    sp[k] = v.clone();
+                }
+            }
+            sp
+        }
+        (Some(_), None) => p["storageProfile"].clone(),
+        (None, Some(r)) => r.body["properties"]["storageProfile"].clone(),
+        (None, None) => {
+            return Err(ArmError::required(
+                "storageProfile",
+                "galleryImageVersion.properties.storageProfile",
+            ));
+        }
+    };
+    let top = sp["source"].clone();
+    let os_src = sp["osDiskImage"]["source"].clone();
+    let has_top =
+        top["id"].is_string() || top["virtualMachineId"].is_string() || top["uri"].is_string();
+    let has_disk = os_src.is_object() && (os_src["uri"].is_string() || os_src["id"].is_string());
+    if has_top && has_disk {
+        return Err(ArmError::invalid_parameter(
+            "The gallery artifact version source can only be specified either directly under storageProfile or within individual OS or data disks. One and only one source type (user image, snapshot, disk, virtual machine) can be provided.",
+            "galleryImageVersion.properties.storageProfile",
+        ));
+    }
+    if !has_top && !has_disk {
+        return Err(ArmError::required(
+            "source",
+            "galleryImageVersion.properties.storageProfile.source",
+        ));
+    }
+    if top["uri"].is_string() {
+        return Err(ArmError::invalid_parameter(
+            "The property 'galleryImageVersion.properties.storageProfile.source.uri' is not supported. Specify the VHD under osDiskImage.source.",
+            "galleryImageVersion.properties.storageProfile.source.uri",
+        ));
+    }
+    let mut vhd = None;
+    let mut src_size = None;
+    let mut image_data: Option<Vec<Value>> = None;
+    let source = if let Some(id) = top["id"].as_str() {
+        if id
+            .to_lowercase()
+            .contains("/microsoft.compute/virtualmachines/")
+        {
+            return Err(ArmError::invalid_parameter(
+                format!(
+                    "The gallery image version source id: '{id}' must be specified in 'galleryImageVersion.properties.storageProfile.source.virtualMachineId'."
+                ),
+                "galleryImageVersion.properties.storageProfile.source.id",
+            ));
+        }
+        if id.to_lowercase().contains("/galleries/") {
+            VersionSource::Version(id.to_string())
+        } else {
+            VersionSource::Image(id.to_string())
+        }
+    } else if let Some(vm) = top["virtualMachineId"].as_str() {
+        return Err(ArmError::invalid_parameter(
+            format!(
+                "Source {vm} is not found. Please check source exists, and is in the same region as gallery image version being created."
+            ),
+            "galleryImageVersion.properties.storageProfile.source.virtualMachineId",
+        ));
+    } else if let Some(uri) = os_src["uri"].as_str() {
+        if os_src["storageAccountId"].as_str().is_none() {
+            return Err(ArmError::required(
+                "storageAccountId",
+                "galleryImageVersion.properties.storageProfile.osDiskImage.source.storageAccountId",
+            ));
+        }
+        VersionSource::Vhd {
+            uri: uri.to_string(),
+        }
+    } else {
+        let id = os_src["id"].as_str().unwrap_or("");
+        return Err(ArmError::invalid_parameter(
+            format!(
+                "Source {id} is not found. Please check source exists, and is in the same region as gallery image version being created."
+            ),
+            "galleryImageVersion.properties.storageProfile.osDiskImage.source.id",
+        ));
+    };
+    if let Some(r) = existing {
+        let old = &r.body["properties"]["storageProfile"];
+        let pairs = [
+            (
+                old["source"]["id"].as_str().map(str::to_lowercase),
+                top["id"].as_str().map(str::to_lowercase),
+                "galleryImageVersion.properties.storageProfile.source.id",
+            ),
+            (
+                old["osDiskImage"]["source"]["uri"]
+                    .as_str()
+                    .map(str::to_string),
+                os_src["uri"].as_str().map(str::to_string),
+                "galleryImageVersion.properties.storageProfile.osDiskImage.source.uri",
+            ),
+        ];
+        for (a, b, label) in pairs {
+            if a != b {
+                return Err(ArmError::property_change(label));
+            }
+        }
+    } else {
+        // Source checks on create.
+        let defp = &def.body["properties"];
+        match &source {
+            VersionSource::Image(id) => {
+                let Some(img) = st
+                    .resources
+                    .get(&id.to_lowercase())
+                    .filter(|r| r.kind == Kind::Image)
+                else {
+                    return Err(ArmError::invalid_parameter(
+                        format!(
+                            "Source {id} is not found. Please check source exists, and is in the same region as gallery image version being created."
+                        ),
+                        "galleryImageVersion.properties.storageProfile.source.id",
+                    ));
+                };
+                if img.location != loc {
+                    return Err(ArmError::invalid_parameter(
+                        format!(
+                            "Source {id} is not found. Please check source exists, and is in the same region as gallery image version being created."
+                        ),
+                        "galleryImageVersion.properties.storageProfile.source.id",
+                    ));
+                }
+                let os = &img.body["properties"]["storageProfile"]["osDisk"];
+                if os["osState"] != defp["osState"] {
+                    return Err(ArmError::invalid_parameter(
+                        format!(
+                            "Cannot create Gallery Image Version from: {id} since the OS State in the parent gallery image ({}) is not {}.",
+                            defp["osState"].as_str().unwrap_or(""),
+                            os["osState"].as_str().unwrap_or("")
+                        ),
+                        "galleryImageVersion.properties.storageProfile.source.id",
+                    ));
+                }
+                if os["osType"] != defp["osType"] {
+                    return Err(ArmError::invalid_parameter(
+                        format!(
+                            "Cannot create Gallery Image Version from: {id} since the OS type in the parent gallery image ({}) is not {}.",
+                            defp["osType"].as_str().unwrap_or(""),
+                            os["osType"].as_str().unwrap_or("")
+                        ),
+                        "galleryImageVersion.properties.storageProfile.source.id",
+                    ));
+                }
+                let ihvg = img.body["properties"]["hyperVGeneration"]
+                    .as_str()
+                    .unwrap_or("V1");
+                let dhvg = defp["hyperVGeneration"].as_str().unwrap_or("V1");
+                if !ihvg.eq_ignore_ascii_case(dhvg) {
+                    return Err(ArmError::invalid_parameter(
+                        format!(
+                            "The Hyper-V generation of the source ({ihvg}) does not match the Hyper-V generation of the parent gallery image ({dhvg})."
+                        ),
+                        "galleryImageVersion.properties.storageProfile.source.id",
+                    ));
+                }
+                src_size = img.vhd_size;
+                image_data = Some(
+                    img.body["properties"]["storageProfile"]["dataDisks"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            VersionSource::Version(id) => {
+                let Some(v) = st
+                    .resources
+                    .get(&id.to_lowercase())
+                    .filter(|r| r.kind == Kind::Version)
+                else {
+                    return Err(ArmError::invalid_parameter(
+                        format!("Source was not found: {id}."),
+                        "galleryImageVersion.properties.storageProfile.source.id",
+                    ));
+                };
+                src_size = v.vhd_size;
+            }
+            VersionSource::Vhd { uri } => vhd = Some(uri.clone()),
+        }
+    }
+    // Publishing profile.
+    // A PATCH (GalleryImageVersionUpdate) merges: what is left out stays as it is.
+    let pp_in = match (p["publishingProfile"].is_object(), patch) {
+        (true, true) => {
+            let mut merged = base["publishingProfile"].clone();
+            merge_patch(&mut merged, &p["publishingProfile"]);
+            merged
+        }
+        (true, false) => p["publishingProfile"].clone(),
+        (false, _) => base["publishingProfile"].clone(),
+    };
+    let default_count = pp_in["replicaCount"].as_i64().unwrap_or(1);
+    // Storage type: storageAccountType, or storageAccountStrategy (not both); without either, from
+    // api-version 2025-03-03 on the spec's default is PreferStandard_ZRS [spec], before it Standard_LRS.
+    // What the request says; otherwise what was chosen when the version was made.
+    let req_pp = &p["publishingProfile"];
+    let given_sat = req_pp["storageAccountType"].as_str();
+    let strategy = req_pp["storageAccountStrategy"].as_str();
+    let old_pp = &base["publishingProfile"];
+    if let Some(sat) = given_sat {
+        enum_check(
+            Some(sat),
+            SAT_VERSION,
+            "storageAccountType",
+            "galleryImageVersion.properties.publishingProfile.storageAccountType",
+        )?;
+    }
+    enum_check(
+        strategy,
+        &["PreferStandard_ZRS", "DefaultStandard_LRS"],
+        "storageAccountStrategy",
+        "galleryImageVersion.properties.publishingProfile.storageAccountStrategy",
+    )?;
+    let storage = match (given_sat, strategy) {
+        (Some(_), Some(_)) => {
+            return Err(ArmError::invalid_parameter(
+                "storageAccountStrategy cannot be specified along with storageAccountType.",
+                "galleryImageVersion.properties.publishingProfile.storageAccountStrategy",
+            ));
+        }
+        (Some(t), None) => StorageDefault::Type(t.to_string()),
+        (None, Some(s)) if s.eq_ignore_ascii_case("DefaultStandard_LRS") => StorageDefault::Lrs,
+        (None, Some(_)) => StorageDefault::PreferZrs,
+        (None, None) => match (
+            old_pp["storageAccountStrategy"].as_str(),
+            old_pp["storageAccountType"].as_str(),
+        ) {
+            (Some(s), _) if s.eq_ignore_ascii_case("DefaultStandard_LRS") => StorageDefault::Lrs,
+            (Some(_), _) => StorageDefault::PreferZrs,
+            (None, Some(t)) => StorageDefault::Type(t.to_string()),
+            (None, None) if ctx.api.as_str() >= "2025-03-03" => StorageDefault::PreferZrs,
+            (None, None) => StorageDefault::Type("Standard_LRS".into()),
+        },
+    };
+    let want = parse_regions(
+        &pp_in,
+        &shown,
+        &loc,
+        default_count,
+        &storage,
+        &base["publishingProfile"]["targetRegions"],
+    )?;
+    let total: i64 = want.iter().map(|w| w.replicas).sum();
+    if total > ctx.arm.config.limits.replicas_per_version {
+        return Err(ArmError::invalid_parameter(
+            format!(
+                "The total number of replicas ({total}) exceeds the limit of {} replicas per image version.",
+                ctx.arm.config.limits.replicas_per_version
+            ),
+            "galleryImageVersion.properties.publishingProfile.targetRegions",
+        ));
+    }
+    enum_check(
+        pp_in["replicationMode"].as_str(),
+        &["Full", "Shallow"],
+        "replicationMode",
+        "galleryImageVersion.properties.publishingProfile.replicationMode",
+    )?;
+    if let Some(eol) = pp_in["endOfLifeDate"].as_str() {
+        let past = chrono::DateTime::parse_from_rfc3339(eol)
+            .map(|d| d < ctx.now)
+            .unwrap_or(false);
+        if past && existing.is_none() {
+            return Err(ArmError::invalid_parameter(
+                "EndOfLifeDate must be set to a future date.",
+                "galleryImageVersion.properties.publishingProfile.endOfLifeDate",
+            ));
+        }
+    }
+    let safety = match (p["safetyProfile"].is_object(), patch) {
+        (true, true) => {
+            let mut merged = base["safetyProfile"].clone();
+            merge_patch(&mut merged, &p["safetyProfile"]);
+            merged
+        }
+        (true, false) => p["safetyProfile"].clone(),
+        (false, _) => base["safetyProfile"].clone(),
+    };
+    if let Some(r) = existing {
+        let oldpp = &r.body["properties"]["publishingProfile"];
+        for t in oldpp["targetRegions"].as_array().into_iter().flatten() {
+            let n = t["name"].as_str().map(norm_region).unwrap_or_default();
+            match want.iter().find(|w| w.norm == n) {
+                Some(w) => {
+                    if t["storageAccountType"].as_str() != Some(w.sat.as_str()) {
+                        return Err(ArmError::property_change(
+                            "galleryImageVersion.properties.publishingProfile.targetRegions.storageAccountType",
+                        ));
+                    }
+                }
+                None => {
+                    let allowed = safety["allowDeletionOfReplicatedLocations"]
+                        .as_bool()
+                        .unwrap_or(true);
+                    if !allowed {
+                        return Err(ArmError::invalid_parameter(
+                            format!(
+                                "Deleting replicated location '{}' is not allowed because safetyProfile.allowDeletionOfReplicatedLocations is false.",
+                                t["name"].as_str().unwrap_or("")
+                            ),
+                            "galleryImageVersion.properties.publishingProfile.targetRegions",
+                        ));
+                    }
+                }
+            }
+        }
+        for f in [
+            "storageAccountType",
+            "replicationMode",
+            "storageAccountStrategy",
+        ] {
+            if !pp_in[f].is_null() && !oldpp[f].is_null() && pp_in[f] != oldpp[f] {
+                return Err(ArmError::property_change(&format!(
+                    "galleryImageVersion.properties.publishingProfile.{f}"
+                )));
+            }
+        }
+        if let Some(op) = st.running_op(key, ctx.now)
+            && op.verb == Verb::Delete
+        {
+            return Err(ArmError::conflict_in_progress(&r.name));
+        }
+    } else if count_in_region(st, Kind::Version, &ctx.sub, &loc)
+        >= ctx.arm.config.limits.versions_per_region
+    {
+        return Err(quota(
+            "image versions",
+            ctx.arm.config.limits.versions_per_region,
+            &loc,
+        ));
+    }
+    let mut pp = if existing.is_some() {
+        base["publishingProfile"].clone()
+    } else {
+        json!({})
+    };
+    if let Some(o) = pp_in.as_object() {
+        for (k, v) in o {
+            pp[k] = v.clone();
+        }
+    }
+    pp["targetRegions"] = regions_json(
+        &want,
+        &pp_in["targetRegions"],
+        &base["publishingProfile"]["targetRegions"],
+    );
+    pp["replicaCount"] = json!(default_count);
+    match &storage {
+        StorageDefault::Type(t) => {
+            pp["storageAccountType"] = json!(t);
+            if let Some(o) = pp.as_object_mut() {
+                o.remove("storageAccountStrategy");
+            }
+        }
+        StorageDefault::PreferZrs | StorageDefault::Lrs => {
+            let s = if storage == StorageDefault::Lrs {
+                "DefaultStandard_LRS"
+            } else {
+                "PreferStandard_ZRS"
+            };
+            pp["storageAccountStrategy"] = json!(s);
+            // The type the strategy chose for the version's own region (the recorded 2025-03-03
+            // examples show it beside the regions' types).
+            pp["storageAccountType"] = json!(storage.for_region(&loc));
+        }
+    }
+    if pp["excludeFromLatest"].is_null() {
+        pp["excludeFromLatest"] = json!(false);
+    }
+    if pp["publishedDate"].is_null() {
+        pp["publishedDate"] = json!(fmt_time(ctx.now));
+    }
+    let mut sp_out = sp.clone();
+    if !sp_out["osDiskImage"].is_object() {
+        sp_out["osDiskImage"] = json!({});
+    }
+    if sp_out["osDiskImage"]["hostCaching"].is_null() {
+        sp_out["osDiskImage"]["hostCaching"] = json!("ReadOnly");
+    }
+    if let Some(disks) = image_data {
+        // A managed-image source: the version's disks are the image's.
+        sp_out["dataDiskImages"] = Value::Array(
+            disks
+                .iter()
+                .map(|d| {
+                    json!({
+            "lun": d["lun"], "sizeInGB": d["diskSizeGB"].as_u64().unwrap_or(1).max(1),
+            "hostCaching": d["caching"].as_str().unwrap_or("None")})
+                })
+                .collect(),
+        );
+    }
+    if let Some(size) = existing
+        .and_then(|r| r.body["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"].as_u64())
+    {
+        sp_out["osDiskImage"]["sizeInGB"] = json!(size);
+    }
+    let mut newp = json!({"publishingProfile": pp, "storageProfile": sp_out});
+    let mut safety_out = safety.clone();
+    if !safety_out.is_object() {
+        safety_out = json!({});
+    }
+    if safety_out["allowDeletionOfReplicatedLocations"].is_null() {
+        safety_out["allowDeletionOfReplicatedLocations"] = json!(true);
+    }
+    safety_out["reportedForPolicyViolation"] = json!(false);
+    newp["safetyProfile"] = safety_out;
+    for k in ["securityProfile"] {
+        if let Some(v) = p.get(k).or_else(|| base.get(k)) {
+            newp[k] = v.clone();
+        }
+    }
+    let id = existing
+        .map(|r| r.id.clone())
+        .unwrap_or_else(|| format!("{}/versions/{name}", def.id));
+    let mut out = json!({"id": id, "name": name, "type": "Microsoft.Compute/galleries/images/versions", "location": shown, "properties": newp});
+    merge_tags(&mut out, body, existing);
+    Ok((
+        VersionPlan {
+            out,
+            loc,
+            want,
+            src_size,
+        },
+        vhd,
+    ))
+}
