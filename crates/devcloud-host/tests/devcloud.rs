@@ -121,6 +121,7 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
                 rules: vec![],
             }],
         }],
+        ..Default::default()
     };
     let cloud = LocalCloud::start(d.path(), config).await;
 
@@ -248,7 +249,7 @@ async fn locks_are_renewed_while_a_slow_invocation_runs() {
     };
     let config = ServiceBusConfig {
         queues: vec![("slow".into(), lock)],
-        topics: vec![],
+        ..Default::default()
     };
     let cloud = LocalCloud::start(d.path(), config).await;
     let rec = write_app(

@@ -74,6 +74,10 @@ pub struct Options {
     pub arm: devcloud_arm::ArmConfig,
     /// Fault injection: the host makes every message and event arrive twice (at-least-once delivery).
     pub deliver_everything_twice: bool,
+    /// Creates the Service Bus topic without duplicate detection although events/subscriptions.json
+    /// declares it, as in an Azure namespace whose topic was made without it (galleon must stay
+    /// idempotent on its own).
+    pub service_bus_duplicate_detection_off: bool,
 }
 
 impl Options {
@@ -91,6 +95,7 @@ impl Options {
                 ..Default::default()
             },
             deliver_everything_twice: false,
+            service_bus_duplicate_detection_off: false,
         }
     }
 }
@@ -187,6 +192,7 @@ impl Cloud {
         messaging.eventgrid_addr = addr(options.ports.event_grid);
         messaging.functions_host = Some(format!("http://127.0.0.1:{host_port}"));
         messaging.time_factor = options.grid_time_factor;
+        messaging.duplicate_detection_off = options.service_bus_duplicate_detection_off;
         let storage_identity = identity.clone();
         messaging.blob_watch = Some(devcloud_messaging::eventgrid::BlobWatchConfig {
             account_url: blob_endpoint.clone(),
