@@ -279,12 +279,17 @@ async fn abandon_n_times_then_dead_letter_with_reason_and_resubmit() {
     // peek-lock from the dead-letter queue shows the reason too
     let g = receive(&c, &base, "work/%24DeadLetterQueue", 5).await;
     assert_eq!(g.status, 201);
-    assert_eq!(g.props["DeadLetterReason"], "MaxDeliveryCountExceeded");
-    assert!(
-        g.props["DeadLetterErrorDescription"]
-            .as_str()
-            .is_some_and(|d| d.contains(&n.to_string()))
+    // (as application properties, which is where Service Bus keeps them)
+    assert_eq!(
+        g.headers["deadletterreason"],
+        "\"MaxDeliveryCountExceeded\""
     );
+    assert_eq!(
+        g.headers["deadlettererrordescription"],
+        format!("\"Message could not be consumed after {n} delivery attempts.\"").as_str()
+    );
+    assert!(g.props.get("DeadLetterReason").is_none());
+    assert!(g.props.get("DeadLetterSource").is_none());
     let (id, token) = lock_path(&g);
     c.put(format!(
         "{base}/work/$DeadLetterQueue/messages/{id}/{token}"

@@ -9,7 +9,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use super::filter::{Filter, Rule};
-use super::message::{Message, NewMessage, format_http_date};
+use super::message::{Message, NewMessage, PropValue, format_http_date};
+
+/// The application property Service Bus sets on a dead-lettered message: why.
+pub const DEAD_LETTER_REASON: &str = "DeadLetterReason";
+/// The application property Service Bus sets on a dead-lettered message: the details.
+pub const DEAD_LETTER_DESCRIPTION: &str = "DeadLetterErrorDescription";
 
 /// Standard tier message size limit (body + properties).
 pub const STANDARD_MAX_MESSAGE_SIZE: usize = 256 * 1024;
@@ -257,7 +262,17 @@ impl Store {
         }
     }
 
+    /// Moves a message to the dead-letter sub-queue. As in Service Bus, the reason and description
+    /// become the application properties `DeadLetterReason` and `DeadLetterErrorDescription`.
     fn dead_letter(&mut self, mut msg: Message, reason: &str, description: String) {
+        msg.app_props.insert(
+            DEAD_LETTER_REASON.into(),
+            PropValue::Str(reason.to_string()),
+        );
+        msg.app_props.insert(
+            DEAD_LETTER_DESCRIPTION.into(),
+            PropValue::Str(description.clone()),
+        );
         msg.dead_letter_reason = Some(reason.to_string());
         msg.dead_letter_description = Some(description);
         msg.dead_letter_source = Some(self.name.clone());
@@ -909,6 +924,8 @@ impl Namespace {
         msg.dead_letter_reason = None;
         msg.dead_letter_description = None;
         msg.dead_letter_source = None;
+        msg.app_props.remove(DEAD_LETTER_REASON);
+        msg.app_props.remove(DEAD_LETTER_DESCRIPTION);
         msg.props.scheduled_enqueue_time = None;
         self.record(
             &p.display(),

@@ -361,7 +361,7 @@ fn received_response(
 ) -> Resp {
     let m = &r.message;
     let lock = r.lock.as_ref().map(|(t, u)| (t.as_str(), *u));
-    let props = m.broker_properties_json(
+    let mut props = m.broker_properties_json(
         lock,
         if path.dead_letter {
             "Deferred"
@@ -369,6 +369,18 @@ fn received_response(
             "Active"
         },
     );
+    // A receiver sees the dead-letter reason and description as application properties (headers
+    // below), as Service Bus stores them; DeadLetterSource is only set on messages auto-forwarded out
+    // of a dead-letter queue, which this namespace does not do.
+    if let Value::Object(o) = &mut props {
+        for k in [
+            "DeadLetterReason",
+            "DeadLetterErrorDescription",
+            "DeadLetterSource",
+        ] {
+            o.remove(k);
+        }
+    }
     let ct = m
         .content_type
         .clone()
