@@ -122,6 +122,48 @@ pub struct EventGridSubscription {
     /// A webhook URL instead of a function.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The ARM `EventSubscriptionFilter` (`includedEventTypes`, `subjectBeginsWith`,
+    /// `subjectEndsWith`, `isSubjectCaseSensitive`, `advancedFilters`…), passed to Azure as is.
+    /// Replaces the flat `includedEventTypes`/`subjectBeginsWith`/`subjectEndsWith` above.
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
+    /// ARM `retryPolicy`.
+    #[serde(default)]
+    pub retry_policy: Option<RetryPolicy>,
+    /// ARM `deadLetterDestination`: where undeliverable events are written.
+    #[serde(default)]
+    pub dead_letter_destination: Option<DeadLetterDestination>,
+}
+
+/// ARM `retryPolicy` of an event subscription.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// 1 to 30 (Azure's default 30).
+    #[serde(default)]
+    pub max_delivery_attempts: Option<u32>,
+    /// 1 to 1440 (Azure's default 1440).
+    #[serde(default)]
+    pub event_time_to_live_in_minutes: Option<u32>,
+}
+
+/// ARM `deadLetterDestination` (only `StorageBlob` exists).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterDestination {
+    /// `StorageBlob`.
+    pub endpoint_type: String,
+    pub properties: StorageBlobDeadLetter,
+}
+
+/// The container dead letters are written to; `resourceId` (the storage account) is filled in by
+/// infra, the local cloud uses its Azurite account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageBlobDeadLetter {
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    pub blob_container_name: String,
 }
 
 /// A routing file that cannot be used.

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::model::{Event, EventFilter, Schema, event_time, rfc3339, validation_event};
+use super::filter::EventFilter;
+use super::model::{Event, Schema, event_time, rfc3339, validation_event};
 
 /// Where a subscription delivers.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,9 @@ pub struct SubscriptionConfig {
     pub max_delivery_attempts: u32,
     /// Event time-to-live (Azure default 1440 minutes), before scaling.
     pub event_ttl: Duration,
+    /// `deadLetterDestination`: the blob container of the watched storage account that dead letters
+    /// are written to (`None`: kept in memory only, as Azure drops them).
+    pub dead_letter_container: Option<String>,
 }
 
 impl SubscriptionConfig {
@@ -53,6 +57,7 @@ impl SubscriptionConfig {
             delivery_schema,
             max_delivery_attempts: 30,
             event_ttl: Duration::from_secs(1440 * 60),
+            dead_letter_container: None,
         }
     }
 }
@@ -145,12 +150,7 @@ impl Subscription {
             "topic": self.config.topic,
             "destination": dest,
             "eventDeliverySchema": self.config.delivery_schema.arm_name(),
-            "filter": {
-                "includedEventTypes": self.config.filter.included_event_types,
-                "subjectBeginsWith": self.config.filter.subject_begins_with,
-                "subjectEndsWith": self.config.filter.subject_ends_with,
-                "isSubjectCaseSensitive": self.config.filter.case_sensitive,
-            },
+            "filter": self.config.filter.to_arm(),
             "maxDeliveryAttempts": self.config.max_delivery_attempts,
             "provisioningState": if *self.validated.lock().await { "Succeeded" } else { "AwaitingManualAction" },
             "delivered": self.delivered.load(Ordering::Relaxed),

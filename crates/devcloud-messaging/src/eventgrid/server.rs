@@ -19,7 +19,8 @@ use super::blobwatch::{BlobWatchConfig, BlobWatcher, WatchStatus};
 use super::delivery::{
     DeliverySettings, Destination, Dispatcher, Subscription, SubscriptionConfig,
 };
-use super::model::{EventFilter, Schema, parse_publish};
+use super::filter::{EventFilter, FilterError};
+use super::model::{Schema, parse_publish};
 use crate::auth::{EVENTGRID_AUDIENCE, Verifier, bearer_token};
 use crate::httpserv::{self, BodyError, Req, Resp, Server};
 use crate::routing::Routing;
@@ -61,6 +62,10 @@ pub enum ConfigError {
     Schema(String, String),
     #[error("Event Grid subscription {0}: needs a function or an endpoint")]
     NoDestination(String),
+    #[error("Event Grid subscription {0}")]
+    Filter(String, #[source] FilterError),
+    #[error("Event Grid subscription {0}: {1}")]
+    Setting(String, String),
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),
     #[error("the CA certificate is not valid PEM")]
@@ -98,14 +103,56 @@ impl EventGridConfig {
                 ConfigError::Schema(s.name.clone(), s.event_delivery_schema.clone())
             })?;
             let mut sc = SubscriptionConfig::new(&s.name, &s.topic, destination, schema);
-            sc.filter = EventFilter {
-                included_event_types: s.included_event_types.clone(),
-                subject_begins_with: s.subject_begins_with.clone(),
-                subject_ends_with: s.subject_ends_with.clone(),
-                case_sensitive: false,
+            let flat = !s.included_event_types.is_empty()
+                || !s.subject_begins_with.is_empty()
+                || !s.subject_ends_with.is_empty();
+            sc.filter = match &s.filter {
+                Some(_) if flat => {
+                    return Err(ConfigError::Setting(
+                        s.name.clone(),
+                        "declare the filter once: in `filter`, not also in the flat fields".into(),
+                    ));
+                }
+                Some(f) => {
+                    EventFilter::from_arm(f).map_err(|e| ConfigError::Filter(s.name.clone(), e))?
+                }
+                None => EventFilter {
+                    included_event_types: s.included_event_types.clone(),
+                    subject_begins_with: s.subject_begins_with.clone(),
+                    subject_ends_with: s.subject_ends_with.clone(),
+                    ..Default::default()
+                },
             };
-            if let Some(n) = s.max_delivery_attempts {
+            let retry = s.retry_policy.clone().unwrap_or_default();
+            if let Some(n) = retry.max_delivery_attempts.or(s.max_delivery_attempts) {
+                if !(1..=30).contains(&n) {
+                    return Err(ConfigError::Setting(
+                        s.name.clone(),
+                        format!("maxDeliveryAttempts {n} is not within 1 to 30"),
+                    ));
+                }
                 sc.max_delivery_attempts = n;
+            }
+            if let Some(m) = retry.event_time_to_live_in_minutes {
+                if !(1..=1440).contains(&m) {
+                    return Err(ConfigError::Setting(
+                        s.name.clone(),
+                        format!("eventTimeToLiveInMinutes {m} is not within 1 to 1440"),
+                    ));
+                }
+                sc.event_ttl = Duration::from_secs(u64::from(m) * 60);
+            }
+            if let Some(d) = &s.dead_letter_destination {
+                if d.endpoint_type != "StorageBlob" {
+                    return Err(ConfigError::Setting(
+                        s.name.clone(),
+                        format!(
+                            "deadLetterDestination endpointType '{}' (only StorageBlob exists)",
+                            d.endpoint_type
+                        ),
+                    ));
+                }
+                sc.dead_letter_container = Some(d.properties.blob_container_name.clone());
             }
             c.subscriptions.push(sc);
         }
@@ -454,8 +501,9 @@ fn admin_error(status: StatusCode, message: &str) -> Resp {
 /// - `GET /_devcloud/topics`: custom topics and the storage system topic, with publish paths
 /// - `GET /_devcloud/subscriptions`: subscriptions with state and counters
 /// - `POST /_devcloud/subscriptions`: add a webhook subscription (body: `name`, `topic`, `endpoint`
-///   or `function`, `includedEventTypes`, `subjectBeginsWith`, `subjectEndsWith`,
-///   `eventDeliverySchema`, `maxDeliveryAttempts`); the handshake runs first: 201, or 400 when it fails
+///   or `function`, `filter` (ARM `EventSubscriptionFilter`, with `advancedFilters`) or the flat
+///   `includedEventTypes`, `subjectBeginsWith`, `subjectEndsWith`; `eventDeliverySchema`,
+///   `maxDeliveryAttempts`); the handshake runs first: 201, or 400 when it fails
 /// - `DELETE /_devcloud/subscriptions/{name}`
 /// - `GET /_devcloud/deadletters?subscription=NAME`: dead-lettered events
 /// - `POST /_devcloud/deadletters/resubmit?subscription=NAME&id=EVENT_ID`: deliver a dead letter again
@@ -634,23 +682,30 @@ async fn add_subscription(inner: &Inner, req: &Req) -> Resp {
         );
     };
     let mut config = SubscriptionConfig::new(&name, &topic, destination, schema);
-    config.filter = EventFilter {
-        included_event_types: v
-            .get("includedEventTypes")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        subject_begins_with: s("subjectBeginsWith").unwrap_or_default(),
-        subject_ends_with: s("subjectEndsWith").unwrap_or_default(),
-        case_sensitive: v
-            .get("isSubjectCaseSensitive")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+    config.filter = match v.get("filter") {
+        Some(f) => match EventFilter::from_arm(f) {
+            Ok(f) => f,
+            Err(e) => return admin_error(StatusCode::BAD_REQUEST, &e.to_string()),
+        },
+        None => EventFilter {
+            included_event_types: v
+                .get("includedEventTypes")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            subject_begins_with: s("subjectBeginsWith").unwrap_or_default(),
+            subject_ends_with: s("subjectEndsWith").unwrap_or_default(),
+            case_sensitive: v
+                .get("isSubjectCaseSensitive")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            ..Default::default()
+        },
     };
     if let Some(n) = v.get("maxDeliveryAttempts").and_then(Value::as_u64) {
         config.max_delivery_attempts = n.clamp(1, 30) as u32;
