@@ -15,7 +15,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::blobwatch::{BlobWatchConfig, BlobWatcher, WatchStatus};
+use super::blobwatch::{self, BlobWatchConfig, RunningProxy, WatchStatus};
 use super::delivery::{
     DeliverySettings, Destination, Dispatcher, Subscription, SubscriptionConfig,
 };
@@ -72,6 +72,8 @@ pub enum ConfigError {
     Ca(#[source] reqwest::Error),
     #[error("cannot listen")]
     Listen(#[source] std::io::Error),
+    #[error("cannot start the blob proxy on {0}")]
+    BlobProxy(SocketAddr, #[source] std::io::Error),
 }
 
 impl EventGridConfig {
@@ -196,7 +198,7 @@ pub struct RunningEventGrid {
     pub tls: bool,
     pub dispatcher: Arc<Dispatcher>,
     watch: Arc<WatchStatus>,
-    watch_enabled: bool,
+    blob_proxy: Option<RunningProxy>,
     stop: StopOnDrop,
     server: Server,
 }
@@ -212,10 +214,16 @@ impl RunningEventGrid {
         format!("{}/topics/{topic}/api/events", self.url())
     }
 
-    /// Waits until the blob watcher has taken its first listing (at most `timeout`); false if it
-    /// has not (or no watcher is configured).
+    /// The blob account URL clients must use (the proxy in front of Azurite that raises the blob
+    /// events), e.g. `https://127.0.0.1:10000/devstoreaccount1`; `None` without blob watching.
+    pub fn blob_endpoint(&self) -> Option<String> {
+        self.blob_proxy.as_ref().map(|p| p.account_url.clone())
+    }
+
+    /// Waits until the blob proxy serves (at most `timeout`); false if it does not (or no blob
+    /// watching is configured).
     pub async fn blob_watch_ready(&self, timeout: Duration) -> bool {
-        if !self.watch_enabled {
+        if self.blob_proxy.is_none() {
             return false;
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -233,6 +241,9 @@ impl RunningEventGrid {
     pub async fn shutdown(self) {
         let _ = self.stop.0.send(true);
         self.dispatcher.close();
+        if let Some(p) = self.blob_proxy {
+            p.shutdown().await;
+        }
         self.server.shutdown().await
     }
 }
@@ -270,17 +281,24 @@ pub async fn serve(
         *u = format!("{}://{local}", if is_tls { "https" } else { "http" });
     }
     let watch = Arc::new(WatchStatus::default());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(w) = config.blob_watch.clone() {
-        let d = dispatcher.clone();
-        let topic_id = w.topic_id();
-        let watcher = BlobWatcher::new(w, client.clone());
-        let status = watch.clone();
-        tokio::spawn(watcher.run(status, stop_rx, move |events| {
-            d.publish(STORAGE_TOPIC, &topic_id, events);
-        }));
-    }
-    let watch_enabled = config.blob_watch.is_some();
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let blob_proxy = match config.blob_watch.clone() {
+        Some(w) => {
+            let d = dispatcher.clone();
+            let topic_id = w.topic_id();
+            let listen = w.listen;
+            let proxy_client =
+                blobwatch::proxy_client(config.ca_pem.as_deref()).map_err(ConfigError::Client)?;
+            let proxy =
+                blobwatch::start(w, tls.clone(), proxy_client, watch.clone(), move |events| {
+                    d.publish(STORAGE_TOPIC, &topic_id, events);
+                })
+                .await
+                .map_err(|e| ConfigError::BlobProxy(listen, e))?;
+            Some(proxy)
+        }
+        None => None,
+    };
     let inner = Arc::new(Inner {
         config,
         dispatcher: dispatcher.clone(),
@@ -298,7 +316,7 @@ pub async fn serve(
         tls: is_tls,
         dispatcher,
         watch,
-        watch_enabled,
+        blob_proxy,
         stop,
         server,
     })
@@ -509,7 +527,7 @@ fn admin_error(status: StatusCode, message: &str) -> Resp {
 /// - `POST /_devcloud/deadletters/resubmit?subscription=NAME&id=EVENT_ID`: deliver a dead letter again
 /// - `GET /_devcloud/deliveries?max=N`: recent handshakes and delivery attempts
 /// - `GET /_devcloud/events?max=N`: recent published events (custom and blob)
-/// - `GET /_devcloud/blobwatch`: the Azurite watcher's state
+/// - `GET /_devcloud/blobwatch`: the blob proxy's state (requests seen, events raised, last error)
 /// - `GET /_devcloud/validate?subscription=NAME&code=CODE`: the `validationUrl` of the handshake
 async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
     let d = &inner.dispatcher;
@@ -530,7 +548,7 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
                 .collect();
             if let Some(w) = &inner.config.blob_watch {
                 topics.push(json!({"name": STORAGE_TOPIC, "type": "Microsoft.Storage.StorageAccounts", "source": w.topic_id(),
-                                   "watching": w.account_url}));
+                                   "upstream": w.account_url}));
             }
             httpserv::json(StatusCode::OK, &Value::Array(topics))
         }
@@ -597,7 +615,8 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
             httpserv::json(
                 StatusCode::OK,
                 &json!({"enabled": inner.config.blob_watch.is_some(), "ready": w.is_ready.load(Ordering::SeqCst),
-                        "polls": w.polls.load(Ordering::Relaxed), "blobs": w.blobs.load(Ordering::Relaxed),
+                        "upstream": inner.config.blob_watch.as_ref().map(|b| b.account_url.clone()),
+                        "requests": w.requests.load(Ordering::Relaxed), "events": w.events.load(Ordering::Relaxed),
                         "lastError": last_error}),
             )
         }
