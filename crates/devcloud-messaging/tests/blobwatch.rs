@@ -15,7 +15,7 @@ use devcloud_messaging::eventgrid::{
 };
 use devcloud_messaging::httpserv;
 use http::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 struct Azurite {
     child: tokio::process::Child,
@@ -422,5 +422,184 @@ async fn only_the_operations_azure_reports_become_blob_events() {
         "6 in vhds plus other/ignored.txt: {status}"
     );
     assert_eq!(status["lastError"], Value::Null);
+    eg.shutdown().await;
+}
+
+/// After the last attempt, the dead-lettered event is written to the subscription's
+/// `deadLetterDestination` container, as Event Grid does: blob
+/// `<SUBSCRIPTION>/<y>/<m>/<d>/<h>/<guid>.json` (upper case, no zero padding) holding an array with
+/// the event and its dead-letter fields, shaped like the documented sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_written_to_the_dead_letter_container() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = common::make_pki(dir.path());
+    let azurite = start_azurite(&pki, dir.path()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = httpserv::serve(listener, None, 1 << 20, |_req| async {
+        httpserv::empty(StatusCode::INTERNAL_SERVER_ERROR)
+    })
+    .expect("hook");
+    let mut sub = SubscriptionConfig::new(
+        "Announce-Hook",
+        "grid",
+        Destination::Webhook(format!("http://{}/hook", hook.addr)),
+        Schema::EventGrid,
+    );
+    sub.max_delivery_attempts = 2;
+    sub.dead_letter_container = Some("galleon-deadletters".into());
+    let delivery = DeliverySettings {
+        time_factor: 0.001,
+        timeout: Duration::from_secs(5),
+        functions_host: None,
+        validate_functions: false,
+    };
+    let config = EventGridConfig {
+        topics: vec![eventgrid::TopicConfig {
+            name: "grid".into(),
+            input_schema: Schema::EventGrid,
+            key: "k".into(),
+        }],
+        subscriptions: vec![sub],
+        delivery,
+        blob_watch: Some(BlobWatchConfig {
+            account_url: azurite.url.clone(),
+            auth: StorageAuth::Bearer(Arc::new(|| {
+                Ok(common::test_jwt("https://storage.azure.com"))
+            })),
+            subscription_id: "sub-id".into(),
+            resource_group: "rg".into(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+        }),
+        ca_pem: Some(pki.ca_pem.clone().into_bytes()),
+        subscription_id: "sub-id".into(),
+        resource_group: "rg".into(),
+    };
+    let eg = eventgrid::serve(
+        config,
+        Arc::new(StaticToken("t".into())),
+        None,
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("event grid");
+    // The handshake of an Event Grid schema webhook would fail on a 500 before any delivery; skip it.
+    for s in eg.dispatcher.subscriptions() {
+        s.mark_validated().await;
+    }
+    let storage = Storage {
+        c: reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca"),
+            )
+            .build()
+            .expect("client"),
+        base: eg.blob_endpoint().expect("blob endpoint"),
+    };
+    let before = chrono::Utc::now();
+    let published = json!([{"id": "dl-1", "eventType": "io.galleon.image.ready.v1", "subject": "images/x",
+        "eventTime": "2026-11-21T11:00:00Z", "data": {"n": 1}, "dataVersion": "1"}]);
+    let r = storage
+        .c
+        .post(format!("{}/topics/grid/api/events", eg.url()))
+        .header("aeg-sas-key", "k")
+        .json(&published)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(r.status(), 200);
+
+    // the container holds one blob, named as Event Grid names them
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let names = loop {
+        let xml = storage
+            .send(
+                reqwest::Method::GET,
+                "/galleon-deadletters?restype=container&comp=list",
+                &[],
+                vec![],
+            )
+            .await
+            .text()
+            .await
+            .expect("listing");
+        let names: Vec<String> = xml
+            .split("<Name>")
+            .skip(1)
+            .filter_map(|p| p.split("</Name>").next().map(str::to_string))
+            .collect();
+        if !names.is_empty() {
+            break names;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead-letter blob"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let after = chrono::Utc::now();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let name = &names[0];
+    use chrono::{Datelike, Timelike};
+    let prefix = |t: chrono::DateTime<chrono::Utc>| {
+        format!(
+            "ANNOUNCE-HOOK/{}/{}/{}/{}/",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour()
+        )
+    };
+    assert!(
+        name.starts_with(&prefix(before)) || name.starts_with(&prefix(after)),
+        "{name}"
+    );
+    let guid = name
+        .rsplit('/')
+        .next()
+        .and_then(|f| f.strip_suffix(".json"))
+        .expect("<guid>.json");
+    assert!(uuid::Uuid::parse_str(guid).is_ok(), "{name}");
+
+    let body: Value = storage
+        .send(
+            reqwest::Method::GET,
+            &format!("/galleon-deadletters/{name}"),
+            &[],
+            vec![],
+        )
+        .await
+        .json()
+        .await
+        .expect("dead-letter blob is JSON");
+    let events = body.as_array().expect("an array of events");
+    assert_eq!(events.len(), 1);
+    let dl = &events[0];
+    let fixture: Value = serde_json::from_str(include_str!(
+        "fixtures/eventgrid.BlobCreated.deadletter.eventgrid-schema.docs.json"
+    ))
+    .expect("fixture");
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(dl), keys(&fixture));
+    assert_eq!(dl["id"], "dl-1");
+    assert_eq!(dl["deadLetterReason"], "MaxDeliveryAttemptsExceeded");
+    assert_eq!(dl["deliveryAttempts"], 2);
+    assert_eq!(dl["lastDeliveryOutcome"], "GenericError");
+    // still listed by the admin endpoint too
+    let admin: Value = storage
+        .c
+        .get(format!("{}/_devcloud/deadletters", eg.url()))
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(admin.as_array().map(Vec::len), Some(1));
     eg.shutdown().await;
 }

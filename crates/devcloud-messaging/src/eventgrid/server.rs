@@ -287,6 +287,7 @@ pub async fn serve(
             let d = dispatcher.clone();
             let topic_id = w.topic_id();
             let listen = w.listen;
+            let auth_for_store = w.auth.clone();
             let proxy_client =
                 blobwatch::proxy_client(config.ca_pem.as_deref()).map_err(ConfigError::Client)?;
             let proxy =
@@ -295,6 +296,26 @@ pub async fn serve(
                 })
                 .await
                 .map_err(|e| ConfigError::BlobProxy(listen, e))?;
+            // Dead letters go through the proxy, like any writer of the account (so they raise
+            // BlobCreated too, as in Azure); their containers exist as infra would deploy them.
+            let store = super::delivery::DeadLetterStore {
+                account_url: proxy.account_url.clone(),
+                auth: auth_for_store,
+                client: client.clone(),
+            };
+            for c in config
+                .subscriptions
+                .iter()
+                .filter_map(|s| s.dead_letter_container.clone())
+            {
+                if let Err(e) = store.ensure_container(&c).await {
+                    tracing::warn!(container = %c, error = %e, "dead-letter container not created");
+                    if let Ok(mut le) = watch.last_error.lock() {
+                        *le = Some(e);
+                    }
+                }
+            }
+            let _ = dispatcher.dead_letter_store.set(store);
             Some(proxy)
         }
         None => None,
