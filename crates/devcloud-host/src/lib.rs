@@ -47,10 +47,12 @@ pub mod invocation;
 pub mod log;
 pub mod ncrontab;
 pub mod outputs;
+mod runtime;
 mod server;
 pub mod servicebus;
 pub mod worker;
 
 pub use config::{ConfigError, FunctionApp};
-pub use host::{Host, HostConfig, RunningHost};
+pub use host::{Host, RunningHost};
 pub use log::{InvocationRecord, LogLine};
+pub use runtime::HostConfig;

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{AuthLevel, Trigger};
-use crate::host::Core;
 use crate::invocation::{self, HttpRequestData, InvocationContext};
+use crate::runtime::Core;
 
 const MAX_BODY: usize = 100 * 1024 * 1024;
 

@@ -213,6 +213,16 @@ fn is_protocol_header(name: &str) -> bool {
         || name.starts_with("access-control-")
 }
 
+/// HTTP/1 lower-cases header names; the properties Service Bus itself sets on a dead-lettered
+/// message get back the names the SDK (and so the Functions extension) shows.
+fn canonical_property_name(header: &str) -> String {
+    match header {
+        "deadletterreason" => "DeadLetterReason".into(),
+        "deadlettererrordescription" => "DeadLetterErrorDescription".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Application property header values: JSON literals (`"text"`, `12`, `true`) or raw text.
 fn property_value(raw: &str) -> Value {
     match serde_json::from_str::<Value>(raw) {
@@ -300,7 +310,8 @@ impl ServiceBusClient {
                 continue;
             }
             if let Ok(v) = value.to_str() {
-                application_properties.insert(name.as_str().to_string(), property_value(v));
+                application_properties
+                    .insert(canonical_property_name(name.as_str()), property_value(v));
             }
         }
         let content_type = headers

@@ -121,6 +121,7 @@ async fn host_runs_against_the_local_service_bus_and_identity() {
                 rules: vec![],
             }],
         }],
+        ..Default::default()
     };
     let cloud = LocalCloud::start(d.path(), config).await;
 
@@ -248,7 +249,7 @@ async fn locks_are_renewed_while_a_slow_invocation_runs() {
     };
     let config = ServiceBusConfig {
         queues: vec![("slow".into(), lock)],
-        topics: vec![],
+        ..Default::default()
     };
     let cloud = LocalCloud::start(d.path(), config).await;
     let rec = write_app(
@@ -419,4 +420,103 @@ async fn event_grid_delivers_to_the_host_webhook_with_retries() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     running.shutdown().await;
+}
+
+/// A function bound to a subscription's dead-letter queue (`subscriptionName: "<sub>/$DeadLetterQueue"`,
+/// as Azure Functions allows) receives what the broker dead-lettered after maxDeliveryCount failed
+/// deliveries, with Azure's reason and description among the application properties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_queue_trigger_gets_the_dead_lettered_message_with_azures_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let config = ServiceBusConfig {
+        topics: vec![TopicSpec {
+            name: "facts".into(),
+            config: entity(10),
+            subscriptions: vec![SubscriptionSpec {
+                name: "work".into(),
+                config: entity(2),
+                rules: vec![],
+            }],
+        }],
+        ..Default::default()
+    };
+    let cloud = LocalCloud::start(d.path(), config).await;
+    let mut settings = cloud.settings("ServiceBusConnection");
+    settings["TEST_FAIL_FUNCTIONS"] = json!("Work");
+    let rec = write_app(
+        d.path(),
+        json!({}),
+        &[
+            (
+                "Work",
+                json!({"bindings": [{"name": "fact", "type": "serviceBusTrigger", "direction": "in", "topicName": "facts", "subscriptionName": "work", "connection": "ServiceBusConnection"}]}),
+            ),
+            (
+                "WorkDeadLetters",
+                json!({"bindings": [{"name": "dead", "type": "serviceBusTrigger", "direction": "in", "topicName": "facts", "subscriptionName": "work/$DeadLetterQueue", "connection": "ServiceBusConnection"}]}),
+            ),
+        ],
+        settings,
+    );
+    let running = cloud.start_host(d.path()).await;
+    let (client, token) = cloud.client();
+    let r = client
+        .post(format!("{}/facts/messages", cloud.sb.url()))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .header(
+            "BrokerProperties",
+            json!({"MessageId": "m-poison", "Label": "fact"}).to_string(),
+        )
+        .header("Origin-Stage", "\"ingest\"")
+        .body(json!({"kind": "poison"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    wait_until(30, "the dead letter to reach its function", || {
+        running
+            .invocations()
+            .iter()
+            .any(|i| i.function == "WorkDeadLetters" && i.status == "Succeeded")
+    })
+    .await;
+    assert_eq!(delivery_counts(&rec, "Work", "m-poison"), vec!["1", "2"]);
+    let dead = records_for(&rec, "WorkDeadLetters");
+    assert_eq!(dead.len(), 1, "one invocation for one dead letter");
+    let md = &dead[0]["body"]["Metadata"];
+    assert_eq!(md["MessageId"], "\"m-poison\"");
+    assert_eq!(md["Label"], "\"fact\"");
+    let props = &md["ApplicationProperties"];
+    assert_eq!(props["DeadLetterReason"], "MaxDeliveryCountExceeded");
+    assert_eq!(
+        props["DeadLetterErrorDescription"],
+        "Message could not be consumed after 2 delivery attempts."
+    );
+    assert_eq!(
+        props["origin-stage"], "ingest",
+        "the sender's properties stay"
+    );
+    assert_eq!(md["UserProperties"], *props);
+    // Only set on messages auto-forwarded out of a dead-letter queue, so absent here, as in Azure.
+    assert!(md.get("DeadLetterSource").is_none(), "{md}");
+    let body: String =
+        serde_json::from_str(dead[0]["body"]["Data"]["dead"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["kind"],
+        "poison"
+    );
+    // Completed from the dead-letter queue once the function succeeded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let o = cloud.counts().await;
+        let sub = &o["topics"][0]["subscriptions"][0];
+        if sub["deadLetterMessageCount"] == 0 && sub["activeMessageCount"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "broker state: {o}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    running.shutdown().await;
+    cloud.shutdown().await;
 }

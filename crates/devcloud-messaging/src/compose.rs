@@ -32,8 +32,12 @@ pub struct MessagingOptions {
     pub blob_watch: Option<BlobWatchConfig>,
     /// Scales Event Grid's retry schedule and event TTL (1.0 = Azure's).
     pub time_factor: f64,
-    /// Defaults for Service Bus entities (lock duration, max delivery count, duplicate detection…).
+    /// Defaults for Service Bus entities before the routing file's settings (Azure's by default:
+    /// lock 1 minute, 10 deliveries, no duplicate detection).
     pub entity_defaults: EntityConfig,
+    /// Forces duplicate detection off on every Service Bus queue and topic, even where the routing
+    /// file declares it (as in an Azure namespace whose topic was created without it).
+    pub duplicate_detection_off: bool,
 }
 
 impl MessagingOptions {
@@ -51,6 +55,7 @@ impl MessagingOptions {
             blob_watch: None,
             time_factor: 1.0,
             entity_defaults: EntityConfig::default(),
+            duplicate_detection_off: false,
         }
     }
 }
@@ -74,7 +79,8 @@ pub enum StartError {
 pub async fn start(
     o: MessagingOptions,
 ) -> Result<(RunningServiceBus, RunningEventGrid), StartError> {
-    let sb_config = o.routing.servicebus_config(&o.entity_defaults)?;
+    let mut sb_config = o.routing.servicebus_config(&o.entity_defaults)?;
+    sb_config.duplicate_detection_off = o.duplicate_detection_off;
     let sb = servicebus::serve(
         sb_config,
         o.verifier.clone(),

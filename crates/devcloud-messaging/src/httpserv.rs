@@ -86,6 +86,40 @@ where
     H: Fn(Result<Req, (http::request::Parts, BodyError)>) -> F + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
+    let handler = Arc::new(handler);
+    serve_streaming(listener, tls, move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let collected = match Limited::new(body, max_body).collect().await {
+                Ok(c) => Ok(Request::from_parts(parts, c.to_bytes())),
+                Err(e) => {
+                    let err = if e.is::<http_body_util::LengthLimitError>() {
+                        BodyError::TooLarge
+                    } else {
+                        BodyError::Io(e.to_string())
+                    };
+                    Err((parts, err))
+                }
+            };
+            handler(collected).await
+        }
+    })
+}
+
+/// Serves `handler` with the request body as it arrives and any response body (a proxy streams both).
+pub fn serve_streaming<H, F, B>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: H,
+) -> std::io::Result<Server>
+where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let addr = listener.local_addr()?;
     let (tx, mut rx) = watch::channel(false);
     let handler = Arc::new(handler);
@@ -110,21 +144,7 @@ where
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let handler = handler.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let collected = match Limited::new(body, max_body).collect().await {
-                            Ok(c) => Ok(Request::from_parts(parts, c.to_bytes())),
-                            Err(e) => {
-                                let err = if e.is::<http_body_util::LengthLimitError>() {
-                                    BodyError::TooLarge
-                                } else {
-                                    BodyError::Io(e.to_string())
-                                };
-                                Err((parts, err))
-                            }
-                        };
-                        Ok::<_, Infallible>(handler(collected).await)
-                    }
+                    async move { Ok::<_, Infallible>(handler(req).await) }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let result = match acceptor {

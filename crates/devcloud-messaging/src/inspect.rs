@@ -153,7 +153,7 @@ pub fn render_eventgrid(snap: &Value) -> String {
     let mut out = String::from("Event Grid\n");
     for t in snap["topics"].as_array().into_iter().flatten() {
         let extra = if t["endpoint"].is_null() {
-            s(&t["watching"])
+            s(&t["upstream"])
         } else {
             s(&t["endpoint"])
         };
@@ -162,10 +162,10 @@ pub fn render_eventgrid(snap: &Value) -> String {
     let w = &snap["blobWatch"];
     if w["enabled"] == Value::Bool(true) {
         out.push_str(&format!(
-            "  blob watcher: ready {} polls {} blobs {} last error {}\n",
+            "  blob proxy: ready {} requests {} events {} last error {}\n",
             s(&w["ready"]),
-            s(&w["polls"]),
-            s(&w["blobs"]),
+            s(&w["requests"]),
+            s(&w["events"]),
             s(&w["lastError"])
         ));
     }
@@ -248,11 +248,11 @@ mod tests {
                         "subscriptions": [{"name": "ingest-blob", "topic": "storage", "provisioningState": "Succeeded", "delivered": 1}],
                         "events": [], "deliveries": [{"time": "t", "subscription": "ingest-blob", "kind": "delivery", "attempt": 1, "outcome": "Succeeded", "eventId": "e"}],
                         "deadLetters": [{"subscription": "s", "event": {"id": "x", "deadletterreason": "MaxDeliveryAttemptsExceeded"}}],
-                        "blobWatch": {"enabled": true, "ready": true, "polls": 3, "blobs": 1, "lastError": null}});
+                        "blobWatch": {"enabled": true, "ready": true, "requests": 3, "events": 1, "lastError": null}});
         let text = render_eventgrid(&eg);
         assert!(text.contains("topic galleon-events"));
         assert!(text.contains("subscription ingest-blob"));
         assert!(text.contains("dead letter s x MaxDeliveryAttemptsExceeded"));
-        assert!(text.contains("blob watcher: ready true"));
+        assert!(text.contains("blob proxy: ready true requests 3 events 1"));
     }
 }

@@ -5,6 +5,7 @@ pub mod compose;
 pub mod eventgrid;
 pub mod httpserv;
 pub mod inspect;
+pub mod iso;
 pub mod routing;
 pub mod servicebus;
 

@@ -7,6 +7,8 @@ use std::path::Path;
 use chrono::Duration;
 use serde::Deserialize;
 
+pub use crate::iso::parse_iso_duration;
+
 use crate::servicebus::message::PropValue;
 use crate::servicebus::{
     CorrelationFilter, EntityConfig, Filter, Rule, ServiceBusConfig, SubscriptionSpec, TopicSpec,
@@ -28,8 +30,29 @@ pub struct ServiceBusRouting {
     pub topic: String,
     /// The application property carrying the event type.
     pub type_property: String,
+    /// The topic's settings, named as the `properties` of the ARM resource
+    /// `Microsoft.ServiceBus/namespaces/topics` (infra passes them through). What is left out keeps
+    /// Azure's default.
+    #[serde(default)]
+    pub topic_properties: TopicProperties,
     #[serde(default)]
     pub subscriptions: Vec<ServiceBusSubscription>,
+}
+
+/// The topic settings the local Service Bus applies (ARM names; anything else is refused, so a
+/// setting is never silently ignored).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TopicProperties {
+    /// Azure's default is `false`, and it cannot be changed once the topic exists.
+    #[serde(default)]
+    pub requires_duplicate_detection: Option<bool>,
+    /// ISO 8601, 20 seconds to 7 days (Azure's default `PT10M`).
+    #[serde(default)]
+    pub duplicate_detection_history_time_window: Option<String>,
+    /// ISO 8601; caps every message's time-to-live (Azure's default: never expires).
+    #[serde(default)]
+    pub default_message_time_to_live: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,9 +66,15 @@ pub struct ServiceBusSubscription {
     pub types: Vec<String>,
     #[serde(default)]
     pub max_delivery_count: Option<u32>,
-    /// ISO 8601 duration, e.g. `PT1M`.
+    /// ISO 8601 duration, e.g. `PT1M` (at most `PT5M`, as in Azure).
     #[serde(default)]
     pub lock_duration: Option<String>,
+    /// ARM `deadLetteringOnMessageExpiration` (Azure's default `false`).
+    #[serde(default)]
+    pub dead_lettering_on_message_expiration: Option<bool>,
+    /// ARM `defaultMessageTimeToLive`, ISO 8601 (Azure's default: never expires).
+    #[serde(default)]
+    pub default_message_time_to_live: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -93,6 +122,48 @@ pub struct EventGridSubscription {
     /// A webhook URL instead of a function.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The ARM `EventSubscriptionFilter` (`includedEventTypes`, `subjectBeginsWith`,
+    /// `subjectEndsWith`, `isSubjectCaseSensitive`, `advancedFilters`…), passed to Azure as is.
+    /// Replaces the flat `includedEventTypes`/`subjectBeginsWith`/`subjectEndsWith` above.
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
+    /// ARM `retryPolicy`.
+    #[serde(default)]
+    pub retry_policy: Option<RetryPolicy>,
+    /// ARM `deadLetterDestination`: where undeliverable events are written.
+    #[serde(default)]
+    pub dead_letter_destination: Option<DeadLetterDestination>,
+}
+
+/// ARM `retryPolicy` of an event subscription.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// 1 to 30 (Azure's default 30).
+    #[serde(default)]
+    pub max_delivery_attempts: Option<u32>,
+    /// 1 to 1440 (Azure's default 1440).
+    #[serde(default)]
+    pub event_time_to_live_in_minutes: Option<u32>,
+}
+
+/// ARM `deadLetterDestination` (only `StorageBlob` exists).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterDestination {
+    /// `StorageBlob`.
+    pub endpoint_type: String,
+    pub properties: StorageBlobDeadLetter,
+}
+
+/// The container dead letters are written to; `resourceId` (the storage account) is filled in by
+/// infra, the local cloud uses its Azurite account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageBlobDeadLetter {
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    pub blob_container_name: String,
 }
 
 /// A routing file that cannot be used.
@@ -114,34 +185,37 @@ pub enum RoutingError {
         "subscription {subscription}: invalid lockDuration '{value}' (expected an ISO 8601 duration like PT1M)"
     )]
     LockDuration { subscription: String, value: String },
+    #[error("{entity}: invalid {property} '{value}' ({expected})")]
+    Setting {
+        entity: String,
+        property: &'static str,
+        value: String,
+        expected: &'static str,
+    },
 }
 
-/// Parses an ISO 8601 duration of days, hours, minutes and seconds (`P1DT2H`, `PT1M`, `PT30.5S`).
-pub fn parse_iso_duration(s: &str) -> Option<Duration> {
-    let rest = s.trim().strip_prefix('P')?;
-    let (date, time) = match rest.split_once('T') {
-        Some((d, t)) => (d, t),
-        None => (rest, ""),
-    };
-    let mut ms: f64 = 0.0;
-    let mut any = false;
-    let mut eat = |part: &str, units: &[(char, f64)]| -> Option<()> {
-        let mut num = String::new();
-        for c in part.chars() {
-            if c.is_ascii_digit() || c == '.' {
-                num.push(c);
-            } else {
-                let factor = units.iter().find(|(u, _)| *u == c)?.1;
-                ms += num.parse::<f64>().ok()? * factor;
-                num.clear();
-                any = true;
-            }
-        }
-        num.is_empty().then_some(())
-    };
-    eat(date, &[('D', 86_400_000.0), ('W', 604_800_000.0)])?;
-    eat(time, &[('H', 3_600_000.0), ('M', 60_000.0), ('S', 1000.0)])?;
-    any.then(|| Duration::milliseconds(ms as i64))
+/// Parses an ISO 8601 setting that must lie within `[min, max]`.
+fn duration_setting(
+    entity: &str,
+    property: &'static str,
+    value: &str,
+    min: Duration,
+    max: Duration,
+    expected: &'static str,
+) -> Result<Duration, RoutingError> {
+    parse_iso_duration(value)
+        .filter(|d| *d >= min && *d <= max)
+        .ok_or_else(|| RoutingError::Setting {
+            entity: entity.to_string(),
+            property,
+            value: value.to_string(),
+            expected,
+        })
+}
+
+/// Longest TTL Azure accepts (TimeSpan.MaxValue, which means "never expires").
+fn max_ttl() -> Duration {
+    Duration::days(10_675_199)
 }
 
 impl Routing {
@@ -163,24 +237,78 @@ impl Routing {
     }
 
     /// The Service Bus topic and subscriptions (one correlation rule per type on `typeProperty`),
-    /// with `base` as the defaults for what the file leaves out.
+    /// with `base` (Azure's defaults: [`EntityConfig::default`]) for what the file leaves out.
     pub fn servicebus_config(&self, base: &EntityConfig) -> Result<ServiceBusConfig, RoutingError> {
         let mut config = ServiceBusConfig::default();
         let Some(sb) = &self.service_bus else {
             return Ok(config);
         };
+        let mut topic = base.clone();
+        let tp = &sb.topic_properties;
+        let entity = format!("topic {}", sb.topic);
+        if let Some(on) = tp.requires_duplicate_detection {
+            let window = match &tp.duplicate_detection_history_time_window {
+                Some(w) => duration_setting(
+                    &entity,
+                    "duplicateDetectionHistoryTimeWindow",
+                    w,
+                    Duration::seconds(20),
+                    Duration::days(7),
+                    "an ISO 8601 duration from PT20S to P7D",
+                )?,
+                None => Duration::minutes(10),
+            };
+            topic.duplicate_detection_window = on.then_some(window);
+        }
+        if let Some(ttl) = &tp.default_message_time_to_live {
+            topic.default_ttl = Some(duration_setting(
+                &entity,
+                "defaultMessageTimeToLive",
+                ttl,
+                Duration::seconds(1),
+                max_ttl(),
+                "an ISO 8601 duration of at least PT1S",
+            )?);
+        }
         let mut subs = Vec::new();
         for s in &sb.subscriptions {
-            let mut c = base.clone();
+            // subscriptions have no duplicate detection of their own
+            let mut c = EntityConfig {
+                duplicate_detection_window: None,
+                ..base.clone()
+            };
+            let entity = format!("subscription {}", s.name);
             if let Some(n) = s.max_delivery_count {
+                if n == 0 {
+                    return Err(RoutingError::Setting {
+                        entity,
+                        property: "maxDeliveryCount",
+                        value: n.to_string(),
+                        expected: "at least 1",
+                    });
+                }
                 c.max_delivery_count = n;
             }
             if let Some(ld) = &s.lock_duration {
-                c.lock_duration =
-                    parse_iso_duration(ld).ok_or_else(|| RoutingError::LockDuration {
+                c.lock_duration = parse_iso_duration(ld)
+                    .filter(|d| *d > Duration::zero() && *d <= Duration::minutes(5))
+                    .ok_or_else(|| RoutingError::LockDuration {
                         subscription: s.name.clone(),
                         value: ld.clone(),
                     })?;
+            }
+            if let Some(b) = s.dead_lettering_on_message_expiration {
+                c.dead_lettering_on_expiration = b;
+            }
+            if let Some(ttl) = &s.default_message_time_to_live {
+                c.default_ttl = Some(duration_setting(
+                    &entity,
+                    "defaultMessageTimeToLive",
+                    ttl,
+                    Duration::seconds(1),
+                    max_ttl(),
+                    "an ISO 8601 duration of at least PT1S",
+                )?);
             }
             let rules = s
                 .types
@@ -212,7 +340,7 @@ impl Routing {
         }
         config.topics.push(TopicSpec {
             name: sb.topic.clone(),
-            config: base.clone(),
+            config: topic,
             subscriptions: subs,
         });
         Ok(config)
@@ -276,6 +404,79 @@ mod tests {
             .servicebus_config(&EntityConfig::default())
             .expect("config");
         assert!(!c.topics[0].subscriptions.is_empty());
+        // the facts topic declares duplicate detection (infra creates it so); Azure's default is off
+        assert_eq!(
+            c.topics[0].config.duplicate_detection_window,
+            Some(Duration::minutes(10))
+        );
+        for s in &c.topics[0].subscriptions {
+            assert_eq!(s.config.duplicate_detection_window, None);
+        }
         assert!(Routing::load("/nonexistent/routing.json").is_err());
+    }
+
+    #[test]
+    fn entity_settings_use_arm_names_and_azure_defaults() {
+        let bare = r#"{ "serviceBus": { "topic": "t", "typeProperty": "type",
+            "subscriptions": [ { "name": "s", "types": ["a"] } ] } }"#;
+        let c = Routing::parse(bare)
+            .expect("parses")
+            .servicebus_config(&EntityConfig::default())
+            .expect("config");
+        assert_eq!(c.topics[0].config.duplicate_detection_window, None);
+        assert_eq!(c.topics[0].config.default_ttl, None);
+        let s = &c.topics[0].subscriptions[0].config;
+        assert_eq!(
+            (s.max_delivery_count, s.lock_duration),
+            (10, Duration::minutes(1))
+        );
+        assert!(!s.dead_lettering_on_expiration);
+
+        let full = r#"{ "serviceBus": { "topic": "t", "typeProperty": "type",
+            "topicProperties": { "requiresDuplicateDetection": true,
+                "duplicateDetectionHistoryTimeWindow": "PT1H", "defaultMessageTimeToLive": "P1D" },
+            "subscriptions": [ { "name": "s", "types": ["a"], "maxDeliveryCount": 3,
+                "lockDuration": "PT30S", "deadLetteringOnMessageExpiration": true,
+                "defaultMessageTimeToLive": "PT2H" } ] } }"#;
+        let c = Routing::parse(full)
+            .expect("parses")
+            .servicebus_config(&EntityConfig::default())
+            .expect("config");
+        let t = &c.topics[0].config;
+        assert_eq!(t.duplicate_detection_window, Some(Duration::hours(1)));
+        assert_eq!(t.default_ttl, Some(Duration::days(1)));
+        let s = &c.topics[0].subscriptions[0].config;
+        assert_eq!(s.max_delivery_count, 3);
+        assert_eq!(s.lock_duration, Duration::seconds(30));
+        assert!(s.dead_lettering_on_expiration);
+        assert_eq!(s.default_ttl, Some(Duration::hours(2)));
+
+        // Azure's limits and names are enforced
+        for bad in [
+            r#""topicProperties": {"requiresDuplicateDetection": true, "duplicateDetectionHistoryTimeWindow": "PT5S"}"#,
+            r#""topicProperties": {"requiresDuplicateDetection": true, "duplicateDetectionHistoryTimeWindow": "P8D"}"#,
+        ] {
+            let text =
+                format!(r#"{{ "serviceBus": {{ "topic": "t", "typeProperty": "type", {bad} }} }}"#);
+            let r = Routing::parse(&text).expect("parses");
+            assert!(
+                r.servicebus_config(&EntityConfig::default()).is_err(),
+                "{bad}"
+            );
+        }
+        let typo = r#"{ "serviceBus": { "topic": "t", "typeProperty": "type",
+            "topicProperties": { "requiresDuplicateDetecton": true } } }"#;
+        assert!(
+            Routing::parse(typo).is_err(),
+            "an unknown topic property is refused"
+        );
+        let long_lock = r#"{ "serviceBus": { "topic": "t", "typeProperty": "type",
+            "subscriptions": [ { "name": "s", "lockDuration": "PT6M" } ] } }"#;
+        assert!(
+            Routing::parse(long_lock)
+                .expect("parses")
+                .servicebus_config(&EntityConfig::default())
+                .is_err()
+        );
     }
 }

@@ -775,3 +775,127 @@ async fn shutdown_ends_pending_retries() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A BlobCreated event as the storage system topic publishes it.
+fn blob_event(
+    ty: &str,
+    container: &str,
+    blob: &str,
+) -> devcloud_messaging::eventgrid::model::Event {
+    devcloud_messaging::eventgrid::model::Event {
+        schema: Schema::EventGrid,
+        value: json!({"topic": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
+            "subject": format!("/blobServices/default/containers/{container}/blobs/{blob}"),
+            "eventType": ty, "eventTime": "2026-11-21T11:00:00.0000000Z", "id": uuid::Uuid::new_v4().to_string(),
+            "data": {"api": "PutBlob", "blobType": "BlockBlob", "url": format!("https://a/{container}/{blob}")},
+            "dataVersion": "", "metadataVersion": "1"}),
+    }
+}
+
+#[tokio::test]
+async fn routing_file_ingest_subscription_gets_only_blobcreated_of_vhds_and_manifests_in_its_container()
+ {
+    let host = Receiver::start(good_webhook).await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/subscriptions.json"
+    );
+    let routing = devcloud_messaging::Routing::load(path).expect("routing");
+    let mut config = EventGridConfig::from_routing(&routing, KEY).expect("config");
+    let ingest = config
+        .subscriptions
+        .iter()
+        .find(|s| s.name == "ingest-blob")
+        .expect("ingest-blob subscription");
+    assert_eq!(
+        ingest.dead_letter_container.as_deref(),
+        Some("galleon-deadletters")
+    );
+    assert_eq!(ingest.max_delivery_attempts, 30);
+    config.delivery = settings(Some(host.url.clone()));
+    let eg = eventgrid::serve(
+        config,
+        Arc::new(StaticToken(TOKEN.into())),
+        None,
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("serve");
+    let created = "Microsoft.Storage.BlobCreated";
+    let events = vec![
+        blob_event(created, "images", "ubuntu/u.vhd"),
+        blob_event(created, "images", "ubuntu/u.manifest.json"),
+        blob_event(created, "Images", "ubuntu/U.VHD"),
+        blob_event(created, "images", "ubuntu/notes.txt"),
+        blob_event(created, "images", "ubuntu/u.vhdx"),
+        blob_event(created, "scratch", "ubuntu/u.vhd"),
+        blob_event(created, "images-old", "ubuntu/u.vhd"),
+        blob_event("Microsoft.Storage.BlobDeleted", "images", "ubuntu/u.vhd"),
+    ];
+    let routed = eg.dispatcher.publish("storage", "/t", events);
+    assert_eq!(
+        routed, 3,
+        "only BlobCreated of .vhd/.manifest.json under images/"
+    );
+    let got = host
+        .wait_for("3 deliveries", 3, |s| s.method == "POST")
+        .await;
+    let mut subjects: Vec<String> = got
+        .iter()
+        .map(|s| s.json()["subject"].as_str().unwrap_or("").to_string())
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "/blobServices/default/containers/Images/blobs/ubuntu/U.VHD",
+            "/blobServices/default/containers/images/blobs/ubuntu/u.manifest.json",
+            "/blobServices/default/containers/images/blobs/ubuntu/u.vhd",
+        ]
+    );
+    eg.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_subscription_takes_the_arm_filter_with_advanced_filters() {
+    let eg = start(
+        vec![topic("galleon-events", Schema::CloudEvents)],
+        vec![],
+        None,
+    )
+    .await;
+    let c = client();
+    let hook = Receiver::start(good_webhook).await;
+    let body = json!({"name": "ready-only", "topic": "galleon-events", "endpoint": hook.url,
+        "eventDeliverySchema": "CloudEventSchemaV1_0",
+        "filter": {"advancedFilters": [
+            {"operatorType": "StringIn", "key": "type", "values": ["io.galleon.image.ready.v1"]},
+            {"operatorType": "NumberGreaterThanOrEquals", "key": "data.n", "value": 1}]}});
+    assert_eq!(subscribe(&c, &eg, body).await.status(), 201);
+    let bad = json!({"name": "bad", "topic": "galleon-events", "endpoint": hook.url,
+        "filter": {"advancedFilters": [{"operatorType": "StringLike", "key": "type", "values": ["x"]}]}});
+    assert_eq!(subscribe(&c, &eg, bad).await.status(), 400);
+    let mut low = cloud_event("e3", "io.galleon.image.ready.v1");
+    low["data"]["n"] = json!(0);
+    let sent = json!([
+        cloud_event("e1", "io.galleon.image.ready.v1"),
+        cloud_event("e2", "io.galleon.step.failed.v1"),
+        low
+    ]);
+    assert_eq!(
+        publish(&c, &eg, "galleon-events", &sent).await.status(),
+        200
+    );
+    let got = hook
+        .wait_for("one delivery", 1, |s| s.method == "POST")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let posts: Vec<Seen> = hook
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(got[0].json()["id"], "e1");
+    eg.shutdown().await;
+}

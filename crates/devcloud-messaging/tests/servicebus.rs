@@ -34,7 +34,7 @@ async fn start(config: ServiceBusConfig) -> RunningServiceBus {
 fn queue(name: &str, config: EntityConfig) -> ServiceBusConfig {
     ServiceBusConfig {
         queues: vec![(name.to_string(), config)],
-        topics: vec![],
+        ..Default::default()
     }
 }
 
@@ -279,12 +279,17 @@ async fn abandon_n_times_then_dead_letter_with_reason_and_resubmit() {
     // peek-lock from the dead-letter queue shows the reason too
     let g = receive(&c, &base, "work/%24DeadLetterQueue", 5).await;
     assert_eq!(g.status, 201);
-    assert_eq!(g.props["DeadLetterReason"], "MaxDeliveryCountExceeded");
-    assert!(
-        g.props["DeadLetterErrorDescription"]
-            .as_str()
-            .is_some_and(|d| d.contains(&n.to_string()))
+    // (as application properties, which is where Service Bus keeps them)
+    assert_eq!(
+        g.headers["deadletterreason"],
+        "\"MaxDeliveryCountExceeded\""
     );
+    assert_eq!(
+        g.headers["deadlettererrordescription"],
+        format!("\"Message could not be consumed after {n} delivery attempts.\"").as_str()
+    );
+    assert!(g.props.get("DeadLetterReason").is_none());
+    assert!(g.props.get("DeadLetterSource").is_none());
     let (id, token) = lock_path(&g);
     c.put(format!(
         "{base}/work/$DeadLetterQueue/messages/{id}/{token}"
@@ -349,7 +354,14 @@ async fn lock_expiry_redelivers() {
 
 #[tokio::test]
 async fn duplicate_message_ids_inside_the_window_are_dropped() {
-    let sb = start(queue("dedup", EntityConfig::default())).await;
+    let sb = start(queue(
+        "dedup",
+        EntityConfig {
+            duplicate_detection_window: Some(chrono::Duration::minutes(10)),
+            ..Default::default()
+        },
+    ))
+    .await;
     let c = client();
     let base = sb.url();
     for body in ["first", "second", "third"] {
@@ -674,4 +686,92 @@ async fn admin_creates_entities_with_sql_rules() {
             .iter()
             .any(|a| a["op"] == "routed" && a["detail"] == "no subscription matched")
     );
+}
+
+/// Sends the same MessageId three times to the routing file's topic and counts what one
+/// subscription receives.
+async fn copies_of_one_message_id(config: ServiceBusConfig, routing: &Routing) -> usize {
+    let sbr = routing.service_bus.clone().expect("serviceBus section");
+    let sub = &sbr.subscriptions[0];
+    let ty = sub.types[0].clone();
+    let sb = start(config).await;
+    let c = client();
+    let base = sb.url();
+    for _ in 0..3 {
+        let r = send(
+            &c,
+            &base,
+            &sbr.topic,
+            "{}",
+            json!({"MessageId": "same-fact"}),
+            &[(&sbr.type_property, &format!("\"{ty}\""))],
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+    }
+    let mut n = 0;
+    loop {
+        let r = c
+            .delete(format!(
+                "{base}/{}/subscriptions/{}/messages/head?timeout=0",
+                sbr.topic, sub.name
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("receive");
+        if r.status() == 204 {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+#[tokio::test]
+async fn routing_file_declares_duplicate_detection_and_the_override_turns_it_off() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/subscriptions.json"
+    );
+    let routing = Routing::load(path).expect("routing file");
+    let config = routing
+        .servicebus_config(&EntityConfig::default())
+        .expect("config");
+    assert_eq!(
+        copies_of_one_message_id(config.clone(), &routing).await,
+        1,
+        "the facts topic is declared with duplicate detection"
+    );
+    let off = ServiceBusConfig {
+        duplicate_detection_off: true,
+        ..config
+    };
+    assert_eq!(
+        copies_of_one_message_id(off, &routing).await,
+        3,
+        "with the override every copy arrives, as without duplicate detection in Azure"
+    );
+}
+
+#[tokio::test]
+async fn admin_update_cannot_switch_duplicate_detection() {
+    let sb = start(queue("plain", EntityConfig::default())).await;
+    let c = client();
+    let base = sb.url();
+    let r = c
+        .put(format!("{base}/_devcloud/entities/plain?kind=queue"))
+        .json(&json!({"requiresDuplicateDetection": true, "duplicateDetectionHistoryTimeWindow": "PT10M"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.expect("body");
+    assert!(text.contains("requiresDuplicateDetection"), "{text}");
+    let r = c
+        .put(format!("{base}/_devcloud/entities/fresh?kind=topic"))
+        .json(&json!({"requiresDuplicateDetection": true, "duplicateDetectionHistoryTimeWindow": "PT10M"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 200, "a new entity can be created with it");
 }

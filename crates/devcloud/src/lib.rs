@@ -78,6 +78,10 @@ pub struct Options {
     pub arm: devcloud_arm::ArmConfig,
     /// Fault injection: the host makes every message and event arrive twice (at-least-once delivery).
     pub deliver_everything_twice: bool,
+    /// Creates the Service Bus topic without duplicate detection although events/subscriptions.json
+    /// declares it, as in an Azure namespace whose topic was made without it (galleon must stay
+    /// idempotent on its own).
+    pub service_bus_duplicate_detection_off: bool,
 }
 
 impl Options {
@@ -95,6 +99,7 @@ impl Options {
                 ..Default::default()
             },
             deliver_everything_twice: false,
+            service_bus_duplicate_detection_off: false,
         }
     }
 }
@@ -125,7 +130,8 @@ pub struct Cloud {
     msi: ServerHandle,
     /// The app settings galleon runs with.
     pub settings: BTreeMap<String, String>,
-    /// `https://127.0.0.1:<port>/devstoreaccount1`
+    /// `https://127.0.0.1:<port>/devstoreaccount1`: the blob proxy in front of Azurite (it raises the
+    /// storage events), the endpoint every client uses.
     pub blob_endpoint: String,
     pub topic_key: String,
 }
@@ -189,26 +195,12 @@ impl Cloud {
         )
         .context("starting the identity endpoint")?;
 
-        let azurite = devcloud_core::azurite::start(
-            &tls,
-            free_port(options.ports.azurite)?,
-            &options.state_dir.join("azurite"),
-        )
-        .await
-        .context("starting Azurite")?;
-        let blob_endpoint = azurite.blob_endpoint();
-
-        let mut arm_config = options.arm.clone();
-        arm_config.time_factor = options.arm_time_factor;
-        arm_config.blob_endpoint = Some(blob_endpoint.clone());
-        let arm = devcloud_arm::serve(
-            arm_config,
-            identity.clone(),
-            Some(&tls),
-            addr(options.ports.arm),
-        )
-        .await
-        .context("starting the ARM simulator")?;
+        // Azurite itself listens on a free port; everyone is given the blob proxy in front of it
+        // (on `ports.azurite`), which raises the storage events where Azure does.
+        let azurite =
+            devcloud_core::azurite::start(&tls, free_port(0)?, &options.state_dir.join("azurite"))
+                .await
+                .context("starting Azurite")?;
 
         let host_port = free_port(options.ports.host)?;
         let routing =
@@ -227,24 +219,39 @@ impl Cloud {
         messaging.eventgrid_addr = addr(options.ports.event_grid);
         messaging.functions_host = Some(format!("http://127.0.0.1:{host_port}"));
         messaging.time_factor = options.grid_time_factor;
+        messaging.duplicate_detection_off = options.service_bus_duplicate_detection_off;
         let storage_identity = identity.clone();
         messaging.blob_watch = Some(devcloud_messaging::eventgrid::BlobWatchConfig {
-            account_url: blob_endpoint.clone(),
+            account_url: azurite.blob_endpoint(),
             auth: devcloud_messaging::eventgrid::StorageAuth::Bearer(Arc::new(move || {
                 Ok(storage_identity.issue("https://storage.azure.com"))
             })),
-            poll_interval: Duration::from_millis(250),
             subscription_id: devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
             resource_group: INGEST_RESOURCE_GROUP.to_owned(),
-            emit_existing: false,
+            listen: addr(options.ports.azurite),
         });
         let (service_bus, event_grid) = devcloud_messaging::start(messaging)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("starting Service Bus and Event Grid")?;
         if !event_grid.blob_watch_ready(Duration::from_secs(20)).await {
-            anyhow::bail!("the blob watcher did not take its first Azurite listing within 20 s");
+            anyhow::bail!("the blob proxy in front of Azurite did not start within 20 s");
         }
+        let blob_endpoint = event_grid
+            .blob_endpoint()
+            .context("the local Event Grid has no blob endpoint")?;
+
+        let mut arm_config = options.arm.clone();
+        arm_config.time_factor = options.arm_time_factor;
+        arm_config.blob_endpoint = Some(blob_endpoint.clone());
+        let arm = devcloud_arm::serve(
+            arm_config,
+            identity.clone(),
+            Some(&tls),
+            addr(options.ports.arm),
+        )
+        .await
+        .context("starting the ARM simulator")?;
 
         let path = std::env::var("PATH").unwrap_or_default();
         let mut settings: BTreeMap<String, String> = [
@@ -380,7 +387,7 @@ impl Cloud {
     /// Where everything listens, for people.
     pub fn describe(&self) -> String {
         format!(
-            "blob storage (Azurite)  {}\nResource Manager        {}\nmanaged identity        http://{}/msi/token\nService Bus             {}\nEvent Grid              {}  (topic galleon-events: /topics/galleon-events/api/events)\nFunctions host          http://{}\nCA certificate          {}",
+            "blob storage            {}  (Azurite, through the event proxy)\nResource Manager        {}\nmanaged identity        http://{}/msi/token\nService Bus             {}\nEvent Grid              {}  (topic galleon-events: /topics/galleon-events/api/events)\nFunctions host          http://{}\nCA certificate          {}",
             self.blob_endpoint,
             self.arm.base_url,
             self.msi.addr(),

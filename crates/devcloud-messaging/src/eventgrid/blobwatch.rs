@@ -1,32 +1,41 @@
-//! The blob storage system topic: polls Azurite's container and blob listings (Azurite emits no
-//! events) and turns new or rewritten blobs into `Microsoft.Storage.BlobCreated` events (and
-//! removed ones into `Microsoft.Storage.BlobDeleted`), shaped like Azure's.
+//! The blob storage system topic: a transparent proxy in front of Azurite (which emits no events)
+//! that sees every storage operation and raises `Microsoft.Storage.BlobCreated` and
+//! `Microsoft.Storage.BlobDeleted` exactly where Azure Storage does.
 //!
-//! What fires, following Azure (which fires BlobCreated on PutBlob, PutBlockList, CopyBlob and
-//! FlushWithClose, but not on PutPage, AppendBlock or metadata/property changes):
-//! - any blob seen for the first time (a page blob fires as soon as it is created, before its pages
-//!   are written, as in Azure);
-//! - a blob whose `Creation-Time` changed (deleted and created again);
-//! - a block blob whose ETag changed (a new PutBlob/PutBlockList/CopyBlob). A metadata-only change
-//!   also changes the ETag and fires here, which Azure would not do: the listing cannot tell them apart.
-//! - page and append blobs whose ETag changed without being re-created do **not** fire (PutPage,
-//!   AppendBlock, resize, metadata).
+//! Why a proxy and not polling: Azurite's listing shows `Creation-Time`, `Last-Modified`, `Etag` and
+//! `Content-Length`, but Set Blob Metadata/Properties change the ETag and Last-Modified just like an
+//! overwrite (and an overwrite keeps the length when the content has the same size), so a listing
+//! cannot tell a metadata change from a new PutBlob. The proxy sees the operation itself. Clients are
+//! given the proxy's account URL ([`BlobWatchConfig::listen`], same TLS as the local Event Grid);
+//! requests and responses pass through unchanged (streamed).
 //!
-//! `api` is inferred: `CopyBlob` when the listing shows a copy, `PutBlockList` for a block blob with
-//! committed blocks, otherwise `PutBlob`. The first listing is a baseline and fires nothing unless
-//! `emit_existing` is set.
+//! What fires (successful requests only), with `data.api` as Azure names the operation:
+//! - Put Blob (`PUT` without `comp`, `x-ms-blob-type` BlockBlob, PageBlob or AppendBlob): `PutBlob`;
+//!   a page blob fires when it is created, before its pages are written, as in Azure;
+//! - Put Block List (`comp=blocklist`): `PutBlockList`;
+//! - Copy Blob, Copy Blob From URL and Put Blob From URL (`x-ms-copy-source`): `CopyBlob`;
+//! - Delete Blob: `BlobDeleted` (`DeleteBlob`).
+//!
+//! Nothing fires for Put Page, Put Block, Append Block, Set Blob Metadata, Set Blob Properties,
+//! leases, tiers, tags, snapshots, reads or container operations.
 
-use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use bytes::Bytes;
 use chrono::Utc;
+use futures::StreamExt;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, BodyStream, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::model::{Event, Schema, event_time};
+use crate::httpserv::{self, Server};
 
-/// How the watcher authenticates to Azurite.
+/// How the event builder (and the dead-letter writer) authenticates to Azurite.
 #[derive(Clone)]
 pub enum StorageAuth {
     /// No credentials (public containers or an emulator without auth).
@@ -37,17 +46,38 @@ pub enum StorageAuth {
     Bearer(Arc<dyn Fn() -> Result<String, String> + Send + Sync>),
 }
 
-/// Where and how to watch.
+impl StorageAuth {
+    /// Adds the credentials to a request for `url`.
+    pub fn apply(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        Ok(match self {
+            StorageAuth::Anonymous => client.request(method, url),
+            StorageAuth::Sas(sas) => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                client.request(method, format!("{url}{sep}{}", sas.trim_start_matches('?')))
+            }
+            StorageAuth::Bearer(mint) => client.request(method, url).bearer_auth(mint()?),
+        }
+        .header("x-ms-version", "2021-12-02"))
+    }
+}
+
+/// Where Azurite is and where the proxy listens.
 #[derive(Clone)]
 pub struct BlobWatchConfig {
-    /// Account URL, e.g. `https://127.0.0.1:10000/devstoreaccount1`.
+    /// Azurite's own account URL (the upstream), e.g. `https://127.0.0.1:10000/devstoreaccount1`.
     pub account_url: String,
     pub auth: StorageAuth,
-    pub poll_interval: Duration,
     /// Used in the topic resource id.
     pub subscription_id: String,
     pub resource_group: String,
-    pub emit_existing: bool,
+    /// Where the proxy listens (port 0: any free port). Its account URL is what clients use:
+    /// [`super::RunningEventGrid::blob_endpoint`].
+    pub listen: SocketAddr,
 }
 
 impl BlobWatchConfig {
@@ -69,320 +99,302 @@ impl BlobWatchConfig {
             self.account_name()
         )
     }
-}
 
-/// One blob as listed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BlobInfo {
-    pub container: String,
-    pub name: String,
-    pub etag: String,
-    pub creation_time: String,
-    pub blob_type: String,
-    pub content_length: u64,
-    pub content_type: String,
-    pub copied: bool,
-}
-
-/// Decodes the five XML entities (and numeric ones).
-fn xml_unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        let Some(end) = after.find(';') else {
-            out.push_str(after);
-            return out;
-        };
-        let ent = &after[1..end];
-        let ch = match ent {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            e if e.starts_with("#x") => u32::from_str_radix(&e[2..], 16)
-                .ok()
-                .and_then(char::from_u32),
-            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
-            _ => None,
-        };
-        match ch {
-            Some(c) => out.push(c),
-            None => out.push_str(&after[..=end]),
+    /// `https://host:port` of Azurite.
+    fn upstream_origin(&self) -> String {
+        let u = self.account_url.trim_end_matches('/');
+        match u.find("://") {
+            Some(i) => match u[i + 3..].find('/') {
+                Some(j) => u[..i + 3 + j].to_string(),
+                None => u.to_string(),
+            },
+            None => u.to_string(),
         }
-        rest = &after[end + 1..];
     }
-    out.push_str(rest);
-    out
 }
 
-/// The bodies of every `<tag>…</tag>` element (not nested in themselves).
-fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(s) = rest.find(&open) {
-        let body = &rest[s + open.len()..];
-        let Some(e) = body.find(&close) else { break };
-        out.push(&body[..e]);
-        rest = &body[e + close.len()..];
-    }
-    out
+/// A storage operation that raises an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOp {
+    /// `Microsoft.Storage.BlobCreated` with this `api`.
+    Created(&'static str),
+    /// `Microsoft.Storage.BlobDeleted`.
+    Deleted,
 }
 
-/// The text of the first `<tag>` (unescaped).
-fn text(xml: &str, tag: &str) -> Option<String> {
-    elements(xml, tag).first().map(|t| xml_unescape(t))
-}
-
-/// Parses a List Containers response: names and the next marker.
-pub fn parse_containers(xml: &str) -> (Vec<String>, Option<String>) {
-    let names = elements(xml, "Container")
-        .iter()
-        .filter_map(|c| text(c, "Name"))
-        .collect();
-    (names, text(xml, "NextMarker").filter(|m| !m.is_empty()))
-}
-
-/// Parses a List Blobs response.
-pub fn parse_blobs(container: &str, xml: &str) -> (Vec<BlobInfo>, Option<String>) {
-    let blobs = elements(xml, "Blob")
-        .iter()
-        .filter_map(|b| {
-            let props = elements(b, "Properties").first().copied().unwrap_or("");
-            Some(BlobInfo {
-                container: container.to_string(),
-                name: text(b, "Name")?,
-                etag: text(props, "Etag").unwrap_or_default(),
-                creation_time: text(props, "Creation-Time").unwrap_or_default(),
-                blob_type: text(props, "BlobType").unwrap_or_else(|| "BlockBlob".into()),
-                content_length: text(props, "Content-Length")
-                    .and_then(|l| l.parse().ok())
-                    .unwrap_or(0),
-                content_type: text(props, "Content-Type").unwrap_or_default(),
-                copied: text(props, "CopyId").is_some_and(|c| !c.is_empty())
-                    && text(props, "CopyStatus").as_deref() == Some("success"),
-            })
+fn query_has(query: Option<&str>, key: &str, value: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| {
+            k.eq_ignore_ascii_case(key) && value.is_none_or(|want| v.eq_ignore_ascii_case(want))
         })
-        .collect();
-    (blobs, text(xml, "NextMarker").filter(|m| !m.is_empty()))
+    })
 }
 
-/// What changed between two listings.
-#[derive(Debug, PartialEq)]
-pub enum Change {
-    Created(BlobInfo),
-    Deleted(BlobInfo),
-}
-
-/// Compares listings by the rules in the module documentation.
-pub fn diff(old: &HashMap<(String, String), BlobInfo>, new: &[BlobInfo]) -> Vec<Change> {
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for b in new {
-        let key = (b.container.clone(), b.name.clone());
-        seen.insert(key.clone());
-        match old.get(&key) {
-            None => out.push(Change::Created(b.clone())),
-            Some(prev) if prev.etag == b.etag => {}
-            Some(prev) => {
-                let recreated =
-                    prev.creation_time != b.creation_time || prev.blob_type != b.blob_type;
-                if recreated || b.blob_type == "BlockBlob" {
-                    out.push(Change::Created(b.clone()));
-                }
-            }
-        }
+/// Which event, if any, a blob request raises when it succeeds (Azure Storage's rules above).
+pub fn classify(method: &Method, query: Option<&str>, headers: &HeaderMap) -> Option<BlobOp> {
+    if query_has(query, "restype", None) {
+        return None; // container and service operations
     }
-    for (key, b) in old {
-        if !seen.contains(key) {
-            out.push(Change::Deleted(b.clone()));
+    let comp = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k.eq_ignore_ascii_case("comp"))
+            .map(|(_, v)| v.to_ascii_lowercase())
+    });
+    match (method, comp.as_deref()) {
+        (&Method::PUT, None) if headers.contains_key("x-ms-copy-source") => {
+            Some(BlobOp::Created("CopyBlob"))
         }
+        (&Method::PUT, None) if headers.contains_key("x-ms-blob-type") => {
+            Some(BlobOp::Created("PutBlob"))
+        }
+        (&Method::PUT, Some("blocklist")) => Some(BlobOp::Created("PutBlockList")),
+        (&Method::DELETE, None) => Some(BlobOp::Deleted),
+        _ => None,
     }
-    out
 }
 
-/// Watches Azurite and hands events to `sink`.
-pub struct BlobWatcher {
-    config: BlobWatchConfig,
-    client: reqwest::Client,
-    known: HashMap<(String, String), BlobInfo>,
-    sequencer: Arc<AtomicU64>,
+/// Percent-decodes a path segment.
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
 }
 
-/// Shared, observable watcher state.
+/// `(container, blob)` of a request path `/<account>/<container>/<blob…>`.
+pub fn blob_path(path: &str, account: &str) -> Option<(String, String)> {
+    let rest = path
+        .strip_prefix('/')?
+        .strip_prefix(account)?
+        .strip_prefix('/')?;
+    let (container, blob) = rest.split_once('/')?;
+    (!container.is_empty() && !blob.is_empty()).then(|| (decode(container), decode(blob)))
+}
+
+/// Percent-encodes a blob path for a URL, keeping `/`.
+fn enc_path(s: &str) -> String {
+    s.split('/')
+        .map(|p| {
+            url::form_urlencoded::byte_serialize(p.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// What the proxy saw of one operation.
+#[derive(Debug, Clone)]
+struct Seen {
+    op: BlobOp,
+    container: String,
+    blob: String,
+    etag: Option<String>,
+    request_id: Option<String>,
+    client_request_id: Option<String>,
+    /// Properties read before a delete (the blob is gone afterwards).
+    props: Option<BlobProps>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct BlobProps {
+    content_length: u64,
+    content_type: String,
+    blob_type: String,
+}
+
+/// Observable state of the watcher, for the admin endpoint.
 #[derive(Default)]
 pub struct WatchStatus {
     pub ready: tokio::sync::Notify,
-    pub is_ready: std::sync::atomic::AtomicBool,
+    pub is_ready: AtomicBool,
     pub last_error: std::sync::Mutex<Option<String>>,
-    pub polls: AtomicU64,
-    pub blobs: AtomicU64,
+    /// Requests proxied.
+    pub requests: AtomicU64,
+    /// Events raised.
+    pub events: AtomicU64,
 }
 
-/// A failure talking to Azurite.
-#[derive(Debug, thiserror::Error)]
-pub enum WatchError {
-    #[error("cannot reach Azurite at {url}")]
-    Http {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("Azurite answered {status} for {url}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
-    #[error("no storage token: {0}")]
-    Token(String),
+impl WatchStatus {
+    fn error(&self, e: String) {
+        tracing::debug!(error = %e, "blob watcher");
+        if let Ok(mut le) = self.last_error.lock() {
+            *le = Some(e);
+        }
+    }
 }
 
-impl BlobWatcher {
-    pub fn new(config: BlobWatchConfig, client: reqwest::Client) -> BlobWatcher {
-        // sequencers grow across restarts too: start from the clock
-        let start = Utc::now().timestamp_micros().max(0) as u64;
-        BlobWatcher {
-            config,
-            client,
-            known: HashMap::new(),
-            sequencer: Arc::new(AtomicU64::new(start)),
-        }
-    }
+type ProxyBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-    async fn get(&self, path_and_query: &str) -> Result<String, WatchError> {
-        let base = self.config.account_url.trim_end_matches('/');
-        let mut url = format!("{base}{path_and_query}");
-        let mut rb;
-        match &self.config.auth {
-            StorageAuth::Sas(sas) => {
-                url.push('&');
-                url.push_str(sas.trim_start_matches('?'));
-                rb = self.client.get(&url);
-            }
-            StorageAuth::Anonymous => rb = self.client.get(&url),
-            StorageAuth::Bearer(mint) => {
-                let token = mint().map_err(WatchError::Token)?;
-                rb = self.client.get(&url).bearer_auth(token);
-            }
-        }
-        rb = rb.header("x-ms-version", "2021-12-02");
-        let resp = rb.send().await.map_err(|source| WatchError::Http {
-            url: url.clone(),
-            source,
-        })?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|source| WatchError::Http {
-            url: url.clone(),
-            source,
-        })?;
-        if status != 200 {
-            return Err(WatchError::Status {
-                url: url.split('?').next().unwrap_or("").to_string(),
-                status,
-                body: body.chars().take(300).collect(),
-            });
-        }
-        Ok(body)
-    }
+fn full(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r
+}
 
-    /// Lists every blob of every container.
-    pub async fn list_all(&self) -> Result<Vec<BlobInfo>, WatchError> {
-        let mut containers = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let q = match &marker {
-                Some(m) => format!("/?comp=list&marker={}", enc(m)),
-                None => "/?comp=list".to_string(),
-            };
-            let (mut names, next) = parse_containers(&self.get(&q).await?);
-            containers.append(&mut names);
-            match next {
-                Some(m) => marker = Some(m),
-                None => break,
-            }
-        }
-        let mut blobs = Vec::new();
-        for c in containers {
-            let mut marker: Option<String> = None;
-            loop {
-                let mut q = format!("/{}?restype=container&comp=list&include=copy", enc(&c));
-                if let Some(m) = &marker {
-                    q.push_str(&format!("&marker={}", enc(m)));
-                }
-                let xml = match self.get(&q).await {
-                    Ok(x) => x,
-                    // the container was deleted between the two listings
-                    Err(WatchError::Status { status: 404, .. }) => break,
-                    Err(e) => return Err(e),
-                };
-                let (mut list, next) = parse_blobs(&c, &xml);
-                blobs.append(&mut list);
-                match next {
-                    Some(m) => marker = Some(m),
-                    None => break,
-                }
-            }
-        }
-        Ok(blobs)
-    }
+/// Headers that belong to one connection, not to the request.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "expect"
+            | "host"
+    )
+}
 
-    async fn infer_api(&self, b: &BlobInfo) -> &'static str {
-        if b.copied {
-            return "CopyBlob";
-        }
-        if b.blob_type != "BlockBlob" {
-            return "PutBlob";
-        }
-        let q = format!(
-            "/{}/{}?comp=blocklist&blocklisttype=committed",
-            enc(&b.container),
-            enc_path(&b.name)
-        );
-        match self.get(&q).await {
-            Ok(xml) if !elements(&xml, "Block").is_empty() => "PutBlockList",
-            _ => "PutBlob",
-        }
-    }
+struct Proxy {
+    config: BlobWatchConfig,
+    upstream: String,
+    account: String,
+    client: reqwest::Client,
+    seen: mpsc::UnboundedSender<Seen>,
+    status: Arc<WatchStatus>,
+}
 
-    fn next_sequencer(&self) -> String {
-        format!("{:032x}", self.sequencer.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// Builds the Event Grid schema event for a change.
-    pub async fn event_for(&self, change: &Change) -> Event {
-        let (b, ty, api) = match change {
-            Change::Created(b) => (b, "Microsoft.Storage.BlobCreated", self.infer_api(b).await),
-            Change::Deleted(b) => (b, "Microsoft.Storage.BlobDeleted", "DeleteBlob"),
-        };
+impl Proxy {
+    /// Reads a blob's properties from Azurite with the watcher's own credentials.
+    async fn properties(&self, container: &str, blob: &str) -> Result<BlobProps, String> {
         let url = format!(
             "{}/{}/{}",
             self.config.account_url.trim_end_matches('/'),
-            b.container,
-            enc_path(&b.name)
+            enc_path(container),
+            enc_path(blob)
         );
-        let etag = if b.etag.starts_with('"') {
-            b.etag.clone()
-        } else {
-            format!("\"{}\"", b.etag)
+        let resp = self
+            .config
+            .auth
+            .apply(&self.client, Method::HEAD, &url)?
+            .send()
+            .await
+            .map_err(|e| format!("reading the properties of {container}/{blob}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "reading the properties of {container}/{blob}: HTTP {}",
+                resp.status()
+            ));
+        }
+        let h = resp.headers();
+        let s = |k: &str| {
+            h.get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        Ok(BlobProps {
+            content_length: s("content-length").parse().unwrap_or(0),
+            content_type: s("content-type"),
+            blob_type: s("x-ms-blob-type"),
+        })
+    }
+
+    async fn forward(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+        self.status.requests.fetch_add(1, Ordering::Relaxed);
+        let (parts, body) = req.into_parts();
+        let op = classify(&parts.method, parts.uri.query(), &parts.headers);
+        let target = blob_path(parts.uri.path(), &self.account);
+        let path_q = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        // A deleted blob's type and size are only known before the delete.
+        let props_before = match (op, &target) {
+            (Some(BlobOp::Deleted), Some((c, b))) => self.properties(c, b).await.ok(),
+            _ => None,
+        };
+        let mut rb = self
+            .client
+            .request(parts.method.clone(), format!("{}{path_q}", self.upstream));
+        for (k, v) in &parts.headers {
+            if !hop_by_hop(k.as_str()) {
+                rb = rb.header(k, v);
+            }
+        }
+        let stream = BodyStream::new(body).filter_map(|frame| async move {
+            match frame {
+                Ok(f) => f.into_data().ok().map(Ok::<Bytes, hyper::Error>),
+                Err(e) => Some(Err(e)),
+            }
+        });
+        rb = rb.body(reqwest::Body::wrap_stream(stream));
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.status
+                    .error(format!("forwarding to Azurite at {}: {e}", self.upstream));
+                return full(StatusCode::BAD_GATEWAY, "Azurite is not reachable");
+            }
+        };
+        let status = resp.status();
+        if let (Some(op), Some((container, blob)), true) = (op, target, status.is_success()) {
+            let h =
+                |m: &HeaderMap, k: &str| m.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let _ = self.seen.send(Seen {
+                op,
+                container,
+                blob,
+                etag: h(resp.headers(), "etag"),
+                request_id: h(resp.headers(), "x-ms-request-id"),
+                client_request_id: h(&parts.headers, "x-ms-client-request-id"),
+                props: props_before,
+            });
+        }
+        let mut out = Response::builder().status(status.as_u16());
+        for (k, v) in resp.headers() {
+            if !hop_by_hop(k.as_str()) {
+                out = out.header(k, v);
+            }
+        }
+        let body = StreamBody::new(resp.bytes_stream().map(|chunk| {
+            chunk
+                .map(Frame::data)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        }));
+        out.body(BodyExt::boxed(body))
+            .unwrap_or_else(|_| full(StatusCode::BAD_GATEWAY, "bad response from Azurite"))
+    }
+
+    /// Builds the Event Grid schema event for one operation, as the storage system topic does.
+    async fn event_for(&self, s: &Seen, sequencer: u64, public_url: &str) -> Event {
+        let (ty, api) = match s.op {
+            BlobOp::Created(api) => ("Microsoft.Storage.BlobCreated", api),
+            BlobOp::Deleted => ("Microsoft.Storage.BlobDeleted", "DeleteBlob"),
+        };
+        let props = match &s.props {
+            Some(p) => p.clone(),
+            None => match self.properties(&s.container, &s.blob).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.status.error(e);
+                    BlobProps::default()
+                }
+            },
         };
         let mut data = json!({
             "api": api,
-            "clientRequestId": uuid::Uuid::new_v4().to_string(),
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "eTag": etag,
-            "contentType": b.content_type,
-            "contentLength": b.content_length,
-            "blobType": b.blob_type,
-            "url": url,
-            "sequencer": self.next_sequencer(),
+            "clientRequestId": s.client_request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            "requestId": s.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            "eTag": s.etag.clone().unwrap_or_default(),
+            "contentType": props.content_type,
+            "contentLength": props.content_length,
+            "blobType": props.blob_type,
+            "url": format!("{}/{}/{}", public_url.trim_end_matches('/'), enc_path(&s.container), enc_path(&s.blob)),
+            "sequencer": format!("{sequencer:032x}"),
             "storageDiagnostics": {"batchId": uuid::Uuid::new_v4().to_string()},
         });
-        if let (Change::Deleted(_), Value::Object(o)) = (change, &mut data) {
+        if let (BlobOp::Deleted, Value::Object(o)) = (s.op, &mut data) {
             o.remove("eTag");
             o.remove("contentLength");
         }
@@ -390,7 +402,7 @@ impl BlobWatcher {
             schema: Schema::EventGrid,
             value: json!({
                 "topic": self.config.topic_id(),
-                "subject": format!("/blobServices/default/containers/{}/blobs/{}", b.container, b.name),
+                "subject": format!("/blobServices/default/containers/{}/blobs/{}", s.container, s.blob),
                 "eventType": ty,
                 "eventTime": event_time(Utc::now()),
                 "id": uuid::Uuid::new_v4().to_string(),
@@ -400,136 +412,165 @@ impl BlobWatcher {
             }),
         }
     }
+}
 
-    /// Polls until `stop` fires, calling `sink` with each batch of events.
-    pub async fn run(
-        mut self,
-        status: Arc<WatchStatus>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-        sink: impl Fn(Vec<Event>) + Send + 'static,
-    ) {
-        let mut baseline = !self.config.emit_existing;
-        let mut ticker = tokio::time::interval(self.config.poll_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.changed() => return,
-            }
-            match self.list_all().await {
-                Ok(list) => {
-                    let changes = if baseline {
-                        Vec::new()
-                    } else {
-                        diff(&self.known, &list)
-                    };
-                    baseline = false;
-                    let mut events = Vec::with_capacity(changes.len());
-                    for c in &changes {
-                        events.push(self.event_for(c).await);
-                    }
-                    status.blobs.store(list.len() as u64, Ordering::Relaxed);
-                    self.known = list
-                        .into_iter()
-                        .map(|b| ((b.container.clone(), b.name.clone()), b))
-                        .collect();
-                    if let Ok(mut e) = status.last_error.lock() {
-                        *e = None;
-                    }
-                    if !events.is_empty() {
-                        sink(events);
-                    }
-                    status.polls.fetch_add(1, Ordering::Relaxed);
-                    if !status.is_ready.swap(true, Ordering::SeqCst) {
-                        status.ready.notify_waiters();
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "blob listing failed");
-                    if let Ok(mut le) = status.last_error.lock() {
-                        *le = Some(format!(
-                            "{e}: {}",
-                            std::error::Error::source(&e)
-                                .map(|s| s.to_string())
-                                .unwrap_or_default()
-                        ));
-                    }
-                }
-            }
-        }
+/// A running blob proxy.
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    /// The account URL clients use (`https://127.0.0.1:<port>/<account>`).
+    pub account_url: String,
+    server: Server,
+}
+
+impl RunningProxy {
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
     }
 }
 
-/// Percent-encodes a URL component.
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+/// Starts the proxy; every event goes to `sink`, one operation at a time in the order Azurite
+/// answered them.
+pub async fn start(
+    config: BlobWatchConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    client: reqwest::Client,
+    status: Arc<WatchStatus>,
+    sink: impl Fn(Vec<Event>) + Send + 'static,
+) -> std::io::Result<RunningProxy> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let account = config.account_name();
+    let account_url = format!("{scheme}://{addr}/{account}");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let proxy = Arc::new(Proxy {
+        upstream: config.upstream_origin(),
+        account,
+        config,
+        client,
+        seen: tx,
+        status: status.clone(),
+    });
+    let builder = proxy.clone();
+    let public = account_url.clone();
+    tokio::spawn(async move {
+        // sequencers grow across restarts too: start from the clock
+        let mut sequencer = Utc::now().timestamp_micros().max(0) as u64;
+        while let Some(seen) = rx.recv().await {
+            sequencer += 1;
+            let event = builder.event_for(&seen, sequencer, &public).await;
+            builder.status.events.fetch_add(1, Ordering::Relaxed);
+            sink(vec![event]);
+        }
+    });
+    let server = httpserv::serve_streaming(listener, tls, move |req| proxy.clone().forward(req))?;
+    status.is_ready.store(true, Ordering::SeqCst);
+    status.ready.notify_waiters();
+    Ok(RunningProxy {
+        addr,
+        account_url,
+        server,
+    })
 }
 
-/// Percent-encodes a blob path, keeping `/`.
-fn enc_path(s: &str) -> String {
-    s.split('/').map(enc).collect::<Vec<_>>().join("/")
+/// The proxy's HTTP client: the devcloud CA, no redirects, no decompression, no overall timeout
+/// (uploads may be large).
+pub fn proxy_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, reqwest::Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .no_zstd();
+    if let Some(pem) = ca_pem {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
+    }
+    b.build()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LIST: &str = r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="https://127.0.0.1:10000/devstoreaccount1" ContainerName="vhds"><Prefix/><Marker/><MaxResults>5000</MaxResults><Blobs><Blob><Name>a &amp; b.vhd</Name><Properties><Creation-Time>Sat, 21 Nov 2026 11:00:00 GMT</Creation-Time><Last-Modified>Sat, 21 Nov 2026 11:00:00 GMT</Last-Modified><Etag>"0x1D9A"</Etag><Content-Length>1048576</Content-Length><Content-Type>application/octet-stream</Content-Type><BlobType>PageBlob</BlobType></Properties></Blob><Blob><Name>dir/x.txt</Name><Properties><Creation-Time>Sat, 21 Nov 2026 11:00:01 GMT</Creation-Time><Etag>0x1D9B</Etag><Content-Length>3</Content-Length><Content-Type>text/plain</Content-Type><BlobType>BlockBlob</BlobType><CopyId>abc</CopyId><CopyStatus>success</CopyStatus></Properties></Blob></Blobs><NextMarker/></EnumerationResults>"#;
-
-    #[test]
-    fn parses_listings() {
-        let (blobs, next) = parse_blobs("vhds", LIST);
-        assert_eq!(next, None);
-        assert_eq!(blobs.len(), 2);
-        assert_eq!(blobs[0].name, "a & b.vhd");
-        assert_eq!(blobs[0].etag, "\"0x1D9A\"");
-        assert_eq!(blobs[0].blob_type, "PageBlob");
-        assert_eq!(blobs[0].content_length, 1048576);
-        assert!(!blobs[0].copied);
-        assert!(blobs[1].copied);
-        let (c, next) = parse_containers(
-            "<EnumerationResults><Containers><Container><Name>vhds</Name><Properties/></Container><Container><Name>logs</Name></Container></Containers><NextMarker>m2</NextMarker></EnumerationResults>",
-        );
-        assert_eq!(c, ["vhds", "logs"]);
-        assert_eq!(next.as_deref(), Some("m2"));
-        assert_eq!(xml_unescape("&lt;&#65;&#x42;&unknown;"), "<AB&unknown;");
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        h
     }
 
     #[test]
-    fn diff_rules() {
-        let (blobs, _) = parse_blobs("vhds", LIST);
-        let empty = HashMap::new();
-        assert_eq!(diff(&empty, &blobs).len(), 2);
-        let known: HashMap<_, _> = blobs
-            .iter()
-            .map(|b| ((b.container.clone(), b.name.clone()), b.clone()))
-            .collect();
-        assert!(diff(&known, &blobs).is_empty());
-        // page blob pages written: new ETag, same creation time → nothing
-        let mut page = blobs.clone();
-        page[0].etag = "\"0x1D9C\"".into();
-        assert!(diff(&known, &page).is_empty());
-        // page blob re-created → fires
-        page[0].creation_time = "Sat, 21 Nov 2026 11:05:00 GMT".into();
-        assert_eq!(diff(&known, &page), vec![Change::Created(page[0].clone())]);
-        // block blob overwritten → fires
-        let mut block = blobs.clone();
-        block[1].etag = "0x1D9D".into();
+    fn operations_that_fire_as_in_azure() {
+        let put = Method::PUT;
+        let block = headers(&[("x-ms-blob-type", "BlockBlob")]);
+        let page = headers(&[("x-ms-blob-type", "PageBlob")]);
+        let copy = headers(&[("x-ms-copy-source", "https://a/b/c")]);
+        let none = HeaderMap::new();
         assert_eq!(
-            diff(&known, &block),
-            vec![Change::Created(block[1].clone())]
+            classify(&put, None, &block),
+            Some(BlobOp::Created("PutBlob"))
         );
-        // deleted
         assert_eq!(
-            diff(&known, &blobs[..1]),
-            vec![Change::Deleted(blobs[1].clone())]
+            classify(&put, Some("timeout=30"), &page),
+            Some(BlobOp::Created("PutBlob"))
+        );
+        assert_eq!(
+            classify(&put, None, &copy),
+            Some(BlobOp::Created("CopyBlob"))
+        );
+        assert_eq!(
+            classify(&put, Some("comp=blocklist"), &none),
+            Some(BlobOp::Created("PutBlockList"))
+        );
+        assert_eq!(
+            classify(&Method::DELETE, None, &none),
+            Some(BlobOp::Deleted)
+        );
+        for q in [
+            "comp=page",
+            "comp=block&blockid=AA",
+            "comp=appendblock",
+            "comp=metadata",
+            "comp=properties",
+            "comp=lease",
+            "comp=tier",
+            "comp=tags",
+            "comp=snapshot",
+            "restype=container",
+        ] {
+            assert_eq!(classify(&put, Some(q), &block), None, "{q}");
+        }
+        assert_eq!(classify(&Method::GET, None, &none), None);
+        assert_eq!(classify(&Method::HEAD, None, &none), None);
+        assert_eq!(
+            classify(&Method::DELETE, Some("restype=container"), &none),
+            None
         );
     }
 
     #[test]
-    fn encoding() {
+    fn paths() {
+        assert_eq!(
+            blob_path("/devstoreaccount1/images/u/a%20b.vhd", "devstoreaccount1"),
+            Some(("images".into(), "u/a b.vhd".into()))
+        );
+        assert_eq!(
+            blob_path("/devstoreaccount1/images", "devstoreaccount1"),
+            None
+        );
+        assert_eq!(blob_path("/other/images/a", "devstoreaccount1"), None);
         assert_eq!(enc_path("dir/a b+c.vhd"), "dir/a%20b%2Bc.vhd");
+        let c = BlobWatchConfig {
+            account_url: "https://127.0.0.1:10000/devstoreaccount1".into(),
+            auth: StorageAuth::Anonymous,
+            subscription_id: "s".into(),
+            resource_group: "r".into(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+        };
+        assert_eq!(c.upstream_origin(), "https://127.0.0.1:10000");
+        assert_eq!(c.account_name(), "devstoreaccount1");
     }
 }

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::model::{Event, EventFilter, Schema, event_time, rfc3339, validation_event};
+use super::filter::EventFilter;
+use super::model::{Event, Schema, event_time, rfc3339, validation_event};
 
 /// Where a subscription delivers.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,9 @@ pub struct SubscriptionConfig {
     pub max_delivery_attempts: u32,
     /// Event time-to-live (Azure default 1440 minutes), before scaling.
     pub event_ttl: Duration,
+    /// `deadLetterDestination`: the blob container of the watched storage account that dead letters
+    /// are written to (`None`: kept in memory only, as Azure drops them).
+    pub dead_letter_container: Option<String>,
 }
 
 impl SubscriptionConfig {
@@ -53,6 +57,7 @@ impl SubscriptionConfig {
             delivery_schema,
             max_delivery_attempts: 30,
             event_ttl: Duration::from_secs(1440 * 60),
+            dead_letter_container: None,
         }
     }
 }
@@ -145,12 +150,7 @@ impl Subscription {
             "topic": self.config.topic,
             "destination": dest,
             "eventDeliverySchema": self.config.delivery_schema.arm_name(),
-            "filter": {
-                "includedEventTypes": self.config.filter.included_event_types,
-                "subjectBeginsWith": self.config.filter.subject_begins_with,
-                "subjectEndsWith": self.config.filter.subject_ends_with,
-                "isSubjectCaseSensitive": self.config.filter.case_sensitive,
-            },
+            "filter": self.config.filter.to_arm(),
             "maxDeliveryAttempts": self.config.max_delivery_attempts,
             "provisioningState": if *self.validated.lock().await { "Succeeded" } else { "AwaitingManualAction" },
             "delivered": self.delivered.load(Ordering::Relaxed),
@@ -224,6 +224,88 @@ pub struct Dispatcher {
     codes: std::sync::Mutex<BTreeMap<String, String>>,
     /// Set when the server stops: pending retries end.
     closed: tokio::sync::watch::Sender<bool>,
+    /// Where `deadLetterDestination` containers live (the watched storage account), once known.
+    pub dead_letter_store: std::sync::OnceLock<DeadLetterStore>,
+}
+
+/// Writes dead letters to blob containers of the storage account, as Event Grid does: block blob
+/// `<SUBSCRIPTION NAME IN UPPER CASE>/<year>/<month>/<day>/<hour>/<guid>.json` (UTC, no zero padding)
+/// holding a JSON array of the dead-lettered events.
+pub struct DeadLetterStore {
+    /// The account URL (the blob endpoint clients use).
+    pub account_url: String,
+    pub auth: super::blobwatch::StorageAuth,
+    pub client: reqwest::Client,
+}
+
+impl DeadLetterStore {
+    /// The blob name of a dead letter written at `at`.
+    pub fn blob_name(subscription: &str, at: DateTime<Utc>) -> String {
+        use chrono::{Datelike, Timelike};
+        format!(
+            "{}/{}/{}/{}/{}/{}.json",
+            subscription.to_uppercase(),
+            at.year(),
+            at.month(),
+            at.day(),
+            at.hour(),
+            uuid::Uuid::new_v4()
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.account_url.trim_end_matches('/'))
+    }
+
+    /// Creates a container if it is missing (as infra deploys it).
+    pub async fn ensure_container(&self, container: &str) -> Result<(), String> {
+        let url = self.url(&format!("{container}?restype=container"));
+        let r = self
+            .auth
+            .apply(&self.client, http::Method::PUT, &url)?
+            .header("Content-Length", "0")
+            .send()
+            .await
+            .map_err(|e| format!("creating container {container}: {e}"))?;
+        match r.status().as_u16() {
+            201 | 409 => Ok(()),
+            s => Err(format!("creating container {container}: HTTP {s}")),
+        }
+    }
+
+    /// Writes one dead letter; returns the blob name.
+    pub async fn write(
+        &self,
+        container: &str,
+        subscription: &str,
+        event: &Value,
+    ) -> Result<String, String> {
+        let name = Self::blob_name(subscription, Utc::now());
+        let body = Value::Array(vec![event.clone()]).to_string();
+        let r = self
+            .auth
+            .apply(
+                &self.client,
+                http::Method::PUT,
+                &self.url(&format!("{container}/{name}")),
+            )?
+            .header("x-ms-blob-type", "BlockBlob")
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("writing dead letter {container}/{name}: {e}"))?;
+        if r.status().is_success() {
+            Ok(name)
+        } else {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            Err(format!(
+                "writing dead letter {container}/{name}: HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        }
+    }
 }
 
 fn push_bounded(q: &std::sync::Mutex<VecDeque<Value>>, v: Value) {
@@ -254,6 +336,7 @@ impl Dispatcher {
             self_url: Default::default(),
             codes: Default::default(),
             closed: tokio::sync::watch::channel(false).0,
+            dead_letter_store: std::sync::OnceLock::new(),
         }
     }
 
@@ -642,7 +725,8 @@ impl Dispatcher {
                 (tokio::time::Instant::now() + delay > ttl_deadline).then_some("TimeToLiveExceeded")
             });
             if let Some(reason) = reason {
-                self.dead_letter(sub, &payload, reason, attempt, status, published, started);
+                self.dead_letter(sub, &payload, reason, attempt, status, published, started)
+                    .await;
                 return;
             }
             let mut closed = self.closed.subscribe();
@@ -657,7 +741,7 @@ impl Dispatcher {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn dead_letter(
+    async fn dead_letter(
         &self,
         sub: &Subscription,
         payload: &Value,
@@ -681,7 +765,24 @@ impl Dispatcher {
         }
         tracing::info!(subscription = %sub.config.name, reason, attempts, "event dead-lettered");
         if let Ok(mut d) = sub.dead_letters.lock() {
-            d.push(v);
+            d.push(v.clone());
+        }
+        if let (Some(container), Some(store)) = (
+            &sub.config.dead_letter_container,
+            self.dead_letter_store.get(),
+        ) {
+            let outcome = match store.write(container, &sub.config.name, &v).await {
+                Ok(name) => format!("written to {container}/{name}"),
+                Err(e) => {
+                    tracing::warn!(subscription = %sub.config.name, error = %e, "dead letter not written");
+                    e
+                }
+            };
+            push_bounded(
+                &self.deliveries,
+                json!({"time": rfc3339(Utc::now()), "subscription": sub.config.name, "kind": "deadletter",
+                       "eventId": v.get("id"), "outcome": outcome}),
+            );
         }
     }
 }

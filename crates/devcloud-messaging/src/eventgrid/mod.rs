@@ -3,11 +3,13 @@
 
 pub mod blobwatch;
 pub mod delivery;
+pub mod filter;
 pub mod model;
 pub mod sas;
 pub mod server;
 
 pub use blobwatch::{BlobWatchConfig, StorageAuth};
 pub use delivery::{DeliverySettings, Destination, SubscriptionConfig};
-pub use model::{EventFilter, Schema};
+pub use filter::{AdvancedFilter, EventFilter, Operator};
+pub use model::Schema;
 pub use server::{EventGridConfig, RunningEventGrid, TopicConfig, serve};

@@ -1,5 +1,5 @@
 //! Event Grid events as published and delivered: the two schemas (Event Grid and CloudEvents 1.0),
-//! publish-time validation, conversion between schemas for delivery, and subscription filters.
+//! publish-time validation and conversion between schemas for delivery (filters are in `filter`).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -265,44 +265,6 @@ fn validate_grid_event(i: usize, mut item: Value, topic_id: &str) -> Result<Even
     })
 }
 
-/// A subscription's event filter.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventFilter {
-    /// Empty = all types.
-    pub included_event_types: Vec<String>,
-    pub subject_begins_with: String,
-    pub subject_ends_with: String,
-    pub case_sensitive: bool,
-}
-
-impl EventFilter {
-    pub fn matches(&self, e: &Event) -> bool {
-        let ty = e.event_type();
-        if !self.included_event_types.is_empty()
-            && !self
-                .included_event_types
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(ty))
-        {
-            return false;
-        }
-        let (subject, begins, ends) = if self.case_sensitive {
-            (
-                e.subject().to_string(),
-                self.subject_begins_with.clone(),
-                self.subject_ends_with.clone(),
-            )
-        } else {
-            (
-                e.subject().to_lowercase(),
-                self.subject_begins_with.to_lowercase(),
-                self.subject_ends_with.to_lowercase(),
-            )
-        };
-        subject.starts_with(&begins) && subject.ends_with(&ends)
-    }
-}
-
 /// The `Microsoft.EventGrid.SubscriptionValidationEvent` for the Event Grid schema handshake.
 pub fn validation_event(code: &str, validation_url: &str, topic_id: &str) -> Value {
     json!([{
@@ -442,28 +404,6 @@ mod tests {
             .expect("time")
             .with_timezone(&Utc);
         assert_eq!(event_time(t), "2017-06-26T18:41:00.9584103Z");
-    }
-
-    #[test]
-    fn filters() {
-        let e = Event {
-            schema: Schema::CloudEvents,
-            value: json!({"type": "Microsoft.Storage.BlobCreated", "subject": "/blobServices/default/containers/Vhds/blobs/a.vhd"}),
-        };
-        let mut f = EventFilter::default();
-        assert!(f.matches(&e));
-        f.included_event_types = vec!["Microsoft.Storage.BlobCreated".into()];
-        f.subject_begins_with = "/blobServices/default/containers/vhds/".into();
-        f.subject_ends_with = ".VHD".into();
-        assert!(f.matches(&e));
-        f.case_sensitive = true;
-        assert!(!f.matches(&e));
-        f.case_sensitive = false;
-        f.included_event_types = vec!["Microsoft.Storage.BlobDeleted".into()];
-        assert!(!f.matches(&e));
-        f.included_event_types.clear();
-        f.subject_ends_with = ".txt".into();
-        assert!(!f.matches(&e));
     }
 
     #[test]

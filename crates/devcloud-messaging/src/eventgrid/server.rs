@@ -15,11 +15,12 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::blobwatch::{BlobWatchConfig, BlobWatcher, WatchStatus};
+use super::blobwatch::{self, BlobWatchConfig, RunningProxy, WatchStatus};
 use super::delivery::{
     DeliverySettings, Destination, Dispatcher, Subscription, SubscriptionConfig,
 };
-use super::model::{EventFilter, Schema, parse_publish};
+use super::filter::{EventFilter, FilterError};
+use super::model::{Schema, parse_publish};
 use crate::auth::{EVENTGRID_AUDIENCE, Verifier, bearer_token};
 use crate::httpserv::{self, BodyError, Req, Resp, Server};
 use crate::routing::Routing;
@@ -61,12 +62,18 @@ pub enum ConfigError {
     Schema(String, String),
     #[error("Event Grid subscription {0}: needs a function or an endpoint")]
     NoDestination(String),
+    #[error("Event Grid subscription {0}")]
+    Filter(String, #[source] FilterError),
+    #[error("Event Grid subscription {0}: {1}")]
+    Setting(String, String),
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),
     #[error("the CA certificate is not valid PEM")]
     Ca(#[source] reqwest::Error),
     #[error("cannot listen")]
     Listen(#[source] std::io::Error),
+    #[error("cannot start the blob proxy on {0}")]
+    BlobProxy(SocketAddr, #[source] std::io::Error),
 }
 
 impl EventGridConfig {
@@ -98,14 +105,56 @@ impl EventGridConfig {
                 ConfigError::Schema(s.name.clone(), s.event_delivery_schema.clone())
             })?;
             let mut sc = SubscriptionConfig::new(&s.name, &s.topic, destination, schema);
-            sc.filter = EventFilter {
-                included_event_types: s.included_event_types.clone(),
-                subject_begins_with: s.subject_begins_with.clone(),
-                subject_ends_with: s.subject_ends_with.clone(),
-                case_sensitive: false,
+            let flat = !s.included_event_types.is_empty()
+                || !s.subject_begins_with.is_empty()
+                || !s.subject_ends_with.is_empty();
+            sc.filter = match &s.filter {
+                Some(_) if flat => {
+                    return Err(ConfigError::Setting(
+                        s.name.clone(),
+                        "declare the filter once: in `filter`, not also in the flat fields".into(),
+                    ));
+                }
+                Some(f) => {
+                    EventFilter::from_arm(f).map_err(|e| ConfigError::Filter(s.name.clone(), e))?
+                }
+                None => EventFilter {
+                    included_event_types: s.included_event_types.clone(),
+                    subject_begins_with: s.subject_begins_with.clone(),
+                    subject_ends_with: s.subject_ends_with.clone(),
+                    ..Default::default()
+                },
             };
-            if let Some(n) = s.max_delivery_attempts {
+            let retry = s.retry_policy.clone().unwrap_or_default();
+            if let Some(n) = retry.max_delivery_attempts.or(s.max_delivery_attempts) {
+                if !(1..=30).contains(&n) {
+                    return Err(ConfigError::Setting(
+                        s.name.clone(),
+                        format!("maxDeliveryAttempts {n} is not within 1 to 30"),
+                    ));
+                }
                 sc.max_delivery_attempts = n;
+            }
+            if let Some(m) = retry.event_time_to_live_in_minutes {
+                if !(1..=1440).contains(&m) {
+                    return Err(ConfigError::Setting(
+                        s.name.clone(),
+                        format!("eventTimeToLiveInMinutes {m} is not within 1 to 1440"),
+                    ));
+                }
+                sc.event_ttl = Duration::from_secs(u64::from(m) * 60);
+            }
+            if let Some(d) = &s.dead_letter_destination {
+                if d.endpoint_type != "StorageBlob" {
+                    return Err(ConfigError::Setting(
+                        s.name.clone(),
+                        format!(
+                            "deadLetterDestination endpointType '{}' (only StorageBlob exists)",
+                            d.endpoint_type
+                        ),
+                    ));
+                }
+                sc.dead_letter_container = Some(d.properties.blob_container_name.clone());
             }
             c.subscriptions.push(sc);
         }
@@ -149,7 +198,7 @@ pub struct RunningEventGrid {
     pub tls: bool,
     pub dispatcher: Arc<Dispatcher>,
     watch: Arc<WatchStatus>,
-    watch_enabled: bool,
+    blob_proxy: Option<RunningProxy>,
     stop: StopOnDrop,
     server: Server,
 }
@@ -165,10 +214,16 @@ impl RunningEventGrid {
         format!("{}/topics/{topic}/api/events", self.url())
     }
 
-    /// Waits until the blob watcher has taken its first listing (at most `timeout`); false if it
-    /// has not (or no watcher is configured).
+    /// The blob account URL clients must use (the proxy in front of Azurite that raises the blob
+    /// events), e.g. `https://127.0.0.1:10000/devstoreaccount1`; `None` without blob watching.
+    pub fn blob_endpoint(&self) -> Option<String> {
+        self.blob_proxy.as_ref().map(|p| p.account_url.clone())
+    }
+
+    /// Waits until the blob proxy serves (at most `timeout`); false if it does not (or no blob
+    /// watching is configured).
     pub async fn blob_watch_ready(&self, timeout: Duration) -> bool {
-        if !self.watch_enabled {
+        if self.blob_proxy.is_none() {
             return false;
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -186,6 +241,9 @@ impl RunningEventGrid {
     pub async fn shutdown(self) {
         let _ = self.stop.0.send(true);
         self.dispatcher.close();
+        if let Some(p) = self.blob_proxy {
+            p.shutdown().await;
+        }
         self.server.shutdown().await
     }
 }
@@ -223,17 +281,45 @@ pub async fn serve(
         *u = format!("{}://{local}", if is_tls { "https" } else { "http" });
     }
     let watch = Arc::new(WatchStatus::default());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(w) = config.blob_watch.clone() {
-        let d = dispatcher.clone();
-        let topic_id = w.topic_id();
-        let watcher = BlobWatcher::new(w, client.clone());
-        let status = watch.clone();
-        tokio::spawn(watcher.run(status, stop_rx, move |events| {
-            d.publish(STORAGE_TOPIC, &topic_id, events);
-        }));
-    }
-    let watch_enabled = config.blob_watch.is_some();
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let blob_proxy = match config.blob_watch.clone() {
+        Some(w) => {
+            let d = dispatcher.clone();
+            let topic_id = w.topic_id();
+            let listen = w.listen;
+            let auth_for_store = w.auth.clone();
+            let proxy_client =
+                blobwatch::proxy_client(config.ca_pem.as_deref()).map_err(ConfigError::Client)?;
+            let proxy =
+                blobwatch::start(w, tls.clone(), proxy_client, watch.clone(), move |events| {
+                    d.publish(STORAGE_TOPIC, &topic_id, events);
+                })
+                .await
+                .map_err(|e| ConfigError::BlobProxy(listen, e))?;
+            // Dead letters go through the proxy, like any writer of the account (so they raise
+            // BlobCreated too, as in Azure); their containers exist as infra would deploy them.
+            let store = super::delivery::DeadLetterStore {
+                account_url: proxy.account_url.clone(),
+                auth: auth_for_store,
+                client: client.clone(),
+            };
+            for c in config
+                .subscriptions
+                .iter()
+                .filter_map(|s| s.dead_letter_container.clone())
+            {
+                if let Err(e) = store.ensure_container(&c).await {
+                    tracing::warn!(container = %c, error = %e, "dead-letter container not created");
+                    if let Ok(mut le) = watch.last_error.lock() {
+                        *le = Some(e);
+                    }
+                }
+            }
+            let _ = dispatcher.dead_letter_store.set(store);
+            Some(proxy)
+        }
+        None => None,
+    };
     let inner = Arc::new(Inner {
         config,
         dispatcher: dispatcher.clone(),
@@ -251,7 +337,7 @@ pub async fn serve(
         tls: is_tls,
         dispatcher,
         watch,
-        watch_enabled,
+        blob_proxy,
         stop,
         server,
     })
@@ -454,14 +540,15 @@ fn admin_error(status: StatusCode, message: &str) -> Resp {
 /// - `GET /_devcloud/topics`: custom topics and the storage system topic, with publish paths
 /// - `GET /_devcloud/subscriptions`: subscriptions with state and counters
 /// - `POST /_devcloud/subscriptions`: add a webhook subscription (body: `name`, `topic`, `endpoint`
-///   or `function`, `includedEventTypes`, `subjectBeginsWith`, `subjectEndsWith`,
-///   `eventDeliverySchema`, `maxDeliveryAttempts`); the handshake runs first: 201, or 400 when it fails
+///   or `function`, `filter` (ARM `EventSubscriptionFilter`, with `advancedFilters`) or the flat
+///   `includedEventTypes`, `subjectBeginsWith`, `subjectEndsWith`; `eventDeliverySchema`,
+///   `maxDeliveryAttempts`); the handshake runs first: 201, or 400 when it fails
 /// - `DELETE /_devcloud/subscriptions/{name}`
 /// - `GET /_devcloud/deadletters?subscription=NAME`: dead-lettered events
 /// - `POST /_devcloud/deadletters/resubmit?subscription=NAME&id=EVENT_ID`: deliver a dead letter again
 /// - `GET /_devcloud/deliveries?max=N`: recent handshakes and delivery attempts
 /// - `GET /_devcloud/events?max=N`: recent published events (custom and blob)
-/// - `GET /_devcloud/blobwatch`: the Azurite watcher's state
+/// - `GET /_devcloud/blobwatch`: the blob proxy's state (requests seen, events raised, last error)
 /// - `GET /_devcloud/validate?subscription=NAME&code=CODE`: the `validationUrl` of the handshake
 async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
     let d = &inner.dispatcher;
@@ -482,7 +569,7 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
                 .collect();
             if let Some(w) = &inner.config.blob_watch {
                 topics.push(json!({"name": STORAGE_TOPIC, "type": "Microsoft.Storage.StorageAccounts", "source": w.topic_id(),
-                                   "watching": w.account_url}));
+                                   "upstream": w.account_url}));
             }
             httpserv::json(StatusCode::OK, &Value::Array(topics))
         }
@@ -549,7 +636,8 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
             httpserv::json(
                 StatusCode::OK,
                 &json!({"enabled": inner.config.blob_watch.is_some(), "ready": w.is_ready.load(Ordering::SeqCst),
-                        "polls": w.polls.load(Ordering::Relaxed), "blobs": w.blobs.load(Ordering::Relaxed),
+                        "upstream": inner.config.blob_watch.as_ref().map(|b| b.account_url.clone()),
+                        "requests": w.requests.load(Ordering::Relaxed), "events": w.events.load(Ordering::Relaxed),
                         "lastError": last_error}),
             )
         }
@@ -634,23 +722,30 @@ async fn add_subscription(inner: &Inner, req: &Req) -> Resp {
         );
     };
     let mut config = SubscriptionConfig::new(&name, &topic, destination, schema);
-    config.filter = EventFilter {
-        included_event_types: v
-            .get("includedEventTypes")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        subject_begins_with: s("subjectBeginsWith").unwrap_or_default(),
-        subject_ends_with: s("subjectEndsWith").unwrap_or_default(),
-        case_sensitive: v
-            .get("isSubjectCaseSensitive")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+    config.filter = match v.get("filter") {
+        Some(f) => match EventFilter::from_arm(f) {
+            Ok(f) => f,
+            Err(e) => return admin_error(StatusCode::BAD_REQUEST, &e.to_string()),
+        },
+        None => EventFilter {
+            included_event_types: v
+                .get("includedEventTypes")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            subject_begins_with: s("subjectBeginsWith").unwrap_or_default(),
+            subject_ends_with: s("subjectEndsWith").unwrap_or_default(),
+            case_sensitive: v
+                .get("isSubjectCaseSensitive")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            ..Default::default()
+        },
     };
     if let Some(n) = v.get("maxDeliveryAttempts").and_then(Value::as_u64) {
         config.max_delivery_attempts = n.clamp(1, 30) as u32;

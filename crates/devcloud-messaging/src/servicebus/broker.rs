@@ -9,12 +9,19 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use super::filter::{Filter, Rule};
-use super::message::{Message, NewMessage, format_http_date};
+use super::message::{Message, NewMessage, PropValue, format_http_date};
+
+/// The application property Service Bus sets on a dead-lettered message: why.
+pub const DEAD_LETTER_REASON: &str = "DeadLetterReason";
+/// The application property Service Bus sets on a dead-lettered message: the details.
+pub const DEAD_LETTER_DESCRIPTION: &str = "DeadLetterErrorDescription";
 
 /// Standard tier message size limit (body + properties).
 pub const STANDARD_MAX_MESSAGE_SIZE: usize = 256 * 1024;
 
 /// Settings of a queue or subscription (the receiving side) and of a queue or topic (the sending side).
+/// The defaults are Azure's for a new entity: lock 1 minute, 10 deliveries, no TTL, no dead-lettering on
+/// expiry, **no duplicate detection** (`requiresDuplicateDetection: false`).
 #[derive(Debug, Clone)]
 pub struct EntityConfig {
     pub lock_duration: Duration,
@@ -22,7 +29,8 @@ pub struct EntityConfig {
     /// Entity default message TTL; a message's own TTL can only shorten it.
     pub default_ttl: Option<Duration>,
     pub dead_lettering_on_expiration: bool,
-    /// `Some(window)` turns duplicate detection on (queues and topics).
+    /// `Some(window)` = `requiresDuplicateDetection: true` with `duplicateDetectionHistoryTimeWindow`
+    /// (queues and topics). Off by default, as in Azure; it cannot be switched on or off later.
     pub duplicate_detection_window: Option<Duration>,
     pub max_message_size: usize,
 }
@@ -34,7 +42,7 @@ impl Default for EntityConfig {
             max_delivery_count: 10,
             default_ttl: None,
             dead_lettering_on_expiration: false,
-            duplicate_detection_window: Some(Duration::minutes(10)),
+            duplicate_detection_window: None,
             max_message_size: STANDARD_MAX_MESSAGE_SIZE,
         }
     }
@@ -105,6 +113,11 @@ pub enum BrokerError {
     CannotSendHere(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Azure refuses to change `requiresDuplicateDetection` of an existing queue or topic.
+    #[error(
+        "SubCode=40000. The value for the 'requiresDuplicateDetection' property of an existing {kind} cannot be changed."
+    )]
+    DuplicateDetectionImmutable { kind: &'static str },
 }
 
 /// How a receive settles.
@@ -249,7 +262,17 @@ impl Store {
         }
     }
 
+    /// Moves a message to the dead-letter sub-queue. As in Service Bus, the reason and description
+    /// become the application properties `DeadLetterReason` and `DeadLetterErrorDescription`.
     fn dead_letter(&mut self, mut msg: Message, reason: &str, description: String) {
+        msg.app_props.insert(
+            DEAD_LETTER_REASON.into(),
+            PropValue::Str(reason.to_string()),
+        );
+        msg.app_props.insert(
+            DEAD_LETTER_DESCRIPTION.into(),
+            PropValue::Str(description.clone()),
+        );
         msg.dead_letter_reason = Some(reason.to_string());
         msg.dead_letter_description = Some(description);
         msg.dead_letter_source = Some(self.name.clone());
@@ -497,6 +520,9 @@ pub struct SendOutcome {
 /// A Service Bus namespace: all queues and topics.
 #[derive(Debug, Default)]
 pub struct Namespace {
+    /// Creates every queue and topic without duplicate detection, whatever it asks for (the local
+    /// cloud's override, so tests prove idempotency as in a namespace made without it).
+    pub duplicate_detection_off: bool,
     next_seq: i64,
     queues: BTreeMap<String, Queue>,
     topics: BTreeMap<String, Topic>,
@@ -532,11 +558,22 @@ impl Namespace {
         });
     }
 
-    /// Creates or updates a queue (messages are kept on update).
-    pub fn put_queue(&mut self, name: &str, config: EntityConfig) {
+    /// Creates or updates a queue (messages are kept on update). Like Azure, an update cannot turn
+    /// duplicate detection on or off.
+    pub fn put_queue(&mut self, name: &str, mut config: EntityConfig) -> Result<(), BrokerError> {
+        if self.duplicate_detection_off {
+            config.duplicate_detection_window = None;
+        }
         let key = name.to_ascii_lowercase();
         match self.queues.get_mut(&key) {
-            Some(q) => q.store.config = config,
+            Some(q) => {
+                if q.store.config.duplicate_detection_window.is_some()
+                    != config.duplicate_detection_window.is_some()
+                {
+                    return Err(BrokerError::DuplicateDetectionImmutable { kind: "Queue" });
+                }
+                q.store.config = config;
+            }
             None => {
                 self.queues.insert(
                     key.clone(),
@@ -547,13 +584,24 @@ impl Namespace {
                 );
             }
         }
+        Ok(())
     }
 
-    /// Creates or updates a topic.
-    pub fn put_topic(&mut self, name: &str, config: EntityConfig) {
+    /// Creates or updates a topic. Like Azure, an update cannot turn duplicate detection on or off.
+    pub fn put_topic(&mut self, name: &str, mut config: EntityConfig) -> Result<(), BrokerError> {
+        if self.duplicate_detection_off {
+            config.duplicate_detection_window = None;
+        }
         let key = name.to_ascii_lowercase();
         match self.topics.get_mut(&key) {
-            Some(t) => t.config = config,
+            Some(t) => {
+                if t.config.duplicate_detection_window.is_some()
+                    != config.duplicate_detection_window.is_some()
+                {
+                    return Err(BrokerError::DuplicateDetectionImmutable { kind: "Topic" });
+                }
+                t.config = config;
+            }
             None => {
                 self.topics.insert(
                     key,
@@ -565,6 +613,7 @@ impl Namespace {
                 );
             }
         }
+        Ok(())
     }
 
     /// Creates or updates a subscription; no rules means the `$Default` true filter, as in Azure.
@@ -686,7 +735,12 @@ impl Namespace {
         }
         let mut out = SendOutcome::default();
         let name = target.display();
-        for m in msgs {
+        for mut m in msgs {
+            // A topic's defaultMessageTimeToLive caps each message's TTL (a queue's is applied by its store).
+            if let (EntityPath::Topic(_), Some(cap)) = (&target.entity, config.default_ttl) {
+                let cap = cap.num_milliseconds() as f64 / 1000.0;
+                m.props.time_to_live = Some(m.props.time_to_live.map_or(cap, |t| t.min(cap)));
+            }
             if let (Some(id), Some(window)) =
                 (&m.props.message_id, config.duplicate_detection_window)
             {
@@ -870,6 +924,8 @@ impl Namespace {
         msg.dead_letter_reason = None;
         msg.dead_letter_description = None;
         msg.dead_letter_source = None;
+        msg.app_props.remove(DEAD_LETTER_REASON);
+        msg.app_props.remove(DEAD_LETTER_DESCRIPTION);
         msg.props.scheduled_enqueue_time = None;
         self.record(
             &p.display(),
@@ -913,7 +969,9 @@ impl Namespace {
                 v["rules"] = Value::Array(s.rules.iter().map(rule_json).collect());
                 subs.push(v);
             }
-            topics.push(json!({"name": tname, "subscriptions": subs}));
+            topics.push(json!({"name": tname, "subscriptions": subs,
+                "requiresDuplicateDetection": t.config.duplicate_detection_window.is_some(),
+                "duplicateDetectionHistoryTimeWindowSeconds": t.config.duplicate_detection_window.map(|w| w.num_seconds())}));
         }
         json!({"queues": queues, "topics": topics})
     }
@@ -939,7 +997,10 @@ fn store_json(name: &str, store: &mut Store, now: DateTime<Utc>) -> Value {
     json!({"name": name, "activeMessageCount": c.active, "scheduledMessageCount": c.scheduled,
            "lockedMessageCount": c.locked, "deadLetterMessageCount": c.dead_letter,
            "maxDeliveryCount": store.config.max_delivery_count,
-           "lockDurationSeconds": store.config.lock_duration.num_seconds()})
+           "lockDurationSeconds": store.config.lock_duration.num_seconds(),
+           "requiresDuplicateDetection": store.config.duplicate_detection_window.is_some(),
+           "deadLetteringOnMessageExpiration": store.config.dead_lettering_on_expiration,
+           "defaultMessageTimeToLiveSeconds": store.config.default_ttl.map(|t| t.num_seconds())})
 }
 
 fn rule_json(r: &Rule) -> Value {

@@ -34,7 +34,7 @@ fn q(name: &str) -> ReceivePath {
 
 fn ns_with_queue(config: EntityConfig) -> Namespace {
     let mut ns = Namespace::new();
-    ns.put_queue("orders", config);
+    ns.put_queue("orders", config).expect("new queue");
     ns
 }
 
@@ -217,6 +217,99 @@ fn complete_checks_message_id_and_token() {
 }
 
 #[test]
+fn duplicate_detection_is_off_by_default_as_in_azure() {
+    let mut ns = ns_with_queue(EntityConfig::default());
+    let o = ns
+        .send(&q("orders"), vec![msg(Some("a")), msg(Some("a"))], t0())
+        .expect("send");
+    assert_eq!(o.accepted, 2, "a new entity keeps every copy");
+    assert_eq!(o.duplicates, 0);
+    ns.put_topic("facts", EntityConfig::default())
+        .expect("new topic");
+    ns.put_subscription("facts", "all", EntityConfig::default(), vec![])
+        .expect("subscription");
+    let o = ns
+        .send(
+            &ns.resolve(q("facts")),
+            vec![msg(Some("x")), msg(Some("x"))],
+            t0(),
+        )
+        .expect("send");
+    assert_eq!((o.accepted, o.routed), (2, 2));
+}
+
+#[test]
+fn duplicate_detection_cannot_be_switched_on_an_existing_entity() {
+    let on = EntityConfig {
+        duplicate_detection_window: Some(Duration::minutes(10)),
+        ..Default::default()
+    };
+    let mut ns = ns_with_queue(EntityConfig::default());
+    assert_eq!(
+        ns.put_queue("orders", on.clone()),
+        Err(BrokerError::DuplicateDetectionImmutable { kind: "Queue" })
+    );
+    ns.put_topic("facts", on.clone()).expect("created with it");
+    assert_eq!(
+        ns.put_topic("facts", EntityConfig::default()),
+        Err(BrokerError::DuplicateDetectionImmutable { kind: "Topic" })
+    );
+    // other settings and the window itself may change
+    let longer = EntityConfig {
+        duplicate_detection_window: Some(Duration::minutes(30)),
+        max_delivery_count: 3,
+        ..Default::default()
+    };
+    ns.put_topic("facts", longer).expect("window can change");
+}
+
+#[test]
+fn namespace_override_keeps_duplicate_detection_off() {
+    let mut ns = Namespace::new();
+    ns.duplicate_detection_off = true;
+    ns.put_queue(
+        "orders",
+        EntityConfig {
+            duplicate_detection_window: Some(Duration::minutes(10)),
+            ..Default::default()
+        },
+    )
+    .expect("queue");
+    let o = ns
+        .send(&q("orders"), vec![msg(Some("a")), msg(Some("a"))], t0())
+        .expect("send");
+    assert_eq!(o.accepted, 2);
+}
+
+#[test]
+fn topic_default_ttl_caps_messages() {
+    let mut ns = Namespace::new();
+    ns.put_topic(
+        "facts",
+        EntityConfig {
+            default_ttl: Some(Duration::seconds(30)),
+            ..Default::default()
+        },
+    )
+    .expect("topic");
+    ns.put_subscription("facts", "all", EntityConfig::default(), vec![])
+        .expect("subscription");
+    ns.send(&ns.resolve(q("facts")), vec![msg(Some("a"))], t0())
+        .expect("send");
+    let sub = q("facts/subscriptions/all");
+    assert!(
+        ns.receive(
+            &sub,
+            ReceiveMode::ReceiveAndDelete,
+            t0() + Duration::seconds(31)
+        )
+        .expect("receive")
+        .is_none(),
+        "expired after the topic's TTL"
+    );
+}
+
+#[test]
 fn duplicate_detection_window() {
     let config = EntityConfig {
         duplicate_detection_window: Some(Duration::minutes(10)),
@@ -363,7 +456,8 @@ fn receive_and_delete() {
 #[test]
 fn topic_routes_by_type() {
     let mut ns = Namespace::new();
-    ns.put_topic("facts", EntityConfig::default());
+    ns.put_topic("facts", EntityConfig::default())
+        .expect("new topic");
     let rule = |ty: &str| {
         let mut c = CorrelationFilter::default();
         c.properties

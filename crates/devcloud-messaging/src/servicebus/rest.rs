@@ -42,6 +42,9 @@ pub struct SubscriptionSpec {
 pub struct ServiceBusConfig {
     pub queues: Vec<(String, EntityConfig)>,
     pub topics: Vec<TopicSpec>,
+    /// Create every queue and topic without duplicate detection, whatever the configuration or a
+    /// later admin request asks for (as in a namespace whose entities were made without it).
+    pub duplicate_detection_off: bool,
 }
 
 /// Shared broker with waiting receivers.
@@ -70,11 +73,12 @@ impl ServiceBus {
         let sb = ServiceBus::new();
         {
             let mut ns = sb.ns.lock().await;
+            ns.duplicate_detection_off = config.duplicate_detection_off;
             for (name, c) in &config.queues {
-                ns.put_queue(name, c.clone());
+                ns.put_queue(name, c.clone())?;
             }
             for t in &config.topics {
-                ns.put_topic(&t.name, t.config.clone());
+                ns.put_topic(&t.name, t.config.clone())?;
                 for s in &t.subscriptions {
                     ns.put_subscription(&t.name, &s.name, s.config.clone(), s.rules.clone())?;
                 }
@@ -205,7 +209,9 @@ fn broker_error(e: BrokerError) -> Resp {
         BrokerError::EntityNotFound(_) => StatusCode::GONE,
         BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         BrokerError::LockLost => StatusCode::NOT_FOUND,
-        BrokerError::CannotSendHere(_) | BrokerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        BrokerError::CannotSendHere(_)
+        | BrokerError::BadRequest(_)
+        | BrokerError::DuplicateDetectionImmutable { .. } => StatusCode::BAD_REQUEST,
     };
     error(status, &e.to_string())
 }
@@ -355,7 +361,7 @@ fn received_response(
 ) -> Resp {
     let m = &r.message;
     let lock = r.lock.as_ref().map(|(t, u)| (t.as_str(), *u));
-    let props = m.broker_properties_json(
+    let mut props = m.broker_properties_json(
         lock,
         if path.dead_letter {
             "Deferred"
@@ -363,6 +369,18 @@ fn received_response(
             "Active"
         },
     );
+    // A receiver sees the dead-letter reason and description as application properties (headers
+    // below), as Service Bus stores them; DeadLetterSource is only set on messages auto-forwarded out
+    // of a dead-letter queue, which this namespace does not do.
+    if let Value::Object(o) = &mut props {
+        for k in [
+            "DeadLetterReason",
+            "DeadLetterErrorDescription",
+            "DeadLetterSource",
+        ] {
+            o.remove(k);
+        }
+    }
     let ct = m
         .content_type
         .clone()
@@ -574,7 +592,9 @@ async fn handle(
 /// - `PUT /_devcloud/entities/{queue}?kind=queue|topic` or `PUT /_devcloud/entities/{topic}/subscriptions/{sub}`:
 ///   create or update an entity; optional JSON body `{"maxDeliveryCount": n, "lockDurationSeconds": n,
 ///   "defaultMessageTimeToLiveSeconds": n, "deadLetteringOnMessageExpiration": b,
-///   "duplicateDetectionWindowSeconds": n (0 = off), "rules": [{"name", "sqlFilter"} | {"name", "correlationFilter": {"label", "correlationId", "messageId", "contentType", "to", "replyTo", "sessionId", "properties": {…}}}]}`
+///   "requiresDuplicateDetection": b, "duplicateDetectionHistoryTimeWindow": "PT10M" (or
+///   "duplicateDetectionWindowSeconds": n, 0 = off; off by default as in Azure, and 400 when an update
+///   would switch it), "rules": [{"name", "sqlFilter"} | {"name", "correlationFilter": {"label", "correlationId", "messageId", "contentType", "to", "replyTo", "sessionId", "properties": {…}}}]}`
 /// - `GET /_devcloud/recent?max=N`: recent operations (sent, scheduled, routed, locked, completed, abandoned, dead-lettered, duplicates)
 async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
     let now = Utc::now();
@@ -674,6 +694,14 @@ fn entity_config(v: &Value) -> EntityConfig {
     if let Some(n) = secs("duplicateDetectionWindowSeconds") {
         c.duplicate_detection_window = (n > 0).then(|| chrono::Duration::seconds(n));
     }
+    if let Some(on) = v.get("requiresDuplicateDetection").and_then(Value::as_bool) {
+        let window = v
+            .get("duplicateDetectionHistoryTimeWindow")
+            .and_then(Value::as_str)
+            .and_then(crate::iso::parse_iso_duration)
+            .unwrap_or(chrono::Duration::minutes(10));
+        c.duplicate_detection_window = on.then_some(window);
+    }
     c
 }
 
@@ -747,7 +775,6 @@ async fn put_entity(sb: &ServiceBus, req: &Req, path: &str) -> Resp {
                 "topic" => sb.with(|ns| ns.put_topic(name, config)).await,
                 _ => return admin_error(StatusCode::BAD_REQUEST, "kind must be queue or topic"),
             }
-            Ok(())
         }
         EntityPath::Subscription(t, s) => {
             let rules = match parse_rules(&body) {
@@ -759,7 +786,10 @@ async fn put_entity(sb: &ServiceBus, req: &Req, path: &str) -> Resp {
     };
     match result {
         Ok(()) => httpserv::json(StatusCode::OK, &json!({"entity": p.display()})),
-        Err(e) => admin_error(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e @ BrokerError::EntityNotFound(_)) => {
+            admin_error(StatusCode::NOT_FOUND, &e.to_string())
+        }
+        Err(e) => admin_error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
