@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: formatting, clippy, the release build of the handler, and the whole
-# workspace's tests (unit, fixtures, real sockets, Azurite, qemu-img disks, Python SDK conformance).
+# workspace's tests (unit, fixtures, real sockets, Azurite, qemu-img disks, Python and JavaScript SDK
+# conformance, the devcloud binary).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

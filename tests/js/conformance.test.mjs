@@ -213,14 +213,20 @@ test("the JavaScript SDKs drive a full scenario", async () => {
   await imagebuilder.virtualMachineImageTemplates.beginRunAndWait(RG, "js-aib", POLL);
   const ran = await imagebuilder.virtualMachineImageTemplates.get(RG, "js-aib");
   assert.equal(ran.lastRunStatus?.runState, "Succeeded", JSON.stringify(ran.lastRunStatus));
+  // The platform image "latest" resolves to the version the build used.
+  assert.match(ran.source.exactVersion ?? "", /^\d+\.\d+\.\d+$/, JSON.stringify(ran.source));
   const [outputs] = await allPages(imagebuilder.virtualMachineImageTemplates.listRunOutputs(RG, "js-aib"));
   assert.deepEqual(outputs.map((o) => o.name), ["acg"]);
   assert.match(outputs[0].artifactId ?? "", /\/galleries\/js_gallery\/images\/ubuntu\/versions\//i);
+  // The run ended only once the version it distributed was made.
+  const built = outputs[0].artifactId.split("/").pop();
+  const distributed = await compute.galleryImageVersions.get(RG, "js_gallery", "ubuntu", built);
+  assert.equal(distributed.provisioningState, "Succeeded");
 
   // 8. Lists, through the SDKs' pagers.
   const [versions, versionPages] = await allPages(compute.galleryImageVersions.listByGalleryImage(RG, "js_gallery", "ubuntu"));
   assert.equal(versions.length, 3, JSON.stringify(versions.map((v) => v.name)));
-  assert.ok(versionPages >= 1);
+  assert.equal(versionPages, 2, "the local ARM pages at 2 items: the pager must follow nextLink");
   const [galleries] = await allPages(compute.galleries.listByResourceGroup(RG));
   assert.deepEqual(galleries.map((g) => g.name), ["js_gallery"]);
   const [images] = await allPages(compute.images.listByResourceGroup(RG));
@@ -228,7 +234,8 @@ test("the JavaScript SDKs drive a full scenario", async () => {
   const [templates] = await allPages(imagebuilder.virtualMachineImageTemplates.listByResourceGroup(RG));
   assert.deepEqual(templates.map((t) => t.name), ["js-aib"]);
 
-  // 9. Errors as the SDK surfaces them.
+  // 9. Errors as the SDK surfaces them; a Compute type the local cloud does not simulate is absent (404).
+  await expectRestError(compute.virtualMachines.get(RG, "novm"), 404);
   await expectRestError(compute.galleryImageVersions.get(RG, "js_gallery", "ubuntu", "9.9.9"), 404);
   await expectRestError(compute.galleryImages.beginDeleteAndWait(RG, "js_gallery", "ubuntu", POLL), 409);
 
