@@ -97,8 +97,9 @@ impl Options {
 
 /// The gallery galleon publishes to locally.
 pub const RESOURCE_GROUP: &str = "rg-images";
-/// The resource group of the storage account galleon reads VHDs from.
-pub const INGEST_RESOURCE_GROUP: &str = "rg-ingest";
+/// The resource group of the storage account galleon reads VHDs from (where the local ARM reports
+/// the Azurite account).
+pub const INGEST_RESOURCE_GROUP: &str = devcloud_arm::DEFAULT_STORAGE_RESOURCE_GROUP;
 pub const GALLERY: &str = "golden";
 pub const HOME_REGION: &str = "westeurope";
 pub const TARGET_REGIONS: &str = "westeurope,northeurope,eastus2";
