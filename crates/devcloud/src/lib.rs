@@ -383,3 +383,44 @@ pub fn find_app_root(start: &Path) -> Option<PathBuf> {
         .find(|d| d.join("host.json").is_file() && d.join("events/subscriptions.json").is_file())
         .map(Path::to_path_buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_groups_galleons_settings_name_are_created() {
+        let settings: BTreeMap<String, String> = [
+            (
+                "GALLEON_SUBSCRIPTION_ID",
+                "11111111-2222-3333-4444-555555555555",
+            ),
+            ("GALLEON_RESOURCE_GROUP", "rg-own"),
+            (
+                "GALLEON_ALLOWED_GALLERIES",
+                "22222222-2222-3333-4444-555555555555/rg-other/g, */rg-any/g,x/*/g",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let groups = resource_groups_named(&settings);
+        assert_eq!(
+            groups,
+            [
+                (
+                    devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
+                    INGEST_RESOURCE_GROUP.to_owned()
+                ),
+                (
+                    "11111111-2222-3333-4444-555555555555".to_owned(),
+                    "rg-own".to_owned()
+                ),
+                (
+                    "22222222-2222-3333-4444-555555555555".to_owned(),
+                    "rg-other".to_owned()
+                ),
+            ]
+        );
+    }
+}
