@@ -115,7 +115,8 @@ pub fn handle(arm: &Arm, req: &Req) -> Reply {
                 .values()
                 .map(|r| st.render(r, t, true))
                 .collect();
-            Reply::json(200, json!({"value": v}))
+            let groups: Vec<Value> = st.resource_groups.values().map(|g| g.render()).collect();
+            Reply::json(200, json!({"value": v, "resourceGroups": groups}))
         }
         (Method::POST, ["snapshot"]) => {
             let body: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));

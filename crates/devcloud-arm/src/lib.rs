@@ -24,8 +24,8 @@ pub mod stack;
 
 pub use arm::Arm;
 pub use config::{
-    ApiVersions, ArmConfig, Bucket, DEFAULT_SUBSCRIPTION_ID, LatencyModel, Limits,
-    ResourceGroupSeed, StorageAccount, Throttling, Work,
+    ApiVersions, ArmConfig, Bucket, DEFAULT_STORAGE_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION_ID,
+    LatencyModel, Limits, ResourceGroupSeed, StorageAccount, Throttling, Work,
 };
 pub use error::{ArmError, INVENTED_CODES};
 pub use faults::{FaultAction, FaultRule};

@@ -117,6 +117,17 @@ async fn groups_are_created_read_listed_and_checked_case_insensitively() {
         names.contains(&"Rg-Two") && names.contains(&"rg"),
         "{names:?}"
     );
+    // The admin state shows the groups too.
+    let state = env.admin(Method::GET, "state", None).await;
+    assert!(
+        state.body["resourceGroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "Rg-Two"),
+        "{}",
+        state.body
+    );
     // Bad requests.
     env.call(
         Method::PUT,

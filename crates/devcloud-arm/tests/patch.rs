@@ -140,3 +140,33 @@ async fn image_patch_changes_tags_only() {
         before["properties"]["storageProfile"]
     );
 }
+
+#[tokio::test]
+async fn template_patch_merges_the_vm_profile() {
+    let mut c = ArmConfig::fast();
+    c.time_factor = 0.0;
+    let env = Env::start(false, c).await;
+    let t = format!(
+        "{}/providers/Microsoft.VirtualMachineImages/imageTemplates/tpl?api-version=2024-02-01",
+        env.rg_path("rg")
+    );
+    env.ok(
+        Method::PUT,
+        &t,
+        Some(json!({"location": "westeurope", "identity": {"type": "None"}, "properties": {
+            "source": {"type": "PlatformImage", "publisher": "p", "offer": "o", "sku": "s", "version": "latest"},
+            "distribute": [{"type": "VHD", "runOutputName": "vhd"}],
+            "vmProfile": {"vmSize": "Standard_D2ds_v5", "osDiskSizeGB": 64}}})),
+    )
+    .await;
+    env.ok(
+        Method::PATCH,
+        &t,
+        Some(json!({"properties": {"vmProfile": {"vmSize": "Standard_D4ds_v5"}}})),
+    )
+    .await;
+    let got = env.ok(Method::GET, &t, None).await.body;
+    assert_eq!(got["properties"]["vmProfile"]["vmSize"], "Standard_D4ds_v5");
+    assert_eq!(got["properties"]["vmProfile"]["osDiskSizeGB"], 64, "{got}");
+    assert_eq!(got["properties"]["distribute"][0]["runOutputName"], "vhd");
+}

@@ -106,8 +106,9 @@ impl Options {
 
 /// The gallery galleon publishes to locally.
 pub const RESOURCE_GROUP: &str = "rg-images";
-/// The resource group of the storage account galleon reads VHDs from.
-pub const INGEST_RESOURCE_GROUP: &str = "rg-ingest";
+/// The resource group of the storage account galleon reads VHDs from (where the local ARM reports
+/// the Azurite account).
+pub const INGEST_RESOURCE_GROUP: &str = devcloud_arm::DEFAULT_STORAGE_RESOURCE_GROUP;
 pub const GALLERY: &str = "golden";
 pub const HOME_REGION: &str = "westeurope";
 pub const TARGET_REGIONS: &str = "westeurope,northeurope,eastus2";
@@ -453,4 +454,45 @@ pub fn find_app_root(start: &Path) -> Option<PathBuf> {
         .ancestors()
         .find(|d| d.join("host.json").is_file() && d.join("events/subscriptions.json").is_file())
         .map(Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_groups_galleons_settings_name_are_created() {
+        let settings: BTreeMap<String, String> = [
+            (
+                "GALLEON_SUBSCRIPTION_ID",
+                "11111111-2222-3333-4444-555555555555",
+            ),
+            ("GALLEON_RESOURCE_GROUP", "rg-own"),
+            (
+                "GALLEON_ALLOWED_GALLERIES",
+                "22222222-2222-3333-4444-555555555555/rg-other/g, */rg-any/g,x/*/g",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let groups = resource_groups_named(&settings);
+        assert_eq!(
+            groups,
+            [
+                (
+                    devcloud_arm::DEFAULT_SUBSCRIPTION_ID.to_owned(),
+                    INGEST_RESOURCE_GROUP.to_owned()
+                ),
+                (
+                    "11111111-2222-3333-4444-555555555555".to_owned(),
+                    "rg-own".to_owned()
+                ),
+                (
+                    "22222222-2222-3333-4444-555555555555".to_owned(),
+                    "rg-other".to_owned()
+                ),
+            ]
+        );
+    }
 }

@@ -36,10 +36,12 @@ pub(crate) fn put_template(
         .unwrap_or(json!({}));
     if patch {
         // ImageTemplateUpdateParameters: identity, tags, properties.distribute, properties.vmProfile.
-        for k in ["distribute", "vmProfile"] {
-            if let Some(v) = p.get(k) {
-                newp[k] = v.clone();
-            }
+        // distribute is a list (replaced); vmProfile merges, as every PATCH does.
+        if let Some(v) = p.get("distribute").filter(|v| !v.is_null()) {
+            newp["distribute"] = v.clone();
+        }
+        if let Some(v) = p.get("vmProfile") {
+            merge_patch(&mut newp["vmProfile"], v);
         }
     } else {
         if let Some(r) = &existing {
