@@ -211,7 +211,11 @@ pub async fn run(
     deadline: Option<DateTime<Utc>>,
 ) -> Vec<Emit> {
     let deadline = deadline.unwrap_or_else(|| ctx.deadline_from_now());
-    let outcome = run(fact.clone(), ctx.clone(), attempt).await;
+    // ARM calls of the step carry the run's id as x-ms-client-request-id.
+    let outcome = match fact.correlation_id() {
+        Some(run_id) => crate::azure::in_run(run_id, run(fact.clone(), ctx.clone(), attempt)).await,
+        None => run(fact.clone(), ctx.clone(), attempt).await,
+    };
     let fail = |code: &str, message: &str, target: Option<String>, advice: &str| match failed_fact(
         &ctx,
         step,
