@@ -35,6 +35,10 @@ fn spawn(port: u16) -> std::process::Child {
             "ServiceBusConnection__fullyQualifiedNamespace",
             "127.0.0.1:9",
         )
+        .env(
+            "GALLEON_STORAGE_ACCOUNTS",
+            "https://ingest.blob.core.windows.net",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
