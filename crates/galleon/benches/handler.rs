@@ -39,6 +39,10 @@ fn spawn(port: u16) -> std::process::Child {
             "GALLEON_STATE_CONTAINER_URL",
             "https://127.0.0.1:9/devstoreaccount1/galleon-state",
         )
+        .env(
+            "GALLEON_STORAGE_ACCOUNTS",
+            "https://ingest.blob.core.windows.net",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
