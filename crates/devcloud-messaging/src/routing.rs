@@ -37,6 +37,24 @@ pub struct ServiceBusRouting {
     pub topic_properties: TopicProperties,
     #[serde(default)]
     pub subscriptions: Vec<ServiceBusSubscription>,
+    /// Queues, e.g. the one every subscription forwards its dead letters to.
+    #[serde(default)]
+    pub queues: Vec<ServiceBusQueue>,
+}
+
+/// A queue of the routing file (ARM names for its settings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBusQueue {
+    pub name: String,
+    /// The Functions-host function that consumes this queue.
+    #[serde(default)]
+    pub function: Option<String>,
+    #[serde(default)]
+    pub max_delivery_count: Option<u32>,
+    /// ISO 8601 duration, at most `PT5M`.
+    #[serde(default)]
+    pub lock_duration: Option<String>,
 }
 
 /// The topic settings the local Service Bus applies (ARM names; anything else is refused, so a
@@ -72,6 +90,9 @@ pub struct ServiceBusSubscription {
     /// ARM `deadLetteringOnMessageExpiration` (Azure's default `false`).
     #[serde(default)]
     pub dead_lettering_on_message_expiration: Option<bool>,
+    /// `forwardDeadLetteredMessagesTo`: the queue that receives this subscription's dead letters.
+    #[serde(default)]
+    pub forward_dead_lettered_messages_to: Option<String>,
     /// ARM `defaultMessageTimeToLive`, ISO 8601 (Azure's default: never expires).
     #[serde(default)]
     pub default_message_time_to_live: Option<String>,
@@ -300,6 +321,18 @@ impl Routing {
             if let Some(b) = s.dead_lettering_on_message_expiration {
                 c.dead_lettering_on_expiration = b;
             }
+            if let Some(to) = &s.forward_dead_lettered_messages_to {
+                // Azure refuses to forward to an entity that does not exist.
+                if !sb.queues.iter().any(|q| q.name.eq_ignore_ascii_case(to)) {
+                    return Err(RoutingError::Setting {
+                        entity,
+                        property: "forwardDeadLetteredMessagesTo",
+                        value: to.clone(),
+                        expected: "a queue declared under serviceBus.queues",
+                    });
+                }
+                c.forward_dead_letters_to = Some(to.clone());
+            }
             if let Some(ttl) = &s.default_message_time_to_live {
                 c.default_ttl = Some(duration_setting(
                     &entity,
@@ -343,6 +376,24 @@ impl Routing {
             config: topic,
             subscriptions: subs,
         });
+        for q in &sb.queues {
+            let mut c = EntityConfig {
+                duplicate_detection_window: None,
+                ..base.clone()
+            };
+            if let Some(n) = q.max_delivery_count.filter(|n| *n > 0) {
+                c.max_delivery_count = n;
+            }
+            if let Some(ld) = &q.lock_duration {
+                c.lock_duration = parse_iso_duration(ld)
+                    .filter(|d| *d > Duration::zero() && *d <= Duration::minutes(5))
+                    .ok_or_else(|| RoutingError::LockDuration {
+                        subscription: q.name.clone(),
+                        value: ld.clone(),
+                    })?;
+            }
+            config.queues.push((q.name.clone(), c));
+        }
         Ok(config)
     }
 }
@@ -413,6 +464,40 @@ mod tests {
             assert_eq!(s.config.duplicate_detection_window, None);
         }
         assert!(Routing::load("/nonexistent/routing.json").is_err());
+    }
+
+    #[test]
+    fn dead_letters_forward_only_to_a_declared_queue() {
+        let base = EntityConfig::default();
+        let ok = Routing::parse(
+            r#"{"serviceBus": {"topic": "t", "typeProperty": "type",
+                "subscriptions": [{"name": "s", "types": ["x"], "forwardDeadLetteredMessagesTo": "dlq"}],
+                "queues": [{"name": "dlq", "function": "DeadLetters", "maxDeliveryCount": 5}]}}"#,
+        )
+        .expect("parses")
+        .servicebus_config(&base)
+        .expect("valid");
+        assert_eq!(ok.queues.len(), 1);
+        assert_eq!(ok.queues[0].1.max_delivery_count, 5);
+        assert_eq!(
+            ok.topics[0].subscriptions[0]
+                .config
+                .forward_dead_letters_to
+                .as_deref(),
+            Some("dlq")
+        );
+        let missing = Routing::parse(
+            r#"{"serviceBus": {"topic": "t", "typeProperty": "type",
+                "subscriptions": [{"name": "s", "types": ["x"], "forwardDeadLetteredMessagesTo": "nowhere"}]}}"#,
+        )
+        .expect("parses")
+        .servicebus_config(&base);
+        assert!(
+            missing
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("forwardDeadLetteredMessagesTo")),
+            "{missing:?}"
+        );
     }
 
     #[test]

@@ -75,7 +75,20 @@ impl Scenario {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         loop {
             let got = distinct(&self.receiver.received.of_type(ty));
-            if got.len() >= n || Instant::now() > deadline {
+            if got.len() >= n {
+                return got;
+            }
+            if Instant::now() > deadline {
+                let log: Vec<String> = self
+                    .cloud
+                    .host
+                    .logs()
+                    .iter()
+                    .rev()
+                    .take(80)
+                    .map(|l| format!("{l:?}"))
+                    .collect();
+                eprintln!("host log (newest first):\n{}", log.join("\n"));
                 return got;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -37,6 +37,10 @@ async fn a_step_runs_in_its_run() {
             "contoso.servicebus.windows.net",
         ),
         ("GALLEON_STORAGE_ACCOUNTS", "ingest.blob.core.windows.net"),
+        (
+            "GALLEON_STATE_CONTAINER_URL",
+            "https://ingest.blob.core.windows.net/galleon-state",
+        ),
     ];
     let config = Config::from_lookup(|k| {
         settings

@@ -33,6 +33,9 @@ pub struct EntityConfig {
     /// (queues and topics). Off by default, as in Azure; it cannot be switched on or off later.
     pub duplicate_detection_window: Option<Duration>,
     pub max_message_size: usize,
+    /// `forwardDeadLetteredMessagesTo`: a queue that receives this entity's dead letters instead of
+    /// its own dead-letter sub-queue, with `DeadLetterSource` naming this entity.
+    pub forward_dead_letters_to: Option<String>,
 }
 
 impl Default for EntityConfig {
@@ -44,6 +47,7 @@ impl Default for EntityConfig {
             dead_lettering_on_expiration: false,
             duplicate_detection_window: None,
             max_message_size: STANDARD_MAX_MESSAGE_SIZE,
+            forward_dead_letters_to: None,
         }
     }
 }
@@ -228,6 +232,8 @@ pub struct Store {
     scheduled: BTreeMap<(DateTime<Utc>, i64), Message>,
     main: SubQueue,
     dlq: SubQueue,
+    /// Dead letters on their way to `forward_dead_letters_to` (moved by the namespace).
+    forwarded: Vec<Message>,
 }
 
 impl Store {
@@ -238,6 +244,7 @@ impl Store {
             scheduled: BTreeMap::new(),
             main: SubQueue::default(),
             dlq: SubQueue::default(),
+            forwarded: Vec::new(),
         }
     }
 
@@ -275,8 +282,14 @@ impl Store {
         );
         msg.dead_letter_reason = Some(reason.to_string());
         msg.dead_letter_description = Some(description);
-        msg.dead_letter_source = Some(self.name.clone());
-        self.dlq.active.insert(msg.sequence_number, msg);
+        if self.config.forward_dead_letters_to.is_some() {
+            // Auto-forwarded out of the dead-letter queue: the one case Azure sets DeadLetterSource.
+            msg.dead_letter_source = Some(self.name.clone());
+            self.forwarded.push(msg);
+        } else {
+            msg.dead_letter_source = None;
+            self.dlq.active.insert(msg.sequence_number, msg);
+        }
     }
 
     /// A message comes back from a lock (abandon or lock expiry): redelivered, or dead-lettered once
@@ -827,12 +840,57 @@ impl Namespace {
         }
     }
 
+    /// Moves every entity's forwarded dead letters to their destination queues, as new messages there
+    /// (a new sequence number, delivery count 0), keeping their properties and `DeadLetterSource`.
+    fn forward_dead_letters(&mut self, now: DateTime<Utc>) {
+        let queues: std::collections::BTreeSet<String> = self.queues.keys().cloned().collect();
+        let mut moving: Vec<(String, Message)> = Vec::new();
+        let stores = self.queues.values_mut().map(|q| &mut q.store).chain(
+            self.topics
+                .values_mut()
+                .flat_map(|t| t.subscriptions.values_mut().map(|s| &mut s.store)),
+        );
+        for store in stores {
+            store.maintain(now);
+            match store.config.forward_dead_letters_to.clone() {
+                Some(to) if queues.contains(&to.to_ascii_lowercase()) => {
+                    moving.extend(store.forwarded.drain(..).map(|m| (to.clone(), m)));
+                }
+                // No such destination (Azure refuses to set one up): the dead letters stay here.
+                _ => {
+                    for mut m in store.forwarded.drain(..) {
+                        m.dead_letter_source = None;
+                        store.dlq.active.insert(m.sequence_number, m);
+                    }
+                }
+            }
+        }
+        for (to, mut msg) in moving {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            msg.sequence_number = seq;
+            msg.delivery_count = 0;
+            let source = msg.dead_letter_source.clone().unwrap_or_default();
+            self.record(
+                &source,
+                "dead-letter-forwarded",
+                &msg,
+                Some(format!("to {to}")),
+                now,
+            );
+            if let Some(q) = self.queues.get_mut(&to.to_ascii_lowercase()) {
+                q.store.activate(msg, now);
+            }
+        }
+    }
+
     pub fn receive(
         &mut self,
         p: &ReceivePath,
         mode: ReceiveMode,
         now: DateTime<Utc>,
     ) -> Result<Option<Received>, BrokerError> {
+        self.forward_dead_letters(now);
         let name = p.display();
         let got = self.store_mut(&p.entity)?.receive(p.dead_letter, mode, now);
         if let Some(r) = &got {

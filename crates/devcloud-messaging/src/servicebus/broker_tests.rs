@@ -544,3 +544,65 @@ fn resubmit_dead_letter() {
     assert!(r.message.dead_letter_reason.is_none());
     assert!(ns.resubmit(&q("orders"), seq, t0()).is_err());
 }
+
+#[test]
+fn dead_letters_are_forwarded_where_the_entity_says_with_their_source() {
+    let mut ns = Namespace::new();
+    ns.put_queue("galleon-deadletters", EntityConfig::default())
+        .expect("queue");
+    ns.put_topic("facts", EntityConfig::default())
+        .expect("topic");
+    let config = EntityConfig {
+        max_delivery_count: 2,
+        forward_dead_letters_to: Some("galleon-deadletters".into()),
+        ..Default::default()
+    };
+    ns.put_subscription("facts", "publish", config, Vec::new())
+        .expect("subscription");
+    let topic = ns.resolve(q("facts"));
+    ns.send(&topic, vec![msg(Some("a"))], t0()).expect("send");
+    let sub = q("facts/subscriptions/publish");
+    for _ in 0..2 {
+        let r = ns
+            .receive(&sub, ReceiveMode::PeekLock, t0())
+            .expect("rx")
+            .expect("message");
+        let (token, _) = r.lock.expect("locked");
+        ns.abandon(&sub, "a", &token, t0()).expect("abandon");
+    }
+    // Not in the subscription's own dead-letter queue: forwarded.
+    assert!(ns.dead_letters(&sub, 10, t0()).expect("dlq").is_empty());
+    let got = ns
+        .receive(&q("galleon-deadletters"), ReceiveMode::PeekLock, t0())
+        .expect("rx")
+        .expect("the dead letter arrived in the forwarding queue");
+    assert_eq!(got.message.message_id, "a");
+    assert_eq!(got.message.delivery_count, 1, "a new message there");
+    assert_eq!(
+        got.message.dead_letter_source.as_deref(),
+        Some("facts/subscriptions/publish")
+    );
+    assert_eq!(
+        got.message.app_props.get(DEAD_LETTER_REASON),
+        Some(&PropValue::Str("MaxDeliveryCountExceeded".into()))
+    );
+    // Without forwarding, Azure sets no DeadLetterSource.
+    let mut plain = ns_with_queue(EntityConfig {
+        max_delivery_count: 1,
+        ..Default::default()
+    });
+    plain
+        .send(&q("orders"), vec![msg(Some("b"))], t0())
+        .expect("send");
+    let r = plain
+        .receive(&q("orders"), ReceiveMode::PeekLock, t0())
+        .expect("rx")
+        .expect("message");
+    let (token, _) = r.lock.expect("locked");
+    plain
+        .abandon(&q("orders"), "b", &token, t0())
+        .expect("abandon");
+    let dl = plain.dead_letters(&q("orders"), 10, t0()).expect("dlq");
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].dead_letter_source, None);
+}

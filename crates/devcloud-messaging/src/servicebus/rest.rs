@@ -370,14 +370,10 @@ fn received_response(
         },
     );
     // A receiver sees the dead-letter reason and description as application properties (headers
-    // below), as Service Bus stores them; DeadLetterSource is only set on messages auto-forwarded out
-    // of a dead-letter queue, which this namespace does not do.
+    // below), as Service Bus stores them; DeadLetterSource stays a broker property, set only on
+    // messages auto-forwarded out of a dead-letter queue (forwardDeadLetteredMessagesTo).
     if let Value::Object(o) = &mut props {
-        for k in [
-            "DeadLetterReason",
-            "DeadLetterErrorDescription",
-            "DeadLetterSource",
-        ] {
+        for k in ["DeadLetterReason", "DeadLetterErrorDescription"] {
             o.remove(k);
         }
     }

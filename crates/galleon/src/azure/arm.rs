@@ -287,7 +287,16 @@ impl Arm {
             body: bytes,
         } = self.call(Method::GET, url, None).await?;
         if !status.is_success() {
-            return Err(classify(SERVICE, status, &headers, &bytes));
+            let error = classify(SERVICE, status, &headers, &bytes);
+            // A Location URL answers a failed operation with the failure's own status and error body:
+            // that is the operation's outcome, not trouble with the look (429 and 5xx stay transient).
+            if kind == PollKind::Location && !error.is_transient() {
+                return Ok(Operation::Failed {
+                    code: error.code().to_owned(),
+                    message: error.message(),
+                });
+            }
+            return Err(error);
         }
         let running = || Operation::Running {
             retry_after: retry_after(&headers),

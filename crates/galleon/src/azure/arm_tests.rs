@@ -95,6 +95,19 @@ async fn an_operation_answer_that_says_nothing_is_not_success() {
             Some(Operation::Running { retry_after: None }),
         ),
         (ok("not json"), Location, None),
+        // A failed Location operation answers with the failure's status and ARM error body.
+        (
+            (
+                400,
+                ids(),
+                r#"{"error":{"code":"ReplicationFailed","message":"eastus2: no capacity"}}"#.into(),
+            ),
+            Location,
+            Some(Operation::Failed {
+                code: "ReplicationFailed".into(),
+                message: "eastus2: no capacity".into(),
+            }),
+        ),
         // The resource itself.
         (
             ok(r#"{"properties":{"provisioningState":"Updating"}}"#),

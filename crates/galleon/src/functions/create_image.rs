@@ -49,7 +49,7 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
 
     if let Some(existing) = ctx.arm.get(&id, arm::COMPUTE_IMAGES_API, &[]).await? {
         if let Err(why) = owned::ownership(&existing, &run, &accepted.vhd) {
-            return Err(owned::conflict("Managed image", &id, &why));
+            return Err(owned::conflict(owned::Resource::ManagedImage, &id, &why));
         }
         match existing
             .pointer("/properties/provisioningState")

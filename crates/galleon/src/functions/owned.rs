@@ -78,15 +78,38 @@ pub fn ownership(resource: &Value, run: &str, vhd: &BlobRef) -> Result<(), Strin
     Ok(())
 }
 
+/// What a conflict is about: its code and how the advice names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    ManagedImage,
+    ImageVersion,
+}
+
+impl Resource {
+    fn code(self) -> &'static str {
+        match self {
+            Resource::ManagedImage => "ManagedImageConflict",
+            Resource::ImageVersion => "ImageVersionConflict",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Resource::ManagedImage => "managed image",
+            Resource::ImageVersion => "image version",
+        }
+    }
+}
+
 /// The failure of finding someone else's resource where this run would make its own.
-pub fn conflict(what: &str, id: &str, why: &str) -> StepError {
+pub fn conflict(what: Resource, id: &str, why: &str) -> StepError {
     StepError::failed(
-        format!("{what}Conflict").replace(' ', ""),
+        what.code(),
         format!("{id} already exists and is not this run's: {why}"),
         Some(id.to_owned()),
         format!(
             "Galleon publishes only what it made from the VHD it checked, and never touches anything else. Delete or rename the existing {} if it is not needed (or give the manifest a new version), then upload the manifest again.",
-            what.to_ascii_lowercase()
+            what.name()
         ),
     )
 }

@@ -166,7 +166,11 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
 
     if let Some(existing) = ctx.arm.get(&version_id, arm::GALLERY_API, &[]).await? {
         if let Err(why) = owned::ownership(&existing, &run, &vhd) {
-            return Err(owned::conflict("Image version", &version_id, &why));
+            return Err(owned::conflict(
+                owned::Resource::ImageVersion,
+                &version_id,
+                &why,
+            ));
         }
         return match state(&existing) {
             Some("Failed") => {

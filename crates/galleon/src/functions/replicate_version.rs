@@ -267,7 +267,10 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
         )
     };
 
-    // The last target-region change first: its own operation says whether Azure took it.
+    // The last target-region change first: its own operation says whether Azure took it. A failed
+    // change usually means a region failed (the replication status says which, and is handled below);
+    // a failure no region explains is reported as Azure gave it.
+    let mut patch_failed = None;
     if let Some(url) = patch {
         match ctx.arm.operation(url, *patch_poll).await? {
             Operation::Running { retry_after } => {
@@ -279,11 +282,9 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
                 )?]);
             }
             Operation::Failed { code, message } => {
-                return Err(StepError::Failed(Box::new(Stop {
-                    error: ErrorDetail::new(code, message).with_target(version_id.clone()),
-                    advice: "Azure refused to change the version's target regions (its error is above, verbatim). Fix the cause (region name, quota, storage type in that region), then add the regions with az sig image-version update --add publishingProfile.targetRegions name=<region>.".into(),
-                    left_behind: Vec::new(),
-                })));
+                tracing::warn!(version = %version_id, code = %code, message = %message, "the change of target regions failed");
+                patch_failed =
+                    Some(ErrorDetail::new(code, message).with_target(version_id.clone()));
             }
             Operation::Canceled => {
                 return Err(StepError::failed(
@@ -324,6 +325,17 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
         max,
     );
     let run = fact.correlation_id().unwrap_or_default();
+    let regions_explain =
+        decided.home_failed.is_some() || !decided.retry.is_empty() || !decided.given_up.is_empty();
+    if let Some(error) = patch_failed
+        && !regions_explain
+    {
+        return Err(StepError::Failed(Box::new(Stop {
+            error,
+            advice: "Azure refused to change the version's target regions (its error is above, verbatim). Fix the cause (region name, quota, storage type in that region), then add the regions with az sig image-version update --add publishingProfile.targetRegions name=<region>.".into(),
+            left_behind: Vec::new(),
+        })));
+    }
 
     if let Some(failed) = &decided.home_failed {
         // Azure refuses to take the source region out of a version: the version itself failed.

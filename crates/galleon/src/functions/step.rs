@@ -267,7 +267,11 @@ pub async fn run(
     deadline: Option<DateTime<Utc>>,
 ) -> Vec<Emit> {
     let deadline = deadline.unwrap_or_else(|| ctx.deadline_from_now());
-    let outcome = run(fact.clone(), ctx.clone(), attempt).await;
+    // Every ARM call of the run carries its id as x-ms-client-request-id.
+    let run_id = fact
+        .correlation_id()
+        .unwrap_or_else(|| fact.id().to_owned());
+    let outcome = crate::azure::in_run(run_id, run(fact.clone(), ctx.clone(), attempt)).await;
     let fail = |stop: Stop| match failed_fact(&ctx, step, &fact, attempt, stop) {
         Ok(f) => vec![Emit::now(f)],
         Err(e) => {
@@ -472,12 +476,7 @@ pub async fn on_message(
         // The ledger is unreachable: let the host deliver the message again later.
         Err(e) => return Err(Failure::new(e)),
     };
-    // Every ARM call of the run carries its id as x-ms-client-request-id.
-    let run_id = fact
-        .correlation_id()
-        .unwrap_or_else(|| fact.id().to_owned());
-    let emits =
-        crate::azure::in_run(run_id, run(step, run_step, fact, ctx.clone(), 1, 0, None)).await;
+    let emits = run(step, run_step, fact, ctx.clone(), 1, 0, None).await;
     send(&ctx, &emits).await?;
     if let Err(e) = ctx.ledger.done(token).await {
         // Not fatal: a later copy then finds the fact still "working" and is dropped, a redelivery of

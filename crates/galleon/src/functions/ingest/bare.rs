@@ -105,19 +105,8 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         props: &props,
     };
     let path = parse_subject(subject).map(|(_, p)| p).unwrap_or_default();
-    let definition = match bare_definition(&path) {
-        Ok(d) => d,
-        Err(reason) => return reject(ctx, cause, judged(), None, reason).await,
-    };
     let file = path.rsplit('/').next().unwrap_or("disk.vhd");
-    if let Some(reason) = checks::blob_type_problem(file, &props.blob_type) {
-        return reject(ctx, cause, judged(), None, reason).await;
-    }
-    let expectations = vhd::Expectations::new(file);
-    let inspected = inspect_upload(ctx, url, &props, &expectations).await?;
-    let settled =
-        last_e_tag == Some(props.e_tag.as_str()) && props.copy_status.as_deref() != Some("pending");
-    let look_again = || -> Result<Vec<Emit>, StepError> {
+    let settle_then_look = |e_tag: &str| -> Result<Vec<Emit>, StepError> {
         let at =
             Utc::now() + chrono::Duration::from_std(ctx.config.bare_vhd_settle).unwrap_or_default();
         if at > deadline {
@@ -133,7 +122,7 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         }
         let check = Check::VhdComplete {
             url: url.to_owned(),
-            e_tag: props.e_tag.clone(),
+            e_tag: e_tag.to_owned(),
             first_seen,
             storage_account_id: storage_account_id.to_owned(),
         };
@@ -148,6 +137,23 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
             at,
         )?])
     };
+    // The first look only starts the wait: a manifest may follow the VHD (then it is the commit signal
+    // and judges the VHD once), and a VHD still being written is not judged yet.
+    if last_e_tag.is_none() {
+        return settle_then_look(&props.e_tag);
+    }
+    let definition = match bare_definition(&path) {
+        Ok(d) => d,
+        Err(reason) => return reject(ctx, cause, judged(), None, reason).await,
+    };
+    if let Some(reason) = checks::blob_type_problem(file, &props.blob_type) {
+        return reject(ctx, cause, judged(), None, reason).await;
+    }
+    let expectations = vhd::Expectations::new(file);
+    let inspected = inspect_upload(ctx, url, &props, &expectations).await?;
+    let settled =
+        last_e_tag == Some(props.e_tag.as_str()) && props.copy_status.as_deref() != Some("pending");
+    let look_again = || settle_then_look(&props.e_tag);
     let inspection = match inspected {
         None => return look_again(),
         Some(Err(problem)) if problem.code == vhd::ProblemCode::VhdFooterMissing => {
