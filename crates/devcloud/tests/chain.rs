@@ -353,7 +353,9 @@ async fn permanent_arm_error_ends_in_one_step_failed_and_nothing_half_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_server_errors_and_a_failing_region_are_ridden_out() {
     let s = start(&[("GALLEON_MAX_ATTEMPTS", "20")]).await;
-    s.fault(json!({"rate": 0.3, "count": 12, "action": {"type": "error", "status": 429, "code": "TooManyRequests", "message": "throttled", "retryAfter": 1}})).await;
+    // Galleon waits max(Retry-After, its own backoff) after each: six throttled answers cost about a
+    // minute at most.
+    s.fault(json!({"rate": 0.3, "count": 6, "action": {"type": "error", "status": 429, "code": "TooManyRequests", "message": "throttled", "retryAfter": 1}})).await;
     s.fault(json!({"kind": "GalleryImageVersions_Get", "count": 3, "action": {"type": "error", "status": 503, "code": "ServiceUnavailable", "message": "try later"}})).await;
     // Region writes fail northeurope whenever they include it, five writes long (a throttled write
     // counts too): galleon takes it out and puts it back on its own, at least twice.

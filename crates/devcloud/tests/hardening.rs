@@ -497,3 +497,59 @@ async fn a_blob_in_a_storage_account_galleon_is_not_configured_for_gets_no_token
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vhd_in_a_storage_account_of_another_region_is_rejected_before_any_write() {
+    let s = start_configured(&[], false, |o| {
+        o.arm.storage_accounts = vec![
+            serde_json::from_value(json!({"resourceGroup": "rg-ingest", "name": "devstoreaccount1", "location": "eastus"}))
+                .expect("a storage account"),
+        ];
+    })
+    .await;
+    s.publish("far", "fixed", "8M", json!({})).await;
+    let rejected = s.wait_for("io.galleon.vhd.rejected.v1", 60).await;
+    assert_eq!(
+        rejected["data"]["reason"]["code"], "StorageAccountRegionMismatch",
+        "{rejected:#}"
+    );
+    let message = rejected["data"]["reason"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("eastus") && message.contains("westeurope"),
+        "{message}"
+    );
+    let kinds = s.cloud.arm.requests_by_kind();
+    assert!(
+        kinds
+            .keys()
+            .all(|k| !k.contains("CreateOrUpdate") || k.starts_with("ResourceGroups")),
+        "no ARM writes: {kinds:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_answered_with_location_only_are_followed_to_image_ready() {
+    let s = start_configured(
+        &[
+            ("GALLEON_PUBLISH_FROM", "managedImage"),
+            ("GALLEON_TARGET_REGIONS", "westeurope,northeurope"),
+        ],
+        false,
+        |o| o.arm.location_only = vec!["*".into()],
+    )
+    .await;
+    s.publish("loc", "fixed", "8M", json!({"version": "7.0.0"}))
+        .await;
+    let ready = s.wait_for("io.galleon.image.ready.v1", 120).await;
+    assert_eq!(ready["data"]["versionId"], version_id("7.0.0"));
+    let version = s.arm_get(&version_id("7.0.0")).await;
+    assert_eq!(
+        version["properties"]["replicationStatus"]["aggregatedState"], "Completed",
+        "{version:#}"
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}

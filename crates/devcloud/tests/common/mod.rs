@@ -65,6 +65,15 @@ pub async fn start(settings: &[(&str, &str)]) -> Scenario {
 }
 
 pub async fn start_with(settings: &[(&str, &str)], twice: bool) -> Scenario {
+    start_configured(settings, twice, |_| {}).await
+}
+
+/// The whole local cloud with galleon, with `configure` applied to its options last.
+pub async fn start_configured(
+    settings: &[(&str, &str)],
+    twice: bool,
+    configure: impl FnOnce(&mut Options),
+) -> Scenario {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut options = Options::new(repo_root(), galleon_dir(), dir.path().join("state"));
     options.deliver_everything_twice = twice;
@@ -77,6 +86,7 @@ pub async fn start_with(settings: &[(&str, &str)], twice: bool) -> Scenario {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect::<BTreeMap<_, _>>();
+    configure(&mut options);
     let cloud = Cloud::start(options).await.expect("the local cloud starts");
     let receiver = Receiver::start().await.expect("receiver");
     cloud
