@@ -10,8 +10,6 @@ use serde_json::{Value, json};
 pub const INVENTED_CODES: &[&str] = &[
     // Gallery quota exceeded (100 galleries / 1,000 definitions / 10,000 versions per subscription+region).
     "GalleryQuotaExceeded",
-    // Duplicate (publisher, offer, sku) in one gallery; the message is documented, the code is not.
-    "GalleryImageIdentifierAlreadyExists",
     // A region's replication failed (fault injection); Azure reports it in replicationStatus details.
     "ReplicationFailed",
     // An Image Builder run failed (the template's lastRunStatus carries the message).

@@ -111,10 +111,10 @@ pub(crate) fn put_definition(
         }
         let i = &r.body["properties"]["identifier"];
         if (lc(i, "publisher"), lc(i, "offer"), lc(i, "sku")) == triple {
-            // Message [doc]; INVENTED code.
-            return Err(ArmError::invented(
+            // Message and code as Azure's troubleshooting guide shows them (409 OperationNotAllowed).
+            return Err(ArmError::new(
                 409,
-                "GalleryImageIdentifierAlreadyExists",
+                "OperationNotAllowed",
                 format!(
                     "Gallery image: {} identified by (publisher:{}, offer:{}, sku:{}) already exists. Please use a different publisher, offer, sku combination.",
                     r.name,
