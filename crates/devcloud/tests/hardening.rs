@@ -553,3 +553,38 @@ async fn operations_answered_with_location_only_are_followed_to_image_ready() {
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_never_uses_up_the_failure_budget() {
+    // A budget of two failures, and four throttled answers to the version's creation: throttling is a
+    // wait (bounded by the deadline), not a failed attempt.
+    let s = start(&[
+        ("GALLEON_MAX_ATTEMPTS", "2"),
+        ("GALLEON_TARGET_REGIONS", "westeurope"),
+    ])
+    .await;
+    s.fault(json!({"kind": "GalleryImageVersions_CreateOrUpdate", "count": 4, "action": {"type": "error", "status": 429, "code": "TooManyRequests", "message": "throttled", "retryAfter": 1}})).await;
+    s.publish("thr", "fixed", "8M", json!({})).await;
+    s.wait_for("io.galleon.image.ready.v1", 120).await;
+    let throttled = s
+        .cloud
+        .host
+        .logs()
+        .iter()
+        .filter(|l| {
+            let l = format!("{l:?}");
+            l.contains("trying this step again later") && l.contains("throttles=")
+        })
+        .count();
+    assert!(
+        throttled >= 4,
+        "the step met the four 429s (saw {throttled})"
+    );
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.step.failed.v1")
+            .is_empty()
+    );
+    s.stop().await;
+}

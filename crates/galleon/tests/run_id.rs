@@ -60,7 +60,7 @@ async fn a_step_runs_in_its_run() {
     let fact = Fact::from_json(&text).expect("a fact");
     let run = fact.correlation_id().expect("the example has a run");
     assert_eq!(azure::current_run(), None, "no run outside a step");
-    step::run("Record", record, fact, ctx, 1, 0, None).await;
+    step::run("Record", record, fact, ctx, 1, step::Tries::default(), None).await;
     let seen = SEEN.lock().map(|s| s.clone()).unwrap_or_default();
     assert_eq!(seen, Some(Some(run)));
 }

@@ -357,7 +357,14 @@ pub enum Check {
         event: serde_json::Value,
         #[serde(default)]
         failures: u32,
+        /// Throttled answers (429) so far: they lengthen the wait but never use up the failure budget.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        throttles: u32,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The fact to announce once a check succeeds.

@@ -30,7 +30,12 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
 /// One look; transient trouble with the look itself schedules the same look again.
 async fn look(fact: Fact, ctx: Arc<Ctx>) -> Result<Vec<Emit>, StepError> {
     let data: FollowUp = fact.data().map_err(StepError::unreadable)?;
-    if let Check::Retry { event, failures } = &data.check {
+    if let Check::Retry {
+        event,
+        failures,
+        throttles,
+    } = &data.check
+    {
         let original = Fact::from_json(&event.to_string()).map_err(StepError::unreadable)?;
         let Some(run_step) = super::step_named(&data.step) else {
             return Err(StepError::failed(
@@ -46,7 +51,10 @@ async fn look(fact: Fact, ctx: Arc<Ctx>) -> Result<Vec<Emit>, StepError> {
             original,
             ctx,
             data.attempt,
-            *failures,
+            step::Tries {
+                failures: *failures,
+                throttles: *throttles,
+            },
             Some(data.deadline),
         )
         .await);

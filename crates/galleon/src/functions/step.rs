@@ -255,6 +255,57 @@ pub fn retry_wait(retry_after: Option<Duration>, base: Duration, failures: u32) 
     crate::azure::wait_before_retry(retry_after, backoff(base, failures))
 }
 
+/// What a step's earlier tries met: failures (counted against `GALLEON_MAX_ATTEMPTS`) and throttled
+/// answers (which only lengthen the wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tries {
+    pub failures: u32,
+    pub throttles: u32,
+}
+
+/// What to do after a transient error: try again after `wait`, or give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Again { tries: Tries, wait: Duration },
+    GiveUp { tries: Tries },
+}
+
+/// The pure decision after a transient error. Throttling (429) is a wait, not a failure: it never uses
+/// up the failure budget (the deadline still bounds it), and its wait grows with the throttled answers
+/// in a row. Other transient trouble counts towards `max_failures`. Either way the wait is never shorter
+/// than Azure's `Retry-After`.
+pub fn after_transient(
+    throttled: bool,
+    before: Tries,
+    retry_after: Option<Duration>,
+    base: Duration,
+    max_failures: u32,
+) -> Next {
+    let tries = if throttled {
+        Tries {
+            throttles: before.throttles + 1,
+            ..before
+        }
+    } else {
+        Tries {
+            failures: before.failures + 1,
+            ..before
+        }
+    };
+    if !throttled && tries.failures >= max_failures {
+        return Next::GiveUp { tries };
+    }
+    let streak = if throttled {
+        tries.throttles
+    } else {
+        tries.failures
+    };
+    Next::Again {
+        tries,
+        wait: retry_wait(retry_after, base, streak),
+    }
+}
+
 /// Runs `step` on `fact` and turns every outcome into facts to send: its own facts, a scheduled retry, or
 /// one `step.failed`.
 pub async fn run(
@@ -263,7 +314,7 @@ pub async fn run(
     fact: Fact,
     ctx: Arc<Ctx>,
     attempt: u32,
-    failures: u32,
+    tries: Tries,
     deadline: Option<DateTime<Utc>>,
 ) -> Vec<Emit> {
     let deadline = deadline.unwrap_or_else(|| ctx.deadline_from_now());
@@ -279,7 +330,7 @@ pub async fn run(
             Vec::new()
         }
     };
-    let (failures, at, why) = match outcome {
+    let (tries, at, why) = match outcome {
         Ok(emits) => return emits,
         Err(StepError::Failed(stop)) => {
             tracing::warn!(step, code = %stop.error.code, message = %stop.error.message, left_behind = stop.left_behind.len(), "step failed");
@@ -298,28 +349,42 @@ pub async fn run(
                     left_behind: Vec::new(),
                 });
             }
-            (failures, ctx.next_look(None), what)
+            (tries, ctx.next_look(None), what)
         }
-        // Other trouble backs off and counts towards GALLEON_MAX_ATTEMPTS.
         Err(StepError::Transient(e)) => {
-            let failures = failures + 1;
-            let at = ctx.next_look(Some(retry_wait(
+            let next = after_transient(
+                e.is_throttled(),
+                tries,
                 e.retry_after(),
                 ctx.config.follow_up,
-                failures,
-            )));
-            if failures >= ctx.config.max_attempts || at > deadline {
-                tracing::warn!(step, attempt, failures, error = %e, "giving up after transient failures");
-                return fail(Stop {
-                    error: detail_of(&e),
-                    advice: format!(
-                        "Azure kept failing transiently ({failures} failures in {attempt} attempts); the chain stopped here. Once Azure recovers, upload the manifest again to re-run it."
-                    ),
-                    left_behind: Vec::new(),
-                });
+                ctx.config.max_attempts,
+            );
+            match next {
+                Next::Again { tries, wait } if ctx.next_look(Some(wait)) <= deadline => {
+                    let at = ctx.next_look(Some(wait));
+                    tracing::info!(step, attempt, failures = tries.failures, throttles = tries.throttles, error = %e, retry_at = %at, "transient trouble; trying this step again later");
+                    (tries, at, e.to_string())
+                }
+                Next::Again { tries, .. } | Next::GiveUp { tries } => {
+                    tracing::warn!(step, attempt, failures = tries.failures, throttles = tries.throttles, error = %e, "giving up after transient failures");
+                    let advice = if e.is_throttled() {
+                        format!(
+                            "Azure kept throttling until the step's deadline ({} throttled answers); the chain stopped here. Publish fewer images at once or raise GALLEON_STEP_DEADLINE_MINUTES, then upload the manifest again.",
+                            tries.throttles
+                        )
+                    } else {
+                        format!(
+                            "Azure kept failing transiently ({} failures in {attempt} attempts); the chain stopped here. Once Azure recovers, upload the manifest again to re-run it.",
+                            tries.failures
+                        )
+                    };
+                    return fail(Stop {
+                        error: detail_of(&e),
+                        advice,
+                        left_behind: Vec::new(),
+                    });
+                }
             }
-            tracing::info!(step, attempt, failures, error = %e, retry_at = %at, "transient failure; retrying this step later");
-            (failures, at, e.to_string())
         }
     };
     let then = Announce {
@@ -329,7 +394,8 @@ pub async fn run(
     };
     let check = Check::Retry {
         event: fact.to_json(),
-        failures,
+        failures: tries.failures,
+        throttles: tries.throttles,
     };
     match ctx.follow_up(
         &Cause::of(&fact),
@@ -476,7 +542,7 @@ pub async fn on_message(
         // The ledger is unreachable: let the host deliver the message again later.
         Err(e) => return Err(Failure::new(e)),
     };
-    let emits = run(step, run_step, fact, ctx.clone(), 1, 0, None).await;
+    let emits = run(step, run_step, fact, ctx.clone(), 1, Tries::default(), None).await;
     send(&ctx, &emits).await?;
     if let Err(e) = ctx.ledger.done(token).await {
         // Not fatal: a later copy then finds the fact still "working" and is dropped, a redelivery of
@@ -532,6 +598,74 @@ pub fn promised(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_is_a_wait_not_a_failure() {
+        let base = Duration::from_secs(1);
+        let mut tries = Tries::default();
+        // Fifty 429s in a row never give up (only the deadline can end them) and never count as failures.
+        for n in 1..=50u32 {
+            match after_transient(true, tries, Some(Duration::from_secs(1)), base, 3) {
+                Next::Again { tries: t, wait } => {
+                    assert_eq!(t.failures, 0);
+                    assert_eq!(t.throttles, n);
+                    assert!(wait >= Duration::from_secs(1));
+                    tries = t;
+                }
+                Next::GiveUp { .. } => panic!("throttling gave up after {n}"),
+            }
+        }
+        // Three other transient failures use up a budget of three.
+        let mut tries = Tries::default();
+        for n in 1..=3u32 {
+            match after_transient(false, tries, None, base, 3) {
+                Next::Again { tries: t, .. } if n < 3 => tries = t,
+                Next::GiveUp { tries: t } if n == 3 => assert_eq!(t.failures, 3),
+                other => panic!("failure {n}: {other:?}"),
+            }
+        }
+        // The throttled wait grows with the streak and honours a longer Retry-After.
+        let long = after_transient(
+            true,
+            Tries {
+                failures: 0,
+                throttles: 4,
+            },
+            Some(Duration::from_secs(60)),
+            base,
+            3,
+        );
+        assert_eq!(
+            long,
+            Next::Again {
+                tries: Tries {
+                    failures: 0,
+                    throttles: 5
+                },
+                wait: Duration::from_secs(60)
+            }
+        );
+        let grown = after_transient(
+            true,
+            Tries {
+                failures: 0,
+                throttles: 4,
+            },
+            None,
+            base,
+            3,
+        );
+        assert_eq!(
+            grown,
+            Next::Again {
+                tries: Tries {
+                    failures: 0,
+                    throttles: 5
+                },
+                wait: Duration::from_secs(16)
+            }
+        );
+    }
 
     #[test]
     fn retry_waits_for_the_longer_of_retry_after_and_backoff() {
