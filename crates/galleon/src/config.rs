@@ -57,6 +57,9 @@ pub struct Config {
     /// after its VHD was accepted is ended with `step.failed` RunDeadlineExceeded, even if nothing else
     /// arrives to end it.
     pub run_deadline: Duration,
+    /// `GALLEON_KNOWN_SECONDS`: how long an instance trusts that a gallery or image definition it saw still
+    /// exists (0 = always read it again).
+    pub known_for: Duration,
     /// `GALLEON_STATE_CONTAINER_URL`: the blob container where galleon records which facts it has handled
     /// and how runs ended, so a fact delivered twice acts once without broker duplicate detection.
     pub state_container_url: String,
@@ -441,6 +444,7 @@ impl Config {
                 86_400,
                 5..=2_592_000,
             )?),
+            known_for: Duration::from_secs(number("GALLEON_KNOWN_SECONDS", 600, 0..=86_400)?),
             state_container_url: state_container_url.trim_end_matches('/').to_owned(),
             identity_client_id,
             audiences,

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod events;
 pub mod functions;
 pub mod host;
+pub mod known;
 pub mod ledger;
 pub mod telemetry;
 

@@ -62,6 +62,7 @@ pub fn context(config: Config, tokens: Tokens) -> Result<Arc<Ctx>, SetupError> {
     Ok(Arc::new(Ctx {
         arm: Arm::new(http.clone(), arm_endpoint, tokens),
         ledger: crate::ledger::Ledger::new(blobs.clone(), &config.state_container_url),
+        known: crate::known::Known::new(config.known_for),
         blobs,
         bus,
         config: Arc::new(config),

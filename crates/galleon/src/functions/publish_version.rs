@@ -64,9 +64,15 @@ pub fn definition_conflict(existing: &Value, plan: &Plan) -> Option<String> {
 }
 
 async fn ensure(ctx: &Ctx, id: &str, body: Value, what: &str) -> Result<Value, StepError> {
+    if let Some(seen) = ctx.known.get(id) {
+        return Ok(seen);
+    }
     if let Some(existing) = ctx.arm.get(id, arm::GALLERY_API, &[]).await? {
         return match state(&existing) {
-            Some("Succeeded") | None => Ok(existing),
+            Some("Succeeded") | None => {
+                ctx.known.put(id, &existing);
+                Ok(existing)
+            }
             Some("Failed") => Err(StepError::failed(
                 "ProvisioningFailed",
                 format!("{what} {id} is in state Failed"),
@@ -221,10 +227,21 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
             "storageProfile": source,
         }
     });
-    let written = ctx
+    let written = match ctx
         .arm
         .write(Method::PUT, &version_id, arm::GALLERY_API, Some(&body))
-        .await?;
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            // What this instance remembered of the gallery and definition may be stale: read them again.
+            if e.is_not_found() || matches!(e.kind(), crate::azure::Kind::Conflict) {
+                ctx.known.forget(&gallery_id);
+                ctx.known.forget(&definition_id);
+            }
+            return Err(e.into());
+        }
+    };
     tracing::info!(version = %version_id, status = written.status, "image version creation started in the home region");
     let poll = written.poll().unwrap_or_else(|| {
         (

@@ -27,6 +27,8 @@ pub struct Ctx {
     pub blobs: Blobs,
     pub bus: Bus,
     pub ledger: Ledger,
+    /// Galleries and definitions this instance saw exist recently.
+    pub known: crate::known::Known,
 }
 
 /// A fact to send, now or at a given time.
