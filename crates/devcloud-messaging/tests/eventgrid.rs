@@ -875,6 +875,38 @@ async fn admin_subscription_takes_the_arm_filter_with_advanced_filters() {
     let bad = json!({"name": "bad", "topic": "galleon-events", "endpoint": hook.url,
         "filter": {"advancedFilters": [{"operatorType": "StringLike", "key": "type", "values": ["x"]}]}});
     assert_eq!(subscribe(&c, &eg, bad).await.status(), 400);
+    // retryPolicy and deadLetterDestination in ARM's shape, with Azure's ranges
+    for (extra, status) in [
+        (json!({"retryPolicy": {"maxDeliveryAttempts": 31}}), 400),
+        (json!({"retryPolicy": {"eventTimeToLiveInMinutes": 0}}), 400),
+        (
+            json!({"deadLetterDestination": {"endpointType": "EventHub", "properties": {}}}),
+            400,
+        ),
+        (
+            json!({"retryPolicy": {"maxDeliveryAttempts": 4, "eventTimeToLiveInMinutes": 60},
+                   "deadLetterDestination": {"endpointType": "StorageBlob", "properties": {"blobContainerName": "dl"}}}),
+            201,
+        ),
+    ] {
+        let mut body = json!({"name": "with-policy", "topic": "galleon-events", "endpoint": hook.url,
+            "eventDeliverySchema": "CloudEventSchemaV1_0",
+            "filter": {"includedEventTypes": ["nothing.matches"]}});
+        body.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        let r = subscribe(&c, &eg, body).await;
+        assert_eq!(r.status(), status, "{extra}");
+        if status == 201 {
+            let state: Value = r.json().await.expect("json");
+            assert_eq!(state["retryPolicy"]["maxDeliveryAttempts"], 4);
+            assert_eq!(state["retryPolicy"]["eventTimeToLiveInMinutes"], 60);
+            assert_eq!(
+                state["deadLetterDestination"]["properties"]["blobContainerName"],
+                "dl"
+            );
+        }
+    }
     let mut low = cloud_event("e3", "io.galleon.image.ready.v1");
     low["data"]["n"] = json!(0);
     let sent = json!([

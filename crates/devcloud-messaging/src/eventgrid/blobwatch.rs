@@ -3,11 +3,12 @@
 //! `Microsoft.Storage.BlobDeleted` exactly where Azure Storage does.
 //!
 //! Why a proxy and not polling: Azurite's listing shows `Creation-Time`, `Last-Modified`, `Etag` and
-//! `Content-Length`, but Set Blob Metadata/Properties change the ETag and Last-Modified just like an
-//! overwrite (and an overwrite keeps the length when the content has the same size), so a listing
-//! cannot tell a metadata change from a new PutBlob. The proxy sees the operation itself. Clients are
-//! given the proxy's account URL ([`BlobWatchConfig::listen`], same TLS as the local Event Grid);
-//! requests and responses pass through unchanged (streamed).
+//! `Content-Length`. Set Blob Metadata/Properties change the ETag and Last-Modified just like an
+//! overwrite; Azurite does move `Creation-Time` on an overwrite (not on a metadata change), but only
+//! to the second, so an overwrite within the same second as the previous write looks like a metadata
+//! change, and a listing cannot see two writes between polls as two events. The proxy sees the
+//! operations themselves. Clients are given the proxy's account URL ([`BlobWatchConfig::listen`],
+//! same TLS as the local Event Grid); requests and responses pass through unchanged (streamed).
 //!
 //! What fires (successful requests only), with `data.api` as Azure names the operation:
 //! - Put Blob (`PUT` without `comp`, `x-ms-blob-type` BlockBlob, PageBlob or AppendBlob): `PutBlob`;

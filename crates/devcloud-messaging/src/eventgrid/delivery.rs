@@ -152,6 +152,10 @@ impl Subscription {
             "eventDeliverySchema": self.config.delivery_schema.arm_name(),
             "filter": self.config.filter.to_arm(),
             "maxDeliveryAttempts": self.config.max_delivery_attempts,
+            "retryPolicy": {"maxDeliveryAttempts": self.config.max_delivery_attempts,
+                            "eventTimeToLiveInMinutes": self.config.event_ttl.as_secs() / 60},
+            "deadLetterDestination": self.config.dead_letter_container.as_ref().map(|c|
+                json!({"endpointType": "StorageBlob", "properties": {"blobContainerName": c}})),
             "provisioningState": if *self.validated.lock().await { "Succeeded" } else { "AwaitingManualAction" },
             "delivered": self.delivered.load(Ordering::Relaxed),
             "failedAttempts": self.failed_attempts.load(Ordering::Relaxed),

@@ -542,7 +542,9 @@ fn admin_error(status: StatusCode, message: &str) -> Resp {
 /// - `POST /_devcloud/subscriptions`: add a webhook subscription (body: `name`, `topic`, `endpoint`
 ///   or `function`, `filter` (ARM `EventSubscriptionFilter`, with `advancedFilters`) or the flat
 ///   `includedEventTypes`, `subjectBeginsWith`, `subjectEndsWith`; `eventDeliverySchema`,
-///   `maxDeliveryAttempts`); the handshake runs first: 201, or 400 when it fails
+///   `retryPolicy` (or `maxDeliveryAttempts`, `eventTimeToLiveInMinutes`), `deadLetterDestination`
+///   (a container of the watched account, created if missing)); the handshake runs first: 201, or 400
+///   when it fails
 /// - `DELETE /_devcloud/subscriptions/{name}`
 /// - `GET /_devcloud/deadletters?subscription=NAME`: dead-lettered events
 /// - `POST /_devcloud/deadletters/resubmit?subscription=NAME&id=EVENT_ID`: deliver a dead letter again
@@ -747,16 +749,58 @@ async fn add_subscription(inner: &Inner, req: &Req) -> Resp {
             ..Default::default()
         },
     };
-    if let Some(n) = v.get("maxDeliveryAttempts").and_then(Value::as_u64) {
-        config.max_delivery_attempts = n.clamp(1, 30) as u32;
+    // ARM's retryPolicy (or its two fields at the top level), refused outside Azure's ranges
+    let retry = v.get("retryPolicy").unwrap_or(&v);
+    if let Some(n) = retry.get("maxDeliveryAttempts") {
+        match n.as_u64().filter(|n| (1..=30).contains(n)) {
+            Some(n) => config.max_delivery_attempts = n as u32,
+            None => {
+                return admin_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("maxDeliveryAttempts {n} is not within 1 to 30"),
+                );
+            }
+        }
     }
-    if let Some(m) = v.get("eventTimeToLiveInMinutes").and_then(Value::as_u64) {
-        config.event_ttl = Duration::from_secs(m.clamp(1, 1440) * 60);
+    if let Some(m) = retry.get("eventTimeToLiveInMinutes") {
+        match m.as_u64().filter(|m| (1..=1440).contains(m)) {
+            Some(m) => config.event_ttl = Duration::from_secs(m * 60),
+            None => {
+                return admin_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("eventTimeToLiveInMinutes {m} is not within 1 to 1440"),
+                );
+            }
+        }
+    }
+    if let Some(d) = v.get("deadLetterDestination") {
+        let container = d
+            .get("properties")
+            .and_then(|p| p.get("blobContainerName"))
+            .and_then(Value::as_str);
+        match (d.get("endpointType").and_then(Value::as_str), container) {
+            (Some("StorageBlob"), Some(c)) if !c.is_empty() => {
+                config.dead_letter_container = Some(c.to_string());
+            }
+            _ => {
+                return admin_error(
+                    StatusCode::BAD_REQUEST,
+                    "deadLetterDestination must be {\"endpointType\": \"StorageBlob\", \"properties\": {\"blobContainerName\": …}}",
+                );
+            }
+        }
     }
     let topic_id = subscription_topic_id(inner, &topic);
     let sub = Arc::new(Subscription::new(config, false));
     if let Err(e) = inner.dispatcher.ensure_validated(&sub, &topic_id).await {
         return admin_error(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    if let (Some(c), Some(store)) = (
+        &sub.config.dead_letter_container,
+        inner.dispatcher.dead_letter_store.get(),
+    ) && let Err(e) = store.ensure_container(c).await
+    {
+        return admin_error(StatusCode::BAD_REQUEST, &e);
     }
     inner.dispatcher.insert(sub.clone());
     let state = sub.state_json().await;
