@@ -22,15 +22,13 @@ async fn a_second_publish_does_not_read_the_gallery_and_definition_again() {
     s.publish("two", "fixed", "8M", json!({"version": "1.0.1"}))
         .await;
     // Both image.ready facts in (distinct ids).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while distinct(&s.receiver.received.of_type("io.galleon.image.ready.v1")).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the second image did not get ready: {:#?}",
-            s.receiver.received.all()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let ready = s.wait_for_n("io.galleon.image.ready.v1", 2, 120).await;
+    assert_eq!(
+        ready.len(),
+        2,
+        "the second image did not get ready: {:#?}",
+        s.receiver.received.all()
+    );
     let second = s.cloud.arm.requests_by_kind();
     for kind in ["Galleries_Get", "GalleryImages_Get"] {
         assert_eq!(

@@ -69,31 +69,6 @@ impl Scenario {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-
-    /// Waits until `n` facts of `ty` arrived (failures of other kinds do not end the wait).
-    async fn wait_for_n(&self, ty: &str, n: usize, seconds: u64) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            let got = distinct(&self.receiver.received.of_type(ty));
-            if got.len() >= n {
-                return got;
-            }
-            if Instant::now() > deadline {
-                let log: Vec<String> = self
-                    .cloud
-                    .host
-                    .logs()
-                    .iter()
-                    .rev()
-                    .take(80)
-                    .map(|l| format!("{l:?}"))
-                    .collect();
-                eprintln!("host log (newest first):\n{}", log.join("\n"));
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,20 +124,42 @@ impl Scenario {
                 "waiting for {ty}, got failures: {failures:#?}"
             );
             if Instant::now() > deadline {
-                let log: Vec<String> = self
-                    .cloud
-                    .host
-                    .logs()
-                    .iter()
-                    .rev()
-                    .take(60)
-                    .map(|l| format!("{l:?}"))
-                    .collect();
                 panic!(
                     "no {ty} within {seconds} s; received {:#?}\nhost log (newest first):\n{}",
                     self.receiver.received.all(),
-                    log.join("\n")
+                    self.recent_host_log(60)
                 );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The host's newest log lines, newest first, for a failure message.
+    pub fn recent_host_log(&self, lines: usize) -> String {
+        let log: Vec<String> = self
+            .cloud
+            .host
+            .logs()
+            .iter()
+            .rev()
+            .take(lines)
+            .map(|l| format!("{l:?}"))
+            .collect();
+        log.join("\n")
+    }
+
+    /// Waits until `n` distinct facts of `ty` arrived (failures of other kinds do not end the wait);
+    /// returns what arrived, and prints the host's log when the time ran out.
+    pub async fn wait_for_n(&self, ty: &str, n: usize, seconds: u64) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let got = distinct(&self.receiver.received.of_type(ty));
+            if got.len() >= n {
+                return got;
+            }
+            if Instant::now() > deadline {
+                eprintln!("host log (newest first):\n{}", self.recent_host_log(80));
+                return got;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

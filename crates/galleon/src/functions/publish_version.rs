@@ -28,10 +28,6 @@ pub fn step(fact: Fact, ctx: Arc<Ctx>, attempt: u32) -> StepFuture {
     Box::pin(async move { publish(fact, &ctx, attempt).await })
 }
 
-fn not_yet(what: String) -> StepError {
-    StepError::Waiting(what)
-}
-
 fn state(resource: &Value) -> Option<&str> {
     resource
         .pointer("/properties/provisioningState")
@@ -81,7 +77,7 @@ async fn ensure(ctx: &Ctx, id: &str, body: Value, what: &str) -> Result<Value, S
                     "Delete the failed {what} (or fix it in the portal), then upload the manifest again."
                 ),
             )),
-            Some(other) => Err(not_yet(format!("{what} {id} is {other}"))),
+            Some(other) => Err(StepError::Waiting(format!("{what} {id} is {other}"))),
         };
     }
     let written = ctx
@@ -91,7 +87,7 @@ async fn ensure(ctx: &Ctx, id: &str, body: Value, what: &str) -> Result<Value, S
     tracing::info!(resource = id, "created missing {what}");
     match written.body {
         Some(b) if written.is_done() => Ok(b),
-        _ => Err(not_yet(format!("{what} {id} is being created"))),
+        _ => Err(StepError::Waiting(format!("{what} {id} is being created"))),
     }
 }
 
@@ -184,11 +180,11 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
                 ctx.arm
                     .write(Method::DELETE, &version_id, arm::GALLERY_API, None)
                     .await?;
-                Err(not_yet(format!(
+                Err(StepError::Waiting(format!(
                     "{version_id} had failed; deleting it to publish again"
                 )))
             }
-            Some("Deleting") => Err(not_yet(format!("{version_id} is being deleted"))),
+            Some("Deleting") => Err(StepError::Waiting(format!("{version_id} is being deleted"))),
             // This run already started it (a redelivered fact): watch it instead of writing again.
             _ => watch(
                 (
