@@ -44,6 +44,15 @@ impl RunningArm {
             .unwrap_or_default()
     }
 
+    /// The most recent requests, oldest first.
+    pub fn request_log(&self) -> Vec<crate::arm::LogEntry> {
+        self.arm
+            .log
+            .lock()
+            .map(|l| l.entries.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Writes a snapshot of the state to `path`.
     pub fn snapshot(&self, path: &std::path::Path) -> anyhow::Result<usize> {
         admin::write_snapshot(&self.arm, path)

@@ -43,3 +43,59 @@ async fn a_second_publish_does_not_read_the_gallery_and_definition_again() {
     );
     s.stop().await;
 }
+
+/// Every ARM call one image takes, from one upload to image ready, at three regions: the first image of
+/// a definition (which also makes the gallery and the definition), then the next one.
+async fn calls_per_image(publish_from: &str) -> [(u64, Vec<(String, u64)>); 2] {
+    let s = start(&[(
+        "GALLEON_TARGET_REGIONS",
+        "westeurope,northeurope,eastus2",
+    )])
+    .await;
+    let mut counts = Vec::new();
+    for (n, version) in ["1.0.0", "1.0.1"].iter().enumerate() {
+        let before = s.cloud.arm.requests_by_kind();
+        s.publish(
+            &format!("image{n}"),
+            "fixed",
+            "8M",
+            json!({"version": version, "publishFrom": publish_from}),
+        )
+        .await;
+        s.wait_for_n("io.galleon.image.ready.v1", n + 1, 180).await;
+        let after = s.cloud.arm.requests_by_kind();
+        let mut kinds: Vec<(String, u64)> = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - reads_of(&before, k)))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        kinds.sort();
+        counts.push((kinds.iter().map(|(_, v)| v).sum(), kinds));
+    }
+    s.stop().await;
+    let second = counts.pop().unwrap_or_default();
+    let first = counts.pop().unwrap_or_default();
+    [first, second]
+}
+
+/// The goal: at most 10 ARM calls per image at three regions once the gallery and definition exist. From
+/// a VHD it takes 6: ingest's version check, the version's GET, PUT and one look, the PATCH and one
+/// replication look (one more look is allowed for the simulator's jitter). From a managed image, the
+/// intermediate image adds its own check, PUT and look, and the ownership check and DELETE at image
+/// ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_at_three_regions_takes_at_most_ten_arm_calls() {
+    for (from, most) in [("vhd", 7), ("managedImage", 12)] {
+        let [(first, first_kinds), (next, kinds)] = calls_per_image(from).await;
+        println!("publishFrom {from}: first image {first} ARM calls {first_kinds:?}");
+        println!("publishFrom {from}: next image {next} ARM calls {kinds:?}");
+        assert!(
+            next <= most,
+            "publishFrom {from}: {next} ARM calls for one image at three regions (at most {most}): {kinds:?}"
+        );
+        assert!(
+            first <= most + 8,
+            "publishFrom {from}: {first} ARM calls for the first image (gallery and definition made too): {first_kinds:?}"
+        );
+    }
+}

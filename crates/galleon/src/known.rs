@@ -1,4 +1,4 @@
-//! What this instance has recently seen exist in Azure (galleries and image definitions), kept for a
+//! What this instance has recently seen exist in Azure (galleries, image definitions, storage accounts), kept for a
 //! bounded time so every publish does not re-read what rarely changes. Forgotten on expiry, and by the
 //! caller when Azure says the resource is gone or conflicts. Functions keep no other state.
 

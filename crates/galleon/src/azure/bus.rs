@@ -48,8 +48,7 @@ impl Bus {
             broker["CorrelationId"] = correlation.into();
         }
         if let Some(at) = at {
-            broker["ScheduledEnqueueTimeUtc"] =
-                at.format("%a, %d %b %Y %H:%M:%S GMT").to_string().into();
+            broker["ScheduledEnqueueTimeUtc"] = scheduled_time(at).into();
         }
         let token = self
             .tokens
@@ -78,5 +77,34 @@ impl Bus {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap_or_default();
         Err(classify(SERVICE, status, &headers, &bytes))
+    }
+}
+
+/// `ScheduledEnqueueTimeUtc` as the broker properties carry it: an HTTP date, whole seconds. A fraction is
+/// rounded up, never down: a look scheduled for "after Retry-After" must not arrive before it.
+pub fn scheduled_time(at: DateTime<Utc>) -> String {
+    let whole = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+    DateTime::<Utc>::from_timestamp(whole, 0)
+        .unwrap_or(at)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_scheduled_time_is_rounded_up_to_the_whole_second() {
+        let at = |ms| {
+            Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 59)
+                .single()
+                .map(|t| t + chrono::Duration::milliseconds(ms))
+                .unwrap_or_default()
+        };
+        assert_eq!(scheduled_time(at(0)), "Tue, 01 Dec 2026 10:00:59 GMT");
+        assert_eq!(scheduled_time(at(1)), "Tue, 01 Dec 2026 10:01:00 GMT");
+        assert_eq!(scheduled_time(at(999)), "Tue, 01 Dec 2026 10:01:00 GMT");
     }
 }

@@ -1,6 +1,8 @@
-//! Pure decisions of the publishing chain: naming, versioning, the manifest, policies and replication.
+//! Pure decisions of the publishing chain: naming, versioning, the manifest, policies, replication and
+//! the spacing of looks at long operations.
 //! No I/O here; each is a plain function with table tests.
 
+pub mod looks;
 pub mod manifest;
 pub mod naming;
 pub mod policy;

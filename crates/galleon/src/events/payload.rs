@@ -178,6 +178,9 @@ pub struct VersionPublished {
     pub image_id: Option<String>,
     pub vhd: BlobRef,
     pub plan: Plan,
+    /// How long Azure took to make the version in its home region (it predicts replication's time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_region_seconds: Option<u64>,
 }
 
 /// `image.replica.ready`: the version is usable in one more region.
@@ -310,6 +313,16 @@ pub enum Check {
         /// Which kind of URL `url` is (it decides what a finished answer looks like).
         #[serde(default)]
         poll: crate::azure::arm::PollKind,
+        /// When `url` is the resource itself: the write's own operation URL, read only when the resource
+        /// shows `Failed`, for Azure's error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+        /// Which kind of URL `operation` is.
+        #[serde(default)]
+        operation_poll: crate::azure::arm::PollKind,
+        /// When the write was sent: the looks are spaced by how long the operation has run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at: Option<DateTime<Utc>>,
     },
     /// Watch a version's per-region replication (`$expand=ReplicationStatus`).
     #[serde(rename_all = "camelCase")]
@@ -329,6 +342,12 @@ pub enum Check {
         /// `GALLEON_KEEP_MANAGED_IMAGES`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         image_id: Option<String>,
+        /// When the target regions were added: the looks are spaced from here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at: Option<DateTime<Utc>>,
+        /// How long replication is expected to take, from how long the home region took.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_seconds: Option<u64>,
     },
     /// Re-check that a bare VHD upload is complete and unchanged (or that the VHD a manifest names has
     /// finished copying).

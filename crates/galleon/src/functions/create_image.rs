@@ -92,22 +92,23 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
             }
         }
     });
+    let started_at = chrono::Utc::now();
     let written = ctx
         .arm
         .write(Method::PUT, &id, arm::COMPUTE_IMAGES_API, Some(&body))
         .await?;
     tracing::info!(image = %id, status = written.status, "managed image creation started");
-    let (url, poll) = written.poll().unwrap_or_else(|| {
-        (
-            super::resource_url(ctx, &id, arm::COMPUTE_IMAGES_API),
-            arm::PollKind::Resource,
-        )
-    });
+    let (operation, operation_poll) = written.poll().unzip();
     let then = step::announce(&subject, &data)?;
+    // Each look is one GET of the image (also the final GET); the operation is read only for Azure's
+    // error if the image fails.
     let check = Check::Operation {
-        url,
+        url: super::resource_url(ctx, &id, arm::COMPUTE_IMAGES_API),
         resource_id: id,
-        poll,
+        poll: arm::PollKind::Resource,
+        operation,
+        operation_poll: operation_poll.unwrap_or_default(),
+        started_at: Some(started_at),
     };
     // Even a write that finished at once is looked at again: the final GET and the source check happen
     // in one place (the operation watch), never skipped.
@@ -119,6 +120,6 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         Some(then),
         1,
         ctx.deadline_from_now(),
-        ctx.next_look(written.retry_after),
+        ctx.look_after(None, None, written.retry_after),
     )?])
 }

@@ -103,7 +103,21 @@ fn again(
     ctx: &Ctx,
     retry_after: Option<std::time::Duration>,
 ) -> Result<Vec<Emit>, StepError> {
-    let at = ctx.next_look(retry_after.or(Some(ctx.config.follow_up)));
+    again_at(
+        fact,
+        data,
+        ctx,
+        ctx.next_look(retry_after.or(Some(ctx.config.follow_up))),
+    )
+}
+
+/// The same look, at `at`.
+fn again_at(
+    fact: &Fact,
+    data: &FollowUp,
+    ctx: &Ctx,
+    at: chrono::DateTime<Utc>,
+) -> Result<Vec<Emit>, StepError> {
     let subject = fact.subject().unwrap_or(&data.step).to_owned();
     Ok(vec![ctx.follow_up(
         &Cause::of(fact),
@@ -123,14 +137,27 @@ async fn route(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>, Ste
             url,
             resource_id,
             poll,
+            operation,
+            operation_poll,
+            started_at,
         } => {
             let then = data
                 .then
                 .as_ref()
                 .ok_or_else(|| StepError::unreadable("an operation follow-up without its fact"))?;
-            match super::operation::follow(ctx, fact, then, url, *poll, resource_id).await? {
+            let watch = super::operation::Watch {
+                url,
+                poll: *poll,
+                resource_id,
+                operation: operation.as_deref().map(|u| (u, *operation_poll)),
+                started_at: *started_at,
+            };
+            match super::operation::follow(ctx, fact, then, &watch).await? {
                 Ok(emits) => Ok(emits),
-                Err(retry_after) => again(fact, data, ctx, retry_after),
+                Err(retry_after) => {
+                    let at = ctx.look_after(*started_at, None, retry_after);
+                    again_at(fact, data, ctx, at)
+                }
             }
         }
         Check::Replication { .. } => super::replicate_version::look(ctx, fact, data).await,

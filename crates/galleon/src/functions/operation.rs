@@ -1,8 +1,9 @@
 //! Watching a long-running ARM operation a step started (a managed image, an image version): one look per
-//! follow-up; when Azure says it succeeded, a final GET of the resource must agree, and the VHD the
-//! operation read must still be the one that was checked. A failed operation is reported with Azure's
+//! follow-up, at the resource itself (its provisioningState; the GET is also the final GET) or at the
+//! operation URL; when done, the VHD the operation read must still be the one that was checked. A failed operation is reported with Azure's
 //! error verbatim, after removing what this run made (and naming what could not be removed).
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
@@ -12,7 +13,7 @@ use super::{
 };
 use crate::{
     azure::arm::{Operation, PollKind},
-    events::{Announce, BlobRef, ErrorDetail, Fact},
+    events::{Announce, BlobRef, ErrorDetail, Fact, FactType},
 };
 
 /// What one look found.
@@ -22,25 +23,29 @@ pub enum Look {
     Failed(ErrorDetail),
 }
 
-/// Looks once at the operation, and at the resource when the operation says it is over.
-pub async fn look(
-    ctx: &Ctx,
-    url: &str,
-    poll: PollKind,
-    resource_id: &str,
-) -> Result<Look, StepError> {
-    match ctx.arm.operation(url, poll).await? {
+/// Where a follow-up looks: the resource itself (one GET, which is also the final GET), with the write's
+/// operation URL kept for Azure's error when the resource shows `Failed`; or an operation URL.
+pub struct Watch<'a> {
+    pub url: &'a str,
+    pub poll: PollKind,
+    pub resource_id: &'a str,
+    pub operation: Option<(&'a str, PollKind)>,
+    /// When the write was sent.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Looks once: at the resource (its `provisioningState`), or at the operation and then the resource.
+pub async fn look(ctx: &Ctx, watch: &Watch<'_>) -> Result<Look, StepError> {
+    let resource_id = watch.resource_id;
+    if watch.poll == PollKind::Resource {
+        return look_at_resource(ctx, watch).await;
+    }
+    match ctx.arm.operation(watch.url, watch.poll).await? {
         Operation::Running { retry_after } => Ok(Look::Running(retry_after)),
         Operation::Failed { code, message } => Ok(Look::Failed(
             ErrorDetail::new(code, message).with_target(resource_id),
         )),
-        Operation::Canceled => Ok(Look::Failed(
-            ErrorDetail::new(
-                "OperationCanceled",
-                format!("the operation on {resource_id} was canceled"),
-            )
-            .with_target(resource_id),
-        )),
+        Operation::Canceled => Ok(Look::Failed(canceled(resource_id))),
         Operation::Succeeded => {
             match ctx
                 .arm
@@ -55,6 +60,65 @@ pub async fn look(
             }
         }
     }
+}
+
+fn canceled(resource_id: &str) -> ErrorDetail {
+    ErrorDetail::new(
+        "OperationCanceled",
+        format!("the operation on {resource_id} was canceled"),
+    )
+    .with_target(resource_id)
+}
+
+/// One GET of the resource: `Succeeded` (or no state) is done, `Failed` is read from the operation for
+/// Azure's own error, anything else is still running.
+async fn look_at_resource(ctx: &Ctx, watch: &Watch<'_>) -> Result<Look, StepError> {
+    let resource_id = watch.resource_id;
+    let Some(resource) = ctx
+        .arm
+        .get(resource_id, owned::api_for(resource_id), &[])
+        .await?
+    else {
+        return Ok(Look::Failed(
+            ErrorDetail::new(
+                "ResourceNotFound",
+                format!("{resource_id} is gone while Azure was making it"),
+            )
+            .with_target(resource_id),
+        ));
+    };
+    let state = resource
+        .pointer("/properties/provisioningState")
+        .and_then(Value::as_str)
+        .unwrap_or("Succeeded");
+    if state.eq_ignore_ascii_case("Succeeded") {
+        return Ok(Look::Done(resource));
+    }
+    if state.eq_ignore_ascii_case("Canceled") {
+        return Ok(Look::Failed(canceled(resource_id)));
+    }
+    if !state.eq_ignore_ascii_case("Failed") {
+        return Ok(Look::Running(None));
+    }
+    // Azure's error is on the operation, not on the resource.
+    let why = match watch.operation {
+        Some((url, kind)) => match ctx.arm.operation(url, kind).await {
+            Ok(Operation::Failed { code, message }) => Some(ErrorDetail::new(code, message)),
+            Ok(_) => None,
+            Err(e) if e.is_transient() => return Err(StepError::Transient(e)),
+            Err(e) => Some(step::detail_of(&e)),
+        },
+        None => None,
+    };
+    Ok(Look::Failed(
+        why.unwrap_or_else(|| {
+            ErrorDetail::new(
+                "ProvisioningFailed",
+                format!("{resource_id} is in provisioningState Failed"),
+            )
+        })
+        .with_target(resource_id),
+    ))
 }
 
 /// The VHD a promised fact was made from, and whether making it read the blob (a version made from a
@@ -74,13 +138,12 @@ pub async fn follow(
     ctx: &Ctx,
     fact: &Fact,
     then: &Announce,
-    url: &str,
-    poll: PollKind,
-    resource_id: &str,
+    watch: &Watch<'_>,
 ) -> Result<Result<Vec<Emit>, Option<std::time::Duration>>, StepError> {
+    let resource_id = watch.resource_id;
     let run = fact.correlation_id().unwrap_or_default();
     let source = source_of(then);
-    match look(ctx, url, poll, resource_id).await? {
+    match look(ctx, watch).await? {
         Look::Running(retry_after) => Ok(Err(retry_after)),
         Look::Done(_) => {
             if let Some((vhd, true)) = &source
@@ -104,13 +167,23 @@ pub async fn follow(
                 )
                 .map(Ok);
             }
-            tracing::info!(resource = %resource_id, "operation succeeded");
+            let took = watch
+                .started_at
+                .map(|t| (Utc::now() - t).num_seconds().max(0) as u64);
+            tracing::info!(resource = %resource_id, took_seconds = ?took, "operation succeeded");
+            let mut data = then.data.clone();
+            // How long the home region took predicts how long replication will.
+            if then.ty == FactType::VersionPublished.cloud_event_type()
+                && let (Some(took), Some(fields)) = (took, data.as_object_mut())
+            {
+                fields.insert("homeRegionSeconds".into(), took.into());
+            }
             Ok(Ok(vec![step::promised(
                 ctx,
                 fact,
                 then,
                 resource_id,
-                then.data.clone(),
+                data,
             )?]))
         }
         Look::Failed(error) => {

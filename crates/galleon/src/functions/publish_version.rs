@@ -145,26 +145,35 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         image_id: image_id.clone(),
         vhd: vhd.clone(),
         plan: plan.clone(),
+        home_region_seconds: None,
     };
     let then = step::announce(&subject, &data)?;
-    let watch =
-        |(url, poll): (String, arm::PollKind), retry_after| -> Result<Vec<Emit>, StepError> {
-            let check = Check::Operation {
-                url,
-                resource_id: version_id.clone(),
-                poll,
-            };
-            Ok(vec![ctx.follow_up(
-                &cause,
-                NAME,
-                &subject,
-                check,
-                Some(then.clone()),
-                1,
-                ctx.deadline_from_now(),
-                ctx.next_look(retry_after),
-            )?])
+    // Each look is one GET of the version (also the final GET); the write's operation is read only for
+    // Azure's error if the version fails.
+    let watch = |operation: Option<(String, arm::PollKind)>,
+                 started_at,
+                 retry_after|
+     -> Result<Vec<Emit>, StepError> {
+        let (operation, operation_poll) = operation.unzip();
+        let check = Check::Operation {
+            url: super::resource_url(ctx, &version_id, arm::GALLERY_API),
+            resource_id: version_id.clone(),
+            poll: arm::PollKind::Resource,
+            operation,
+            operation_poll: operation_poll.unwrap_or_default(),
+            started_at,
         };
+        Ok(vec![ctx.follow_up(
+            &cause,
+            NAME,
+            &subject,
+            check,
+            Some(then.clone()),
+            1,
+            ctx.deadline_from_now(),
+            ctx.look_after(None, None, retry_after),
+        )?])
+    };
 
     if let Some(existing) = ctx.arm.get(&version_id, arm::GALLERY_API, &[]).await? {
         if let Err(why) = owned::ownership(&existing, &run, &vhd) {
@@ -186,13 +195,7 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
             }
             Some("Deleting") => Err(StepError::Waiting(format!("{version_id} is being deleted"))),
             // This run already started it (a redelivered fact): watch it instead of writing again.
-            _ => watch(
-                (
-                    super::resource_url(ctx, &version_id, arm::GALLERY_API),
-                    arm::PollKind::Resource,
-                ),
-                None,
-            ),
+            _ => watch(None, None, None),
         };
     }
 
@@ -223,6 +226,7 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
             "storageProfile": source,
         }
     });
+    let started_at = chrono::Utc::now();
     let written = match ctx
         .arm
         .write(Method::PUT, &version_id, arm::GALLERY_API, Some(&body))
@@ -239,13 +243,7 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         }
     };
     tracing::info!(version = %version_id, status = written.status, "image version creation started in the home region");
-    let poll = written.poll().unwrap_or_else(|| {
-        (
-            super::resource_url(ctx, &version_id, arm::GALLERY_API),
-            arm::PollKind::Resource,
-        )
-    });
-    watch(poll, written.retry_after)
+    watch(written.poll(), Some(started_at), written.retry_after)
 }
 
 #[cfg(test)]

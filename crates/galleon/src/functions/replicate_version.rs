@@ -1,11 +1,13 @@
 //! ReplicateVersion: the version is usable at home; add every other target region in one PATCH, then
-//! watch replication region by region. Each region is announced as it completes and `image.ready` when
+//! watch replication region by region, one GET of the version per look, the looks spaced by how long
+//! replication is expected to take (from how long the home region took). Each region is announced as it completes and `image.ready` when
 //! all are. A failed region is taken out and put back on its own, up to `GALLEON_MAX_ATTEMPTS` failures;
 //! regions that fail for good are all reported, with the regions that are usable meanwhile.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
+    time::Duration,
 };
 
 use chrono::Utc;
@@ -18,7 +20,10 @@ use super::{
 };
 use crate::{
     azure::arm::{self, Operation, ids},
-    domain::replication::{progress, region_key, replication_states},
+    domain::{
+        looks::expected_replication,
+        replication::{progress, region_key, replication_states},
+    },
     events::{
         Cause, Check, ErrorDetail, Fact, FactType, FollowUp, ImagePartiallyReady, ImageReady,
         ReplicaReady, TargetRegion, VersionPublished,
@@ -44,6 +49,7 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
     let mut patch = None;
     let mut patch_poll = arm::PollKind::default();
     let mut retry_after = None;
+    let started_at = Utc::now();
     if plan.target_regions.len() > 1 {
         let all: Vec<&TargetRegion> = plan.target_regions.iter().collect();
         let written = ctx
@@ -62,6 +68,10 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         }
         retry_after = written.retry_after;
     }
+    let expected = published
+        .home_region_seconds
+        .filter(|_| plan.target_regions.len() > 1)
+        .map(|home| expected_replication(Duration::from_secs(home), plan.target_regions.len()));
     let subject = super::version_subject(plan);
     let ready = ImageReady {
         version_id: published.version_id.clone(),
@@ -85,9 +95,11 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         patch,
         patch_poll,
         image_id: published.image_id.clone(),
+        started_at: Some(started_at),
+        expected_seconds: expected.map(|e| e.as_secs()),
     };
     let then = step::announce(&subject, &ready)?;
-    // The first look comes soon: the home region is usually complete already.
+    // The first look near replication's expected end (the home region is complete already).
     Ok(vec![ctx.follow_up(
         &Cause::of(&fact),
         NAME,
@@ -96,7 +108,7 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         Some(then),
         1,
         ctx.deadline_from_now(),
-        ctx.next_look(retry_after),
+        ctx.look_after(Some(started_at), expected, retry_after),
     )?])
 }
 
@@ -109,6 +121,8 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
         patch,
         patch_poll,
         image_id,
+        started_at,
+        expected_seconds,
     } = &data.check
     else {
         return Err(StepError::unreadable("not a replication check"));
@@ -119,14 +133,22 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
         .ok_or_else(|| StepError::unreadable("a replication follow-up without its image.ready"))?;
     let ready: ImageReady =
         serde_json::from_value(then.data.clone()).map_err(StepError::unreadable)?;
+    let expected = expected_seconds.map(Duration::from_secs);
     let again = |announced: Vec<String>,
                  failures: BTreeMap<String, u32>,
                  patch: Option<(String, arm::PollKind)>,
+                 changed_now: bool,
                  retry_after|
      -> Result<Emit, StepError> {
         let (patch, patch_poll) = match patch {
             Some((url, kind)) => (Some(url), kind),
             None => (None, arm::PollKind::default()),
+        };
+        // A change of target regions restarts the clock; otherwise the looks keep their spacing.
+        let started = if changed_now {
+            Some(Utc::now())
+        } else {
+            *started_at
         };
         let check = Check::Replication {
             version_id: version_id.clone(),
@@ -135,6 +157,8 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
             patch,
             patch_poll,
             image_id: image_id.clone(),
+            started_at: started,
+            expected_seconds: *expected_seconds,
         };
         ctx.follow_up(
             &Cause::of(fact),
@@ -144,41 +168,12 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
             data.then.clone(),
             data.attempt + 1,
             data.deadline,
-            ctx.next_look(retry_after),
+            ctx.look_after(started, expected, retry_after),
         )
     };
 
-    // The last target-region change first: its own operation says whether Azure took it. A failed
-    // change usually means a region failed (the replication status says which, and is handled below);
-    // a failure no region explains is reported as Azure gave it.
-    let mut patch_failed = None;
-    if let Some(url) = patch {
-        match ctx.arm.operation(url, *patch_poll).await? {
-            Operation::Running { retry_after } => {
-                return Ok(vec![again(
-                    announced_regions.clone(),
-                    failures.clone(),
-                    Some((url.clone(), *patch_poll)),
-                    retry_after,
-                )?]);
-            }
-            Operation::Failed { code, message } => {
-                tracing::warn!(version = %version_id, code = %code, message = %message, "the change of target regions failed");
-                patch_failed =
-                    Some(ErrorDetail::new(code, message).with_target(version_id.clone()));
-            }
-            Operation::Canceled => {
-                return Err(StepError::failed(
-                    "OperationCanceled",
-                    format!("the change of {version_id}'s target regions was canceled"),
-                    Some(version_id.clone()),
-                    "Someone canceled the Azure operation; add the regions again with az sig image-version update.",
-                ));
-            }
-            Operation::Succeeded => {}
-        }
-    }
-
+    // One GET of the version tells every region's state; the PATCH's own operation is read only when the
+    // version failed and no region explains why.
     let version = ctx
         .arm
         .get(version_id, arm::GALLERY_API, &[("$expand", "ReplicationStatus")])
@@ -208,9 +203,29 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
     let run = fact.correlation_id().unwrap_or_default();
     let regions_explain =
         decided.home_failed.is_some() || !decided.retry.is_empty() || !decided.given_up.is_empty();
-    if let Some(error) = patch_failed
-        && !regions_explain
-    {
+    let version_failed = version
+        .pointer("/properties/provisioningState")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("Failed"));
+    if version_failed && !regions_explain {
+        let error = match patch {
+            Some(url) => match ctx.arm.operation(url, *patch_poll).await? {
+                Operation::Failed { code, message } => ErrorDetail::new(code, message),
+                Operation::Canceled => ErrorDetail::new(
+                    "OperationCanceled",
+                    format!("the change of {version_id}'s target regions was canceled"),
+                ),
+                _ => ErrorDetail::new(
+                    "ProvisioningFailed",
+                    format!("{version_id} is in provisioningState Failed"),
+                ),
+            },
+            None => ErrorDetail::new(
+                "ProvisioningFailed",
+                format!("{version_id} is in provisioningState Failed"),
+            ),
+        }
+        .with_target(version_id.clone());
         return Err(StepError::Failed(Box::new(Stop {
             error,
             advice: "Azure refused to change the version's target regions (its error is above, verbatim). Fix the cause (region name, quota, storage type in that region), then add the regions with az sig image-version update --add publishingProfile.targetRegions name=<region>.".into(),
@@ -353,7 +368,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
     } else {
         None
     };
-    let (patch, retry_after) = match change {
+    let (patch, changed, retry_after) = match change {
         Some(regions) => {
             let written = ctx
                 .arm
@@ -364,11 +379,22 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
                     Some(&patch_body(&regions)),
                 )
                 .await?;
-            (written.poll(), written.retry_after)
+            (written.poll(), true, written.retry_after)
         }
-        None => (None, None),
+        // The last change's operation stays known for its error.
+        None => (
+            patch.as_ref().map(|url| (url.clone(), *patch_poll)),
+            false,
+            None,
+        ),
     };
-    emits.push(again(announced, decided.failures, patch, retry_after)?);
+    emits.push(again(
+        announced,
+        decided.failures,
+        patch,
+        changed,
+        retry_after,
+    )?);
     Ok(emits)
 }
 

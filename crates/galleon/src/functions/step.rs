@@ -183,6 +183,27 @@ impl Ctx {
             + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::seconds(30))
     }
 
+    /// When to look again at an operation started at `started_at` (now when unknown) and expected to take
+    /// `expected`: spaced by what it needs ([`crate::domain::looks`]), never before Azure's `Retry-After`.
+    pub fn look_after(
+        &self,
+        started_at: Option<DateTime<Utc>>,
+        expected: Option<Duration>,
+        retry_after: Option<Duration>,
+    ) -> DateTime<Utc> {
+        let now = Utc::now();
+        let elapsed = started_at
+            .and_then(|t| (now - t).to_std().ok())
+            .unwrap_or_default();
+        let wait = crate::domain::looks::next_look_wait(
+            elapsed,
+            expected,
+            retry_after,
+            self.config.follow_up,
+        );
+        now + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::seconds(30))
+    }
+
     /// A follow-up: look at `check` at `at`, then announce `then`.
     #[allow(clippy::too_many_arguments)]
     pub fn follow_up(

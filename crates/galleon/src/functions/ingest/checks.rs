@@ -62,13 +62,16 @@ pub fn region_problem(account_id: &str, account_location: &str, home: &str) -> O
     })
 }
 
-/// Looks up the storage account's region through Resource Manager; a reason when it is not the home
-/// region.
+/// Looks up the storage account's region through Resource Manager (an account's region never changes,
+/// so an instance reads it once per `GALLEON_KNOWN_SECONDS`); a reason when it is not the home region.
 pub async fn storage_region(
     ctx: &Ctx,
     account_id: &str,
     home: &str,
 ) -> Result<Option<Reason>, StepError> {
+    if let Some(account) = ctx.known.get(account_id) {
+        return Ok(region_problem(account_id, location_of(&account), home));
+    }
     let Some(account) = ctx.arm.get(account_id, STORAGE_API, &[]).await? else {
         return Err(StepError::failed(
             "StorageAccountNotFound",
@@ -77,11 +80,15 @@ pub async fn storage_region(
             "The BlobCreated event named a storage account that Resource Manager cannot find from galleon's subscription. Grant galleon's identity Reader on that storage account, or upload to an account it can see.",
         ));
     };
-    let location = account
+    ctx.known.put(account_id, &account);
+    Ok(region_problem(account_id, location_of(&account), home))
+}
+
+fn location_of(account: &Value) -> &str {
+    account
         .get("location")
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    Ok(region_problem(account_id, location, home))
+        .unwrap_or_default()
 }
 
 /// Runs the VHD checks; `Ok(Err(problem))` is a rejection, `Err` an I/O failure to retry. A blob that
