@@ -203,4 +203,17 @@ impl Storage {
                 .collect(),
         ))
     }
+
+    /// A whole blob's content, or `None` when it does not exist.
+    pub async fn download(&self, container: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        let r = self
+            .request(reqwest::Method::GET, &self.url(container, name))
+            .send()
+            .await?;
+        if r.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let r = Self::check(r, "get blob").await?;
+        Ok(Some(r.bytes().await?.to_vec()))
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn reads_of(kinds: &HashMap<String, u64>, kind: &str) -> u64 {
     kinds.get(kind).copied().unwrap_or(0)
@@ -47,11 +47,7 @@ async fn a_second_publish_does_not_read_the_gallery_and_definition_again() {
 /// Every ARM call one image takes, from one upload to image ready, at three regions: the first image of
 /// a definition (which also makes the gallery and the definition), then the next one.
 async fn calls_per_image(publish_from: &str) -> [(u64, Vec<(String, u64)>); 2] {
-    let s = start(&[(
-        "GALLEON_TARGET_REGIONS",
-        "westeurope,northeurope,eastus2",
-    )])
-    .await;
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope,northeurope,eastus2")]).await;
     let mut counts = Vec::new();
     for (n, version) in ["1.0.0", "1.0.1"].iter().enumerate() {
         let before = s.cloud.arm.requests_by_kind();
@@ -98,4 +94,70 @@ async fn an_image_at_three_regions_takes_at_most_ten_arm_calls() {
             "publishFrom {from}: {first} ARM calls for the first image (gallery and definition made too): {first_kinds:?}"
         );
     }
+}
+
+/// With a small ARM budget (Azure's buckets scaled to a twentieth) and eight images at once, galleon reads
+/// what is left from ARM's answers and holds new images back before the budget is gone: they wait their
+/// turn, and every image still gets ready, none failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_budget_runs_low_new_images_wait_their_turn() {
+    let s = start_configured(
+        &[
+            ("GALLEON_TARGET_REGIONS", "westeurope,northeurope"),
+            ("GALLEON_ARM_READS_BUDGET", "12.5/1.25"),
+            ("GALLEON_ARM_WRITES_BUDGET", "10/0.5"),
+        ],
+        false,
+        |o| o.arm.throttling.scale = 0.05,
+    )
+    .await;
+    let images = 8;
+    for i in 0..images {
+        s.publish(
+            &format!("burst{i}"),
+            "fixed",
+            "8M",
+            json!({"version": format!("1.0.{i}")}),
+        )
+        .await;
+    }
+    let ready = s.wait_for_n("io.galleon.image.ready.v1", images, 300).await;
+    let failed = s.receiver.received.of_type("io.galleon.step.failed.v1");
+    assert!(
+        ready.len() == images && failed.is_empty(),
+        "{} of {images} images ready; failed: {failed:#?}\n{}",
+        ready.len(),
+        s.recent_host_log(60)
+    );
+    let throttled = s
+        .cloud
+        .arm
+        .request_log()
+        .iter()
+        .filter(|e| e.status == 429)
+        .count();
+    // An instance that held a new image back shared what ARM said was left, for the other instances.
+    let subscription = s.cloud.settings["GALLEON_SUBSCRIPTION_ID"].to_ascii_lowercase();
+    let note = s
+        .cloud
+        .storage()
+        .expect("storage")
+        .download("galleon-state", &format!("pace/{subscription}.json"))
+        .await
+        .expect("read the pace note");
+    let note: Value = note
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    println!("{throttled} answers 429; shared pace note: {note}");
+    assert!(
+        note.get("writes").is_some() || note.get("reads").is_some(),
+        "no new image was held back for the budget (no shared pace note)"
+    );
+    let low = ["reads", "writes"].iter().any(|class| {
+        note[class]["remaining"]
+            .as_f64()
+            .is_some_and(|r| r < 0.4 * if *class == "reads" { 12.5 } else { 10.0 })
+    });
+    assert!(low, "the note shares a low budget: {note}");
+    s.stop().await;
 }

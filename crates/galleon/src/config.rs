@@ -1,6 +1,7 @@
 //! Galleon's configuration: app settings from the environment, validated once at start-up with an error
 //! that names the setting and the expected form. Every setting is listed in `local.settings.example.json`.
 
+use crate::domain::pace::Bucket;
 use std::{fmt, time::Duration};
 
 use crate::{
@@ -60,6 +61,10 @@ pub struct Config {
     /// `GALLEON_KNOWN_SECONDS`: how long an instance trusts that a gallery or image definition it saw still
     /// exists (0 = always read it again).
     pub known_for: Duration,
+    /// `GALLEON_ARM_READS_BUDGET` / `GALLEON_ARM_WRITES_BUDGET`: ARM's token buckets per subscription
+    /// (burst/per second), which the pace keeps a reserve of. Azure's: 250/25 and 200/10.
+    pub arm_reads: crate::domain::pace::Bucket,
+    pub arm_writes: crate::domain::pace::Bucket,
     /// `GALLEON_STATE_CONTAINER_URL`: the blob container where galleon records which facts it has handled
     /// and how runs ended, so a fact delivered twice acts once without broker duplicate detection.
     pub state_container_url: String,
@@ -228,6 +233,19 @@ impl Config {
                 .map(policy::GalleryScope::parse)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|m| err("GALLEON_ALLOWED_GALLERIES", m))?,
+        };
+        let bucket = |name: &'static str, default: Bucket| -> Result<Bucket, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => Bucket::parse(&v).map_err(|m| {
+                    err(
+                        name,
+                        format!(
+                            "{m}; Azure's budgets per subscription are reads 250/25, writes 200/10"
+                        ),
+                    )
+                }),
+            }
         };
         let number = |name: &'static str,
                       default: u64,
@@ -445,6 +463,8 @@ impl Config {
                 5..=2_592_000,
             )?),
             known_for: Duration::from_secs(number("GALLEON_KNOWN_SECONDS", 600, 0..=86_400)?),
+            arm_reads: bucket("GALLEON_ARM_READS_BUDGET", Bucket::AZURE_READS)?,
+            arm_writes: bucket("GALLEON_ARM_WRITES_BUDGET", Bucket::AZURE_WRITES)?,
             state_container_url: state_container_url.trim_end_matches('/').to_owned(),
             identity_client_id,
             audiences,

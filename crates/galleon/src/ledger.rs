@@ -220,6 +220,22 @@ impl Ledger {
         self.put(&url, body, WriteIf::Absent).await.map(|_| ())
     }
 
+    /// Writes a small shared note (`pace/<subscription>.json`), replacing what is there.
+    pub async fn write_note(&self, name: &str, body: Bytes) -> Result<(), AzureError> {
+        let url = format!("{}/{name}", self.container);
+        self.put(&url, body, WriteIf::Any).await.map(|_| ())
+    }
+
+    /// Reads a small shared note, if there is one.
+    pub async fn read_note(&self, name: &str) -> Result<Option<Bytes>, AzureError> {
+        let url = format!("{}/{name}", self.container);
+        match self.blobs.read_small(&url, 64 * 1024).await {
+            Ok((bytes, _)) => Ok(Some(bytes)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// How a run ended, if it has.
     pub async fn outcome(&self, run: &str) -> Result<Option<Outcome>, AzureError> {
         let url = self.outcome_url(run);

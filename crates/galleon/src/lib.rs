@@ -9,6 +9,7 @@ pub mod functions;
 pub mod host;
 pub mod known;
 pub mod ledger;
+pub mod pace;
 pub mod telemetry;
 
 /// An error and its causes as one line, `outer: inner: innermost`, for logs and failure facts.

@@ -23,6 +23,8 @@ pub struct Arm {
     http: reqwest::Client,
     endpoint: Url,
     tokens: Tokens,
+    /// What ARM's answers said is left of the subscriptions' budgets.
+    pub budgets: super::budget::Budgets,
 }
 
 /// What kind of URL a long-running operation is followed at; it decides what a finished answer looks like.
@@ -121,6 +123,7 @@ impl Arm {
             http,
             endpoint,
             tokens,
+            budgets: super::budget::Budgets::default(),
         }
     }
 
@@ -188,6 +191,7 @@ impl Arm {
         })?;
         let status = response.status();
         let headers = response.headers().clone();
+        self.budgets.answered(&method, url.path(), status, &headers);
         let ids = RequestIds::from_headers(&headers);
         let request_id = ids.request_id.as_deref().unwrap_or("");
         let correlation_request_id = ids.correlation_request_id.as_deref().unwrap_or("");

@@ -257,6 +257,8 @@ impl Blobs {
 pub enum WriteIf {
     Absent,
     Unchanged(String),
+    /// Whatever is there (a note where the newest word wins).
+    Any,
 }
 
 impl Blobs {
@@ -275,6 +277,7 @@ impl Blobs {
         match condition {
             WriteIf::Absent => options.if_none_match = Some(Etag::from("*".to_owned())),
             WriteIf::Unchanged(e_tag) => options.if_match = Some(Etag::from(e_tag)),
+            WriteIf::Any => {}
         }
         match self
             .client(url)?

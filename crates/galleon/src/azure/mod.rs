@@ -5,6 +5,7 @@
 
 pub mod arm;
 pub mod blob;
+pub mod budget;
 pub mod bus;
 pub mod error;
 pub mod identity;

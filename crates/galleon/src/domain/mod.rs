@@ -5,5 +5,6 @@
 pub mod looks;
 pub mod manifest;
 pub mod naming;
+pub mod pace;
 pub mod policy;
 pub mod replication;

@@ -46,6 +46,14 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         plan: plan.clone(),
     };
     let cause = Cause::of(&fact);
+    // A new image: when the subscription's ARM budget is low, it waits its turn.
+    let hold = ctx
+        .pace
+        .hold_for_new_image(&ctx.arm, &plan.subscription_id)
+        .await;
+    if !hold.is_zero() {
+        return Err(StepError::Paced(hold));
+    }
 
     if let Some(existing) = ctx.arm.get(&id, arm::COMPUTE_IMAGES_API, &[]).await? {
         if let Err(why) = owned::ownership(&existing, &run, &accepted.vhd) {
@@ -99,6 +107,7 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         .await?;
     tracing::info!(image = %id, status = written.status, "managed image creation started");
     let (operation, operation_poll) = written.poll().unzip();
+    let first_look = ctx.look_after(&id, None, None, written.retry_after);
     let then = step::announce(&subject, &data)?;
     // Each look is one GET of the image (also the final GET); the operation is read only for Azure's
     // error if the image fails.
@@ -120,6 +129,6 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         Some(then),
         1,
         ctx.deadline_from_now(),
-        ctx.look_after(None, None, written.retry_after),
+        first_look,
     )?])
 }

@@ -81,6 +81,7 @@ async fn look(fact: Fact, ctx: Arc<Ctx>) -> Result<Vec<Emit>, StepError> {
             tracing::info!(step = %data.step, attempt = data.attempt, waiting_for = %what, "still waiting; looking again later");
             again(&fact, &data, &ctx, None)
         }
+        Err(StepError::Paced(hold)) => again(&fact, &data, &ctx, Some(hold)),
         // The failure belongs to the step that started the operation, not to the look.
         Err(StepError::Failed(stop)) => {
             tracing::warn!(step = %data.step, code = %stop.error.code, message = %stop.error.message, "step failed");
@@ -155,7 +156,7 @@ async fn route(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>, Ste
             match super::operation::follow(ctx, fact, then, &watch).await? {
                 Ok(emits) => Ok(emits),
                 Err(retry_after) => {
-                    let at = ctx.look_after(*started_at, None, retry_after);
+                    let at = ctx.look_after(resource_id, *started_at, None, retry_after);
                     again_at(fact, data, ctx, at)
                 }
             }

@@ -63,6 +63,11 @@ pub fn context(config: Config, tokens: Tokens) -> Result<Arc<Ctx>, SetupError> {
         arm: Arm::new(http.clone(), arm_endpoint, tokens),
         ledger: crate::ledger::Ledger::new(blobs.clone(), &config.state_container_url),
         known: crate::known::Known::new(config.known_for),
+        pace: crate::pace::Pace::new(
+            config.arm_reads,
+            config.arm_writes,
+            crate::ledger::Ledger::new(blobs.clone(), &config.state_container_url),
+        ),
         blobs,
         bus,
         config: Arc::new(config),

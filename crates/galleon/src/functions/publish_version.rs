@@ -107,6 +107,14 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     };
     let run = fact.correlation_id().unwrap_or_default();
     let (sub, rg) = (&plan.subscription_id, &plan.resource_group);
+    // A new image straight from its VHD: when the subscription's ARM budget is low, it waits its turn
+    // (from a managed image, the image is under way already).
+    if image_id.is_none() {
+        let hold = ctx.pace.hold_for_new_image(&ctx.arm, sub).await;
+        if !hold.is_zero() {
+            return Err(StepError::Paced(hold));
+        }
+    }
     let gallery_id = ids::gallery(sub, rg, &plan.gallery);
     ensure(ctx, &gallery_id, json!({"location": plan.location, "properties": {"description": "Images published by galleon"}}), "gallery").await?;
 
@@ -171,7 +179,7 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
             Some(then.clone()),
             1,
             ctx.deadline_from_now(),
-            ctx.look_after(None, None, retry_after),
+            ctx.look_after(&version_id, None, None, retry_after),
         )?])
     };
 

@@ -108,7 +108,12 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         Some(then),
         1,
         ctx.deadline_from_now(),
-        ctx.look_after(Some(started_at), expected, retry_after),
+        ctx.look_after(
+            &published.version_id,
+            Some(started_at),
+            expected,
+            retry_after,
+        ),
     )?])
 }
 
@@ -168,7 +173,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
             data.then.clone(),
             data.attempt + 1,
             data.deadline,
-            ctx.look_after(started, expected, retry_after),
+            ctx.look_after(version_id, started, expected, retry_after),
         )
     };
 

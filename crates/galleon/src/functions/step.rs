@@ -29,6 +29,8 @@ pub struct Ctx {
     pub ledger: Ledger,
     /// Galleries and definitions this instance saw exist recently.
     pub known: crate::known::Known,
+    /// The pace of ARM calls per subscription, shared by the instances.
+    pub pace: crate::pace::Pace,
 }
 
 /// A fact to send, now or at a given time.
@@ -55,6 +57,9 @@ pub enum StepError {
     Waiting(String),
     /// Give up: Azure refused for a reason that will not change, or galleon cannot go on.
     Failed(Box<Stop>),
+    /// The subscription's ARM budget is low: a new image waits its turn (this long) before its first
+    /// write. Not a failure, bounded by the deadline only.
+    Paced(Duration),
 }
 
 /// How a step ended when it gave up.
@@ -183,10 +188,12 @@ impl Ctx {
             + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::seconds(30))
     }
 
-    /// When to look again at an operation started at `started_at` (now when unknown) and expected to take
-    /// `expected`: spaced by what it needs ([`crate::domain::looks`]), never before Azure's `Retry-After`.
+    /// When to look again at an operation on `resource_id` started at `started_at` (now when unknown) and
+    /// expected to take `expected`: spaced by what it needs ([`crate::domain::looks`]), never before
+    /// Azure's `Retry-After`, and later still while the subscription's ARM budget is low.
     pub fn look_after(
         &self,
+        resource_id: &str,
         started_at: Option<DateTime<Utc>>,
         expected: Option<Duration>,
         retry_after: Option<Duration>,
@@ -200,7 +207,7 @@ impl Ctx {
             expected,
             retry_after,
             self.config.follow_up,
-        );
+        ) + self.pace.hold_for_look(&self.arm, resource_id);
         now + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::seconds(30))
     }
 
@@ -360,6 +367,21 @@ pub async fn run(
             return fail(*stop);
         }
         // Waiting for something Azure is making is a steady look bounded by the deadline.
+        Err(StepError::Paced(hold)) => {
+            let at = ctx.next_look(Some(hold));
+            tracing::info!(step, attempt, hold_seconds = hold.as_secs_f64(), retry_at = %at, "the subscription's ARM budget is low; this new image waits its turn");
+            if at > deadline {
+                return fail(Stop {
+                    error: ErrorDetail::new(
+                        "StepDeadlineExceeded",
+                        format!("{step} was still waiting for ARM budget at its deadline {deadline}"),
+                    ),
+                    advice: "The subscription's Resource Manager budget stayed low until the step's deadline: publish fewer images at once, or raise GALLEON_STEP_DEADLINE_MINUTES, then upload the manifest again.".into(),
+                    left_behind: Vec::new(),
+                });
+            }
+            (tries, at, "ARM budget".to_owned())
+        }
         Err(StepError::Waiting(what)) => {
             tracing::info!(step, attempt, waiting_for = %what, "Azure is still at it; looking again later");
             if ctx.next_look(None) > deadline {

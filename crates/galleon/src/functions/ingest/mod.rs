@@ -150,6 +150,12 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         // Event Grid redelivers on a 5xx with its own backoff; the step is idempotent.
         Err(StepError::Transient(e)) => return Err(Failure::new(e)),
         Err(StepError::Waiting(what)) => return Err(Failure::new(what)),
+        Err(StepError::Paced(hold)) => {
+            return Err(Failure::new(format!(
+                "the ARM budget is low; Event Grid redelivers (hold {} s)",
+                hold.as_secs()
+            )));
+        }
         Err(StepError::Failed(stop)) => {
             // The step.failed names the BlobCreated event as its input.
             let data = StepFailed {
