@@ -330,6 +330,12 @@ pub struct LatencyModel {
     pub jitter: f64,
     /// Extra time per additional replica in a region (relative: 0.1 = +10% per replica).
     pub per_replica: f64,
+    /// Extra seconds per GiB of the disk, for work that copies it (a version's home region and each
+    /// replica): big images take longer, as in Azure.
+    pub per_gib_secs: HashMap<Work, f64>,
+    /// Extra time per region replicated at once beyond the first (relative: 0.02 = +2% per region):
+    /// the regions share the source's bandwidth.
+    pub per_parallel_region: f64,
 }
 
 impl Default for LatencyModel {
@@ -378,6 +384,10 @@ impl Default for LatencyModel {
             region_multiplier,
             jitter: 0.2,
             per_replica: 0.1,
+            per_gib_secs: [(VersionHomeRegion, 6.0), (VersionReplicate, 15.0)]
+                .into_iter()
+                .collect(),
+            per_parallel_region: 0.02,
         }
     }
 }
@@ -493,7 +503,24 @@ impl ArmConfig {
 
     /// Simulated duration of `work` in `region`, with `replicas` replicas, before jitter.
     pub fn nominal(&self, work: Work, region: &str, replicas: i64) -> Duration {
-        let base = self.latency.base_secs.get(&work).copied().unwrap_or(10.0);
+        self.nominal_copy(work, region, replicas, 0, 1)
+    }
+
+    /// Simulated duration of `work` that copies a disk of `size` bytes, alongside `parallel` regions
+    /// replicating at once, before jitter.
+    pub fn nominal_copy(
+        &self,
+        work: Work,
+        region: &str,
+        replicas: i64,
+        size: u64,
+        parallel: usize,
+    ) -> Duration {
+        let gib = size as f64 / (1u64 << 30) as f64;
+        let per_gib = self.latency.per_gib_secs.get(&work).copied().unwrap_or(0.0);
+        let shared = 1.0 + self.latency.per_parallel_region * parallel.saturating_sub(1) as f64;
+        let base =
+            (self.latency.base_secs.get(&work).copied().unwrap_or(10.0) + per_gib * gib) * shared;
         let mult = self
             .latency
             .region_multiplier
@@ -503,5 +530,38 @@ impl ArmConfig {
         let reps = 1.0 + self.latency.per_replica * (replicas.max(1) - 1) as f64;
         let secs = (base * mult * reps * self.time_factor).max(0.0);
         Duration::from_secs_f64(if secs.is_finite() { secs } else { 0.0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_take_longer_for_bigger_disks_and_more_regions_at_once() {
+        let c = ArmConfig::default();
+        let secs = |work, size: u64, parallel| {
+            c.nominal_copy(work, "westeurope", 1, size, parallel)
+                .as_secs_f64()
+        };
+        let gib = 1u64 << 30;
+        assert_eq!(secs(Work::VersionHomeRegion, 0, 1), 240.0);
+        assert_eq!(
+            secs(Work::VersionHomeRegion, 30 * gib, 1),
+            240.0 + 6.0 * 30.0
+        );
+        assert_eq!(
+            secs(Work::VersionReplicate, 30 * gib, 1),
+            420.0 + 15.0 * 30.0
+        );
+        assert!(
+            secs(Work::VersionReplicate, 30 * gib, 9) > secs(Work::VersionReplicate, 30 * gib, 1)
+        );
+        // Work that copies no disk is unchanged.
+        assert_eq!(
+            c.nominal(Work::GalleryCreate, "westeurope", 1)
+                .as_secs_f64(),
+            10.0
+        );
     }
 }

@@ -196,7 +196,8 @@ pub(crate) fn create_version(
             },
         );
     }
-    let sched = schedule(arm, t, &def.location, &want, &[]);
+    // Image Builder's VHDs are the size its template says; the simulator does not know it.
+    let sched = schedule(arm, t, &def.location, &want, &[], 0);
     let end = sched.iter().map(|r| r.end).max().unwrap_or(t);
     let target_regions: Vec<Value> = want.iter().map(|w| json!({"name": w.name, "regionalReplicaCount": w.replicas, "storageAccountType": w.sat, "excludeFromLatest": false})).collect();
     let rg = def.resource_group.clone();

@@ -30,13 +30,21 @@ pub fn schedule(
     home: &str,
     want: &[WantRegion],
     existing: &[RegionReplica],
+    size: u64,
 ) -> Vec<RegionReplica> {
+    let parallel = want
+        .iter()
+        .filter(|w| w.norm != home && !existing.iter().any(|r| r.norm == w.norm))
+        .count();
     let home_end = existing.iter().find(|r| r.norm == home).map(|r| r.end);
     let mut out = Vec::new();
     let home_want = want.iter().find(|w| w.norm == home);
     let home_end = home_end.unwrap_or_else(|| {
         let reps = home_want.map(|w| w.replicas).unwrap_or(1);
-        now + arm.jitter(arm.config.nominal(Work::VersionHomeRegion, home, reps))
+        now + arm.jitter(
+            arm.config
+                .nominal_copy(Work::VersionHomeRegion, home, reps, size, 1),
+        )
     });
     for w in want {
         if let Some(e) = existing.iter().find(|r| r.norm == w.norm) {
@@ -50,9 +58,13 @@ pub fn schedule(
             (now, home_end)
         } else {
             let start = home_end.max(now);
-            let mut d = arm
-                .config
-                .nominal(Work::VersionReplicate, &w.norm, w.replicas);
+            let mut d = arm.config.nominal_copy(
+                Work::VersionReplicate,
+                &w.norm,
+                w.replicas,
+                size,
+                parallel,
+            );
             if w.sat.contains("ZRS") {
                 d = d.mul_f64(1.2);
             }

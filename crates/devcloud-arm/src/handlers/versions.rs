@@ -65,6 +65,7 @@ pub(crate) async fn put_version(
             .as_ref()
             .map(|r| r.regions.as_slice())
             .unwrap_or(&[]),
+        size.unwrap_or(0),
     );
     let mut res = new_resource(Kind::Version, target, &ctx.sub, &loc, out);
     res.id = res.body["id"].as_str().unwrap_or_default().to_string();
