@@ -94,6 +94,16 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A setting naming one of Azure's enum values (as the manifest names them).
+fn named<T: serde::de::DeserializeOwned>(
+    setting: &'static str,
+    value: &str,
+    allowed: &str,
+) -> Result<T, ConfigError> {
+    serde_json::from_value(serde_json::Value::String(value.trim().to_owned()))
+        .map_err(|_| err(setting, format!("'{value}' must be one of {allowed}")))
+}
+
 fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         setting,
@@ -417,6 +427,30 @@ impl Config {
         {
             storage_accounts.push(state_account);
         }
+        let optional_number = |name: &'static str, range: std::ops::RangeInclusive<u64>| {
+            get(name)
+                .map(|_| number(name, *range.start(), range.clone()))
+                .transpose()
+        };
+        let features = policy::FeatureDefaults {
+            architecture: get("GALLEON_ARCHITECTURE")
+                .map(|v| named("GALLEON_ARCHITECTURE", &v, "x64, Arm64"))
+                .transpose()?,
+            security_type: get("GALLEON_SECURITY_TYPE")
+                .map(|v| named("GALLEON_SECURITY_TYPE", &v, "Standard, TrustedLaunch, TrustedLaunchSupported, ConfidentialVM, ConfidentialVmSupported, TrustedLaunchAndConfidentialVmSupported"))
+                .transpose()?,
+            disk_controller_types: match get("GALLEON_DISK_CONTROLLER_TYPES") {
+                None => Vec::new(),
+                Some(v) => v
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| named("GALLEON_DISK_CONTROLLER_TYPES", s.trim(), "SCSI, NVMe"))
+                    .collect::<Result<_, _>>()?,
+            },
+            replica_count: optional_number("GALLEON_REPLICA_COUNT", 1..=100)?.map(|n| n as u32),
+            version_lifetime_days: optional_number("GALLEON_VERSION_LIFETIME_DAYS", 1..=36_500)?
+                .map(|n| n as u32),
+        };
         Ok(Config {
             port,
             instance,
@@ -431,6 +465,7 @@ impl Config {
                 publish_from,
                 publisher: get("GALLEON_PUBLISHER").unwrap_or_else(|| "galleon".to_owned()),
                 allowed,
+                features,
             },
             service_bus_namespace,
             facts_topic: get("GALLEON_FACTS_TOPIC").unwrap_or_else(|| "galleon-facts".to_owned()),

@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use super::{naming, policy};
 use crate::events::{
-    HyperVGeneration, Identifier, OsState, OsType, Plan, PublishFrom, Reason, TargetRegion,
+    Architecture, BlobRef, DataDisk, DefinitionSpec, DiskController, Encryption, HostCaching,
+    HyperVGeneration, Identifier, OsState, OsType, Plan, PublishFrom, PurchasePlan, Reason,
+    Recommended, ReplicationMode, SafetyProfile, SecurityType, TargetRegion, VersionSpec,
 };
 
 /// Largest manifest read, in bytes.
@@ -25,6 +27,44 @@ pub struct ManifestRegion {
     pub regional_replica_count: Option<u32>,
     #[serde(default)]
     pub storage_account_type: Option<String>,
+    #[serde(default)]
+    pub exclude_from_latest: Option<bool>,
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
+}
+
+/// A data disk as the manifest names it: a VHD next to the manifest, and its LUN.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestDataDisk {
+    pub vhd: String,
+    pub lun: u32,
+    #[serde(default)]
+    pub host_caching: Option<HostCaching>,
+}
+
+/// The image definition's descriptive properties, used when galleon makes it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestDefinition {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub eula: Option<String>,
+    #[serde(default)]
+    pub release_note_uri: Option<String>,
+    #[serde(default)]
+    pub privacy_statement_uri: Option<String>,
+    #[serde(default)]
+    pub recommended: Option<Recommended>,
+    #[serde(default)]
+    pub disallowed_disk_types: Vec<String>,
+    #[serde(default)]
+    pub purchase_plan: Option<PurchasePlan>,
+    #[serde(default)]
+    pub end_of_life_date: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// What a manifest says, as written.
@@ -60,6 +100,32 @@ pub struct Manifest {
     pub allow_generation_mismatch: bool,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    // Image definition features (immutable once the definition exists).
+    #[serde(default)]
+    pub architecture: Option<Architecture>,
+    #[serde(default)]
+    pub security_type: Option<SecurityType>,
+    #[serde(default)]
+    pub disk_controller_types: Option<Vec<DiskController>>,
+    #[serde(default)]
+    pub accelerated_networking: Option<bool>,
+    #[serde(default)]
+    pub hibernation: Option<bool>,
+    #[serde(default)]
+    pub definition: Option<ManifestDefinition>,
+    // The version.
+    #[serde(default)]
+    pub end_of_life_date: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub replica_count: Option<u32>,
+    #[serde(default)]
+    pub replication_mode: Option<ReplicationMode>,
+    #[serde(default)]
+    pub safety_profile: Option<SafetyProfile>,
+    #[serde(default)]
+    pub host_caching: Option<HostCaching>,
+    #[serde(default)]
+    pub data_disks: Vec<ManifestDataDisk>,
 }
 
 fn reason(code: &str, message: impl Into<String>, fix: impl Into<String>) -> Reason {
@@ -96,14 +162,28 @@ impl Manifest {
     /// The VHD's URL: the manifest's folder joined with `vhd`. Only plain relative names inside that folder
     /// tree are followed, so a manifest cannot point galleon at another container or account.
     pub fn vhd_url(&self, manifest_url: &str) -> Result<String, Reason> {
+        relative_vhd_url(&self.vhd, manifest_url)
+    }
+
+    /// The data disks' VHD URLs, by LUN, resolved like [`Manifest::vhd_url`].
+    pub fn data_disk_urls(&self, manifest_url: &str) -> Result<Vec<(u32, String)>, Reason> {
+        self.data_disks
+            .iter()
+            .map(|d| Ok((d.lun, relative_vhd_url(&d.vhd, manifest_url)?)))
+            .collect()
+    }
+}
+
+fn relative_vhd_url(vhd: &str, manifest_url: &str) -> Result<String, Reason> {
+    {
         let bad = |why: &str| {
             reason(
                 "ManifestVhdPath",
-                format!("vhd '{}' {why}", self.vhd),
+                format!("vhd '{vhd}' {why}"),
                 "Name the VHD relative to the manifest's folder, e.g. \"vhd\": \"ubuntu-2404.vhd\" or \"disks/ubuntu-2404.vhd\".",
             )
         };
-        let path = self.vhd.as_str();
+        let path = vhd;
         if path.is_empty()
             || path.starts_with('/')
             || path.contains("://")
@@ -126,13 +206,18 @@ impl Manifest {
         let folder = base.rsplit_once('/').map(|(f, _)| f).unwrap_or(base);
         Ok(format!("{folder}/{path}"))
     }
+}
 
+impl Manifest {
     /// The publication plan: the manifest's choices, the policy's defaults, the allow-list enforced, every
-    /// name checked with Azure's rules. `vhd_created` sets the version when the manifest gives none.
+    /// name checked with Azure's rules, the image features' rules kept ([`super::features::check`]).
+    /// `vhd_created` sets the version when the manifest gives none; data disks are resolved next to
+    /// `manifest_url` (their ETags and sizes are filled in when they are checked).
     pub fn plan(
         &self,
         policy: &policy::Policy,
         storage_account_id: &str,
+        manifest_url: &str,
         vhd_created: DateTime<Utc>,
     ) -> Result<Plan, Reason> {
         let subscription_id = self
@@ -210,8 +295,14 @@ impl Manifest {
                     };
                     regions.push(TargetRegion {
                         name,
-                        regional_replica_count: count,
+                        regional_replica_count: r
+                            .regional_replica_count
+                            .or(self.replica_count)
+                            .or(policy.features.replica_count)
+                            .unwrap_or(count),
                         storage_account_type: storage,
+                        exclude_from_latest: r.exclude_from_latest,
+                        encryption: r.encryption.clone(),
                     });
                 }
                 regions
@@ -223,7 +314,7 @@ impl Manifest {
             sku: format!("{}-{:?}", self.image_definition, self.hyper_v_generation)
                 .to_ascii_lowercase(),
         });
-        Ok(Plan {
+        let plan = Plan {
             subscription_id,
             resource_group,
             gallery,
@@ -239,6 +330,66 @@ impl Manifest {
             storage_account_id: storage_account_id.to_owned(),
             exclude_from_latest: self.exclude_from_latest,
             tags: self.tags.clone(),
+            definition: self.definition_spec(policy),
+            publishing: self.version_spec(policy, manifest_url, vhd_created)?,
+        };
+        super::features::check(&plan, vhd_created.max(Utc::now()))?;
+        Ok(plan)
+    }
+
+    fn definition_spec(&self, policy: &policy::Policy) -> DefinitionSpec {
+        let d = self.definition.clone().unwrap_or_default();
+        let mut spec = DefinitionSpec {
+            architecture: self.architecture,
+            security_type: self.security_type,
+            disk_controller_types: self.disk_controller_types.clone().unwrap_or_default(),
+            accelerated_networking: self.accelerated_networking,
+            hibernation: self.hibernation,
+            description: d.description,
+            eula: d.eula,
+            release_note_uri: d.release_note_uri,
+            privacy_statement_uri: d.privacy_statement_uri,
+            recommended: d.recommended,
+            disallowed_disk_types: d.disallowed_disk_types,
+            purchase_plan: d.purchase_plan,
+            end_of_life_date: d.end_of_life_date,
+            tags: d.tags,
+        };
+        super::features::with_defaults(&mut spec, &policy.features);
+        spec
+    }
+
+    fn version_spec(
+        &self,
+        policy: &policy::Policy,
+        manifest_url: &str,
+        published: DateTime<Utc>,
+    ) -> Result<VersionSpec, Reason> {
+        let lifetime = policy
+            .features
+            .version_lifetime_days
+            .map(|days| published.max(Utc::now()) + chrono::Duration::days(i64::from(days)));
+        let data_disks = self
+            .data_disk_urls(manifest_url)?
+            .into_iter()
+            .zip(&self.data_disks)
+            .map(|((lun, url), d)| DataDisk {
+                lun,
+                vhd: BlobRef {
+                    url,
+                    e_tag: String::new(),
+                    content_length: 0,
+                },
+                host_caching: d.host_caching,
+            })
+            .collect();
+        Ok(VersionSpec {
+            end_of_life_date: self.end_of_life_date.or(lifetime),
+            replica_count: self.replica_count.or(policy.features.replica_count),
+            replication_mode: self.replication_mode,
+            safety_profile: self.safety_profile,
+            host_caching: self.host_caching,
+            data_disks,
         })
     }
 }
@@ -263,6 +414,7 @@ mod tests {
             allowed: vec![
                 policy::GalleryScope::parse(&format!("{SUB}/rg-images/golden")).expect("scope"),
             ],
+            features: policy::FeatureDefaults::default(),
         }
     }
 
@@ -272,10 +424,16 @@ mod tests {
             .expect("time")
     }
 
+    const MANIFEST_URL: &str = "https://ingest.blob.core.windows.net/images/ubuntu/m.manifest.json";
     const ACCOUNT: &str = "/subscriptions/8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/ingest";
 
     fn plan_of(json: &str) -> Result<Plan, Reason> {
-        Manifest::parse(json.as_bytes(), "m.manifest.json")?.plan(&policy(), ACCOUNT, created())
+        Manifest::parse(json.as_bytes(), "m.manifest.json")?.plan(
+            &policy(),
+            ACCOUNT,
+            MANIFEST_URL,
+            created(),
+        )
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Policies from settings: where galleon may write (the allow-list), and the defaults a manifest may
 //! leave out (home region, target regions, replica counts, publishing path).
 
-use crate::events::{PublishFrom, TargetRegion};
+use crate::events::{Architecture, DiskController, PublishFrom, SecurityType, TargetRegion};
 
 /// One allowed `subscription/resourceGroup/gallery`, each part a name or `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,24 @@ pub struct Policy {
     /// Identifier publisher for image definitions galleon creates.
     pub publisher: String,
     pub allowed: Vec<GalleryScope>,
+    /// Image features a manifest may leave out.
+    pub features: FeatureDefaults,
+}
+
+/// Image features from settings, for manifests (and bare VHDs) that say nothing of them; where the
+/// settings say nothing either, Azure's default applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeatureDefaults {
+    /// `GALLEON_ARCHITECTURE`.
+    pub architecture: Option<Architecture>,
+    /// `GALLEON_SECURITY_TYPE`.
+    pub security_type: Option<SecurityType>,
+    /// `GALLEON_DISK_CONTROLLER_TYPES`.
+    pub disk_controller_types: Vec<DiskController>,
+    /// `GALLEON_REPLICA_COUNT`: replicas per region where a region names none.
+    pub replica_count: Option<u32>,
+    /// `GALLEON_VERSION_LIFETIME_DAYS`: a version's end of life, from its publication.
+    pub version_lifetime_days: Option<u32>,
 }
 
 impl Policy {
@@ -96,6 +114,7 @@ pub fn parse_regions(text: &str) -> Result<Vec<TargetRegion>, String> {
             name,
             regional_replica_count,
             storage_account_type,
+            ..TargetRegion::default()
         });
     }
     if regions.is_empty() {
@@ -152,7 +171,7 @@ pub fn home_first(home: &str, regions: &[TargetRegion]) -> Vec<TargetRegion> {
         ordered.push(TargetRegion {
             name: home.to_owned(),
             regional_replica_count: 1,
-            storage_account_type: None,
+            ..TargetRegion::default()
         });
     }
     ordered.extend(regions.iter().filter(|r| r.name != home).cloned());

@@ -137,6 +137,7 @@ mod tests {
             name: name.into(),
             regional_replica_count: 1,
             storage_account_type: None,
+            ..TargetRegion::default()
         }
     }
 

@@ -2,6 +2,7 @@
 //! (deterministic id, subject path, correlation id and trace context). The public catalog, with a JSON
 //! Schema and an example per type, is in `events/` at the repository root.
 
+pub mod features;
 mod payload;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -10,6 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use features::*;
 pub use payload::*;
 
 /// Where the catalog's schemas are published; `dataschema` of every fact points here.

@@ -50,7 +50,7 @@ pub struct Identifier {
 }
 
 /// One region the version is replicated to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRegion {
     pub name: String,
@@ -58,6 +58,12 @@ pub struct TargetRegion {
     /// Left out when neither the manifest nor the settings name one, so Azure's default applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_account_type: Option<String>,
+    /// Whether `latest` in this region skips this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_from_latest: Option<bool>,
+    /// Customer-managed keys for the disks in this region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<super::features::Encryption>,
 }
 
 /// Everything needed to publish one image version, decided once at ingest and carried by every later fact.
@@ -84,6 +90,20 @@ pub struct Plan {
     pub exclude_from_latest: bool,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// How the image definition is made when galleon makes it (the immutable parts must match an
+    /// existing one).
+    #[serde(
+        default,
+        skip_serializing_if = "super::features::DefinitionSpec::is_empty"
+    )]
+    pub definition: super::features::DefinitionSpec,
+    /// How the version is published beyond its regions: end of life, replicas, replication mode,
+    /// safety profile, host caching, data disks.
+    #[serde(
+        default,
+        skip_serializing_if = "super::features::VersionSpec::is_empty"
+    )]
+    pub publishing: super::features::VersionSpec,
 }
 
 /// `vhd.accepted`: a complete, valid VHD (with its manifest, if any) is ready to publish.

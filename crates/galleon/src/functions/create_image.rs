@@ -15,7 +15,7 @@ use super::{
 use crate::{
     azure::arm::{self, ids},
     domain::naming,
-    events::{Cause, Check, Fact, FactType, ImageCreated, PublishFrom, VhdAccepted},
+    events::{Cause, Check, Fact, FactType, HostCaching, ImageCreated, PublishFrom, VhdAccepted},
 };
 
 pub const NAME: &str = "CreateImage";
@@ -80,10 +80,23 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
             _ => {}
         }
     }
-    // The VHD must still be the one that was checked: Azure copies it now.
-    if let Err(changed) = pinned::verify(ctx, &accepted.vhd).await? {
-        return changed_after_check(ctx, &cause, &accepted.vhd, changed.now());
+    // The VHDs must still be the ones that were checked: Azure copies them now.
+    let data_disks = &plan.publishing.data_disks;
+    for disk in std::iter::once(&accepted.vhd).chain(data_disks.iter().map(|d| &d.vhd)) {
+        if let Err(changed) = pinned::verify(ctx, disk).await? {
+            return changed_after_check(ctx, &cause, disk, changed.now());
+        }
     }
+    let data_disks: Vec<_> = data_disks
+        .iter()
+        .map(|d| {
+            json!({
+                "lun": d.lun,
+                "blobUri": d.vhd.url,
+                "caching": d.host_caching.unwrap_or(HostCaching::None),
+            })
+        })
+        .collect();
     let body = json!({
         "location": plan.location,
         "tags": owned::tags(&run, plan, &accepted.vhd),
@@ -96,7 +109,7 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
                     "blobUri": accepted.vhd.url,
                     "caching": "ReadWrite"
                 },
-                "dataDisks": []
+                "dataDisks": data_disks
             }
         }
     });

@@ -14,9 +14,10 @@ use super::{
 };
 use crate::{
     azure::arm::{self, ids},
+    domain::features,
     events::{
-        BlobRef, Cause, Check, Fact, FactType, ImageCreated, Plan, PublishFrom, VersionPublished,
-        VhdAccepted,
+        BlobRef, Cause, Check, Fact, FactType, ImageCreated, Plan, PublishFrom, TargetRegion,
+        VersionPublished, VhdAccepted,
     },
 };
 
@@ -32,31 +33,6 @@ fn state(resource: &Value) -> Option<&str> {
     resource
         .pointer("/properties/provisioningState")
         .and_then(Value::as_str)
-}
-
-/// The immutable properties an existing definition must share with the plan.
-pub fn definition_conflict(existing: &Value, plan: &Plan) -> Option<String> {
-    let props = existing.get("properties")?;
-    let want = [
-        ("osType", json!(plan.os_type)),
-        ("osState", json!(plan.os_state)),
-        ("hyperVGeneration", json!(plan.hyper_v_generation)),
-    ];
-    for (key, value) in want {
-        let have = props.get(key).cloned().unwrap_or(Value::Null);
-        let same = match (&have, &value) {
-            (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
-            (Value::Null, _) if key == "hyperVGeneration" => value == json!("V1"),
-            _ => have == value,
-        };
-        if !same {
-            return Some(format!(
-                "image definition {} has {key} {have}, the plan needs {value}",
-                plan.image_definition
-            ));
-        }
-    }
-    None
 }
 
 async fn ensure(ctx: &Ctx, id: &str, body: Value, what: &str) -> Result<Value, StepError> {
@@ -119,23 +95,25 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     ensure(ctx, &gallery_id, json!({"location": plan.location, "properties": {"description": "Images published by galleon"}}), "gallery").await?;
 
     let definition_id = ids::image_definition(sub, rg, &plan.gallery, &plan.image_definition);
-    let definition_body = json!({
-        "location": plan.location,
-        "properties": {
-            "osType": plan.os_type,
-            "osState": plan.os_state,
-            "hyperVGeneration": plan.hyper_v_generation,
-            "identifier": plan.identifier,
-            "description": "Created by galleon on first publish"
-        }
-    });
-    let definition = ensure(ctx, &definition_id, definition_body, "image definition").await?;
-    if let Some(conflict) = definition_conflict(&definition, &plan) {
+    let definition = ensure(
+        ctx,
+        &definition_id,
+        features::definition_body(&plan),
+        "image definition",
+    )
+    .await?;
+    if let Some((property, has, wants)) = features::definition_conflict(&definition, &plan) {
+        ctx.known.forget(&definition_id);
         return Err(StepError::failed(
             "PropertyChangeNotAllowed",
-            conflict,
+            format!(
+                "image definition {} has {property} {has}, the plan states {wants}; Azure does not let it change",
+                plan.image_definition
+            ),
             Some(definition_id),
-            step::advice_for("PropertyChangeNotAllowed"),
+            format!(
+                "{property} of an existing image definition cannot change. Publish to a new image definition name, or make the manifest say {property} {has} (or leave it out)."
+            ),
         ));
     }
 
@@ -207,33 +185,28 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         };
     }
 
-    let home: Vec<_> = plan
+    let home: Vec<TargetRegion> = plan
         .target_regions
         .iter()
         .filter(|r| r.name == plan.location)
         .take(1)
+        .cloned()
         .collect();
-    let source = match &image_id {
-        Some(image) => json!({"source": {"id": image}}),
-        None => {
-            // The VHD must still be the one that was checked: Azure copies it now.
-            if let Err(changed) = pinned::verify(ctx, &vhd).await? {
-                return changed_after_check(ctx, &cause, &vhd, changed.now());
+    if image_id.is_none() {
+        // The VHDs must still be the ones that were checked: Azure copies them now.
+        for disk in std::iter::once(&vhd).chain(plan.publishing.data_disks.iter().map(|d| &d.vhd)) {
+            if let Err(changed) = pinned::verify(ctx, disk).await? {
+                return changed_after_check(ctx, &cause, disk, changed.now());
             }
-            json!({"osDiskImage": {"source": {"storageAccountId": plan.storage_account_id, "uri": vhd.url}, "hostCaching": "ReadOnly"}})
         }
-    };
-    let body = json!({
-        "location": plan.location,
-        "tags": owned::tags(&run, &plan, &vhd),
-        "properties": {
-            "publishingProfile": {
-                "targetRegions": home,
-                "excludeFromLatest": plan.exclude_from_latest,
-            },
-            "storageProfile": source,
-        }
-    });
+    }
+    let body = features::version_body(
+        &plan,
+        &vhd,
+        image_id.as_deref(),
+        &home,
+        &owned::tags(&run, &plan, &vhd),
+    );
     let started_at = chrono::Utc::now();
     let written = match ctx
         .arm
@@ -252,38 +225,4 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     };
     tracing::info!(version = %version_id, status = written.status, "image version creation started in the home region");
     watch(written.poll(), Some(started_at), written.retry_after)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan() -> Plan {
-        let example: Value = serde_json::from_str(include_str!(
-            "../../../../events/vhd.accepted.v1.example.json"
-        ))
-        .unwrap_or(Value::Null);
-        serde_json::from_value(example["data"]["plan"].clone())
-            .unwrap_or_else(|e| panic!("example plan: {e}"))
-    }
-
-    #[test]
-    fn definition_conflicts_are_found_before_azure_refuses() {
-        let p = plan();
-        let same = json!({"properties": {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2"}});
-        assert_eq!(definition_conflict(&same, &p), None);
-        let case = json!({"properties": {"osType": "linux", "osState": "generalized", "hyperVGeneration": "v2"}});
-        assert_eq!(
-            definition_conflict(&case, &p),
-            None,
-            "ARM enum values compare case-insensitively"
-        );
-        let windows = json!({"properties": {"osType": "Windows", "osState": "Generalized", "hyperVGeneration": "V2"}});
-        assert!(definition_conflict(&windows, &p).is_some_and(|m| m.contains("osType")));
-        let gen1_default = json!({"properties": {"osType": "Linux", "osState": "Generalized"}});
-        assert!(
-            definition_conflict(&gen1_default, &p).is_some_and(|m| m.contains("hyperVGeneration")),
-            "no generation means V1"
-        );
-    }
 }

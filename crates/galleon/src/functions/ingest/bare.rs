@@ -191,7 +191,23 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         storage_account_id: storage_account_id.to_owned(),
         exclude_from_latest: false,
         tags: BTreeMap::new(),
+        definition: {
+            let mut spec = crate::events::DefinitionSpec::default();
+            crate::domain::features::with_defaults(&mut spec, &policy.features);
+            spec
+        },
+        publishing: crate::events::VersionSpec {
+            end_of_life_date: policy
+                .features
+                .version_lifetime_days
+                .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days))),
+            replica_count: policy.features.replica_count,
+            ..Default::default()
+        },
     };
+    if let Err(reason) = crate::domain::features::check(&plan, chrono::Utc::now()) {
+        return reject(ctx, cause, judged(), None, reason).await;
+    }
     if let Some(reason) = checks::storage_region(ctx, storage_account_id, &plan.location).await? {
         return reject(ctx, cause, judged(), None, reason).await;
     }

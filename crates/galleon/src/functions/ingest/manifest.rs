@@ -98,7 +98,12 @@ pub async fn from_manifest(
         .created
         .or(vprops.last_modified)
         .unwrap_or_else(chrono::Utc::now);
-    let plan = match manifest.plan(&ctx.config.policy, &arrived.storage_account_id, created) {
+    let plan = match manifest.plan(
+        &ctx.config.policy,
+        &arrived.storage_account_id,
+        &arrived.url,
+        created,
+    ) {
         Ok(p) => p,
         Err(reason) => return reject(ctx, cause, judged_manifest(), None, reason).await,
     };
