@@ -18,6 +18,10 @@
 //!   `GenerationMismatch`.
 //! - [`Inspection`]: virtual size, parsed [`Footer`], [`PartitionScheme`], the generation to use
 //!   (declared or detected) and notes.
+//! - [`find_boot_loaders`]`(reader, &scheme, virtual_size) -> Result<LoaderScan, InspectError<E>>`:
+//!   after [`inspect`], reads the EFI System Partition's FAT (at most [`ESP_READ_CAP`] bytes) and
+//!   lists the removable-media loaders in `\EFI\BOOT` ([`Architecture`] x64 / Arm64 / x86), or says
+//!   why it could not look ([`Unchecked`]).
 //! - Building blocks: [`Footer::parse`], [`sniff()`], [`partition::parse`].
 //!
 //! # Example
@@ -43,6 +47,8 @@
 //! ```
 
 pub mod check;
+pub mod esp;
+pub mod fat;
 pub mod footer;
 pub mod partition;
 pub mod problem;
@@ -53,6 +59,10 @@ pub use check::{
     Evidence, Expectations, GenerationSource, HEAD_LEN, Inspection, Limits, check,
     fixed_vhd_in_memory,
 };
+pub use esp::{
+    Architecture, BootLoader, ESP_READ_CAP, LoaderOutcome, LoaderScan, Unchecked, find_boot_loaders,
+};
+pub use fat::FatKind;
 pub use footer::{DiskType, Footer, FooterError};
 pub use partition::{Generation, PartitionScheme};
 pub use problem::{Problem, ProblemCode};
