@@ -15,13 +15,18 @@
 //!   `BlobEmpty`, `NotAVhd`, `VhdxNotSupported`, `VhdIsDynamic`, `VhdIsDifferencing`,
 //!   `VhdUnsupportedDiskType`, `VhdFooterChecksum`, `VhdTruncated`, `VhdFooterMissing`,
 //!   `VhdSizeMismatch`, `VhdSizeNotAligned`, `VhdTooSmall`, `VhdTooLarge`, `PartitionTableInvalid`,
-//!   `GenerationMismatch`.
+//!   `GenerationMismatch`, `FeatureNeedsGenerationV2`, `ArchitectureMismatch`,
+//!   `DataDiskHasOsLayout`, `DuplicateLun`.
 //! - [`Inspection`]: virtual size, parsed [`Footer`], [`PartitionScheme`], the generation to use
 //!   (declared or detected) and notes.
 //! - [`find_boot_loaders`]`(reader, &scheme, virtual_size) -> Result<LoaderScan, InspectError<E>>`:
 //!   after [`inspect`], reads the EFI System Partition's FAT (at most [`ESP_READ_CAP`] bytes) and
 //!   lists the removable-media loaders in `\EFI\BOOT` ([`Architecture`] x64 / Arm64 / x86), or says
 //!   why it could not look ([`Unchecked`]).
+//! - Feature rules ([`preflight`]): [`check_generation`] (Trusted Launch, confidential VM and
+//!   Arm64 need V2 on a GPT disk with an ESP), [`check_architecture`] (declared architecture vs.
+//!   the loaders found), [`inspect_data_disk`] / [`check_data_disk`] (a data disk: fixed,
+//!   aligned, no OS layout), [`check_luns`].
 //! - Building blocks: [`Footer::parse`], [`sniff()`], [`partition::parse`].
 //!
 //! # Example
@@ -51,6 +56,7 @@ pub mod esp;
 pub mod fat;
 pub mod footer;
 pub mod partition;
+pub mod preflight;
 pub mod problem;
 pub mod read;
 pub mod sniff;
@@ -65,6 +71,10 @@ pub use esp::{
 pub use fat::FatKind;
 pub use footer::{DiskType, Footer, FooterError};
 pub use partition::{Generation, PartitionScheme};
+pub use preflight::{
+    SecurityType, check_architecture, check_data_disk, check_generation, check_luns,
+    inspect_data_disk, os_layout,
+};
 pub use problem::{Problem, ProblemCode};
 pub use read::{BytesReader, CountingReader, FileReader, InspectError, RangeRead, inspect};
 pub use sniff::{Sniffed, sniff};

@@ -345,3 +345,84 @@ async fn unreadable_esps_are_unchecked_not_errors() {
         LoaderOutcome::Unchecked(Unchecked::CapReached { cap: ESP_READ_CAP })
     );
 }
+
+/// The whole preflight on real disks: an Arm64 disk declared x64 is rejected with both facts, the
+/// same disk declared Arm64 with Trusted Launch passes; a generation 1 disk cannot be Trusted
+/// Launch; data disks that are dynamic or carry an OS layout are rejected, a blank fixed one passes.
+#[tokio::test]
+async fn preflight_on_real_disks() {
+    use vhd::{ProblemCode, SecurityType, check_architecture, check_generation, inspect_data_disk};
+    if !tools_available("preflight_on_real_disks") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let aa64 = pe_stub(AA64);
+    let fat = fat_image(
+        dir.path(),
+        "arm",
+        &Fat {
+            bits: 16,
+            sectors_per_cluster: 2,
+            size_kib: 8192,
+            dirs: &["/EFI", "/EFI/BOOT"],
+            files: &[("/EFI/BOOT/BOOTAA64.EFI", &aa64)],
+        },
+    );
+    let arm = disk(dir.path(), "arm.vhd", 12, Table::GptEsp, &fat);
+    let (os, scan) = scan_disk(&arm).await;
+    let p = check_architecture(Architecture::X64, &scan.outcome, "uploads/arm.vhd")
+        .expect_err("an Arm64 loader declared x64");
+    eprintln!("{p}");
+    assert_eq!(p.code, ProblemCode::ArchitectureMismatch);
+    assert!(p.message.contains("x64") && p.message.contains(r"\EFI\BOOT\BOOTAA64.EFI"));
+    assert!(p.fix.contains("declare architecture Arm64"), "{p}");
+    let note = check_architecture(Architecture::Arm64, &scan.outcome, "uploads/arm.vhd")
+        .expect("Arm64 as declared");
+    assert!(note.contains("confirmed"), "{note}");
+    check_generation(&os, Some(SecurityType::TrustedLaunch), Architecture::Arm64)
+        .expect("GPT with an ESP is generation 2");
+
+    let v1 = disk(dir.path(), "v1.vhd", 12, Table::MbrActiveLinux, &fat);
+    let (os, scan) = scan_disk(&v1).await;
+    let p = check_generation(&os, Some(SecurityType::TrustedLaunch), Architecture::X64)
+        .expect_err("Trusted Launch on a generation 1 disk");
+    assert_eq!(p.code, ProblemCode::FeatureNeedsGenerationV2);
+    let note = check_architecture(Architecture::X64, &scan.outcome, "uploads/v1.vhd")
+        .expect("no ESP: accepted as declared");
+    assert!(note.contains("could not check"), "{note}");
+
+    let data = |path: std::path::PathBuf, lun: u32| async move {
+        let file = FileReader::open(&path).expect("open");
+        let len = file.len();
+        inspect_data_disk(&file, len, &Expectations::new("uploads/data.vhd"), lun).await
+    };
+    let p = data(arm.clone(), 1)
+        .await
+        .expect_err("an OS disk as data disk");
+    assert_eq!(
+        p.problem().map(|p| p.code),
+        Some(ProblemCode::DataDiskHasOsLayout)
+    );
+
+    let dynamic = dir.path().join("dynamic.vhd");
+    let fixed = dir.path().join("blank.vhd");
+    for (path, opts) in [
+        (&dynamic, "subformat=dynamic"),
+        (&fixed, "subformat=fixed,force_size"),
+    ] {
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "vpc", "-o", opts])
+            .arg(path)
+            .arg("16M")
+            .output()
+            .expect("qemu-img");
+        assert!(out.status.success());
+    }
+    let err = data(dynamic, 3).await.expect_err("a dynamic data disk");
+    let p = err.problem().expect("a rejection");
+    assert_eq!(p.code, ProblemCode::VhdIsDynamic);
+    assert!(p.message.starts_with("Data disk LUN 3: "), "{p}");
+    assert!(p.fix.contains("subformat=fixed"), "{p}");
+    let blank = data(fixed, 0).await.expect("a blank fixed data disk");
+    assert_eq!(blank.virtual_size, 16 << 20);
+}
