@@ -5,6 +5,7 @@ pub mod common;
 pub mod definitions;
 pub mod distribute;
 pub mod galleries;
+pub mod image_rules;
 pub mod imagebuilder;
 pub mod images;
 pub mod paging;

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::common::*;
+use super::image_rules::{check_encryption, check_shallow, data_disk_luns};
 use super::replication::{
     SAT_VERSION, StorageDefault, WantRegion, parse_regions, regions_json, schedule,
 };
@@ -23,20 +24,21 @@ pub(crate) async fn put_version(
     let (key, _id, name, parent) = target_parts(target);
     names::version(&name)?;
     let parent = parent.unwrap_or_default();
-    let vhd = {
+    let vhds = {
         let mut st = ctx.arm.lock();
         st.settle(ctx.now);
         validate_version(ctx, &st, &key, &name, &parent, &body, patch)?.1
     };
     let mut size = None;
-    if let (Some(uri), Some(blob)) = (vhd, ctx.arm.blob.as_ref()) {
-        size = Some(
-            blob.check_vhd(
-                &uri,
-                "galleryImageVersion.properties.storageProfile.osDiskImage.source.uri",
-            )
-            .await?,
-        );
+    let mut data_sizes: Vec<(usize, u64)> = Vec::new();
+    if let Some(blob) = ctx.arm.blob.as_ref() {
+        for v in vhds {
+            let s = blob.check_vhd(&v.uri, &v.target).await?;
+            match v.data_disk {
+                None => size = Some(s),
+                Some(i) => data_sizes.push((i, s)),
+            }
+        }
     }
     let mut st = ctx.arm.lock();
     st.settle(ctx.now);
@@ -55,6 +57,11 @@ pub(crate) async fn put_version(
     if let Some(s) = size {
         out["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"] =
             json!(s.div_ceil(1 << 30).max(1));
+    }
+    for (i, s) in data_sizes {
+        if let Some(d) = out["properties"]["storageProfile"]["dataDiskImages"].get_mut(i) {
+            d["sizeInGB"] = json!(s.div_ceil(1 << 30).max(1));
+        }
     }
     let regions = schedule(
         ctx.arm,
@@ -109,6 +116,15 @@ pub enum VersionSource {
     Version(String),
 }
 
+/// A VHD a new version is made from, to be checked in storage.
+pub(crate) struct VhdSource {
+    uri: String,
+    /// The error target naming the property that holds it.
+    target: String,
+    /// `None` for the OS disk, else the index in `dataDiskImages`.
+    data_disk: Option<usize>,
+}
+
 pub(crate) struct VersionPlan {
     out: Value,
     loc: String,
@@ -124,7 +140,7 @@ pub(crate) fn validate_version(
     parent: &str,
     body: &Value,
     patch: bool,
-) -> Result<(VersionPlan, Option<String>), ArmError> {
+) -> Result<(VersionPlan, Vec<VhdSource>), ArmError> {
     let Some(def) = st.resources.get(parent) else {
         let g = parent
             .rsplit_once("/images/")
@@ -159,11 +175,55 @@ pub(crate) fn validate_version(
             ));
         }
     };
+    data_disk_luns(&sp)?;
+    if let (Some(r), Some(given)) = (existing, p["storageProfile"]["dataDiskImages"].as_array()) {
+        // The data disk layout (LUNs and their sources) cannot change [doc].
+        let layout = |list: &[Value]| {
+            let mut l: Vec<(i64, String)> = list
+                .iter()
+                .map(|d| {
+                    (
+                        d["lun"].as_i64().unwrap_or(-1),
+                        d["source"]["uri"]
+                            .as_str()
+                            .or(d["source"]["id"].as_str())
+                            .unwrap_or("")
+                            .to_lowercase(),
+                    )
+                })
+                .collect();
+            l.sort();
+            l
+        };
+        let old = r.body["properties"]["storageProfile"]["dataDiskImages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if layout(given) != layout(&old) {
+            return Err(ArmError::property_change(
+                "galleryImageVersion.properties.storageProfile.dataDiskImages",
+            ));
+        }
+    }
     let top = sp["source"].clone();
     let os_src = sp["osDiskImage"]["source"].clone();
     let has_top =
         top["id"].is_string() || top["virtualMachineId"].is_string() || top["uri"].is_string();
     let has_disk = os_src.is_object() && (os_src["uri"].is_string() || os_src["id"].is_string());
+    let data_sources: Vec<(usize, &Value)> = sp["dataDiskImages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, d)| d["source"].is_object())
+        .map(|(i, d)| (i, &d["source"]))
+        .collect();
+    if has_top && !data_sources.is_empty() {
+        return Err(ArmError::invalid_parameter(
+            "The gallery artifact version source can only be specified either directly under storageProfile or within individual OS or data disks. One and only one source type (user image, snapshot, disk, virtual machine) can be provided.",
+            "galleryImageVersion.properties.storageProfile",
+        ));
+    }
     if has_top && has_disk {
         return Err(ArmError::invalid_parameter(
             "The gallery artifact version source can only be specified either directly under storageProfile or within individual OS or data disks. One and only one source type (user image, snapshot, disk, virtual machine) can be provided.",
@@ -182,7 +242,7 @@ pub(crate) fn validate_version(
             "galleryImageVersion.properties.storageProfile.source.uri",
         ));
     }
-    let mut vhd = None;
+    let mut vhds = Vec::new();
     let mut src_size = None;
     let mut image_data: Option<Vec<Value>> = None;
     let source = if let Some(id) = top["id"].as_str() {
@@ -328,7 +388,35 @@ pub(crate) fn validate_version(
                 };
                 src_size = v.vhd_size;
             }
-            VersionSource::Vhd { uri } => vhd = Some(uri.clone()),
+            VersionSource::Vhd { uri } => {
+                vhds.push(VhdSource {
+                    uri: uri.clone(),
+                    target: "galleryImageVersion.properties.storageProfile.osDiskImage.source.uri"
+                        .into(),
+                    data_disk: None,
+                });
+                for (i, src) in &data_sources {
+                    let target =
+                        "galleryImageVersion.properties.storageProfile.dataDiskImages.source";
+                    let Some(duri) = src["uri"].as_str() else {
+                        return Err(ArmError::required("uri", &format!("{target}.uri")));
+                    };
+                    if src["storageAccountId"].as_str().is_none() {
+                        return Err(ArmError::required(
+                            "storageAccountId",
+                            &format!("{target}.storageAccountId"),
+                        ));
+                    }
+                    // arm-contract.md lists "OS and data disks cannot point to the same blob",
+                    // but Azure's own GalleryImageVersion_Create_WithVHD example does just that, so
+                    // it is not refused here.
+                    vhds.push(VhdSource {
+                        uri: duri.to_string(),
+                        target: format!("{target}.uri"),
+                        data_disk: Some(*i),
+                    });
+                }
+            }
         }
     }
     // Publishing profile.
@@ -393,6 +481,10 @@ pub(crate) fn validate_version(
         &storage,
         &base["publishingProfile"]["targetRegions"],
     )?;
+    let mode = pp_in["replicationMode"]
+        .as_str()
+        .or(base["publishingProfile"]["replicationMode"].as_str());
+    check_shallow(mode, &want, &loc)?;
     let total: i64 = want.iter().map(|w| w.replicas).sum();
     if total > ctx.arm.config.limits.replicas_per_version {
         return Err(ArmError::invalid_parameter(
@@ -530,6 +622,13 @@ pub(crate) fn validate_version(
     if sp_out["osDiskImage"]["hostCaching"].is_null() {
         sp_out["osDiskImage"]["hostCaching"] = json!("ReadOnly");
     }
+    if let Some(list) = sp_out["dataDiskImages"].as_array_mut() {
+        for d in list {
+            if d["hostCaching"].is_null() {
+                d["hostCaching"] = json!("None");
+            }
+        }
+    }
     if let Some(disks) = image_data {
         // A managed-image source: the version's disks are the image's.
         sp_out["dataDiskImages"] = Value::Array(
@@ -543,6 +642,7 @@ pub(crate) fn validate_version(
                 .collect(),
         );
     }
+    check_encryption(&pp["targetRegions"])?;
     if let Some(size) = existing
         .and_then(|r| r.body["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"].as_u64())
     {
@@ -575,6 +675,6 @@ pub(crate) fn validate_version(
             want,
             src_size,
         },
-        vhd,
+        vhds,
     ))
 }
