@@ -464,3 +464,62 @@ async fn data_disk_luns_are_unique_and_encryption_sets_are_arm_ids() {
     r.expect(409, "PropertyChangeNotAllowed");
     r.expect_message("dataDiskImages");
 }
+
+/// Data disk VHDs go through the same storage check as the OS disk: a dynamic one is refused, a
+/// fixed one gets its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_disk_vhds_are_checked_in_storage() {
+    let env = Env::start(true, ArmConfig::fast()).await;
+    env.create_group("rg-ingest").await;
+    let g = format!(
+        "{}/providers/Microsoft.Compute/galleries/gal",
+        env.rg_path("rg")
+    );
+    env.ok(
+        Method::PUT,
+        &format!("{g}?{G}"),
+        Some(json!({"location": "westeurope"})),
+    )
+    .await;
+    let d = definition_v2(&env, &g).await;
+    let os = env.upload_vhd("vhds", "os.vhd", "fixed", "8M").await;
+    let fixed = env.upload_vhd("vhds", "data.vhd", "fixed", "16M").await;
+    let dynamic = env
+        .upload_vhd("vhds", "data-dynamic.vhd", "dynamic", "16M")
+        .await;
+    let account = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-ingest/providers/Microsoft.Storage/storageAccounts/devstoreaccount1"
+    );
+    let body = |data: &str| {
+        json!({"location": "westeurope", "properties": {
+        "publishingProfile": {"targetRegions": [{"name": "westeurope"}]},
+        "storageProfile": {
+            "osDiskImage": {"source": {"uri": os, "storageAccountId": account}},
+            "dataDiskImages": [{"lun": 2, "source": {"uri": data, "storageAccountId": account}}]
+        }}})
+    };
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{d}/versions/1.0.0?{G}"),
+            Some(body(&dynamic)),
+        )
+        .await;
+    r.expect(400, "InvalidParameter");
+    r.expect_message("fixed");
+    assert_eq!(
+        r.body["error"]["target"],
+        "galleryImageVersion.properties.storageProfile.dataDiskImages.source.uri"
+    );
+    let v = env
+        .ok(
+            Method::PUT,
+            &format!("{d}/versions/1.0.0?{G}"),
+            Some(body(&fixed)),
+        )
+        .await;
+    let disk = &v.body["properties"]["storageProfile"]["dataDiskImages"][0];
+    assert_eq!(disk["lun"], 2);
+    assert_eq!(disk["sizeInGB"], 1);
+    assert_eq!(disk["hostCaching"], "None");
+}

@@ -15,6 +15,7 @@ pub mod route;
 pub mod storage;
 pub mod subscriptions;
 pub mod templates;
+pub mod version_sources;
 pub mod versions;
 
 use std::sync::Arc;
