@@ -426,3 +426,132 @@ async fn preflight_on_real_disks() {
     let blank = data(fixed, 0).await.expect("a blank fixed data disk");
     assert_eq!(blank.virtual_size, 16 << 20);
 }
+
+/// A disk in memory with some bytes overwritten, read without copying the whole disk.
+struct Damaged<'a> {
+    disk: &'a [u8],
+    patches: Vec<(u64, u8)>,
+}
+
+impl vhd::RangeRead for Damaged<'_> {
+    type Error = std::io::Error;
+    fn read_range(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl std::future::Future<Output = Result<bytes::Bytes, Self::Error>> + Send {
+        let start = (offset as usize).min(self.disk.len());
+        let end = (offset.saturating_add(len) as usize).min(self.disk.len());
+        let mut out = self.disk[start..end].to_vec();
+        for &(at, b) in &self.patches {
+            if at >= offset && at < offset + out.len() as u64 {
+                out[(at - offset) as usize] = b;
+            }
+        }
+        std::future::ready(Ok(out.into()))
+    }
+}
+
+/// Damaged ESPs never panic and never read past the cap: real FAT12, FAT16 and FAT32 disks with
+/// bytes overwritten where the walk reads (boot sector, FAT, directories), thousands of times.
+#[tokio::test]
+async fn damaged_esps_never_panic_nor_pass_the_cap() {
+    use vhd::partition;
+    if !tools_available("damaged_esps_never_panic_nor_pass_the_cap") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let x64 = pe_stub(X64);
+    let names: Vec<String> = (0..20)
+        .map(|i| format!("/EFI/BOOT/long name {i}.efi"))
+        .collect();
+    let mut files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    files.push(("/EFI/BOOT/BOOTX64.EFI", &x64));
+    let mut disks = Vec::new();
+    for (name, bits, spc, kib, mib) in [
+        ("m12", 12, 1, 1024, 4),
+        ("m16", 16, 2, 8192, 12),
+        ("m32", 32, 1, 34816, 40),
+    ] {
+        let fat = fat_image(
+            dir.path(),
+            name,
+            &Fat {
+                bits,
+                sectors_per_cluster: spc,
+                size_kib: kib,
+                dirs: &["/EFI", "/EFI/BOOT"],
+                files: &files,
+            },
+        );
+        let vhd = disk(dir.path(), &format!("{name}.vhd"), mib, Table::GptEsp, &fat);
+        disks.push(std::fs::read(&vhd).expect("read disk"));
+    }
+    // A small xorshift generator: the same damage on every run.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for image in &disks {
+        let virtual_size = image.len() as u64 - 512;
+        let scheme = partition::parse(&image[..64 * 1024], None).expect("a GPT");
+        // Where the walk reads on the intact disk: the damage goes there.
+        let intact = CountingReader::new(Damaged {
+            disk: image,
+            patches: vec![],
+        });
+        find_boot_loaders(&intact, &scheme, virtual_size)
+            .await
+            .expect("reads");
+        let ranges = intact.ranges();
+        for _ in 0..2000 {
+            let patches = (0..1 + next() % 6)
+                .map(|_| {
+                    let (offset, len) = ranges[(next() % ranges.len() as u64) as usize];
+                    // The boot sector's BPB is the first 64 bytes: hit it often.
+                    let at = if next() % 4 == 0 {
+                        offset + next() % 64.min(len)
+                    } else {
+                        offset + next() % len
+                    };
+                    (at, (next() & 0xFF) as u8)
+                })
+                .collect();
+            let reader = Damaged {
+                disk: image,
+                patches,
+            };
+            let scan = find_boot_loaders(&reader, &scheme, virtual_size)
+                .await
+                .expect("in-memory reads do not fail");
+            assert!(scan.bytes_read <= ESP_READ_CAP, "{scan:?}");
+            let key = match &scan.outcome {
+                LoaderOutcome::Checked { loaders, .. } => {
+                    format!("checked, {} loader(s)", loaders.len())
+                }
+                LoaderOutcome::Unchecked(u) => format!("{u:?}")
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            };
+            *outcomes.entry(key).or_default() += 1;
+        }
+    }
+    eprintln!("{outcomes:#?}");
+    for kind in [
+        "checked, 1 loader(s)",
+        "checked, 0 loader(s)",
+        "NotFat",
+        "Damaged",
+    ] {
+        assert!(
+            outcomes.contains_key(kind),
+            "the damage never gave {kind}: {outcomes:?}"
+        );
+    }
+}
