@@ -23,6 +23,9 @@
 //!   after [`inspect`], reads the EFI System Partition's FAT (at most [`ESP_READ_CAP`] bytes) and
 //!   lists the removable-media loaders in `\EFI\BOOT` ([`Architecture`] x64 / Arm64 / x86), or says
 //!   why it could not look ([`Unchecked`]).
+//! - [`inspect_os_disk`]`(reader, blob_len, &expectations, security_type, declared_architecture)
+//!   -> Result<OsDiskInspection, InspectError<E>>`: the whole OS disk preflight in one call
+//!   (inspect, boot loaders, architecture declared/detected/default, the rules below).
 //! - Feature rules ([`preflight`]): [`check_generation`] (Trusted Launch, confidential VM and
 //!   Arm64 need V2 on a GPT disk with an ESP), [`check_architecture`] (declared architecture vs.
 //!   the loaders found), [`inspect_data_disk`] / [`check_data_disk`] (a data disk: fixed,
@@ -72,8 +75,8 @@ pub use fat::FatKind;
 pub use footer::{DiskType, Footer, FooterError};
 pub use partition::{Generation, PartitionScheme};
 pub use preflight::{
-    SecurityType, check_architecture, check_data_disk, check_generation, check_luns,
-    inspect_data_disk, os_layout,
+    ArchitectureSource, OsDiskInspection, SecurityType, check_architecture, check_data_disk,
+    check_generation, check_luns, inspect_data_disk, inspect_os_disk, os_layout,
 };
 pub use problem::{Problem, ProblemCode};
 pub use read::{BytesReader, CountingReader, FileReader, InspectError, RangeRead, inspect};

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::{Expectations, Inspection};
-use crate::esp::{Architecture, LoaderOutcome};
+use crate::esp::{Architecture, LoaderOutcome, LoaderScan, find_boot_loaders};
 use crate::partition::{Generation, PartitionScheme};
 use crate::problem::{Names, Problem, ProblemCode};
 use crate::read::{InspectError, RangeRead, inspect};
@@ -313,6 +313,93 @@ pub async fn inspect_data_disk<R: RangeRead>(
     };
     check_data_disk(lun, &inspection, &ex.blob_name).map_err(InspectError::Rejected)?;
     Ok(inspection)
+}
+
+/// Where the architecture in an [`OsDiskInspection`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArchitectureSource {
+    /// The manifest declared it (and the disk did not contradict it).
+    Declared,
+    /// Nothing was declared; the disk's only 64-bit removable-media loader names it.
+    Detected,
+    /// Nothing was declared and the disk does not say: Azure's default, x64.
+    Default,
+}
+
+/// An OS disk that passed every check, and what was learnt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsDiskInspection {
+    /// The VHD checks' result; its `notes` also hold the architecture note.
+    pub inspection: Inspection,
+    /// What the EFI System Partition holds, and what reading it cost.
+    pub loaders: LoaderScan,
+    /// The architecture to publish with.
+    pub architecture: Architecture,
+    pub architecture_source: ArchitectureSource,
+}
+
+/// The whole OS disk preflight: [`inspect`], then [`find_boot_loaders`], then the architecture
+/// (declared, else detected from the one 64-bit loader found, else x64), then
+/// [`check_generation`] and [`check_architecture`]. `Err` is a read failure (retry) or a
+/// rejection ([`InspectError::Rejected`]).
+pub async fn inspect_os_disk<R: RangeRead>(
+    reader: &R,
+    blob_len: u64,
+    expectations: &Expectations,
+    security_type: Option<SecurityType>,
+    declared_architecture: Option<Architecture>,
+) -> Result<OsDiskInspection, InspectError<R::Error>> {
+    let mut inspection = inspect(reader, blob_len, expectations).await?;
+    let loaders = find_boot_loaders(
+        reader,
+        &inspection.partition_scheme,
+        inspection.virtual_size,
+    )
+    .await?;
+    let found: Vec<Architecture> = loaders
+        .outcome
+        .architectures()
+        .into_iter()
+        .filter(|a| *a != Architecture::X86)
+        .collect();
+    let (architecture, architecture_source) = match (declared_architecture, found.as_slice()) {
+        (Some(a), _) => (a, ArchitectureSource::Declared),
+        (None, [only]) => (*only, ArchitectureSource::Detected),
+        (None, _) => (Architecture::X64, ArchitectureSource::Default),
+    };
+    check_generation(&inspection, security_type, architecture)?;
+    let note = match architecture_source {
+        ArchitectureSource::Detected => format!(
+            "No architecture was declared; {architecture} detected from the disk's {}.",
+            architecture_loader_path(&loaders.outcome, architecture)
+        ),
+        _ => {
+            let note = check_architecture(architecture, &loaders.outcome, &expectations.blob_name)?;
+            if architecture_source == ArchitectureSource::Default {
+                format!("No architecture was declared, so Azure's default x64 applies. {note}")
+            } else {
+                note
+            }
+        }
+    };
+    inspection.notes.push(note);
+    Ok(OsDiskInspection {
+        inspection,
+        loaders,
+        architecture,
+        architecture_source,
+    })
+}
+
+fn architecture_loader_path(outcome: &LoaderOutcome, a: Architecture) -> String {
+    match outcome {
+        LoaderOutcome::Checked { loaders, .. } => loaders
+            .iter()
+            .find(|l| l.architecture == a)
+            .map(|l| l.path.clone())
+            .unwrap_or_default(),
+        LoaderOutcome::Unchecked(_) => String::new(),
+    }
 }
 
 #[cfg(test)]

@@ -555,3 +555,90 @@ async fn damaged_esps_never_panic_nor_pass_the_cap() {
         );
     }
 }
+
+/// The one-call OS disk preflight: the architecture is declared, detected from the one loader, or
+/// x64 by default, and every rule applies.
+#[tokio::test]
+async fn inspect_os_disk_declares_detects_or_defaults_the_architecture() {
+    use vhd::{ArchitectureSource, ProblemCode, SecurityType, inspect_os_disk};
+    if !tools_available("inspect_os_disk_declares_detects_or_defaults_the_architecture") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let aa64 = pe_stub(AA64);
+    let fat = fat_image(
+        dir.path(),
+        "arm",
+        &Fat {
+            bits: 16,
+            sectors_per_cluster: 2,
+            size_kib: 8192,
+            dirs: &["/EFI", "/EFI/BOOT"],
+            files: &[("/EFI/BOOT/BOOTAA64.EFI", &aa64)],
+        },
+    );
+    let arm = disk(dir.path(), "arm.vhd", 12, Table::GptEsp, &fat);
+    let v1 = disk(dir.path(), "v1.vhd", 12, Table::MbrActiveLinux, &fat);
+    let run = |path: std::path::PathBuf, tl: bool, declared: Option<Architecture>| async move {
+        let len = FileReader::open(&path).expect("open").len();
+        let reader = CountingReader::new(FileReader::open(&path).expect("open"));
+        let security = tl.then_some(SecurityType::TrustedLaunch);
+        let result = inspect_os_disk(
+            &reader,
+            len,
+            &Expectations::new("uploads/os.vhd"),
+            security,
+            declared,
+        )
+        .await;
+        (result, reader.reads(), reader.bytes_read())
+    };
+
+    let (r, reads, bytes) = run(arm.clone(), true, None).await;
+    let os = r.expect("an Arm64 Trusted Launch disk");
+    assert_eq!(
+        (os.architecture, os.architecture_source),
+        (Architecture::Arm64, ArchitectureSource::Detected)
+    );
+    assert!(
+        os.inspection
+            .notes
+            .iter()
+            .any(|n| n.contains("Arm64 detected")),
+        "{:?}",
+        os.inspection.notes
+    );
+    assert!(
+        reads <= 7 && bytes <= 64 * 1024 + 512 + 12_800,
+        "{reads} reads, {bytes} bytes"
+    );
+
+    let (r, _, _) = run(arm.clone(), false, Some(Architecture::X64)).await;
+    let err = r.expect_err("an Arm64 loader declared x64");
+    assert_eq!(
+        err.problem().map(|p| p.code),
+        Some(ProblemCode::ArchitectureMismatch)
+    );
+
+    let (r, _, _) = run(v1.clone(), false, Some(Architecture::Arm64)).await;
+    let err = r.expect_err("Arm64 on a generation 1 disk");
+    assert_eq!(
+        err.problem().map(|p| p.code),
+        Some(ProblemCode::FeatureNeedsGenerationV2)
+    );
+
+    let (r, _, _) = run(v1, false, None).await;
+    let os = r.expect("a generation 1 x64 disk");
+    assert_eq!(
+        (os.architecture, os.architecture_source),
+        (Architecture::X64, ArchitectureSource::Default)
+    );
+    assert!(
+        os.inspection
+            .notes
+            .iter()
+            .any(|n| n.contains("Azure's default x64") && n.contains("could not check")),
+        "{:?}",
+        os.inspection.notes
+    );
+}
