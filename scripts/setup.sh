@@ -19,3 +19,7 @@ if [ ! -f tests/js/node_modules/.package-lock.json ] || [ tests/js/package-lock.
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 command -v qemu-img >/dev/null || { echo "setup: qemu-img is missing: apt-get install qemu-utils" >&2; exit 1; }
+# The EFI System Partition tests (crates/vhd/tests/esp_disks.rs) need mkfs.vfat and mtools; without
+# them they are skipped, except in CI (CI=true), where they fail.
+{ command -v mkfs.vfat >/dev/null || [ -x /usr/sbin/mkfs.vfat ] || [ -x /sbin/mkfs.vfat ]; } || echo "setup: mkfs.vfat is missing (apt-get install dosfstools): the ESP tests will be skipped" >&2
+command -v mcopy >/dev/null || echo "setup: mcopy is missing (apt-get install mtools): the ESP tests will be skipped" >&2

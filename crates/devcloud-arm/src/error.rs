@@ -67,6 +67,10 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "InvalidResourceGroupLocation",
     // [mem] ARM: a subscription id that is not a GUID.
     "InvalidSubscriptionId",
+    // [obs] ARM: an id property that is not a resource id ("Property id '…' at path '…' is invalid.
+    // Expect fully qualified resource Id that start with '/subscriptions/{subscriptionId}' or
+    // '/providers/{resourceProviderNamespace}/'.", seen in azure-cli and azure-powershell issues).
+    "LinkedInvalidPropertyId",
 ];
 
 /// An ARM error: HTTP status plus the `error` object.

@@ -31,7 +31,14 @@ fn fill(v: &Value) -> Value {
                 .replace("{subscription-id}", SUB)
                 .replace("{resourceGroup}", RG)
                 .replace("{imageName}", "srcImage")
-                .replace("{storageAccount}", "devstoreaccount1"),
+                .replace("{storageAccount}", "devstoreaccount1")
+                // The spec's ManagedImageSource example names its disk encryption sets with the
+                // resource type `diskEncryptionSet`, which does not exist (it is
+                // `diskEncryptionSets`); Azure cannot find such a set, and devcloud checks the type.
+                .replace(
+                    "/Microsoft.Compute/diskEncryptionSet/",
+                    "/Microsoft.Compute/diskEncryptionSets/",
+                ),
         ),
         Value::Array(a) => Value::Array(a.iter().map(fill).collect()),
         Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), fill(v))).collect()),

@@ -15,9 +15,21 @@
 //!   `BlobEmpty`, `NotAVhd`, `VhdxNotSupported`, `VhdIsDynamic`, `VhdIsDifferencing`,
 //!   `VhdUnsupportedDiskType`, `VhdFooterChecksum`, `VhdTruncated`, `VhdFooterMissing`,
 //!   `VhdSizeMismatch`, `VhdSizeNotAligned`, `VhdTooSmall`, `VhdTooLarge`, `PartitionTableInvalid`,
-//!   `GenerationMismatch`.
+//!   `GenerationMismatch`, `FeatureNeedsGenerationV2`, `ArchitectureMismatch`,
+//!   `DataDiskHasOsLayout`, `DuplicateLun`.
 //! - [`Inspection`]: virtual size, parsed [`Footer`], [`PartitionScheme`], the generation to use
 //!   (declared or detected) and notes.
+//! - [`find_boot_loaders`]`(reader, &scheme, virtual_size) -> Result<LoaderScan, InspectError<E>>`:
+//!   after [`inspect`], reads the EFI System Partition's FAT (at most [`ESP_READ_CAP`] bytes) and
+//!   lists the removable-media loaders in `\EFI\BOOT` ([`Architecture`] x64 / Arm64 / x86), or says
+//!   why it could not look ([`Unchecked`]).
+//! - [`inspect_os_disk`]`(reader, blob_len, &expectations, security_type, declared_architecture)
+//!   -> Result<OsDiskInspection, InspectError<E>>`: the whole OS disk preflight in one call
+//!   (inspect, boot loaders, architecture declared/detected/default, the rules below).
+//! - Feature rules ([`preflight`]): [`check_generation`] (Trusted Launch, confidential VM and
+//!   Arm64 need V2 on a GPT disk with an ESP), [`check_architecture`] (declared architecture vs.
+//!   the loaders found), [`inspect_data_disk`] / [`check_data_disk`] (a data disk: fixed,
+//!   aligned, no OS layout), [`check_luns`].
 //! - Building blocks: [`Footer::parse`], [`sniff()`], [`partition::parse`].
 //!
 //! # Example
@@ -43,8 +55,11 @@
 //! ```
 
 pub mod check;
+pub mod esp;
+pub mod fat;
 pub mod footer;
 pub mod partition;
+pub mod preflight;
 pub mod problem;
 pub mod read;
 pub mod sniff;
@@ -53,8 +68,16 @@ pub use check::{
     Evidence, Expectations, GenerationSource, HEAD_LEN, Inspection, Limits, check,
     fixed_vhd_in_memory,
 };
+pub use esp::{
+    Architecture, BootLoader, ESP_READ_CAP, LoaderOutcome, LoaderScan, Unchecked, find_boot_loaders,
+};
+pub use fat::FatKind;
 pub use footer::{DiskType, Footer, FooterError};
 pub use partition::{Generation, PartitionScheme};
+pub use preflight::{
+    ArchitectureSource, OsDiskInspection, SecurityType, check_architecture, check_data_disk,
+    check_generation, check_luns, inspect_data_disk, inspect_os_disk, os_layout,
+};
 pub use problem::{Problem, ProblemCode};
 pub use read::{BytesReader, CountingReader, FileReader, InspectError, RangeRead, inspect};
 pub use sniff::{Sniffed, sniff};

@@ -40,6 +40,16 @@ pub enum ProblemCode {
     PartitionTableInvalid,
     /// The declared Hyper-V generation cannot boot this disk's partition layout.
     GenerationMismatch,
+    /// A feature (Trusted Launch, confidential VM, Arm64) needs Hyper-V generation V2, and the
+    /// declared generation or the disk's layout is generation 1.
+    FeatureNeedsGenerationV2,
+    /// The disk's removable-media boot loader is for another architecture than the one declared.
+    ArchitectureMismatch,
+    /// A data disk carries an OS disk's partition layout (an EFI System Partition, a BIOS boot
+    /// partition, or an active MBR partition).
+    DataDiskHasOsLayout,
+    /// Two data disks were given the same LUN.
+    DuplicateLun,
 }
 
 impl std::fmt::Display for ProblemCode {

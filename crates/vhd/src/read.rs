@@ -64,7 +64,7 @@ impl<E: std::error::Error + 'static> InspectError<E> {
     }
 }
 
-async fn read_exact<R: RangeRead>(
+pub(crate) async fn read_exact<R: RangeRead>(
     reader: &R,
     offset: u64,
     len: u64,

@@ -218,3 +218,50 @@ def test_lists_page_with_next_link(resources, arm, subscription, credential):
     first = requests.get(f"{arm}/subscriptions/{subscription}/resourcegroups?api-version=2025-04-01",
                          headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
     assert "nextLink" in first and len(first["value"]) < len(names)
+
+
+def test_trusted_launch_arm64_definition_round_trips(group, compute):
+    # Every image feature property a platform team sets comes back exactly as sent, through the
+    # SDK's models; the generation rule and immutability are the errors the SDK surfaces.
+    compute.galleries.begin_create_or_update(group, "features_gallery", {"location": LOC}).result()
+    wanted = {
+        "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2", "architecture": "Arm64",
+        "identifier": {"publisher": "galleon", "offer": "ubuntu-arm", "sku": "24_04-tl"},
+        "features": [
+            {"name": "SecurityType", "value": "TrustedLaunch"},
+            {"name": "DiskControllerTypes", "value": "SCSI, NVMe"},
+            {"name": "IsAcceleratedNetworkSupported", "value": "True"},
+            {"name": "IsHibernateSupported", "value": "False"},
+        ],
+        "description": "Ubuntu 24.04 for Arm64, Trusted Launch",
+        "eula": "https://example.com/eula",
+        "privacyStatementUri": "https://example.com/privacy",
+        "releaseNoteUri": "https://example.com/notes",
+        "endOfLifeDate": "2030-01-01T00:00:00+00:00",
+        "recommended": {"vCPUs": {"min": 2, "max": 16}, "memory": {"min": 4, "max": 64}},
+        "disallowed": {"diskTypes": ["Standard_LRS"]},
+        "purchasePlan": {"name": "plan", "publisher": "pub", "product": "prod"},
+    }
+    created = compute.gallery_images.begin_create_or_update(
+        group, "features_gallery", "ubuntu-arm", {"location": LOC, "properties": wanted}).result()
+    got = compute.gallery_images.get(group, "features_gallery", "ubuntu-arm")
+    for resource in (created, got):
+        p = props(resource)
+        for key, value in wanted.items():
+            assert p[key] == value, (key, p[key], value)
+        assert p["provisioningState"] == "Succeeded"
+
+    with pytest.raises(HttpResponseError) as v1:
+        compute.gallery_images.begin_create_or_update(
+            group, "features_gallery", "tl-v1",
+            {"location": LOC, "properties": {**wanted, "hyperVGeneration": "V1", "architecture": "x64",
+                                              "identifier": {"publisher": "galleon", "offer": "o", "sku": "v1"}}},
+        ).result()
+    assert v1.value.status_code == 400 and v1.value.error.code == "InvalidParameter"
+    assert "TrustedLaunch" in v1.value.error.message
+
+    with pytest.raises(HttpResponseError) as changed:
+        compute.gallery_images.begin_create_or_update(
+            group, "features_gallery", "ubuntu-arm",
+            {"location": LOC, "properties": {**wanted, "architecture": "x64"}}).result()
+    assert changed.value.status_code == 409 and changed.value.error.code == "PropertyChangeNotAllowed"

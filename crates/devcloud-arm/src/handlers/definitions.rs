@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::common::*;
+use super::image_rules::{check_features, check_generation, same_features};
 use super::route::Target;
 use crate::arm::Reply;
 use crate::config::Work;
@@ -150,6 +151,8 @@ pub(crate) fn put_definition(
         json!({"publisher": ident["publisher"], "offer": ident["offer"], "sku": ident["sku"]});
     newp["hyperVGeneration"] = hvg;
     newp["architecture"] = arch;
+    check_features(&newp["features"])?;
+    check_generation(&newp)?;
     if let Some(r) = &existing {
         for f in ["osType", "osState", "hyperVGeneration", "architecture"] {
             if r.body["properties"][f] != newp[f] {
@@ -166,7 +169,7 @@ pub(crate) fn put_definition(
             }
         }
         let allow = p["allowUpdateImage"].as_bool().unwrap_or(false);
-        if r.body["properties"]["features"] != newp["features"] && !allow {
+        if !same_features(&r.body["properties"]["features"], &newp["features"]) && !allow {
             return Err(ArmError::property_change(
                 "galleryImage.properties.features",
             ));

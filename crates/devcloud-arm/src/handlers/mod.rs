@@ -5,6 +5,7 @@ pub mod common;
 pub mod definitions;
 pub mod distribute;
 pub mod galleries;
+pub mod image_rules;
 pub mod imagebuilder;
 pub mod images;
 pub mod paging;
@@ -14,6 +15,7 @@ pub mod route;
 pub mod storage;
 pub mod subscriptions;
 pub mod templates;
+pub mod version_sources;
 pub mod versions;
 
 use std::sync::Arc;

@@ -4,10 +4,12 @@
 use serde_json::{Value, json};
 
 use super::common::*;
+use super::image_rules::{check_encryption, check_shallow};
 use super::replication::{
     SAT_VERSION, StorageDefault, WantRegion, parse_regions, regions_json, schedule,
 };
 use super::route::Target;
+use super::version_sources::{Sources, VhdSource, storage_sources};
 use crate::arm::Reply;
 use crate::config::Work;
 use crate::error::ArmError;
@@ -23,20 +25,21 @@ pub(crate) async fn put_version(
     let (key, _id, name, parent) = target_parts(target);
     names::version(&name)?;
     let parent = parent.unwrap_or_default();
-    let vhd = {
+    let vhds = {
         let mut st = ctx.arm.lock();
         st.settle(ctx.now);
         validate_version(ctx, &st, &key, &name, &parent, &body, patch)?.1
     };
     let mut size = None;
-    if let (Some(uri), Some(blob)) = (vhd, ctx.arm.blob.as_ref()) {
-        size = Some(
-            blob.check_vhd(
-                &uri,
-                "galleryImageVersion.properties.storageProfile.osDiskImage.source.uri",
-            )
-            .await?,
-        );
+    let mut data_sizes: Vec<(usize, u64)> = Vec::new();
+    if let Some(blob) = ctx.arm.blob.as_ref() {
+        for v in vhds {
+            let s = blob.check_vhd(&v.uri, &v.target).await?;
+            match v.data_disk {
+                None => size = Some(s),
+                Some(i) => data_sizes.push((i, s)),
+            }
+        }
     }
     let mut st = ctx.arm.lock();
     st.settle(ctx.now);
@@ -55,6 +58,11 @@ pub(crate) async fn put_version(
     if let Some(s) = size {
         out["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"] =
             json!(s.div_ceil(1 << 30).max(1));
+    }
+    for (i, s) in data_sizes {
+        if let Some(d) = out["properties"]["storageProfile"]["dataDiskImages"].get_mut(i) {
+            d["sizeInGB"] = json!(s.div_ceil(1 << 30).max(1));
+        }
     }
     let regions = schedule(
         ctx.arm,
@@ -102,14 +110,6 @@ pub(crate) async fn put_version(
     ))
 }
 
-/// The source of a version.
-#[derive(Debug, Clone)]
-pub enum VersionSource {
-    Image(String),
-    Vhd { uri: String },
-    Version(String),
-}
-
 pub(crate) struct VersionPlan {
     out: Value,
     loc: String,
@@ -125,7 +125,7 @@ pub(crate) fn validate_version(
     parent: &str,
     body: &Value,
     patch: bool,
-) -> Result<(VersionPlan, Option<String>), ArmError> {
+) -> Result<(VersionPlan, Vec<VhdSource>), ArmError> {
     let Some(def) = st.resources.get(parent) else {
         let g = parent
             .rsplit_once("/images/")
@@ -139,199 +139,12 @@ pub(crate) fn validate_version(
     let base = existing
         .map(|r| r.body["properties"].clone())
         .unwrap_or(json!({}));
-    // Storage profile: required on create; on update it must not change the source.
-    let sp = match (p["storageProfile"].as_object(), existing) {
-        // On update, what is sent overlays the stored profile (disks keep their computed sizes).
-        (Some(given), Some(r)) => {
-            let mut sp = r.body["properties"]["storageProfile"].clone();
-            for (k, v) in given {
-                if !(k == "osDiskImage" || k == "dataDiskImages") || sp[k].is_null() {
-                    sp[k] = v.clone();
-                }
-            }
-            sp
-        }
-        (Some(_), None) => p["storageProfile"].clone(),
-        (None, Some(r)) => r.body["properties"]["storageProfile"].clone(),
-        (None, None) => {
-            return Err(ArmError::required(
-                "storageProfile",
-                "galleryImageVersion.properties.storageProfile",
-            ));
-        }
-    };
-    let top = sp["source"].clone();
-    let os_src = sp["osDiskImage"]["source"].clone();
-    let has_top =
-        top["id"].is_string() || top["virtualMachineId"].is_string() || top["uri"].is_string();
-    let has_disk = os_src.is_object() && (os_src["uri"].is_string() || os_src["id"].is_string());
-    if has_top && has_disk {
-        return Err(ArmError::invalid_parameter(
-            "The gallery artifact version source can only be specified either directly under storageProfile or within individual OS or data disks. One and only one source type (user image, snapshot, disk, virtual machine) can be provided.",
-            "galleryImageVersion.properties.storageProfile",
-        ));
-    }
-    if !has_top && !has_disk {
-        return Err(ArmError::required(
-            "source",
-            "galleryImageVersion.properties.storageProfile.source",
-        ));
-    }
-    if top["uri"].is_string() {
-        return Err(ArmError::invalid_parameter(
-            "The property 'galleryImageVersion.properties.storageProfile.source.uri' is not supported. Specify the VHD under osDiskImage.source.",
-            "galleryImageVersion.properties.storageProfile.source.uri",
-        ));
-    }
-    let mut vhd = None;
-    let mut src_size = None;
-    let mut image_data: Option<Vec<Value>> = None;
-    let source = if let Some(id) = top["id"].as_str() {
-        if id
-            .to_lowercase()
-            .contains("/microsoft.compute/virtualmachines/")
-        {
-            return Err(ArmError::invalid_parameter(
-                format!(
-                    "The gallery image version source id: '{id}' must be specified in 'galleryImageVersion.properties.storageProfile.source.virtualMachineId'."
-                ),
-                "galleryImageVersion.properties.storageProfile.source.id",
-            ));
-        }
-        if id.to_lowercase().contains("/galleries/") {
-            VersionSource::Version(id.to_string())
-        } else {
-            VersionSource::Image(id.to_string())
-        }
-    } else if let Some(vm) = top["virtualMachineId"].as_str() {
-        return Err(ArmError::invalid_parameter(
-            format!(
-                "Source {vm} is not found. Please check source exists, and is in the same region as gallery image version being created."
-            ),
-            "galleryImageVersion.properties.storageProfile.source.virtualMachineId",
-        ));
-    } else if let Some(uri) = os_src["uri"].as_str() {
-        if os_src["storageAccountId"].as_str().is_none() {
-            return Err(ArmError::required(
-                "storageAccountId",
-                "galleryImageVersion.properties.storageProfile.osDiskImage.source.storageAccountId",
-            ));
-        }
-        VersionSource::Vhd {
-            uri: uri.to_string(),
-        }
-    } else {
-        let id = os_src["id"].as_str().unwrap_or("");
-        return Err(ArmError::invalid_parameter(
-            format!(
-                "Source {id} is not found. Please check source exists, and is in the same region as gallery image version being created."
-            ),
-            "galleryImageVersion.properties.storageProfile.osDiskImage.source.id",
-        ));
-    };
-    if let Some(r) = existing {
-        let old = &r.body["properties"]["storageProfile"];
-        let pairs = [
-            (
-                old["source"]["id"].as_str().map(str::to_lowercase),
-                top["id"].as_str().map(str::to_lowercase),
-                "galleryImageVersion.properties.storageProfile.source.id",
-            ),
-            (
-                old["osDiskImage"]["source"]["uri"]
-                    .as_str()
-                    .map(str::to_string),
-                os_src["uri"].as_str().map(str::to_string),
-                "galleryImageVersion.properties.storageProfile.osDiskImage.source.uri",
-            ),
-        ];
-        for (a, b, label) in pairs {
-            if a != b {
-                return Err(ArmError::property_change(label));
-            }
-        }
-    } else {
-        // Source checks on create.
-        let defp = &def.body["properties"];
-        match &source {
-            VersionSource::Image(id) => {
-                let Some(img) = st
-                    .resources
-                    .get(&id.to_lowercase())
-                    .filter(|r| r.kind == Kind::Image)
-                else {
-                    return Err(ArmError::invalid_parameter(
-                        format!(
-                            "Source {id} is not found. Please check source exists, and is in the same region as gallery image version being created."
-                        ),
-                        "galleryImageVersion.properties.storageProfile.source.id",
-                    ));
-                };
-                if img.location != loc {
-                    return Err(ArmError::invalid_parameter(
-                        format!(
-                            "Source {id} is not found. Please check source exists, and is in the same region as gallery image version being created."
-                        ),
-                        "galleryImageVersion.properties.storageProfile.source.id",
-                    ));
-                }
-                let os = &img.body["properties"]["storageProfile"]["osDisk"];
-                if os["osState"] != defp["osState"] {
-                    return Err(ArmError::invalid_parameter(
-                        format!(
-                            "Cannot create Gallery Image Version from: {id} since the OS State in the parent gallery image ({}) is not {}.",
-                            defp["osState"].as_str().unwrap_or(""),
-                            os["osState"].as_str().unwrap_or("")
-                        ),
-                        "galleryImageVersion.properties.storageProfile.source.id",
-                    ));
-                }
-                if os["osType"] != defp["osType"] {
-                    return Err(ArmError::invalid_parameter(
-                        format!(
-                            "Cannot create Gallery Image Version from: {id} since the OS type in the parent gallery image ({}) is not {}.",
-                            defp["osType"].as_str().unwrap_or(""),
-                            os["osType"].as_str().unwrap_or("")
-                        ),
-                        "galleryImageVersion.properties.storageProfile.source.id",
-                    ));
-                }
-                let ihvg = img.body["properties"]["hyperVGeneration"]
-                    .as_str()
-                    .unwrap_or("V1");
-                let dhvg = defp["hyperVGeneration"].as_str().unwrap_or("V1");
-                if !ihvg.eq_ignore_ascii_case(dhvg) {
-                    return Err(ArmError::invalid_parameter(
-                        format!(
-                            "The Hyper-V generation of the source ({ihvg}) does not match the Hyper-V generation of the parent gallery image ({dhvg})."
-                        ),
-                        "galleryImageVersion.properties.storageProfile.source.id",
-                    ));
-                }
-                src_size = img.vhd_size;
-                image_data = Some(
-                    img.body["properties"]["storageProfile"]["dataDisks"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-            }
-            VersionSource::Version(id) => {
-                let Some(v) = st
-                    .resources
-                    .get(&id.to_lowercase())
-                    .filter(|r| r.kind == Kind::Version)
-                else {
-                    return Err(ArmError::invalid_parameter(
-                        format!("Source was not found: {id}."),
-                        "galleryImageVersion.properties.storageProfile.source.id",
-                    ));
-                };
-                src_size = v.vhd_size;
-            }
-            VersionSource::Vhd { uri } => vhd = Some(uri.clone()),
-        }
-    }
+    let Sources {
+        sp,
+        vhds,
+        src_size,
+        image_data,
+    } = storage_sources(st, def, existing, p, &loc)?;
     // Publishing profile.
     // A PATCH (GalleryImageVersionUpdate) merges: what is left out stays as it is.
     let pp_in = match (p["publishingProfile"].is_object(), patch) {
@@ -394,6 +207,10 @@ pub(crate) fn validate_version(
         &storage,
         &base["publishingProfile"]["targetRegions"],
     )?;
+    let mode = pp_in["replicationMode"]
+        .as_str()
+        .or(base["publishingProfile"]["replicationMode"].as_str());
+    check_shallow(mode, &want, &loc)?;
     let total: i64 = want.iter().map(|w| w.replicas).sum();
     if total > ctx.arm.config.limits.replicas_per_version {
         return Err(ArmError::invalid_parameter(
@@ -531,6 +348,13 @@ pub(crate) fn validate_version(
     if sp_out["osDiskImage"]["hostCaching"].is_null() {
         sp_out["osDiskImage"]["hostCaching"] = json!("ReadOnly");
     }
+    if let Some(list) = sp_out["dataDiskImages"].as_array_mut() {
+        for d in list {
+            if d["hostCaching"].is_null() {
+                d["hostCaching"] = json!("None");
+            }
+        }
+    }
     if let Some(disks) = image_data {
         // A managed-image source: the version's disks are the image's.
         sp_out["dataDiskImages"] = Value::Array(
@@ -544,6 +368,7 @@ pub(crate) fn validate_version(
                 .collect(),
         );
     }
+    check_encryption(&pp["targetRegions"])?;
     if let Some(size) = existing
         .and_then(|r| r.body["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"].as_u64())
     {
@@ -576,6 +401,6 @@ pub(crate) fn validate_version(
             want,
             src_size,
         },
-        vhd,
+        vhds,
     ))
 }
