@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     azure::arm::{Operation, PollKind},
-    events::{Announce, BlobRef, ErrorDetail, Fact, FactType},
+    events::{Announce, BlobRef, DataDisk, ErrorDetail, Fact, FactType},
 };
 
 /// What one look found.
@@ -132,6 +132,28 @@ fn source_of(then: &Announce) -> Option<(BlobRef, bool)> {
     Some((vhd, !from_image))
 }
 
+/// The data disks' VHDs the operation read along with the OS disk's.
+fn data_disks_of(then: &Announce) -> Vec<BlobRef> {
+    then.data
+        .pointer("/plan/publishing/dataDisks")
+        .and_then(|d| serde_json::from_value::<Vec<DataDisk>>(d.clone()).ok())
+        .map(|disks| disks.into_iter().map(|d| d.vhd).collect())
+        .unwrap_or_default()
+}
+
+/// The first of the VHDs that is no longer the one that was checked.
+async fn changed_source(
+    ctx: &Ctx,
+    vhds: &[BlobRef],
+) -> Result<Option<(BlobRef, pinned::Changed)>, StepError> {
+    for vhd in vhds {
+        if let Err(changed) = pinned::verify(ctx, vhd).await? {
+            return Ok(Some((vhd.clone(), changed)));
+        }
+    }
+    Ok(None)
+}
+
 /// The follow-up of an operation: announce `then` once done (`Ok(Ok(facts))`), look again while running
 /// (`Ok(Err(Retry-After))`), or end the step.
 pub async fn follow(
@@ -146,14 +168,23 @@ pub async fn follow(
     match look(ctx, watch).await? {
         Look::Running(retry_after) => Ok(Err(retry_after)),
         Look::Done(_) => {
-            if let Some((vhd, true)) = &source
-                && let Err(changed) = pinned::verify(ctx, vhd).await?
+            let read: Vec<BlobRef> = match &source {
+                Some((vhd, true)) => std::iter::once(vhd.clone())
+                    .chain(data_disks_of(then))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if let (Some((vhd, _)), Some((changed_vhd, changed))) =
+                (&source, changed_source(ctx, &read).await?)
             {
                 // Azure may have copied a mix of the old and new blob: what it made goes.
                 if let Err(left) = owned::remove(ctx, resource_id, &run, vhd).await {
                     return Err(StepError::failed(
                         "VhdChanged",
-                        format!("{} changed while Azure copied it into {resource_id}", vhd.url),
+                        format!(
+                            "{} changed while Azure copied it into {resource_id}",
+                            changed_vhd.url
+                        ),
                         Some(resource_id.to_owned()),
                         "Do not write to a VHD while galleon publishes it. Delete the resource named under leftBehind, then upload the manifest again.",
                     )
@@ -162,7 +193,7 @@ pub async fn follow(
                 return changed_after_check(
                     ctx,
                     &step::checked_cause(fact, resource_id),
-                    vhd,
+                    &changed_vhd,
                     changed.now(),
                 )
                 .map(Ok);

@@ -15,7 +15,10 @@ use super::{
 use crate::{
     azure::blob::{BlobProperties, redact},
     domain::{naming, policy},
-    events::{Cause, Check, HyperVGeneration, Identifier, OsState, Plan, Reason, VhdAccepted},
+    events::{
+        Cause, Check, DefinitionSpec, HyperVGeneration, Identifier, OsState, Plan, Reason,
+        VhdAccepted,
+    },
     functions::step::{self, Ctx, Emit, StepError},
 };
 
@@ -50,8 +53,9 @@ async fn inspect_upload(
     url: &str,
     props: &BlobProperties,
     expectations: &vhd::Expectations,
-) -> Result<Option<Result<vhd::Inspection, vhd::Problem>>, StepError> {
-    match checks::inspect(ctx, url, props, expectations).await {
+    definition: &DefinitionSpec,
+) -> Result<Option<Result<vhd::OsDiskInspection, vhd::Problem>>, StepError> {
+    match checks::inspect_os(ctx, url, props, expectations, definition).await {
         Err(StepError::Transient(e)) if e.is_condition_not_met() => {
             tracing::info!(blob = %redact(url), "the blob changed while being read: still uploading");
             Ok(None)
@@ -150,7 +154,10 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         return reject(ctx, cause, judged(), None, reason).await;
     }
     let expectations = vhd::Expectations::new(file);
-    let inspected = inspect_upload(ctx, url, &props, &expectations).await?;
+    // A bare VHD has no manifest: the settings' features apply.
+    let mut features = DefinitionSpec::default();
+    crate::domain::features::with_defaults(&mut features, &ctx.config.policy.features);
+    let inspected = inspect_upload(ctx, url, &props, &expectations, &features).await?;
     let settled =
         last_e_tag == Some(props.e_tag.as_str()) && props.copy_status.as_deref() != Some("pending");
     let look_again = || settle_then_look(&props.e_tag);
@@ -163,7 +170,12 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
             return reject(ctx, cause, judged(), None, problem_reason(problem)).await;
         }
         Some(Ok(_)) if !settled => return look_again(),
-        Some(Ok(inspection)) => inspection,
+        Some(Ok(os)) => {
+            if features.architecture.is_none() {
+                features.architecture = checks::detected_architecture(&os);
+            }
+            os.inspection
+        }
     };
     let policy = &ctx.config.policy;
     let created = props.created.or(props.last_modified).unwrap_or(first_seen);
@@ -191,11 +203,7 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         storage_account_id: storage_account_id.to_owned(),
         exclude_from_latest: false,
         tags: BTreeMap::new(),
-        definition: {
-            let mut spec = crate::events::DefinitionSpec::default();
-            crate::domain::features::with_defaults(&mut spec, &policy.features);
-            spec
-        },
+        definition: features,
         publishing: crate::events::VersionSpec {
             end_of_life_date: policy
                 .features

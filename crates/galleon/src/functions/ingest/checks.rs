@@ -11,7 +11,7 @@ use crate::{
         arm::{self, ids},
         blob::{BlobProperties, VhdReader},
     },
-    events::{Cause, HyperVGeneration, Plan, Reason},
+    events::{Architecture, Cause, DefinitionSpec, HyperVGeneration, Plan, Reason},
 };
 
 /// Resource Manager API version for `Microsoft.Storage/storageAccounts` reads.
@@ -91,20 +91,70 @@ fn location_of(account: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// Runs the VHD checks; `Ok(Err(problem))` is a rejection, `Err` an I/O failure to retry. A blob that
-/// changed under the ETag-pinned reads is `Err(Transient)` with a condition-not-met error.
-pub async fn inspect(
+/// The OS disk's checks: the VHD's own (footer, size, partition table against the declared generation),
+/// then its EFI system partition's boot loader against the architecture, and the security type and
+/// architecture against the generation. `Ok(Err(problem))` is a rejection, `Err` an I/O failure to retry.
+/// A blob that changed under the ETag-pinned reads is `Err(Transient)` with a condition-not-met error.
+pub async fn inspect_os(
     ctx: &Ctx,
     url: &str,
     props: &BlobProperties,
     expectations: &vhd::Expectations,
+    definition: &DefinitionSpec,
+) -> Result<Result<vhd::OsDiskInspection, vhd::Problem>, StepError> {
+    let reader = VhdReader {
+        blobs: &ctx.blobs,
+        url,
+        e_tag: &props.e_tag,
+    };
+    let security = definition
+        .security_type
+        .and_then(|s| vhd::SecurityType::parse(s.as_str()));
+    let architecture = definition.architecture.map(|a| match a {
+        Architecture::X64 => vhd::Architecture::X64,
+        Architecture::Arm64 => vhd::Architecture::Arm64,
+    });
+    sorted(
+        vhd::inspect_os_disk(
+            &reader,
+            props.content_length,
+            expectations,
+            security,
+            architecture,
+        )
+        .await,
+    )
+}
+
+/// A data disk's checks: the same VHD checks as the OS disk's, and no OS partition layout.
+pub async fn inspect_data(
+    ctx: &Ctx,
+    url: &str,
+    props: &BlobProperties,
+    expectations: &vhd::Expectations,
+    lun: u32,
 ) -> Result<Result<vhd::Inspection, vhd::Problem>, StepError> {
     let reader = VhdReader {
         blobs: &ctx.blobs,
         url,
         e_tag: &props.e_tag,
     };
-    match vhd::inspect(&reader, props.content_length, expectations).await {
+    sorted(vhd::inspect_data_disk(&reader, props.content_length, expectations, lun).await)
+}
+
+/// The architecture the disk showed, in the plan's words (`None`: x64 by default, not stated).
+pub fn detected_architecture(os: &vhd::OsDiskInspection) -> Option<Architecture> {
+    match (os.architecture_source, os.architecture) {
+        (vhd::ArchitectureSource::Default, _) => None,
+        (_, vhd::Architecture::Arm64) => Some(Architecture::Arm64),
+        (_, _) => Some(Architecture::X64),
+    }
+}
+
+fn sorted<T>(
+    outcome: Result<T, vhd::InspectError<AzureError>>,
+) -> Result<Result<T, vhd::Problem>, StepError> {
+    match outcome {
         Ok(i) => Ok(Ok(i)),
         Err(vhd::InspectError::Rejected(problem)) => Ok(Err(problem)),
         Err(vhd::InspectError::Read { source, .. }) => Err(StepError::from(source)),

@@ -98,7 +98,7 @@ pub async fn from_manifest(
         .created
         .or(vprops.last_modified)
         .unwrap_or_else(chrono::Utc::now);
-    let plan = match manifest.plan(
+    let mut plan = match manifest.plan(
         &ctx.config.policy,
         &arrived.storage_account_id,
         &arrived.url,
@@ -115,13 +115,71 @@ pub async fn from_manifest(
     let mut expectations = vhd::Expectations::new(vhd_name);
     expectations.declared_generation = Some(to_vhd_generation(plan.hyper_v_generation));
     expectations.allow_generation_mismatch = manifest.allow_generation_mismatch;
-    let inspection = match checks::inspect(ctx, &vhd_url, &vprops, &expectations).await? {
-        Ok(i) => i,
-        // Mark the VHD (the faulty blob); the fact's subject is the manifest that named it.
-        Err(problem) => return reject_naming_vhd(judged_vhd(), problem_reason(problem)).await,
-    };
+    let os =
+        match checks::inspect_os(ctx, &vhd_url, &vprops, &expectations, &plan.definition).await? {
+            Ok(i) => i,
+            // Mark the VHD (the faulty blob); the fact's subject is the manifest that named it.
+            Err(problem) => return reject_naming_vhd(judged_vhd(), problem_reason(problem)).await,
+        };
+    // An architecture read off the disk's boot loader is what galleon states when the manifest did not.
+    if plan.definition.architecture.is_none() {
+        plan.definition.architecture = checks::detected_architecture(&os);
+    }
+    let inspection = os.inspection;
     for note in &inspection.notes {
         tracing::info!(note = %note, "VHD inspection note");
+    }
+    // Each data disk: complete, a page blob, a fixed VHD without an OS layout; pinned by its ETag.
+    for disk in &mut plan.publishing.data_disks {
+        let data_url = disk.vhd.url.clone();
+        let Some(dprops) = ctx.blobs.properties(&data_url).await? else {
+            let reason = Reason {
+                code: "DataDiskMissing".into(),
+                message: format!(
+                    "the manifest names data disk LUN {} at {} but no such blob exists",
+                    disk.lun,
+                    redact(&data_url)
+                ),
+                fix: "Upload every data disk VHD first and the manifest after them (the manifest is the signal that they are complete).".into(),
+            };
+            return reject(ctx, cause, judged_manifest(), None, reason).await;
+        };
+        if dprops.copy_status.as_deref() == Some("pending") {
+            return Err(StepError::Waiting(format!(
+                "{} is still being copied",
+                redact(&data_url)
+            )));
+        }
+        let judged_data = Judged {
+            subject: &arrived.subject,
+            url: &data_url,
+            props: &dprops,
+        };
+        let data_name = data_url.rsplit('/').next().unwrap_or("data.vhd").to_owned();
+        if let Some(reason) = checks::blob_type_problem(&data_name, &dprops.blob_type) {
+            return reject(
+                ctx,
+                cause,
+                judged_data,
+                Some(blob_ref(&data_url, &dprops)),
+                reason,
+            )
+            .await;
+        }
+        let expect = vhd::Expectations::new(data_name);
+        if let Err(problem) =
+            checks::inspect_data(ctx, &data_url, &dprops, &expect, disk.lun).await?
+        {
+            return reject(
+                ctx,
+                cause,
+                judged_data,
+                Some(blob_ref(&data_url, &dprops)),
+                problem_reason(problem),
+            )
+            .await;
+        }
+        disk.vhd = blob_ref(&data_url, &dprops);
     }
     if let Some(existing) = checks::already_published(ctx, cause, &plan).await? {
         let reason = Reason {
