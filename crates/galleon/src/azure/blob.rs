@@ -297,6 +297,41 @@ impl Blobs {
         }
     }
 
+    /// The names of the blobs in `container_url` that start with `prefix` (every page, at most `max`).
+    pub async fn list_names(
+        &self,
+        container_url: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<String>, AzureError> {
+        use futures::StreamExt;
+        let url = self.check_url(container_url)?;
+        let client =
+            azure_storage_blob::BlobContainerClient::new(url, Some(self.tokens.credential()), None)
+                .map_err(|e| self.sdk_error(e))?;
+        let options = azure_storage_blob::models::BlobContainerClientListBlobsOptions {
+            prefix: Some(prefix.to_owned()),
+            ..Default::default()
+        };
+        let mut pages = client
+            .list_blobs(Some(options))
+            .map_err(|e| self.sdk_error(e))?
+            .into_pages();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| self.sdk_error(e))?
+                .into_model()
+                .map_err(|e| self.sdk_error(e))?;
+            names.extend(page.blob_items.into_iter().filter_map(|b| b.name));
+            if names.len() >= max {
+                names.truncate(max);
+                break;
+            }
+        }
+        Ok(names)
+    }
+
     /// Creates a blob container (an existing one is fine).
     pub async fn create_container(&self, container_url: &str) -> Result<(), AzureError> {
         let url = self.check_url(container_url)?;

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     azure::blob::{BlobProperties, redact},
-    domain::{naming, policy},
+    domain::{manifest as manifest_rules, naming, policy},
     events::{
         Cause, Check, DefinitionSpec, HyperVGeneration, Identifier, OsState, Plan, Reason,
         VhdAccepted,
@@ -64,6 +64,59 @@ async fn inspect_upload(
     }
 }
 
+/// Manifests read per folder at most, looking for one that names a VHD.
+const MANIFESTS_PER_FOLDER: usize = 50;
+
+/// The manifest in the VHD's folder that names it, as its OS disk or a data disk, if any: then that
+/// manifest is its commit signal, and a data disk is never published as an image of its own.
+async fn named_by_a_manifest(
+    ctx: &Ctx,
+    url: &str,
+    subject: &str,
+) -> Result<Option<String>, StepError> {
+    let Some((_, path)) = super::parse_subject(subject) else {
+        return Ok(None);
+    };
+    let (Some(container_url), Some((folder, _))) = (
+        url.split('?')
+            .next()
+            .and_then(|u| u.strip_suffix(&format!("/{path}"))),
+        path.rsplit_once('/'),
+    ) else {
+        return Ok(None);
+    };
+    let names = ctx
+        .blobs
+        .list_names(container_url, &format!("{folder}/"), 1000)
+        .await?;
+    let manifests = names
+        .iter()
+        .filter(|n| {
+            manifest_rules::is_manifest(n) && n.rsplit_once('/').map(|(f, _)| f) == Some(folder)
+        })
+        .take(MANIFESTS_PER_FOLDER);
+    let base = url.split('?').next().unwrap_or(url);
+    for name in manifests {
+        let manifest_url = format!("{container_url}/{name}");
+        let Ok((bytes, _)) = ctx
+            .blobs
+            .read_small(&manifest_url, manifest_rules::MAX_MANIFEST_BYTES)
+            .await
+        else {
+            continue;
+        };
+        let Ok(manifest) = manifest_rules::Manifest::parse(&bytes, name) else {
+            continue;
+        };
+        let os = manifest.vhd_url(&manifest_url).ok();
+        let data = manifest.data_disk_urls(&manifest_url).unwrap_or_default();
+        if os.as_deref() == Some(base) || data.iter().any(|(_, u)| u == base) {
+            return Ok(Some(manifest_url));
+        }
+    }
+    Ok(None)
+}
+
 /// A look at a bare VHD: the first (from its BlobCreated) or one a follow-up asked for.
 pub struct BareLook<'a> {
     pub cause: &'a Cause,
@@ -97,6 +150,10 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         .is_some()
     {
         tracing::info!(blob = %redact(url), "a manifest names this VHD; the manifest is the commit signal");
+        return Ok(Vec::new());
+    }
+    if let Some(manifest) = named_by_a_manifest(ctx, url, subject).await? {
+        tracing::info!(blob = %redact(url), manifest = %redact(&manifest), "a manifest in this folder names this VHD (a data disk, or its OS disk); the manifest is the commit signal");
         return Ok(Vec::new());
     }
     let Some(props) = ctx.blobs.properties(url).await? else {
