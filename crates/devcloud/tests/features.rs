@@ -15,6 +15,9 @@ use disks::{Fat, Table, disk, fat_image, pe_stub, tools_available};
 use serde_json::{Value, json};
 
 const X64: u16 = 0x8664;
+
+/// Blobs to upload next to a manifest: (name, content).
+type Files<'a> = Vec<(&'a str, &'a [u8])>;
 const AA64: u16 = 0xAA64;
 
 /// A 24 MiB generation 2 OS disk whose ESP holds `\EFI\BOOT\<loader>`.
@@ -271,7 +274,8 @@ async fn bad_feature_combinations_are_rejected_before_any_write() {
     let gen1 = make_vhd(work.path(), "gen1.vhd", "fixed", "8M");
     let data = make_vhd(work.path(), "data.vhd", "fixed", "8M");
     let dynamic = make_vhd(work.path(), "dyn.vhd", "dynamic", "8M");
-    let cases: Vec<(&str, Vec<(&str, &[u8])>, Value, &str)> = vec![
+    // (folder, its blobs, what the manifest adds, the expected rejection code)
+    let cases: Vec<(&str, Files, Value, &str)> = vec![
         (
             "arm-declared-x64",
             vec![("os.vhd", &arm)],
