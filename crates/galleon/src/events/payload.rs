@@ -116,6 +116,10 @@ pub struct VhdAccepted {
     /// `gpt-esp`, `gpt`, `mbr` or `none`.
     pub partition_scheme: String,
     pub plan: Plan,
+    /// What the checks learnt or could not check (e.g. the architecture read off the boot loader, or
+    /// that the disk has no readable EFI system partition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Why an input was refused, and how to fix it.

@@ -290,6 +290,7 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         virtual_size_bytes: inspection.virtual_size,
         partition_scheme: scheme_name(&inspection.partition_scheme).into(),
         plan,
+        notes: inspection.notes.clone(),
     };
     tracing::info!(vhd = %redact(url), version = %data.plan.version, "bare VHD accepted");
     let accepted = ctx.fact(cause, subject, "", &data)?;

@@ -195,6 +195,7 @@ pub async fn from_manifest(
         virtual_size_bytes: inspection.virtual_size,
         partition_scheme: scheme_name(&inspection.partition_scheme).into(),
         plan,
+        notes: inspection.notes.clone(),
     };
     tracing::info!(vhd = %redact(&vhd_url), version = %data.plan.version, "VHD accepted");
     let accepted = ctx.fact(cause, &arrived.subject, "", &data)?;
