@@ -19,11 +19,19 @@ pub struct Setup {
     pub arrival_window_seconds: f64,
     pub arm_time_factor: f64,
     pub throttle_scale: f64,
-    /// The buckets in force: (capacity, refill per second) after the scale.
-    pub read_bucket: (f64, f64),
-    pub write_bucket: (f64, f64),
-    pub delete_bucket: (f64, f64),
+    /// The buckets in force, after the scale.
+    pub read_bucket: Bucket,
+    pub write_bucket: Bucket,
+    pub delete_bucket: Bucket,
     pub timeout_seconds: u64,
+}
+
+/// A token bucket as the local ARM applies it.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bucket {
+    pub capacity: f64,
+    pub refill_per_second: f64,
 }
 
 /// Resource Manager requests, from the local ARM's request log.
@@ -136,7 +144,7 @@ impl Figures {
             })
             .unwrap_or_else(|| "–".into())
         };
-        let bucket = |(c, r): (f64, f64)| format!("{c:.0} + {r:.1}/s");
+        let bucket = |b: Bucket| format!("{:.0} + {:.2}/s", b.capacity, b.refill_per_second);
         let reasons = if self.failures_by_reason.is_empty() {
             "none".to_owned()
         } else {

@@ -146,11 +146,9 @@ impl Params {
 
     fn setup(&self, throttling: &devcloud_arm::Throttling) -> Setup {
         // As the local ARM applies them (at least one token).
-        let bucket = |b: devcloud_arm::Bucket| {
-            (
-                (b.capacity * throttling.scale).max(1.0),
-                b.refill_per_sec * throttling.scale,
-            )
+        let bucket = |b: devcloud_arm::Bucket| figures::Bucket {
+            capacity: (b.capacity * throttling.scale).max(1.0),
+            refill_per_second: b.refill_per_sec * throttling.scale,
         };
         Setup {
             vhds: self.vhds,
