@@ -32,22 +32,11 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn fixed_vhd(dir: &std::path::Path) -> Vec<u8> {
+async fn fixed_vhd(dir: &std::path::Path) -> Vec<u8> {
     let path = dir.join("bench.vhd");
-    let ok = std::process::Command::new("qemu-img")
-        .args([
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size",
-        ])
-        .arg(&path)
-        .arg("8M")
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "qemu-img is needed (apt-get install qemu-utils)");
+    devcloud::upload::make_fixed_vhd(&path, "8M")
+        .await
+        .expect("qemu-img is needed (apt-get install qemu-utils)");
     std::fs::read(&path).unwrap_or_default()
 }
 
@@ -117,7 +106,7 @@ async fn main() {
         .expect("subscribe");
     let storage = cloud.storage().expect("storage");
     storage.create_container("images").await.expect("container");
-    let vhd = fixed_vhd(dir.path());
+    let vhd = fixed_vhd(dir.path()).await;
     println!(
         "galleon publishing-chain benchmark (ARM time factor 0.01, follow-up interval {FOLLOW_UP_SECONDS} s)"
     );

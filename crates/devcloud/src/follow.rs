@@ -1,7 +1,8 @@
 //! Follows one upload through the chain on a running local cloud, from the outside: the facts on the
 //! Service Bus topic and the host's invocations (admin endpoints), and galleon's public events as a
 //! webhook subscriber receives them. Ends at `image.ready` (success) or `vhd.rejected` / `step.failed`
-//! (failure, with the reason), or at a deadline. Used by `devcloud demo` and `devcloud upload`.
+//! (failure, with the reason), or at a deadline. Used by `devcloud demo` and `devcloud upload`; the
+//! part that tells which events belong to a run ([`RunFilter`]) also by `devcloud scale`.
 
 use std::{
     collections::HashSet,
@@ -76,13 +77,10 @@ const READY: &str = "io.galleon.image.ready.v1";
 const REJECTED: &str = "io.galleon.vhd.rejected.v1";
 const STEP_FAILED: &str = "io.galleon.step.failed.v1";
 
-/// Watches one run.
-pub struct Follower {
-    client: reqwest::Client,
-    service_bus: String,
-    host: String,
-    received: Received,
-    started: Instant,
+/// Which of galleon's public events belong to one run: those naming its uploaded blobs, those sharing
+/// a correlation id with them, and recent ones about the version it makes.
+#[derive(Debug, Clone)]
+pub struct RunFilter {
     /// `<container>/<blob>` of the uploaded VHD and manifest: the events about them start the run.
     blobs: Vec<String>,
     /// `/images/<definition>/versions/[<version>]`: a fact about a version of the image definition,
@@ -91,40 +89,21 @@ pub struct Follower {
     version_subject: Option<String>,
     since: chrono::DateTime<chrono::Utc>,
     correlations: HashSet<String>,
-    seen_invocations: HashSet<String>,
-    seen_activity: HashSet<String>,
-    seen_events: usize,
 }
 
-impl Follower {
-    /// `service_bus` and `host` are base URLs (`https://127.0.0.1:7445`, `http://127.0.0.1:7071`);
+impl RunFilter {
     /// `blobs` are `<container>/<blob>` paths of what was uploaded.
-    pub fn new(
-        client: reqwest::Client,
-        service_bus: String,
-        host: String,
-        received: Received,
-        blobs: Vec<String>,
-        started: Instant,
-    ) -> Follower {
-        Follower {
-            client,
-            service_bus,
-            host,
-            received,
-            started,
+    pub fn new(blobs: Vec<String>) -> RunFilter {
+        RunFilter {
             blobs,
             version_subject: None,
             since: chrono::Utc::now() - chrono::Duration::seconds(1),
             correlations: HashSet::new(),
-            seen_invocations: HashSet::new(),
-            seen_activity: HashSet::new(),
-            seen_events: 0,
         }
     }
 
     /// The run publishes a version of `definition` (and `version`, when it is known in advance).
-    pub fn with_definition(mut self, definition: &str, version: Option<&str>) -> Follower {
+    pub fn with_definition(mut self, definition: &str, version: Option<&str>) -> RunFilter {
         self.version_subject = Some(format!(
             "/images/{definition}/versions/{}",
             version.unwrap_or_default()
@@ -132,21 +111,8 @@ impl Follower {
         self
     }
 
-    fn elapsed(&self) -> String {
-        format!("{:.1}s", self.started.elapsed().as_secs_f64())
-    }
-
-    async fn get(&self, url: String) -> Option<Value> {
-        let response = self.client.get(&url).send().await.ok()?;
-        if !response.status().is_success() {
-            tracing::warn!(url, status = %response.status(), "admin endpoint refused");
-            return None;
-        }
-        response.json().await.ok()
-    }
-
     /// Whether `event` belongs to this run (remembering its correlation id when it opens the run).
-    fn ours(&mut self, event: &Value) -> bool {
+    pub fn ours(&mut self, event: &Value) -> bool {
         let correlation = event["correlationid"].as_str().unwrap_or_default();
         if !correlation.is_empty() && self.correlations.contains(correlation) {
             return true;
@@ -184,6 +150,74 @@ impl Follower {
             self.correlations.insert(correlation.to_owned());
         }
         mentions || about_our_version
+    }
+
+    /// Whether `event` ends the run, and how.
+    pub fn ending(event: &Value) -> Option<Outcome> {
+        if event["type"] == READY {
+            Some(Outcome::Ready(event.clone()))
+        } else if event["type"] == REJECTED || event["type"] == STEP_FAILED {
+            Some(Outcome::Failed(event.clone()))
+        } else {
+            None
+        }
+    }
+}
+
+/// Watches one run.
+pub struct Follower {
+    client: reqwest::Client,
+    service_bus: String,
+    host: String,
+    received: Received,
+    started: Instant,
+    run: RunFilter,
+    seen_invocations: HashSet<String>,
+    seen_activity: HashSet<String>,
+    seen_events: usize,
+}
+
+impl Follower {
+    /// `service_bus` and `host` are base URLs (`https://127.0.0.1:7445`, `http://127.0.0.1:7071`);
+    /// `blobs` are `<container>/<blob>` paths of what was uploaded.
+    pub fn new(
+        client: reqwest::Client,
+        service_bus: String,
+        host: String,
+        received: Received,
+        blobs: Vec<String>,
+        started: Instant,
+    ) -> Follower {
+        Follower {
+            client,
+            service_bus,
+            host,
+            received,
+            started,
+            run: RunFilter::new(blobs),
+            seen_invocations: HashSet::new(),
+            seen_activity: HashSet::new(),
+            seen_events: 0,
+        }
+    }
+
+    /// The run publishes a version of `definition` (and `version`, when it is known in advance).
+    pub fn with_definition(mut self, definition: &str, version: Option<&str>) -> Follower {
+        self.run = self.run.with_definition(definition, version);
+        self
+    }
+
+    fn elapsed(&self) -> String {
+        format!("{:.1}s", self.started.elapsed().as_secs_f64())
+    }
+
+    async fn get(&self, url: String) -> Option<Value> {
+        let response = self.client.get(&url).send().await.ok()?;
+        if !response.status().is_success() {
+            tracing::warn!(url, status = %response.status(), "admin endpoint refused");
+            return None;
+        }
+        response.json().await.ok()
     }
 
     /// Prints what happened since the last look; the outcome once the run has ended.
@@ -235,7 +269,7 @@ impl Follower {
         let events = self.received.all();
         let mut outcome = None;
         for e in events.iter().skip(self.seen_events) {
-            if !self.ours(e) {
+            if !self.run.ours(e) {
                 continue;
             }
             println!(
@@ -245,11 +279,7 @@ impl Follower {
                 e["subject"].as_str().unwrap_or("")
             );
             if outcome.is_none() {
-                if e["type"] == READY {
-                    outcome = Some(Outcome::Ready(e.clone()));
-                } else if e["type"] == REJECTED || e["type"] == STEP_FAILED {
-                    outcome = Some(Outcome::Failed(e.clone()));
-                }
+                outcome = RunFilter::ending(e);
             }
         }
         self.seen_events = events.len();
@@ -276,19 +306,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn follower() -> Follower {
-        devcloud_core::install_crypto_provider();
-        Follower::new(
-            reqwest::Client::new(),
-            String::new(),
-            String::new(),
-            Received::default(),
-            vec![
-                "images/u/u.vhd".to_owned(),
-                "images/u/u.manifest.json".to_owned(),
-            ],
-            Instant::now(),
-        )
+    fn follower() -> RunFilter {
+        RunFilter::new(vec![
+            "images/u/u.vhd".to_owned(),
+            "images/u/u.manifest.json".to_owned(),
+        ])
     }
 
     #[test]

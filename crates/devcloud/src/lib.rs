@@ -7,6 +7,7 @@ pub mod blob;
 pub mod connection;
 pub mod follow;
 pub mod receiver;
+pub mod scale;
 pub mod settings;
 pub mod upload;
 

@@ -1,4 +1,4 @@
-//! `devcloud`: galleon's local cloud in one command (`up`, `demo`, `inspect`, `upload`); `devcloud
+//! `devcloud`: galleon's local cloud in one command (`up`, `demo`, `inspect`, `upload`, `scale`); `devcloud
 //! <command> --help` says what each takes. Arguments are parsed with clap; the work is in `commands`.
 
 mod commands;
@@ -6,6 +6,7 @@ mod commands;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
+use devcloud::scale::Params;
 
 /// Galleon's local cloud: Azurite, Resource Manager, a managed identity, Service Bus, Event Grid and a
 /// Functions host running galleon from this repository.
@@ -40,6 +41,11 @@ pub enum Command {
     /// Upload your own VHD (as a page blob, with a manifest) to a running `devcloud up` and follow it
     /// through the chain. Exits 0 on image.ready, 1 on vhd.rejected or step.failed (with the reason).
     Upload(UploadArgs),
+    /// The scale run: start the local cloud on free ports with Resource Manager's throttling on at
+    /// Azure's token-bucket numbers, upload many fixed VHDs with manifests over an arrival window, follow
+    /// every run to its end and print the figures (last, as a markdown table, or JSON). Exits 0 only
+    /// when every run reached image.ready and none failed because of throttling.
+    Scale(ScaleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +174,44 @@ pub struct UploadArgs {
     pub timeout: u64,
 }
 
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// How many VHDs (runs).
+    #[arg(long, default_value_t = Params::default().vhds, value_name = "N")]
+    pub vhds: usize,
+    /// Target regions per image: the home region, then the next ones the local ARM knows.
+    #[arg(long, default_value_t = Params::default().regions, value_name = "N")]
+    pub regions: usize,
+    /// Image definitions the VHDs are spread over (VHD i publishes to definition i mod N).
+    #[arg(long, default_value_t = Params::default().definitions, value_name = "N")]
+    pub definitions: usize,
+    /// VHD sizes, each made once with qemu-img as a fixed VHD; VHD i has size i mod the count.
+    #[arg(long, value_delimiter = ',', default_value = "8M", value_name = "SIZE,…", value_parser = devcloud::scale::parse_size)]
+    pub sizes: Vec<u64>,
+    /// The uploads start evenly spread over this many seconds.
+    #[arg(long, default_value_t = Params::default().window.as_secs_f64(), value_name = "SECONDS")]
+    pub window: f64,
+    /// Scales Resource Manager's simulated latencies (its throttling buckets refill in wall-clock
+    /// time regardless, so a smaller factor is stricter than Azure).
+    #[arg(long, default_value_t = Params::default().time_factor, value_name = "FACTOR")]
+    pub time_factor: f64,
+    /// Multiplies the token buckets' sizes and refill rates (1.0 = Azure's: reads 250 + 25/s, writes
+    /// 200 + 10/s, deletes 200 + 10/s per subscription).
+    #[arg(long, default_value_t = Params::default().throttle_scale, value_name = "SCALE")]
+    pub throttle_scale: f64,
+    /// Stop following after this many seconds; runs without an end count as unfinished.
+    #[arg(long, default_value_t = Params::default().timeout.as_secs(), value_name = "SECONDS")]
+    pub timeout: u64,
+    /// An app setting for galleon (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = devcloud::settings::parse_assignment)]
+    pub set: Vec<(String, String)>,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub galleon: GalleonArg,
+}
+
 fn parse_identifier(text: &str) -> Result<(String, String, String), String> {
     match text.split('/').collect::<Vec<_>>().as_slice() {
         [p, o, s] if !p.is_empty() && !o.is_empty() && !s.is_empty() => {
@@ -246,6 +290,25 @@ mod tests {
             ]
         );
         assert!(Cli::try_parse_from(["devcloud", "up", "--set", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn scale_defaults_to_the_full_run_and_checks_sizes() {
+        let cli = Cli::try_parse_from(["devcloud", "scale"]).expect("parses");
+        let Command::Scale(s) = cli.command else {
+            panic!("not scale")
+        };
+        assert_eq!((s.vhds, s.regions, s.throttle_scale), (200, 10, 1.0));
+        assert_eq!(s.window, 60.0);
+        assert_eq!(s.sizes, [8 << 20]);
+        let cli = Cli::try_parse_from(["devcloud", "scale", "--sizes", "8M,64M", "--json"])
+            .expect("parses");
+        let Command::Scale(s) = cli.command else {
+            panic!("not scale")
+        };
+        assert_eq!(s.sizes, [8 << 20, 64 << 20]);
+        assert!(s.json);
+        assert!(Cli::try_parse_from(["devcloud", "scale", "--sizes", "100K"]).is_err());
     }
 
     #[test]

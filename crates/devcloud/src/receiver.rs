@@ -27,6 +27,14 @@ impl Received {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
+    /// The events after the first `seen` ones, with their arrival times (only those are copied).
+    pub fn arrivals_after(&self, seen: usize) -> Vec<Arrival> {
+        self.events
+            .lock()
+            .map(|e| e.iter().skip(seen).cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn of_type(&self, ty: &str) -> Vec<Value> {
         self.all().into_iter().filter(|e| e["type"] == ty).collect()
     }

@@ -1,8 +1,32 @@
 //! What `devcloud upload` puts in blob storage for a user's own VHD: the blob names (under
-//! `<container>/<image definition>/`) and the manifest (events/manifest.schema.json) that commits it.
+//! `<container>/<image definition>/`) and the manifest (events/manifest.schema.json) that commits it;
+//! and fixed VHDs made with qemu-img for the demo and the scale run.
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
+
+/// Makes an empty fixed VHD of `size` (qemu-img's notation: `8M`, `1G`) at `path` with qemu-img, as
+/// Azure wants it (`subformat=fixed,force_size`).
+pub async fn make_fixed_vhd(path: &std::path::Path, size: &str) -> Result<()> {
+    let status = tokio::process::Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "vpc",
+            "-o",
+            "subformat=fixed,force_size",
+        ])
+        .arg(path)
+        .arg(size)
+        .status()
+        .await
+        .map_err(|e| anyhow::anyhow!("running qemu-img (apt-get install qemu-utils): {e}"))?;
+    if !status.success() {
+        bail!("qemu-img create {} {size} failed: {status}", path.display());
+    }
+    Ok(())
+}
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]

@@ -45,21 +45,9 @@ async fn javascript_sdks_drive_a_full_scenario() {
         .expect("identity endpoint");
 
     let vhd = dir.path().join("base.vhd");
-    let made = tokio::process::Command::new("qemu-img")
-        .args([
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size",
-        ])
-        .arg(&vhd)
-        .arg("8M")
-        .status()
+    devcloud::upload::make_fixed_vhd(&vhd, "8M")
         .await
-        .expect("qemu-img runs (apt-get install qemu-utils)");
-    assert!(made.success());
+        .expect("qemu-img makes a fixed VHD (apt-get install qemu-utils)");
 
     let sub = devcloud_arm::DEFAULT_SUBSCRIPTION_ID;
     let run = tokio::process::Command::new("node")

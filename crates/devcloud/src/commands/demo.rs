@@ -9,27 +9,17 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use devcloud::{
-    Cloud, IMAGES_CONTAINER, Options, Ports,
+    Cloud, IMAGES_CONTAINER,
     follow::{Follower, Outcome},
     receiver::Receiver,
 };
 
-use super::{EXIT_INTERRUPTED, Paths, elapsed, exit_code, galleon_dir, stop_signal};
+use super::{EXIT_INTERRUPTED, Paths, elapsed, exit_code, private_cloud, stop_signal};
 use crate::DemoArgs;
 
 pub(super) async fn demo(paths: Paths, args: DemoArgs) -> Result<ExitCode> {
-    let app = paths.app_root()?;
     // Everything the demo makes (state, Azurite's files, the VHD) lives here and goes at the end.
-    let work = tempfile::Builder::new()
-        .prefix("galleon-demo-")
-        .tempdir()
-        .context("making the demo's temporary directory")?;
-    let state = paths
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| work.path().join("state"));
-    let mut options = Options::new(app, galleon_dir(&args.galleon)?, state);
-    options.ports = Ports::ephemeral();
+    let (work, mut options) = private_cloud(&paths, &args.galleon, "galleon-demo-")?;
     options.arm_time_factor = args.time_factor;
     let started = Instant::now();
     println!(
@@ -94,16 +84,7 @@ async fn demo_run(
     let result = async {
         cloud.subscribe("demo-subscriber", &receiver.url()).await?;
         let vhd = work.join("ubuntu-2404.vhd");
-        let status = tokio::process::Command::new("qemu-img")
-            .args(["create", "-q", "-f", "vpc", "-o", "subformat=fixed,force_size"])
-            .arg(&vhd)
-            .arg("64M")
-            .status()
-            .await
-            .context("running qemu-img (apt-get install qemu-utils)")?;
-        if !status.success() {
-            bail!("qemu-img failed: {status}");
-        }
+        devcloud::upload::make_fixed_vhd(&vhd, "64M").await?;
         let storage = cloud.storage()?;
         storage.create_container(IMAGES_CONTAINER).await?;
         println!(

@@ -1,9 +1,11 @@
 //! What each `devcloud` command does, once clap has parsed its arguments: start the cloud and publish
-//! the connection file (`up`), the self-contained demo, `inspect` and `upload` against a running `up`.
+//! the connection file (`up`), the self-contained demo and scale run, `inspect` and `upload` against a
+//! running `up`.
 //! This file holds what they share.
 
 mod demo;
 mod inspect;
+mod scale;
 mod up;
 mod upload;
 
@@ -14,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use devcloud::{Ports, find_app_root, follow::Outcome};
+use devcloud::{Options, Ports, find_app_root, follow::Outcome};
 
 use crate::{Cli, Command, GalleonArg, PortArgs};
 
@@ -33,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => demo::demo(paths, args).await,
         Command::Inspect(args) => inspect::inspect(paths, args).await,
         Command::Upload(args) => upload::upload(paths, args).await,
+        Command::Scale(args) => scale::scale(paths, args).await,
     }
 }
 
@@ -94,6 +97,26 @@ fn galleon_dir(arg: &GalleonArg) -> Result<PathBuf> {
         .canonicalize()
         .with_context(|| format!("resolving {}", bin.display()))?;
     Ok(bin.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+/// A temporary directory (prefix `prefix`) and options for a local cloud of the command's own there:
+/// free ports, its state in the directory unless --state-dir says otherwise.
+fn private_cloud(
+    paths: &Paths,
+    galleon: &GalleonArg,
+    prefix: &str,
+) -> Result<(tempfile::TempDir, Options)> {
+    let work = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .context("making a temporary directory")?;
+    let state = paths
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| work.path().join("state"));
+    let mut options = Options::new(paths.app_root()?, galleon_dir(galleon)?, state);
+    options.ports = Ports::ephemeral();
+    Ok((work, options))
 }
 
 fn ports(args: &PortArgs) -> Ports {
