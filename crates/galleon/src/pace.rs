@@ -20,7 +20,7 @@ use crate::{
         arm::Arm,
         budget::{Class, subscription_of},
     },
-    domain::pace::{Bucket, Priority, Seen, hold_off, spread},
+    domain::pace::{Bucket, Priority, Seen, as_seen, hold_off, spread},
     ledger::Ledger,
 };
 
@@ -96,19 +96,16 @@ impl Pace {
         writes: f64,
         who: Priority,
     ) -> Duration {
-        let budgets = &arm.budgets;
-        hold_off(
-            self.reads,
-            budgets.seen(subscription, Class::Reads),
-            reads,
-            who,
-        )
-        .max(hold_off(
-            self.writes,
-            budgets.seen(subscription, Class::Writes),
-            writes,
-            who,
-        ))
+        let b = &arm.budgets;
+        let hold = |bucket, class, cost| {
+            hold_off(
+                as_seen(bucket, b.peak(subscription, class)),
+                b.seen(subscription, class),
+                cost,
+                who,
+            )
+        };
+        hold(self.reads, Class::Reads, reads).max(hold(self.writes, Class::Writes, writes))
     }
 
     /// How long a look or step of an image under way on `resource_id` should wait beyond its own time.

@@ -109,6 +109,23 @@ impl Params {
         options.arm_time_factor = self.time_factor;
         options.arm.throttling.enabled = true;
         options.arm.throttling.scale = self.throttle_scale;
+        // Galleon is told the subscription's budget, as an operator would for a subscription whose
+        // limits differ from Azure's defaults (`--set` overrides).
+        let t = &options.arm.throttling;
+        let budget = |b: devcloud_arm::Bucket| {
+            format!(
+                "{}/{}",
+                (b.capacity * t.scale).max(1.0),
+                b.refill_per_sec * t.scale
+            )
+        };
+        let (reads, writes) = (budget(t.reads), budget(t.writes));
+        options
+            .settings
+            .insert("GALLEON_ARM_READS_BUDGET".into(), reads);
+        options
+            .settings
+            .insert("GALLEON_ARM_WRITES_BUDGET".into(), writes);
         options.settings.extend(self.settings.iter().cloned());
     }
 

@@ -40,10 +40,11 @@ impl Class {
 /// What was left, and when ARM said so.
 type Word = (f64, Instant);
 
-/// The last word per subscription and class.
+/// The last word per subscription and class, and the most ever said to be left.
 #[derive(Debug, Clone, Default)]
 pub struct Budgets {
     last: Arc<Mutex<HashMap<(String, Class), Word>>>,
+    peak: Arc<Mutex<HashMap<(String, Class), f64>>>,
 }
 
 /// The subscription a Resource Manager path is about (`/subscriptions/{id}/…`).
@@ -78,7 +79,17 @@ impl Budgets {
         };
         if let Some(remaining) = remaining {
             self.note(subscription, class, remaining, Duration::ZERO);
+            let mut peak = self.peak.lock().unwrap_or_else(|p| p.into_inner());
+            let p = peak.entry(Self::key(subscription, class)).or_insert(0.0);
+            *p = p.max(remaining);
         }
+    }
+
+    /// The most ARM ever said was left for `subscription` and `class` (a bucket holds at least this
+    /// plus the call that was answered).
+    pub fn peak(&self, subscription: &str, class: Class) -> Option<f64> {
+        let peak = self.peak.lock().unwrap_or_else(|p| p.into_inner());
+        peak.get(&Self::key(subscription, class)).copied()
     }
 
     /// Takes note that `remaining` were left `age` ago (from an answer, or from another instance), unless
@@ -137,6 +148,7 @@ mod tests {
             &headers("x-ms-ratelimit-remaining-subscription-writes", "17"),
         );
         assert_eq!(b.seen(SUB, Class::Reads).map(|s| s.remaining), Some(241.0));
+        assert_eq!(b.peak(SUB, Class::Reads), Some(241.0));
         assert_eq!(
             b.seen(&SUB.to_uppercase(), Class::Writes)
                 .map(|s| s.remaining),

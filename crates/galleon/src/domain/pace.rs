@@ -91,6 +91,19 @@ pub fn hold_off(bucket: Bucket, seen: Option<Seen>, cost: f64, priority: Priorit
     Duration::from_secs_f64((short / bucket.per_second).min(3600.0))
 }
 
+/// The bucket as it really is: no bigger than one more than the most ARM was ever seen to have left
+/// (a subscription with smaller limits than configured, or other callers keeping it low, must not make
+/// galleon wait for a reserve the bucket can never reach).
+pub fn as_seen(bucket: Bucket, peak: Option<f64>) -> Bucket {
+    match peak {
+        Some(p) if p + 1.0 < bucket.burst => Bucket {
+            burst: p + 1.0,
+            ..bucket
+        },
+        _ => bucket,
+    }
+}
+
 /// Spreads the holds of many waiting images over a window as long as the hold itself, so they do not
 /// all come back at once: `spread` in [0, 1) picks the place.
 pub fn spread(hold: Duration, spread: f64) -> Duration {
@@ -175,6 +188,22 @@ mod tests {
                 "{seen:?} cost {cost} {priority:?}: held {got} s, expected {want} s"
             );
         }
+    }
+
+    #[test]
+    fn a_bucket_never_seen_full_is_taken_as_no_bigger_than_seen() {
+        assert_eq!(as_seen(WRITES, None), WRITES);
+        assert_eq!(as_seen(WRITES, Some(199.0)), WRITES);
+        assert_eq!(as_seen(WRITES, Some(500.0)), WRITES);
+        let small = as_seen(WRITES, Some(19.0));
+        assert_eq!(small.burst, 20.0);
+        // With 10 left of a bucket that never held more than 20, a new image (reserve 40% = 8) goes.
+        assert_eq!(
+            hold_off(small, seen(10.0, 0), 2.0, Priority::NewImage),
+            Duration::ZERO
+        );
+        // Taken as Azure's 200, it would wait for a reserve of 80 the bucket never reaches.
+        assert!(hold_off(WRITES, seen(10.0, 0), 2.0, Priority::NewImage) > Duration::from_secs(7));
     }
 
     #[test]
