@@ -46,6 +46,11 @@ struct Args {
     /// CPU the load tool is pinned to.
     #[arg(long, default_value_t = 0)]
     load_cpu: usize,
+    /// Keep the load tool's thread running between answers (it polls instead of sleeping), so an answer
+    /// never has to wake it: what the server's kernel time then holds is its own work, not the wake-up of
+    /// an idle client (costly on a virtual machine). Same for both systems.
+    #[arg(long)]
+    busy_client: bool,
     /// Do not pin anything.
     #[arg(long)]
     no_pin: bool,
@@ -261,6 +266,7 @@ fn measure(
         args.connections,
         Duration::from_secs_f64(args.warmup),
         Duration::from_secs_f64(args.seconds),
+        args.busy_client,
         || load::Sample {
             server_ticks: cpu_ticks(pid),
             load_ticks: cpu_ticks(std::process::id()),
@@ -400,6 +406,9 @@ fn run(args: &Args) -> Result<(), String> {
             None => "nothing pinned".to_owned(),
         }
     );
+    if args.busy_client {
+        println!("load tool: busy (polls between answers instead of sleeping)");
+    }
     let mut results: Vec<(&System, Vec<Figures>)> =
         vec![(&galleon, Vec::new()), (&reference, Vec::new())];
     for round in 0..args.rounds {
