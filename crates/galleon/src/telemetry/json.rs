@@ -74,14 +74,21 @@ impl Visit for SpanVisitor<'_> {
     }
 }
 
-/// Writes an event's fields as the members of the `fields` object, `message` first.
+/// Writes an event's fields as the members of the `fields` object. Records of the `log` crate (bridged by
+/// tracing-log) carry their origin as `log.*` fields: those are left out, and `log.target` kept as the
+/// line's target, as tracing-subscriber's formatter does.
 struct EventVisitor<'a> {
     line: &'a mut String,
     first: bool,
+    log_target: Option<String>,
 }
 
 impl EventVisitor<'_> {
-    fn key(&mut self, field: &Field) {
+    /// Starts a member for `field`; false for a `log.*` field, which is not written.
+    fn key(&mut self, field: &Field) -> bool {
+        if field.name().starts_with("log.") {
+            return false;
+        }
         if !self.first {
             self.line.push(',');
         }
@@ -89,33 +96,43 @@ impl EventVisitor<'_> {
         let name = field.name();
         push_json_str(self.line, name.strip_prefix("r#").unwrap_or(name));
         self.line.push(':');
+        true
     }
 }
 
 impl Visit for EventVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.key(field);
-        push_f64(self.line, value);
+        if self.key(field) {
+            push_f64(self.line, value);
+        }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.key(field);
-        let _ = write!(self.line, "{value}");
+        if self.key(field) {
+            let _ = write!(self.line, "{value}");
+        }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.key(field);
-        let _ = write!(self.line, "{value}");
+        if self.key(field) {
+            let _ = write!(self.line, "{value}");
+        }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.key(field);
-        self.line.push_str(if value { "true" } else { "false" });
+        if self.key(field) {
+            self.line.push_str(if value { "true" } else { "false" });
+        }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.key(field);
-        push_json_str(self.line, value);
+        if field.name() == "log.target" {
+            self.log_target = Some(value.to_owned());
+        }
+        if self.key(field) {
+            push_json_str(self.line, value);
+        }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.key(field);
-        push_json_debug(self.line, value);
+        if self.key(field) {
+            push_json_debug(self.line, value);
+        }
     }
 }
 
@@ -146,12 +163,15 @@ where
         line.push_str("\",\"level\":\"");
         line.push_str(meta.level().as_str());
         line.push_str("\",\"fields\":{");
-        event.record(&mut EventVisitor {
+        let mut visitor = EventVisitor {
             line: &mut line,
             first: true,
-        });
+            log_target: None,
+        };
+        event.record(&mut visitor);
+        let log_target = visitor.log_target.take();
         line.push_str("},\"target\":");
-        push_json_str(&mut line, meta.target());
+        push_json_str(&mut line, log_target.as_deref().unwrap_or(meta.target()));
         if let Some(span) = ctx.event_span(event) {
             line.push_str(",\"span\":{");
             let extensions = span.extensions();

@@ -109,6 +109,32 @@ fn lines_have_the_fields_span_and_severity() {
 }
 
 #[test]
+fn records_of_the_log_crate_keep_their_own_target() {
+    let (stdout, stderr) = (logs_sink_memory(), logs_sink_memory());
+    let route = Route::to(true, stdout.clone(), stderr.clone());
+    let dispatch =
+        tracing::Dispatch::new(tracing_subscriber::registry().with(JsonLayer::new(route)));
+    // What tracing-log makes of `log::warn!` in rustls.
+    tracing::dispatcher::with_default(&dispatch, || {
+        tracing::warn!(
+            log.target = "rustls::conn",
+            log.module_path = "rustls::conn",
+            log.file = "src/conn.rs",
+            log.line = 42u64,
+            "Sending fatal alert"
+        );
+    });
+    let err = logs_sink_lines(&stderr);
+    assert_eq!(err.len(), 1, "{err:?}");
+    let line = parse(&err[0]);
+    assert_eq!(line["target"], "rustls::conn", "{line}");
+    assert_eq!(
+        line["fields"],
+        serde_json::json!({"message": "Sending fatal alert"})
+    );
+}
+
+#[test]
 fn info_lines_inside_an_invocation_go_to_its_logs() {
     let (stdout, stderr) = (logs_sink_memory(), logs_sink_memory());
     let route = Route::to(true, stdout.clone(), stderr.clone());
