@@ -14,7 +14,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
-use warp::{Filter, Reply, http::StatusCode};
+use warp::{
+    Filter, Reply,
+    http::{HeaderValue, StatusCode},
+};
 
 use super::{
     App, Invocation, answer,
@@ -72,8 +75,8 @@ pub fn router(
     let invoke = warp::path::param::<String>()
         .and(warp::path::end())
         .and(warp::post())
-        .and(warp::header::optional::<String>(INVOCATION_ID))
-        .and(warp::header::optional::<String>(TRACEPARENT))
+        .and(host_header(INVOCATION_ID))
+        .and(host_header(TRACEPARENT))
         .and(warp::body::stream())
         .and_then(
             move |function: String,
@@ -165,6 +168,16 @@ where
 
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
 const TRACEPARENT: &str = "traceparent";
+
+/// One request header as text; absent, or not text, is `None` (never a rejection: the invocation still runs).
+fn host_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::header::value(name)
+        .map(|v: HeaderValue| v.to_str().ok().map(str::to_owned))
+        .or(warp::any().map(|| None))
+        .unify()
+}
 
 /// The request headers of the host's that galleon reads (only these are copied out of the request).
 struct HostHeaders {
