@@ -8,13 +8,39 @@ use galleon::{
     telemetry,
 };
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // One worker per CPU the process may use; with a single CPU (a Consumption plan instance, or a pinned
+    // process) the current-thread scheduler does the same work without the cross-thread machinery. A
+    // worker about to sleep first writes the log lines waiting for stdout, so they go out in batches yet
+    // never wait on an idle handler.
+    let single_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if single_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder
+        .enable_all()
+        .on_thread_park(telemetry::flush)
+        .build();
+    let code = match runtime {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(e) => {
+            eprintln!("galleon: cannot start the async runtime: {e}");
+            1
+        }
+    };
+    telemetry::flush();
+    std::process::exit(code);
+}
+
+/// Runs the handler until a signal; the exit code.
+async fn serve() -> i32 {
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("galleon: cannot start: {e}");
-            std::process::exit(2);
+            return 2;
         }
     };
     telemetry::install_crypto_provider();
@@ -27,7 +53,7 @@ async fn main() {
         Ok(t) => t,
         Err(e) => {
             eprintln!("galleon: cannot start: {e}");
-            std::process::exit(2);
+            return 2;
         }
     };
     let probe = tokens.clone();
@@ -35,7 +61,7 @@ async fn main() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("galleon: cannot start: {e}");
-            std::process::exit(2);
+            return 2;
         }
     };
     let app = functions::app(ctx);
@@ -44,7 +70,7 @@ async fn main() {
         Err(e) => {
             tracing::error!(port, error = %e, "cannot listen");
             eprintln!("galleon: cannot listen on 127.0.0.1:{port}: {e}");
-            std::process::exit(1);
+            return 1;
         }
     };
     tracing::info!(addr = %server.addr, instance = %log_instance, "galleon is serving");
@@ -52,4 +78,5 @@ async fn main() {
     // the host keeps running (the steps report it again as failures with the same advice).
     tokio::spawn(async move { telemetry::identity_check(&probe).await });
     server.run_until_signal().await;
+    0
 }

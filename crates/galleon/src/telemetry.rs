@@ -2,6 +2,8 @@
 //! severity (see `host::logs`); the start-up identity check; and the TLS crypto provider every client
 //! needs before it is built.
 
+pub mod json;
+
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{azure::Tokens, config::LogFormat, host::Route};
@@ -19,13 +21,7 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(Route::new(true)),
-            )
+            .with(json::JsonLayer::new(Route::new(true)))
             .try_init(),
         LogFormat::Text => registry
             .with(
@@ -38,6 +34,12 @@ pub fn init(format: LogFormat) {
     if let Err(e) = result {
         eprintln!("galleon: logging was already initialised: {e}");
     }
+}
+
+/// Writes the Information lines still waiting for stdout (they go out in batches; see `host::logs`).
+/// The runtime calls this whenever a worker runs out of work; call it before the process exits.
+pub fn flush() {
+    crate::host::flush_stdout();
 }
 
 /// Tries once to get a Resource Manager token and says in one line whether the managed identity works;

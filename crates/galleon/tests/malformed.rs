@@ -60,6 +60,26 @@ async fn expect_problem(path: &str, body: &[u8], status: u16, code: &str, mentio
     );
 }
 
+/// An invocation id that is not text (or absent) does not stop the invocation: it runs under a fresh id.
+#[tokio::test]
+async fn an_unreadable_invocation_id_is_replaced_not_refused() {
+    let routes = host::router(Arc::new(app()), Limits::default());
+    for id in [&b"\xff\xfe"[..], b"83a33220-a921-460a-bec0-b3f043dcf1ff"] {
+        let header = warp::http::HeaderValue::from_bytes(id).expect("a header value");
+        let response = warp::test::request()
+            .method("POST")
+            .path("/Echo")
+            .header("x-azure-functions-invocationid", header.clone())
+            .header("traceparent", header)
+            .body(msg("hello"))
+            .reply(&routes)
+            .await;
+        let answer: Value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
+        assert_eq!(response.status(), 200, "{answer}");
+        assert_eq!(answer["Outputs"]["out"], json!(["hello"]), "{answer}");
+    }
+}
+
 #[tokio::test]
 async fn not_json() {
     expect_problem("/Echo", b"{\"Data\": ", 400, "InvalidJson", "not JSON").await;

@@ -40,6 +40,11 @@ impl Drop for Handler {
 }
 
 async fn start(extra_env: &[(&str, &str)]) -> Handler {
+    start_with(extra_env, Stdio::null()).await
+}
+
+/// [`start`], with stdout going to `stdout` (a piped stdout must be read, or the handler blocks on it).
+async fn start_with(extra_env: &[(&str, &str)], stdout: Stdio) -> Handler {
     let port = free_port();
     let mut cmd = Command::new(binary());
     cmd.env_clear()
@@ -68,7 +73,7 @@ async fn start(extra_env: &[(&str, &str)]) -> Handler {
             "GALLEON_STORAGE_ACCOUNTS",
             "https://ingest.blob.core.windows.net",
         )
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     for (k, v) in extra_env {
@@ -216,6 +221,41 @@ async fn chunked_invocations_over_a_real_socket() {
         "Logs carries the invocation's lines"
     );
     assert_eq!(answer["ReturnValue"], Value::Null);
+}
+
+/// stdout lines are written in batches; one invocation's line still reaches the host while the handler
+/// has nothing else to do (it is written when the runtime goes idle), and it names the function, the
+/// invocation id, the outcome and the duration.
+#[tokio::test]
+async fn the_invocation_line_reaches_stdout_when_the_handler_goes_idle() {
+    let mut handler = start_with(&[], Stdio::piped()).await;
+    let stdout = handler.child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let body = service_bus_invocation(&example("image.ready.v1.example.json"));
+    let (status, _) = http(handler.port, &invocation_head("Announce"), &[&body])
+        .await
+        .expect("answer");
+    assert_eq!(status, 200);
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("invocation succeeded") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("the invocation's line on stdout while the handler is idle");
+    let parsed: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(parsed["level"], "INFO", "{line}");
+    assert_eq!(parsed["span"]["function"], "Announce", "{line}");
+    assert_eq!(
+        parsed["span"]["invocation_id"], "83a33220-a921-460a-bec0-b3f043dcf1ff",
+        "{line}"
+    );
+    assert!(parsed["fields"]["elapsed_ms"].is_number(), "{line}");
 }
 
 #[tokio::test]

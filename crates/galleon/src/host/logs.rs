@@ -36,9 +36,7 @@ pub enum Sink {
 impl Sink {
     fn write_line(&self, line: &str) {
         match self {
-            Sink::Stdout => {
-                let _ = writeln!(std::io::stdout().lock(), "{line}");
-            }
+            Sink::Stdout => stdout::write_line(line),
             Sink::Stderr => {
                 let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
@@ -48,6 +46,59 @@ impl Sink {
                 }
             }
         }
+    }
+}
+
+/// stdout, written in batches: Information lines (one or more per invocation) are gathered and written
+/// together when the runtime has nothing else to do ([`flush`], from the runtime's park hook), when a
+/// batch is big, or when the oldest line in it has waited long. One write per batch instead of one per line
+/// (each write to the host's pipe also wakes the host's reader). Warnings and errors go to stderr at once,
+/// unbatched.
+pub mod stdout {
+    use std::{
+        io::Write,
+        sync::Mutex,
+        time::{Duration, Instant},
+    };
+
+    /// Lines waiting, and when the first of them was written.
+    static PENDING: Mutex<(Vec<u8>, Option<Instant>)> = Mutex::new((Vec::new(), None));
+
+    /// A batch this big is written at once.
+    const BATCH_BYTES: usize = 32 * 1024;
+    /// No line waits longer than this while others keep coming.
+    const MAX_WAIT: Duration = Duration::from_millis(100);
+
+    pub(super) fn write_line(line: &str) {
+        let Ok(mut pending) = PENDING.lock() else {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+            return;
+        };
+        let (buf, since) = &mut *pending;
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        let first = *since.get_or_insert_with(Instant::now);
+        if buf.len() >= BATCH_BYTES || first.elapsed() >= MAX_WAIT {
+            write_out(buf);
+            *since = None;
+        }
+    }
+
+    /// Writes the lines waiting, if any. Called when a runtime worker is about to park, and at exit.
+    pub fn flush() {
+        if let Ok(mut pending) = PENDING.lock()
+            && !pending.0.is_empty()
+        {
+            write_out(&mut pending.0);
+            pending.1 = None;
+        }
+    }
+
+    fn write_out(buf: &mut Vec<u8>) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(buf);
+        let _ = out.flush();
+        buf.clear();
     }
 }
 
@@ -103,25 +154,30 @@ impl Write for LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.bytes);
-        let mut line = text.trim_end_matches(['\r', '\n']).to_owned();
-        if line.is_empty() {
-            return;
-        }
-        if self.escape_warn {
-            line = escape_warn(&line);
-        }
-        match &self.destination {
-            Destination::Sink(sink) => sink.write_line(&line),
-            Destination::Invocation(buffer) => {
-                if let Ok(mut lines) = buffer.lock() {
-                    if lines.len() < MAX_LINES {
-                        lines.push(line);
-                    } else if lines.len() == MAX_LINES {
-                        lines.push(
-                            "… further log lines of this invocation were dropped (at most 200 are kept)"
-                                .into(),
-                        );
-                    }
+        let line = text.trim_end_matches(['\r', '\n']);
+        deliver(&self.destination, self.escape_warn, line.to_owned());
+    }
+}
+
+/// Writes one finished line where it belongs.
+fn deliver(destination: &Destination, escape: bool, mut line: String) {
+    if line.is_empty() {
+        return;
+    }
+    if escape {
+        line = escape_warn(&line);
+    }
+    match destination {
+        Destination::Sink(sink) => sink.write_line(&line),
+        Destination::Invocation(buffer) => {
+            if let Ok(mut lines) = buffer.lock() {
+                if lines.len() < MAX_LINES {
+                    lines.push(line);
+                } else if lines.len() == MAX_LINES {
+                    lines.push(
+                        "… further log lines of this invocation were dropped (at most 200 are kept)"
+                            .into(),
+                    );
                 }
             }
         }
@@ -161,20 +217,31 @@ impl<'a> MakeWriter<'a> for Route {
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> LineWriter {
         let level = *meta.level();
+        LineWriter {
+            bytes: Vec::new(),
+            destination: self.destination(level),
+            escape_warn: self.json && level == Level::ERROR,
+        }
+    }
+}
+
+impl Route {
+    fn destination(&self, level: Level) -> Destination {
         // tracing orders levels by verbosity: ERROR < WARN < INFO < DEBUG < TRACE.
-        let destination = if level <= Level::WARN {
+        if level <= Level::WARN {
             Destination::Sink(self.stderr.clone())
         } else {
             match BUFFER.try_with(Arc::clone) {
                 Ok(buffer) => Destination::Invocation(buffer),
                 Err(_) => Destination::Sink(self.stdout.clone()),
             }
-        };
-        LineWriter {
-            bytes: Vec::new(),
-            destination,
-            escape_warn: self.json && level == Level::ERROR,
         }
+    }
+
+    /// Sends one finished line (no newline) of severity `level` where it belongs.
+    pub fn send(&self, level: Level, line: String) {
+        let escape = self.json && level == Level::ERROR;
+        deliver(&self.destination(level), escape, line);
     }
 }
 

@@ -2,6 +2,7 @@
 //! `/{FunctionName}`, its value encoding, the readiness probe and the answer it expects. Functions never see
 //! HTTP or the host's quirks; they get a typed [`Invocation`] and give back an [`Output`].
 
+mod envelope;
 mod logs;
 mod server;
 pub mod trigger;
@@ -12,7 +13,7 @@ use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-pub use logs::Route;
+pub use logs::{Route, Sink, capture as capture_logs, stdout::flush as flush_stdout};
 pub use server::{Limits, Server, router};
 pub use trigger::{
     BusMessage, GridEvent, GridSchema, HttpRequest, TimerTick, Trigger, TriggerKind,

@@ -16,10 +16,14 @@ use serde_json::{Map, Value, json};
 use tracing::Instrument;
 use warp::{
     Filter, Reply,
-    http::{HeaderMap, StatusCode},
+    http::{HeaderValue, StatusCode},
 };
 
-use super::{App, Invocation, answer, logs, trigger, values};
+use super::{
+    App, Invocation, answer,
+    envelope::{Envelope, EnvelopeError},
+    logs, trigger, values,
+};
 
 /// Bounds on what one invocation may send.
 #[derive(Debug, Clone, Copy)]
@@ -71,18 +75,28 @@ pub fn router(
     let invoke = warp::path::param::<String>()
         .and(warp::path::end())
         .and(warp::post())
-        .and(warp::header::headers_cloned())
+        .and(host_header(INVOCATION_ID))
+        .and(host_header(TRACEPARENT))
         .and(warp::body::stream())
-        .and_then(move |function: String, headers: HeaderMap, body| {
-            let app = app.clone();
-            async move {
-                let response = match read_body(body, limits.max_body_bytes).await {
-                    Ok(bytes) => invoke(&app, &function, &headers, bytes).await,
-                    Err(problem) => problem.reply(),
-                };
-                Ok::<_, Infallible>(response)
-            }
-        });
+        .and_then(
+            move |function: String,
+                  invocation_id: Option<String>,
+                  traceparent: Option<String>,
+                  body| {
+                let app = app.clone();
+                async move {
+                    let headers = HostHeaders {
+                        invocation_id,
+                        traceparent,
+                    };
+                    let response = match read_body(body, limits.max_body_bytes).await {
+                        Ok(bytes) => invoke(&app, &function, headers, bytes).await,
+                        Err(problem) => problem.reply(),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        );
     ready.or(invoke).unify().recover(|rejection: warp::Rejection| async move {
         let problem = if rejection.is_not_found() {
             Problem::new(
@@ -110,6 +124,8 @@ where
     B: Buf,
 {
     let mut body = body;
+    // The host's body usually arrives as one chunk: keep it as it is (no copy); gather only when there are more.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|e| {
@@ -119,7 +135,8 @@ where
                 format!("the request body could not be read: {e}"),
             )
         })?;
-        if buf.len() + chunk.remaining() > max {
+        let held = first.as_ref().map_or(0, Bytes::len);
+        if held + buf.len() + chunk.remaining() > max {
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "BodyTooLarge",
@@ -128,6 +145,14 @@ where
                 ),
             ));
         }
+        if first.is_none() && buf.is_empty() {
+            let n = chunk.remaining();
+            first = Some(chunk.copy_to_bytes(n));
+            continue;
+        }
+        if let Some(held) = first.take() {
+            buf.extend_from_slice(&held);
+        }
         while chunk.has_remaining() {
             let part = chunk.chunk();
             let n = part.len();
@@ -135,21 +160,50 @@ where
             chunk.advance(n);
         }
     }
-    Ok(buf.freeze())
+    Ok(match first {
+        Some(only) => only,
+        None => buf.freeze(),
+    })
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+const INVOCATION_ID: &str = "x-azure-functions-invocationid";
+const TRACEPARENT: &str = "traceparent";
+
+/// One request header as text; absent, or not text, is `None` (never a rejection: the invocation still runs).
+fn host_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::header::value(name)
+        .map(|v: HeaderValue| v.to_str().ok().map(str::to_owned))
+        .or(warp::any().map(|| None))
+        .unify()
 }
+
+/// The request headers of the host's that galleon reads (only these are copied out of the request).
+struct HostHeaders {
+    invocation_id: Option<String>,
+    traceparent: Option<String>,
+}
+
+/// The answer the host expects (`{"Outputs", "Logs", "ReturnValue"}`, as [`answer`] builds it), serialized
+/// straight from the function's output.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    #[serde(rename = "Outputs")]
+    outputs: &'a std::collections::BTreeMap<String, Value>,
+    #[serde(rename = "Logs")]
+    logs: &'a [String],
+    #[serde(rename = "ReturnValue")]
+    return_value: &'a Value,
+}
+
+static NULL: Value = Value::Null;
 
 /// Decodes the envelope for `function`, runs it and builds the host's answer.
 async fn invoke(
     app: &App,
     function: &str,
-    headers: &HeaderMap,
+    headers: HostHeaders,
     body: Bytes,
 ) -> warp::reply::Response {
     let Some(spec) = app.get(function) else {
@@ -164,9 +218,9 @@ async fn invoke(
         )
         .reply();
     };
-    let envelope: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
+    let envelope = match Envelope::parse(&body) {
+        Ok(envelope) => envelope,
+        Err(EnvelopeError::InvalidJson(e)) => {
             return Problem::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidJson",
@@ -174,26 +228,18 @@ async fn invoke(
             )
             .reply();
         }
-    };
-    let Some(envelope) = envelope.as_object() else {
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            "EnvelopeNotObject",
-            "the invocation body must be a JSON object with 'Data' and 'Metadata'",
-        )
-        .reply();
-    };
-    let data = match envelope.get("Data") {
-        Some(Value::Object(d)) => d,
-        Some(other) if !other.is_null() => {
+        Err(EnvelopeError::NotObject) => {
             return Problem::new(
                 StatusCode::BAD_REQUEST,
-                "DataNotObject",
-                "'Data' must be an object keyed by binding name",
+                "EnvelopeNotObject",
+                "the invocation body must be a JSON object with 'Data' and 'Metadata'",
             )
             .reply();
         }
-        _ => {
+    };
+    let data = match envelope.data {
+        Value::Object(d) => d,
+        Value::Null => {
             return Problem::new(
                 StatusCode::BAD_REQUEST,
                 "MissingData",
@@ -204,12 +250,19 @@ async fn invoke(
             )
             .reply();
         }
+        _ => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "DataNotObject",
+                "'Data' must be an object keyed by binding name",
+            )
+            .reply();
+        }
     };
-    let empty = Map::new();
-    let metadata = match envelope.get("Metadata") {
-        Some(Value::Object(m)) => m,
-        None | Some(Value::Null) => &empty,
-        Some(_) => {
+    let metadata = match envelope.metadata {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        _ => {
             return Problem::new(
                 StatusCode::BAD_REQUEST,
                 "MetadataNotObject",
@@ -218,7 +271,8 @@ async fn invoke(
             .reply();
         }
     };
-    let trigger = match trigger::decode(spec.trigger, &spec.trigger_binding, data, metadata) {
+    let trigger = match trigger::decode_owned(spec.trigger, &spec.trigger_binding, data, &metadata)
+    {
         Ok(t) => t,
         Err(e) => {
             return Problem::new(
@@ -235,9 +289,10 @@ async fn invoke(
     let sys = metadata.get("sys").and_then(Value::as_object);
     let invocation = Invocation {
         function: spec.name.clone(),
-        invocation_id: header(headers, "x-azure-functions-invocationid")
+        invocation_id: headers
+            .invocation_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        traceparent: header(headers, "traceparent"),
+        traceparent: headers.traceparent,
         trigger,
         host_time: sys
             .and_then(|s| s.get("UtcNow"))
@@ -273,7 +328,12 @@ async fn invoke(
                 .reply();
             }
             tracing::info!(elapsed_ms, "invocation succeeded");
-            warp::reply::json(&answer(&output, logs)).into_response()
+            warp::reply::json(&Answer {
+                outputs: &output.bindings,
+                logs: &logs,
+                return_value: output.return_value.as_ref().unwrap_or(&NULL),
+            })
+            .into_response()
         }
         Ok(Err(failure)) => {
             tracing::error!(elapsed_ms, error = %failure.chain(), "invocation failed; the host will retry");

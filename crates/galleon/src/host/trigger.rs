@@ -56,7 +56,8 @@ pub struct GridEvent {
     pub subject: Option<String>,
     pub time: Option<DateTime<Utc>>,
     pub data: Value,
-    /// The whole event as delivered (extension attributes such as `traceparent` live here).
+    /// The event as delivered, less `data` (moved to [`GridEvent::data`], not copied): extension attributes
+    /// such as `traceparent` live here.
     pub raw: Map<String, Value>,
 }
 
@@ -139,19 +140,46 @@ pub fn decode(
 ) -> Result<Trigger, TriggerError> {
     let value = data
         .get(binding)
-        .ok_or_else(|| TriggerError::MissingBinding {
-            binding: binding.to_owned(),
-            present: if data.is_empty() {
-                "nothing".to_owned()
-            } else {
-                data.keys().cloned().collect::<Vec<_>>().join(", ")
-            },
-        })?;
+        .ok_or_else(|| missing_binding(binding, data))?;
+    decode_value(kind, binding, value.clone(), metadata)
+}
+
+/// [`decode`], taking `data` by value: the trigger value is moved out of it, not copied (the server's
+/// path, where the envelope is not needed afterwards).
+pub fn decode_owned(
+    kind: TriggerKind,
+    binding: &str,
+    mut data: Map<String, Value>,
+    metadata: &Map<String, Value>,
+) -> Result<Trigger, TriggerError> {
+    let value = data
+        .remove(binding)
+        .ok_or_else(|| missing_binding(binding, &data))?;
+    decode_value(kind, binding, value, metadata)
+}
+
+fn missing_binding(binding: &str, data: &Map<String, Value>) -> TriggerError {
+    TriggerError::MissingBinding {
+        binding: binding.to_owned(),
+        present: if data.is_empty() {
+            "nothing".to_owned()
+        } else {
+            data.keys().cloned().collect::<Vec<_>>().join(", ")
+        },
+    }
+}
+
+fn decode_value(
+    kind: TriggerKind,
+    binding: &str,
+    value: Value,
+    metadata: &Map<String, Value>,
+) -> Result<Trigger, TriggerError> {
     match kind {
         TriggerKind::EventGrid => grid_event(binding, value).map(Trigger::EventGrid),
-        TriggerKind::ServiceBus => bus_message(binding, value, metadata).map(Trigger::ServiceBus),
-        TriggerKind::Timer => timer_tick(binding, value).map(Trigger::Timer),
-        TriggerKind::Http => http_request(binding, value).map(Trigger::Http),
+        TriggerKind::ServiceBus => bus_message(binding, &value, metadata).map(Trigger::ServiceBus),
+        TriggerKind::Timer => timer_tick(binding, &value).map(Trigger::Timer),
+        TriggerKind::Http => http_request(binding, &value).map(Trigger::Http),
     }
 }
 
@@ -167,20 +195,24 @@ fn object<'a>(
     })
 }
 
-fn grid_event(binding: &str, value: &Value) -> Result<GridEvent, TriggerError> {
+fn grid_event(binding: &str, value: Value) -> Result<GridEvent, TriggerError> {
     // The extension passes the event as an object; tolerate it arriving as JSON text.
-    let owned;
     let value = if value.is_string() {
-        owned = values::json_document(value).map_err(|_| TriggerError::WrongShape {
+        values::json_document(&value).map_err(|_| TriggerError::WrongShape {
             binding: binding.to_owned(),
             expected: "an Event Grid event object",
             found: "a string that is not JSON",
-        })?;
-        &owned
+        })?
     } else {
         value
     };
-    let event = object(binding, value, "an Event Grid event object")?;
+    let Value::Object(mut event) = value else {
+        return Err(TriggerError::WrongShape {
+            binding: binding.to_owned(),
+            expected: "an Event Grid event object",
+            found: kind_of(&value),
+        });
+    };
     let field = |name: &'static str| -> Result<String, TriggerError> {
         event
             .get(name)
@@ -217,8 +249,8 @@ fn grid_event(binding: &str, value: &Value) -> Result<GridEvent, TriggerError> {
         source,
         subject: optional("subject"),
         time,
-        data: event.get("data").cloned().unwrap_or(Value::Null),
-        raw: event.clone(),
+        data: event.remove("data").unwrap_or(Value::Null),
+        raw: event,
     })
 }
 
