@@ -18,6 +18,7 @@ pub mod faults;
 pub mod handlers;
 pub mod model;
 pub mod names;
+pub mod osdisk;
 pub mod platform;
 pub mod running;
 pub mod server;

@@ -175,6 +175,34 @@ async fn a_vhd_output_is_a_real_fixed_vhd_of_the_templates_disk_size() {
         .map(|(_, b)| *b as u32)
         .sum();
     assert_eq!(be32(64), !sum, "footer checksum");
+    // The disk is laid out as a generation 2 build of Ubuntu leaves it: a protective MBR, a GPT, and
+    // an EFI System Partition at 1 MiB holding \EFI\BOOT\BOOTX64.EFI.
+    let read = |from: u64, to: u64| {
+        let (client, token, uri) = (env.client.clone(), token.clone(), uri.to_string());
+        async move {
+            client
+                .get(&uri)
+                .bearer_auth(&token)
+                .header("x-ms-version", "2025-01-05")
+                .header("x-ms-range", format!("bytes={from}-{to}"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        }
+    };
+    let head = read(0, 1023).await;
+    assert_eq!((head[450], head[510], head[511]), (0xEE, 0x55, 0xAA));
+    assert_eq!(&head[512..520], b"EFI PART");
+    let esp = read(1 << 20, (1 << 20) + 511).await;
+    assert_eq!(&esp[54..62], b"FAT12   ");
+    // The loader is the fourth data cluster's file: a PE for x64 (machine 0x8664).
+    let loader_at = (1 << 20) + (1 + 2 * 6 + 32 + 2) * 512;
+    let pe = read(loader_at, loader_at + 511).await;
+    assert_eq!(&pe[..2], b"MZ");
+    assert_eq!(&pe[0x40..0x46], b"PE\0\0\x64\x86");
 }
 
 #[tokio::test]

@@ -24,15 +24,17 @@ pub(crate) fn split_blob_uri(arm: &Arm, uri: &str) -> Option<(String, String)> {
     Some((c.to_string(), b.to_string()))
 }
 
+/// Writes the OS disk a build leaves: a fixed VHD of `size` bytes laid out to boot as `boot` says.
 pub(crate) async fn write_vhd(
     arm: &Arm,
     container: &str,
     name: &str,
     size: u64,
+    boot: crate::osdisk::Boot<'_>,
 ) -> Result<String, String> {
     match &arm.blob {
         Some(blob) => blob
-            .write_fixed_vhd(container, name, size)
+            .write_fixed_vhd(container, name, size, &crate::osdisk::layout(size, boot))
             .await
             .map_err(|e| format!("{e}")),
         None => Ok(format!(

@@ -289,6 +289,7 @@ async fn build(
     let src = &p["source"];
     let mut hvg = "V1".to_string();
     let mut os_type = "Linux".to_string();
+    let mut architecture = "x64".to_string();
     // The source's OS disk size, what the output has when the template's osDiskSizeGB is 0.
     let mut source_gb = 30u64;
     let mut exact = None;
@@ -309,6 +310,7 @@ async fn build(
             Some((img, v)) => {
                 hvg = img.hyper_v_generation;
                 os_type = img.os_type;
+                architecture = img.architecture;
                 source_gb = img.os_disk_size_gb;
                 exact = Some(v);
             }
@@ -372,6 +374,7 @@ async fn build(
                         let dp = &def.body["properties"];
                         os_type = dp["osType"].as_str().unwrap_or("Linux").to_string();
                         hvg = dp["hyperVGeneration"].as_str().unwrap_or("V1").to_string();
+                        architecture = dp["architecture"].as_str().unwrap_or("x64").to_string();
                     }
                 } else {
                     return (
@@ -392,6 +395,11 @@ async fn build(
         .filter(|g| *g > 0)
         .unwrap_or(source_gb);
     let size = arm.config.image_builder_vhd_bytes.unwrap_or(gb << 30);
+    let boot = crate::osdisk::Boot {
+        generation: &hvg,
+        architecture: &architecture,
+        os_type: &os_type,
+    };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     for (i, d) in p["distribute"]
         .as_array()
@@ -416,29 +424,31 @@ async fn build(
                     .as_str()
                     .and_then(|u| split_blob_uri(arm, u))
                     .unwrap_or_else(|| (OUTPUT_CONTAINER.to_string(), blob_name.clone()));
-                write_vhd(arm, &container, &name, size)
+                write_vhd(arm, &container, &name, size, boot)
                     .await
                     .map(|uri| (None, Some(uri)))
             }
             Some("ManagedImage") => {
-                match write_vhd(arm, OUTPUT_CONTAINER, &blob_name, size).await {
+                match write_vhd(arm, OUTPUT_CONTAINER, &blob_name, size, boot).await {
                     Ok(uri) => create_image(arm, template, d, &uri, (&hvg, &os_type), size)
                         .map(|id| (Some(id), None)),
                     Err(e) => Err(e),
                 }
             }
-            Some("SharedImage") => match write_vhd(arm, OUTPUT_CONTAINER, &blob_name, size).await {
-                Ok(uri) => create_version(
-                    arm,
-                    template,
-                    d,
-                    &uri,
-                    (exact.as_deref(), size),
-                    &faults.fail_regions,
-                )
-                .map(|id| (Some(id), None)),
-                Err(e) => Err(e),
-            },
+            Some("SharedImage") => {
+                match write_vhd(arm, OUTPUT_CONTAINER, &blob_name, size, boot).await {
+                    Ok(uri) => create_version(
+                        arm,
+                        template,
+                        d,
+                        &uri,
+                        (exact.as_deref(), size),
+                        &faults.fail_regions,
+                    )
+                    .map(|id| (Some(id), None)),
+                    Err(e) => Err(e),
+                }
+            }
             other => Err(format!(
                 "BadDistributeType: unsupported distribute type {other:?}."
             )),
