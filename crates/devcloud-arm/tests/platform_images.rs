@@ -217,3 +217,44 @@ async fn versions_list_get_order_top_and_a_release_at_run_time() {
     let listed = env.admin(Method::GET, "platform-images", None).await.body;
     assert_eq!(listed["value"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_run_uses_the_latest_version_of_when_it_started() {
+    let mut c = ArmConfig::fast();
+    c.time_factor = 1.0;
+    c.latency.base_secs.insert(Work::TemplateCreate, 0.05);
+    c.latency.base_secs.insert(Work::TemplateRun, 0.6);
+    let env = Env::start(false, c).await;
+    let t = format!(
+        "{}/providers/Microsoft.VirtualMachineImages/imageTemplates/tpl",
+        env.rg_path("rg")
+    );
+    env.ok(Method::PUT, &format!("{t}?{T}"), Some(json!({"location": "westeurope", "identity": {"type": "None"}, "properties": {
+        "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2", "version": "latest"},
+        "distribute": [{"type": "VHD", "runOutputName": "vhd"}]}}))).await;
+    env.ok(Method::POST, &format!("{t}/run?{T}"), None).await;
+    // Released while the build runs: this build keeps the version it started from.
+    let rel = env
+        .admin(
+            Method::POST,
+            "platform-images",
+            Some(json!({"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2", "version": "22.04.209901010"})),
+        )
+        .await;
+    assert_eq!(rel.status, 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tpl = env.ok(Method::GET, &format!("{t}?{T}"), None).await.body;
+        if tpl["properties"]["lastRunStatus"]["runState"] != "Running" {
+            assert_eq!(tpl["properties"]["lastRunStatus"]["runState"], "Succeeded");
+            assert_eq!(
+                tpl["properties"]["source"]["exactVersion"],
+                "22.04.202411010"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run did not end");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(run_exact(&env, &t).await, "22.04.209901010");
+}

@@ -13,6 +13,7 @@ use crate::arm::{Arm, Reply, now};
 use crate::config::Work;
 use crate::error::ArmError;
 use crate::model::{Kind, OpFamily, Resource, Run, Verb};
+use crate::platform::PlatformImage;
 
 pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
     let Target::TemplateAction {
@@ -58,6 +59,7 @@ pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
             res.run_outputs.clear();
         }
         let faults = RunFaults {
+            platform: resolve_platform(ctx.arm, &r),
             fail_regions: ctx.fault.fail_regions.clone(),
             fail_outputs: ctx.fault.fail_outputs.clone(),
         };
@@ -139,13 +141,47 @@ pub fn run_outputs(
     }
 }
 
-/// Faults injected into one run (from the rules matching `VirtualMachineImageTemplates_Run`).
+/// What a run fixed when it started: its platform image source resolved (Azure resolves `latest` when
+/// the build starts), and the faults injected into it (from the rules matching
+/// `VirtualMachineImageTemplates_Run`).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RunFaults {
+    /// A `PlatformImage` source: the catalogue entry and the version, or why it was not found.
+    pub platform: Option<Result<(PlatformImage, String), String>>,
     /// Gallery versions the run distributes fail to replicate to these (normalized) regions.
     pub fail_regions: Vec<(String, String)>,
     /// Distribution targets (run output names) that fail, with their message.
     pub fail_outputs: Vec<(String, String)>,
+}
+
+/// Resolves a template's `PlatformImage` source against the catalogue (`None` for other sources).
+fn resolve_platform(
+    arm: &Arm,
+    template: &Resource,
+) -> Option<Result<(PlatformImage, String), String>> {
+    let src = &template.body["properties"]["source"];
+    if src["type"].as_str() != Some("PlatformImage") {
+        return None;
+    }
+    let field = |k: &str| src[k].as_str().unwrap_or("").to_string();
+    let (publisher, offer, sku, version) = (
+        field("publisher"),
+        field("offer"),
+        field("sku"),
+        field("version"),
+    );
+    let found = arm.platform_images().iter().find_map(|img| {
+        (img.is(&publisher, &offer, &sku) && img.offered_in(&template.location))
+            .then(|| img.version(&version).map(|v| (img.clone(), v)))
+            .flatten()
+    });
+    // INVENTED wording; the code is Image Builder's (provisioningErrorCode BadPIRSource).
+    Some(found.ok_or_else(|| {
+        format!(
+            "BadPIRSource: the platform image '{publisher}:{offer}:{sku}:{version}' was not found in '{}'.",
+            template.location
+        )
+    }))
 }
 
 async fn run_task(
@@ -293,38 +329,16 @@ async fn build(
     // The source's OS disk size, what the output has when the template's osDiskSizeGB is 0.
     let mut source_gb = 30u64;
     let mut exact = None;
-    if src["type"].as_str() == Some("PlatformImage") {
-        let field = |k: &str| src[k].as_str().unwrap_or("").to_string();
-        let (publisher, offer, sku, version) = (
-            field("publisher"),
-            field("offer"),
-            field("sku"),
-            field("version"),
-        );
-        let found = arm.platform_images().iter().find_map(|img| {
-            (img.is(&publisher, &offer, &sku) && img.offered_in(&template.location))
-                .then(|| img.version(&version).map(|v| (img.clone(), v)))
-                .flatten()
-        });
-        match found {
-            Some((img, v)) => {
-                hvg = img.hyper_v_generation;
-                os_type = img.os_type;
-                architecture = img.architecture;
+    if let Some(resolved) = &faults.platform {
+        match resolved {
+            Ok((img, v)) => {
+                hvg = img.hyper_v_generation.clone();
+                os_type = img.os_type.clone();
+                architecture = img.architecture.clone();
                 source_gb = img.os_disk_size_gb;
-                exact = Some(v);
+                exact = Some(v.clone());
             }
-            None => {
-                // INVENTED wording; the code is Image Builder's (provisioningErrorCode BadPIRSource).
-                return (
-                    Vec::new(),
-                    vec![format!(
-                        "BadPIRSource: the platform image '{publisher}:{offer}:{sku}:{version}' was not found in '{}'.",
-                        template.location
-                    )],
-                    None,
-                );
-            }
+            Err(message) => return (Vec::new(), vec![message.clone()], None),
         }
     }
     {
