@@ -265,6 +265,25 @@ async fn managed_image_and_gallery_version_outputs_and_distribution_waits_for_ev
     let (status, subs) = wait_end(&env, &t).await;
     assert_eq!(status["runState"], "Succeeded", "{status}");
     assert_eq!(subs.last().map(String::as_str), Some("Distributing"));
+    // The sub-states seen come in Image Builder's order.
+    let order = [
+        "Queued",
+        "Building",
+        "Customizing",
+        "Validating",
+        "Optimizing",
+        "Distributing",
+    ];
+    let at: Vec<usize> = subs
+        .iter()
+        .map(|s| {
+            order
+                .iter()
+                .position(|o| o == s)
+                .expect("a known runSubState")
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{subs:?}");
     let v = env
         .ok(
             Method::GET,
