@@ -1,5 +1,6 @@
 //! Admin endpoints under `/_devcloud/` (JSON, no authentication, loopback only): request counts and log,
-//! operations (list, release a stalled one), fault rules, state dump and snapshot.
+//! operations (list, release a stalled one), fault rules, state dump and snapshot, and the platform
+//! image catalogue (`GET`/`POST /_devcloud/platform-images`: publish a new base image version).
 
 use serde_json::{Value, json};
 use warp::http::Method;
@@ -106,6 +107,10 @@ pub fn handle(arm: &Arm, req: &Req) -> Reply {
                 .retain(|r| r.id != *id);
             Reply::empty(204)
         }
+        (Method::GET, ["platform-images"]) => {
+            Reply::json(200, json!({"value": *arm.platform_images()}))
+        }
+        (Method::POST, ["platform-images"]) => publish_platform_image(arm, &req.body),
         (Method::GET, ["state"]) => {
             let t = now();
             let mut st = arm.lock();
@@ -143,6 +148,59 @@ pub fn handle(arm: &Arm, req: &Req) -> Reply {
             json!({"error": {"code": "NotFound", "message": format!("no admin endpoint {} {}", req.method, req.path)}}),
         ),
     }
+}
+
+/// A platform image version released at run time: `{publisher, offer, sku, version}` adds the
+/// version (the new `latest` when it is the highest); an unknown publisher/offer/sku is added with
+/// the optional `osType`, `hyperVGeneration`, `architecture`, `osDiskSizeGb`, `locations`.
+fn publish_platform_image(arm: &Arm, body: &[u8]) -> Reply {
+    #[derive(serde::Deserialize)]
+    struct Release {
+        version: String,
+        #[serde(flatten)]
+        image: crate::platform::PlatformImage,
+    }
+    let bad = |m: String| {
+        Reply::json(
+            400,
+            json!({"error": {"code": "InvalidPlatformImage", "message": m}}),
+        )
+    };
+    let mut v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad(e.to_string()),
+    };
+    if v.get("versions").is_none() {
+        v["versions"] = json!([]);
+    }
+    let rel: Release = match serde_json::from_value(v) {
+        Ok(r) => r,
+        Err(e) => return bad(e.to_string()),
+    };
+    let parts = crate::platform::version_key(&rel.version);
+    if parts.len() != 3 || rel.version.split('.').any(|p| p.parse::<u64>().is_err()) {
+        return bad(format!(
+            "version {:?} is not Major.Minor.Build",
+            rel.version
+        ));
+    }
+    let mut images = arm.platform_images();
+    let img = &rel.image;
+    let entry = match images
+        .iter_mut()
+        .position(|i| i.is(&img.publisher, &img.offer, &img.sku))
+    {
+        Some(i) => &mut images[i],
+        None => {
+            images.push(img.clone());
+            let last = images.len() - 1;
+            &mut images[last]
+        }
+    };
+    if !entry.versions.iter().any(|v| v == &rel.version) {
+        entry.versions.push(rel.version.clone());
+    }
+    Reply::json(201, json!({"image": entry, "latest": entry.latest()}))
 }
 
 /// Writes the state as JSON; returns the number of resources.

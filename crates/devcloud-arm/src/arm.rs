@@ -29,6 +29,8 @@ pub struct Arm {
     pub state: Mutex<State>,
     pub faults: Mutex<Vec<FaultRule>>,
     pub log: Mutex<RequestLog>,
+    /// The platform images on offer (the configured ones, plus those published at run time).
+    pub platform_images: Mutex<Vec<crate::platform::PlatformImage>>,
     throttle: Mutex<HashMap<BucketKey, (f64, Instant)>>,
     rng: Mutex<u64>,
 }
@@ -113,6 +115,7 @@ impl Arm {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(1)
         });
+        let platform_images = Mutex::new(config.platform_images.clone());
         Self {
             config,
             identity,
@@ -120,9 +123,19 @@ impl Arm {
             state: Mutex::new(state),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(RequestLog::default()),
+            platform_images,
             throttle: Mutex::new(HashMap::new()),
             rng: Mutex::new(seed | 1),
         }
+    }
+
+    /// The platform images on offer now.
+    pub fn platform_images(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<crate::platform::PlatformImage>> {
+        self.platform_images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Locks the state (a poisoned lock is recovered: the state stays usable after a panic elsewhere).
@@ -200,6 +213,15 @@ impl Arm {
                     crate::names::norm_region(region),
                     details.clone().unwrap_or_else(|| {
                         format!("Replication to region '{region}' failed (injected fault).")
+                    }),
+                )),
+                FaultAction::FailDistribute {
+                    run_output_name,
+                    message,
+                } => applied.op.fail_outputs.push((
+                    run_output_name.clone(),
+                    message.clone().unwrap_or_else(|| {
+                        format!("Distribution to '{run_output_name}' failed (injected fault).")
                     }),
                 )),
                 a @ FaultAction::Error {

@@ -174,13 +174,16 @@ impl Blob {
         Ok(virtual_size)
     }
 
-    /// Writes a fixed VHD of `virtual_size` bytes (a multiple of 1 MiB; only the footer page is written,
-    /// the rest reads as zeros) at `<endpoint>/<container>/<name>`; returns its URL.
+    /// Writes a fixed VHD of `virtual_size` bytes (a multiple of 1 MiB) at
+    /// `<endpoint>/<container>/<name>`: the `pages` (byte offset, 512-byte-multiple data, e.g. an OS
+    /// disk layout from [`crate::osdisk::layout`]) and the footer; the rest reads as zeros. Returns
+    /// its URL.
     pub async fn write_fixed_vhd(
         &self,
         container: &str,
         name: &str,
         virtual_size: u64,
+        pages: &[(u64, Vec<u8>)],
     ) -> Result<String, WriteError> {
         let url = format!("{}/{container}/{name}", self.endpoint);
         let fail = |what: String| WriteError {
@@ -213,23 +216,25 @@ impl Blob {
         if !r.status().is_success() {
             return Err(fail(format!("create page blob: {}", r.status())));
         }
-        let footer = fixed_vhd_footer(virtual_size);
-        let r = self
-            .client
-            .put(format!("{url}?comp=page"))
-            .bearer_auth(self.token())
-            .header("x-ms-version", X_MS_VERSION)
-            .header("x-ms-page-write", "update")
-            .header(
-                "x-ms-range",
-                format!("bytes={}-{}", virtual_size, virtual_size + 511),
-            )
-            .body(footer.to_vec())
-            .send()
-            .await
-            .map_err(|e| fail(format!("put page: {e}")))?;
-        if !r.status().is_success() {
-            return Err(fail(format!("put page: {}", r.status())));
+        let footer = (virtual_size, fixed_vhd_footer(virtual_size).to_vec());
+        for (at, data) in pages.iter().chain(std::iter::once(&footer)) {
+            let r = self
+                .client
+                .put(format!("{url}?comp=page"))
+                .bearer_auth(self.token())
+                .header("x-ms-version", X_MS_VERSION)
+                .header("x-ms-page-write", "update")
+                .header(
+                    "x-ms-range",
+                    format!("bytes={at}-{}", at + data.len() as u64 - 1),
+                )
+                .body(data.clone())
+                .send()
+                .await
+                .map_err(|e| fail(format!("put page at {at}: {e}")))?;
+            if !r.status().is_success() {
+                return Err(fail(format!("put page at {at}: {}", r.status())));
+            }
         }
         Ok(url)
     }

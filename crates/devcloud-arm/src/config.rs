@@ -46,6 +46,13 @@ pub struct ArmConfig {
     /// Lists answer at most this many items per page, with a `nextLink` to the rest (0 = no paging).
     /// Small by default so every client's pager is exercised; Azure's pages are larger.
     pub page_size: usize,
+    /// Platform images the VM image versions API offers (and Image Builder's `PlatformImage`
+    /// sources must name). `POST /_devcloud/platform-images` publishes more at run time.
+    pub platform_images: Vec<crate::platform::PlatformImage>,
+    /// Virtual size in bytes of every VHD an Image Builder run writes. `None` = as Azure: the
+    /// template's `vmProfile.osDiskSizeGB`, or when that is 0 the source image's OS disk size (30 GiB
+    /// for a Linux platform image). Tests set a few MiB.
+    pub image_builder_vhd_bytes: Option<u64>,
 }
 
 /// The resource group of the Azurite account when `storage_accounts` names none.
@@ -122,6 +129,8 @@ impl Default for ArmConfig {
             storage_accounts: Vec::new(),
             location_only: Vec::new(),
             page_size: 3,
+            platform_images: crate::platform::default_catalogue(),
+            image_builder_vhd_bytes: None,
         }
     }
 }
@@ -495,6 +504,7 @@ impl ArmConfig {
             time_factor: 0.001,
             seed: Some(7),
             log_requests: false,
+            image_builder_vhd_bytes: Some(4 * 1024 * 1024),
             ..Self::default()
         };
         c.latency.jitter = 0.0;

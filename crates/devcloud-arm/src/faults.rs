@@ -50,7 +50,17 @@ pub enum FaultAction {
     /// The long-running operation the request starts is answered with only a `Location` header (no
     /// `Azure-AsyncOperation`), as many Azure providers do.
     LocationOnly,
-    /// The version's replication to `region` fails with `details`.
+    /// An Image Builder run (`VirtualMachineImageTemplates_Run`) fails the distribution target named
+    /// `runOutputName` with `message`; the others still distribute, so the run ends
+    /// `PartiallySucceeded` (or `Failed` when it was the only one).
+    #[serde(rename_all = "camelCase")]
+    FailDistribute {
+        run_output_name: String,
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// The version's replication to `region` fails with `details`. On an Image Builder run, the
+    /// gallery versions it distributes fail to replicate there.
     #[serde(rename_all = "camelCase")]
     FailRegion {
         region: String,
@@ -76,6 +86,8 @@ pub struct OpFault {
     pub error: Option<crate::error::ArmError>,
     pub stall: bool,
     pub fail_regions: Vec<(String, String)>,
+    /// Image Builder distribution targets (run output names) that fail, with their message.
+    pub fail_outputs: Vec<(String, String)>,
     /// Answer with `Location` only.
     pub location_only: bool,
 }

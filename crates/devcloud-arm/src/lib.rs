@@ -18,6 +18,8 @@ pub mod faults;
 pub mod handlers;
 pub mod model;
 pub mod names;
+pub mod osdisk;
+pub mod platform;
 pub mod running;
 pub mod server;
 pub mod stack;
@@ -30,5 +32,6 @@ pub use config::{
 pub use error::{ArmError, INVENTED_CODES};
 pub use faults::{FaultAction, FaultRule};
 pub use handlers::imagebuilder;
+pub use platform::PlatformImage;
 pub use running::{RunningArm, serve};
 pub use stack::{Stack, StackOptions};

@@ -66,7 +66,7 @@ async fn a_run_fills_exact_version_honours_major_and_waits_for_its_version() {
         env.rg_path("rg")
     );
     let body = json!({"location": "westeurope", "identity": {"type": "None"}, "properties": {
-        "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "o", "sku": "s", "version": "latest"},
+        "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
         "distribute": [
             {"type": "SharedImage", "galleryImageId": def_id, "runOutputName": "three",
              "targetRegions": [{"name": "westeurope"}], "versioning": {"scheme": "Latest", "major": 3}},

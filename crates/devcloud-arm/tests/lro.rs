@@ -452,7 +452,7 @@ async fn image_builder_run_writes_a_fixed_vhd_and_cancel_cancels() {
         env.rg_path("rg")
     );
     let body = json!({"location": "westeurope", "identity": {"type": "None"}, "properties": {
-        "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "o", "sku": "s", "version": "latest"},
+        "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
         "distribute": [{"type": "VHD", "runOutputName": "vhd"}]}});
     env.ok(Method::PUT, &format!("{t}?{T}"), Some(body.clone()))
         .await;

@@ -53,7 +53,7 @@ async fn python_sdks_drive_a_full_scenario() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("8 passed"),
+        stdout.contains("10 passed"),
         "unexpected pytest summary:\n{stdout}"
     );
 }

@@ -1,6 +1,8 @@
 //! NCRONTAB schedules as the timer trigger reads them: six fields
 //! `{second} {minute} {hour} {day} {month} {day-of-week}` (or a `hh:mm:ss` TimeSpan), with the
-//! next-occurrence computation. Like NCrontab, day-of-month and day-of-week must both match.
+//! next-occurrence computation. Like NCrontab (the library the Functions host's `CronSchedule` wraps),
+//! day-of-month and day-of-week must BOTH match (not cron's OR), day-of-week is 0-6 (Sunday = 0, no
+//! 7), and names are any prefix of the English name (`WED`, `Wednesday`). See docs/schedules.md.
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 
@@ -24,9 +26,28 @@ pub struct Cron {
 }
 
 const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    "JANUARY",
+    "FEBRUARY",
+    "MARCH",
+    "APRIL",
+    "MAY",
+    "JUNE",
+    "JULY",
+    "AUGUST",
+    "SEPTEMBER",
+    "OCTOBER",
+    "NOVEMBER",
+    "DECEMBER",
 ];
-const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+const DAYS: [&str; 7] = [
+    "SUNDAY",
+    "MONDAY",
+    "TUESDAY",
+    "WEDNESDAY",
+    "THURSDAY",
+    "FRIDAY",
+    "SATURDAY",
+];
 
 impl Schedule {
     /// Parse a schedule string (already `%Setting%`-resolved).
@@ -48,11 +69,8 @@ impl Schedule {
             hours: parse_field(fields[2], 0, 23, &[], "hour")?,
             days: parse_field(fields[3], 1, 31, &[], "day")?,
             months: parse_field(fields[4], 1, 12, &MONTHS, "month")?,
-            weekdays: {
-                let w = parse_field(fields[5], 0, 7, &DAYS, "day-of-week")?;
-                // 7 is another name for Sunday.
-                (w | ((w >> 7) & 1)) & 0x7f
-            },
+            // NCrontab's day-of-week field is 0-6: unlike Vixie cron, 7 is out of range.
+            weekdays: parse_field(fields[5], 0, 6, &DAYS, "day-of-week")?,
         }))
     }
 
@@ -148,10 +166,14 @@ fn parse_value(s: &str, names: &[&str], min: u32) -> Option<u32> {
     if let Ok(n) = s.parse::<u32>() {
         return Some(n);
     }
+    // NCrontab: the first name the text is a (case-insensitive) prefix of.
     let upper = s.to_ascii_uppercase();
+    if upper.is_empty() {
+        return None;
+    }
     names
         .iter()
-        .position(|n| upper.starts_with(n) && (upper.len() == 3 || n.len() == 3))
+        .position(|n| n.starts_with(&upper))
         .map(|i| i as u32 + min)
 }
 
@@ -265,7 +287,7 @@ mod tests {
                 "2024-06-09T12:00:00Z",
             ),
             (
-                "0 0 12 * * 7",
+                "0 0 12 * * Sunday",
                 "2024-06-03T00:00:00Z",
                 "2024-06-09T12:00:00Z",
             ),
@@ -331,6 +353,10 @@ mod tests {
             "5-1 * * * * *",
             "x * * * * *",
             "* * * * * FUNDAY",
+            // NCrontab's day-of-week is 0-6; 7 is out of range there (cron's second Sunday).
+            "0 0 12 * * 7",
+            "0 0 12 * * 5-7",
+            "* * * * * WEDX",
             "1:xx:00",
         ] {
             assert!(Schedule::parse(bad).is_err(), "{bad}");

@@ -8,9 +8,11 @@ use crate::arm::{Arm, now};
 use crate::model::{Kind, OpFamily, Operation, Resource, Verb, fmt_time};
 use crate::names;
 
-/// Virtual size of the VHDs the simulated builds produce.
+/// Virtual size of the VHDs the simulated builds produce in tests ([`crate::ArmConfig::fast`]'s
+/// `image_builder_vhd_bytes`).
 pub const OUTPUT_VHD_SIZE: u64 = 4 * 1024 * 1024;
-/// Container the simulated builds write VHDs into when the template names no URI.
+/// Container (in the Azurite account) the simulated builds write VHDs into when the template names no
+/// URI: Azure writes them into a storage account in the run's staging resource group.
 pub const OUTPUT_CONTAINER: &str = "imagebuilder";
 
 pub(crate) fn split_blob_uri(arm: &Arm, uri: &str) -> Option<(String, String)> {
@@ -22,10 +24,17 @@ pub(crate) fn split_blob_uri(arm: &Arm, uri: &str) -> Option<(String, String)> {
     Some((c.to_string(), b.to_string()))
 }
 
-pub(crate) async fn write_vhd(arm: &Arm, container: &str, name: &str) -> Result<String, String> {
+/// Writes the OS disk a build leaves: a fixed VHD of `size` bytes laid out to boot as `boot` says.
+pub(crate) async fn write_vhd(
+    arm: &Arm,
+    container: &str,
+    name: &str,
+    size: u64,
+    boot: crate::osdisk::Boot<'_>,
+) -> Result<String, String> {
     match &arm.blob {
         Some(blob) => blob
-            .write_fixed_vhd(container, name, OUTPUT_VHD_SIZE)
+            .write_fixed_vhd(container, name, size, &crate::osdisk::layout(size, boot))
             .await
             .map_err(|e| format!("{e}")),
         None => Ok(format!(
@@ -39,8 +48,8 @@ pub(crate) fn create_image(
     template: &Resource,
     d: &Value,
     vhd: &str,
-    hvg: &str,
-    os_type: &str,
+    (hvg, os_type): (&str, &str),
+    size: u64,
 ) -> Result<String, String> {
     let id = d["imageId"].as_str().unwrap_or("").to_string();
     let loc =
@@ -48,7 +57,7 @@ pub(crate) fn create_image(
     let name = id.rsplit('/').next().unwrap_or("").to_string();
     let rg = id.split('/').nth(4).unwrap_or("").to_string();
     let mut body = json!({"id": id, "name": name, "type": "Microsoft.Compute/images", "location": loc,
-        "properties": {"storageProfile": {"osDisk": {"osType": os_type, "osState": "Generalized", "blobUri": vhd, "caching": "ReadWrite", "diskSizeGB": 1}, "dataDisks": [], "zoneResilient": false}, "hyperVGeneration": hvg}});
+        "properties": {"storageProfile": {"osDisk": {"osType": os_type, "osState": "Generalized", "blobUri": vhd, "caching": "ReadWrite", "diskSizeGB": gib(size)}, "dataDisks": [], "zoneResilient": false}, "hyperVGeneration": hvg}});
     if let Some(t) = d.get("artifactTags").filter(|t| t.is_object()) {
         body["tags"] = t.clone();
     }
@@ -70,7 +79,7 @@ pub(crate) fn create_image(
             body,
             last_op: None,
             regions: Vec::new(),
-            vhd_size: Some(OUTPUT_VHD_SIZE),
+            vhd_size: Some(size),
             run: None,
             run_outputs: Vec::new(),
         },
@@ -120,7 +129,8 @@ pub(crate) fn create_version(
     template: &Resource,
     d: &Value,
     vhd: &str,
-    source_version: Option<&str>,
+    (source_version, size): (Option<&str>, u64),
+    fail_regions: &[(String, String)],
 ) -> Result<String, String> {
     let gid = d["galleryImageId"].as_str().unwrap_or("").to_string();
     let t = now();
@@ -196,8 +206,20 @@ pub(crate) fn create_version(
             },
         );
     }
-    // Image Builder's VHDs are the size its template says; the simulator does not know it.
-    let sched = schedule(arm, t, &def.location, &want, &[], 0);
+    let mut sched = schedule(arm, t, &def.location, &want, &[], size);
+    // Injected replication failures (a `failRegion` rule on the run).
+    let mut error = None;
+    for (norm, details) in fail_regions {
+        if let Some(r) = sched.iter_mut().find(|r| &r.norm == norm) {
+            r.failed = Some(details.clone());
+            // INVENTED code, as for a version PUT; Azure puts the reason in replicationStatus.
+            error = Some(crate::error::ArmError::invented(
+                400,
+                "ReplicationFailed",
+                format!("Replication to region '{}' failed: {details}", r.name),
+            ));
+        }
+    }
     let end = sched.iter().map(|r| r.end).max().unwrap_or(t);
     let target_regions: Vec<Value> = want.iter().map(|w| json!({"name": w.name, "regionalReplicaCount": w.replicas, "storageAccountType": w.sat, "excludeFromLatest": false})).collect();
     let rg = def.resource_group.clone();
@@ -206,7 +228,7 @@ pub(crate) fn create_version(
     "properties": {
         "publishingProfile": {"targetRegions": target_regions, "replicaCount": 1, "excludeFromLatest": d["excludeFromLatest"].as_bool().unwrap_or(false),
             "publishedDate": fmt_time(t), "storageAccountType": "Standard_LRS"},
-        "storageProfile": {"osDiskImage": {"hostCaching": "ReadOnly", "sizeInGB": 1, "source": {"uri": vhd,
+        "storageProfile": {"osDiskImage": {"hostCaching": "ReadOnly", "sizeInGB": gib(size), "source": {"uri": vhd,
             "storageAccountId": format!("/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/devstoreaccount1", template.subscription)}}},
         "safetyProfile": {"allowDeletionOfReplicatedLocations": true, "reportedForPolicyViolation": false}
     }});
@@ -226,7 +248,7 @@ pub(crate) fn create_version(
         start: t,
         end: Some(end),
         stalled: false,
-        error: None,
+        error,
         canceled: false,
     };
     st.resources.insert(
@@ -241,11 +263,16 @@ pub(crate) fn create_version(
             body,
             last_op: Some(op.id.clone()),
             regions: sched,
-            vhd_size: Some(OUTPUT_VHD_SIZE),
+            vhd_size: Some(size),
             run: None,
             run_outputs: Vec::new(),
         },
     );
     st.add_op(op);
     Ok(vid)
+}
+
+/// A size in whole GiB, rounded up (as Azure reports disk sizes).
+fn gib(size: u64) -> u64 {
+    size.div_ceil(1 << 30)
 }

@@ -13,6 +13,7 @@ use crate::arm::{Arm, Reply, now};
 use crate::config::Work;
 use crate::error::ArmError;
 use crate::model::{Kind, OpFamily, Resource, Run, Verb};
+use crate::platform::PlatformImage;
 
 pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
     let Target::TemplateAction {
@@ -57,7 +58,18 @@ pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
             });
             res.run_outputs.clear();
         }
-        tokio::spawn(run_task(ctx.arm.clone(), key.clone(), op.id.clone(), d));
+        let faults = RunFaults {
+            platform: resolve_platform(ctx.arm, &r),
+            fail_regions: ctx.fault.fail_regions.clone(),
+            fail_outputs: ctx.fault.fail_outputs.clone(),
+        };
+        tokio::spawn(run_task(
+            ctx.arm.clone(),
+            key.clone(),
+            op.id.clone(),
+            d,
+            faults,
+        ));
         return Ok(ctx.lro(Reply::empty(202), &op, true, false));
     }
     // Cancel.
@@ -88,6 +100,8 @@ pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
     if let Some(op) = run_op.and_then(|id| st.operations.get_mut(&id)) {
         op.end = Some(end);
         op.canceled = true;
+        // A stalled run is cancelled too: its operation ends Canceled.
+        op.stalled = false;
     }
     Ok(ctx.lro(Reply::empty(202), &op, true, false))
 }
@@ -127,11 +141,67 @@ pub fn run_outputs(
     }
 }
 
-async fn run_task(arm: Arc<Arm>, key: String, op_id: String, d: chrono::Duration) {
+/// What a run fixed when it started: its platform image source resolved (Azure resolves `latest` when
+/// the build starts), and the faults injected into it (from the rules matching
+/// `VirtualMachineImageTemplates_Run`).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RunFaults {
+    /// A `PlatformImage` source: the catalogue entry and the version, or why it was not found.
+    pub platform: Option<Result<(PlatformImage, String), String>>,
+    /// Gallery versions the run distributes fail to replicate to these (normalized) regions.
+    pub fail_regions: Vec<(String, String)>,
+    /// Distribution targets (run output names) that fail, with their message.
+    pub fail_outputs: Vec<(String, String)>,
+}
+
+/// Resolves a template's `PlatformImage` source against the catalogue (`None` for other sources).
+fn resolve_platform(
+    arm: &Arm,
+    template: &Resource,
+) -> Option<Result<(PlatformImage, String), String>> {
+    let src = &template.body["properties"]["source"];
+    if src["type"].as_str() != Some("PlatformImage") {
+        return None;
+    }
+    let field = |k: &str| src[k].as_str().unwrap_or("").to_string();
+    let (publisher, offer, sku, version) = (
+        field("publisher"),
+        field("offer"),
+        field("sku"),
+        field("version"),
+    );
+    let found = arm.platform_images().iter().find_map(|img| {
+        (img.is(&publisher, &offer, &sku) && img.offered_in(&template.location))
+            .then(|| img.version(&version).map(|v| (img.clone(), v)))
+            .flatten()
+    });
+    // INVENTED wording; the code is Image Builder's (provisioningErrorCode BadPIRSource).
+    Some(found.ok_or_else(|| {
+        format!(
+            "BadPIRSource: the platform image '{publisher}:{offer}:{sku}:{version}' was not found in '{}'.",
+            template.location
+        )
+    }))
+}
+
+async fn run_task(
+    arm: Arc<Arm>,
+    key: String,
+    op_id: String,
+    d: chrono::Duration,
+    faults: RunFaults,
+) {
     tokio::time::sleep(d.to_std().unwrap_or_default()).await;
-    // A stalled run waits for release.
+    // A stalled run waits for release (or its cancel).
     loop {
-        let stalled = arm.lock().operations.get(&op_id).is_some_and(|o| o.stalled);
+        let (stalled, canceled) = arm
+            .lock()
+            .operations
+            .get(&op_id)
+            .map_or((false, true), |o| (o.stalled, o.canceled));
+        if canceled {
+            return;
+        }
         if !stalled {
             break;
         }
@@ -152,7 +222,7 @@ async fn run_task(arm: Arc<Arm>, key: String, op_id: String, d: chrono::Duration
     let (template, injected) = snapshot;
     let (mut outputs, mut failures, exact) = match injected {
         Some(e) => (Vec::new(), vec![e.message], None),
-        None => build(&arm, &template).await,
+        None => build(&arm, &template, &faults).await,
     };
     // The run is not done while a gallery version it distributed is still being created.
     wait_for_versions(&arm, &mut outputs, &mut failures).await;
@@ -221,39 +291,33 @@ async fn wait_for_versions(arm: &Arm, outputs: &mut Vec<Value>, failures: &mut V
             .get(&id)
             .is_some_and(|r| r.kind == Kind::Version && st.provisioning_state(r, t) == "Failed");
         if failed {
+            let why: Vec<String> = st
+                .resources
+                .get(&id)
+                .map(|r| {
+                    r.regions
+                        .iter()
+                        .filter_map(|g| g.failed.as_ref().map(|d| format!("{}: {d}", g.name)))
+                        .collect()
+                })
+                .unwrap_or_default();
             failures.push(format!(
-                "Distribution '{}' failed: the gallery image version '{id}' failed to replicate.",
-                o["name"].as_str().unwrap_or("")
+                "Distribution '{}' failed: the gallery image version '{id}' failed to replicate ({}).",
+                o["name"].as_str().unwrap_or(""),
+                why.join("; ")
             ));
         }
         !failed
     });
 }
 
-/// The concrete version of the template's source: a platform image's `latest` resolves to a dated
-/// version, a shared image version's id names its version.
-fn exact_version(src: &Value, t: crate::model::Time) -> Option<String> {
-    match src["type"].as_str() {
-        Some("PlatformImage") => Some(match src["version"].as_str() {
-            Some(v) if !v.eq_ignore_ascii_case("latest") => v.to_string(),
-            _ => format!(
-                "{}.{}.{}0",
-                t.format("%y"),
-                t.format("%m"),
-                t.format("%Y%m%d")
-            ),
-        }),
-        Some("SharedImageVersion") => src["imageVersionId"]
-            .as_str()
-            .and_then(|id| id.rsplit('/').next())
-            .map(str::to_string),
-        _ => None,
-    }
-}
-
 /// Runs the distribution of a template; returns run outputs, failure messages and the source's
 /// exact version.
-async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>, Option<String>) {
+async fn build(
+    arm: &Arc<Arm>,
+    template: &Resource,
+    faults: &RunFaults,
+) -> (Vec<Value>, Vec<String>, Option<String>) {
     let p = &template.body["properties"];
     let mut outputs = Vec::new();
     let mut failures = Vec::new();
@@ -261,6 +325,22 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>,
     let src = &p["source"];
     let mut hvg = "V1".to_string();
     let mut os_type = "Linux".to_string();
+    let mut architecture = "x64".to_string();
+    // The source's OS disk size, what the output has when the template's osDiskSizeGB is 0.
+    let mut source_gb = 30u64;
+    let mut exact = None;
+    if let Some(resolved) = &faults.platform {
+        match resolved {
+            Ok((img, v)) => {
+                hvg = img.hyper_v_generation.clone();
+                os_type = img.os_type.clone();
+                architecture = img.architecture.clone();
+                source_gb = img.os_disk_size_gb;
+                exact = Some(v.clone());
+            }
+            Err(message) => return (Vec::new(), vec![message.clone()], None),
+        }
+    }
     {
         let st = arm.lock();
         match src["type"].as_str() {
@@ -276,6 +356,12 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>,
                             .as_str()
                             .unwrap_or("Linux")
                             .to_string();
+                        if let Some(gb) =
+                            img.body["properties"]["storageProfile"]["osDisk"]["diskSizeGB"]
+                                .as_u64()
+                        {
+                            source_gb = gb;
+                        }
                     }
                     None => {
                         return (
@@ -290,7 +376,21 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>,
             }
             Some("SharedImageVersion") => {
                 let id = src["imageVersionId"].as_str().unwrap_or("");
-                if !st.resources.contains_key(&id.to_lowercase()) {
+                let lower = id.to_lowercase();
+                if let Some(v) = st.resources.get(&lower) {
+                    let disk = &v.body["properties"]["storageProfile"]["osDiskImage"];
+                    source_gb = disk["sizeInGB"].as_u64().unwrap_or(source_gb);
+                    exact = Some(v.name.clone());
+                    if let Some(def) = lower
+                        .rsplit_once("/versions/")
+                        .and_then(|(d, _)| st.resources.get(d))
+                    {
+                        let dp = &def.body["properties"];
+                        os_type = dp["osType"].as_str().unwrap_or("Linux").to_string();
+                        hvg = dp["hyperVGeneration"].as_str().unwrap_or("V1").to_string();
+                        architecture = dp["architecture"].as_str().unwrap_or("x64").to_string();
+                    }
+                } else {
                     return (
                         Vec::new(),
                         vec![format!(
@@ -303,7 +403,17 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>,
             _ => {}
         }
     }
-    let exact = exact_version(src, now());
+    // As Azure: the output disk is the template's osDiskSizeGB, else the source's size.
+    let gb = p["vmProfile"]["osDiskSizeGB"]
+        .as_u64()
+        .filter(|g| *g > 0)
+        .unwrap_or(source_gb);
+    let size = arm.config.image_builder_vhd_bytes.unwrap_or(gb << 30);
+    let boot = crate::osdisk::Boot {
+        generation: &hvg,
+        architecture: &architecture,
+        os_type: &os_type,
+    };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     for (i, d) in p["distribute"]
         .as_array()
@@ -314,27 +424,45 @@ async fn build(arm: &Arc<Arm>, template: &Resource) -> (Vec<Value>, Vec<String>,
     {
         let ron = d["runOutputName"].as_str().unwrap_or("output").to_string();
         let blob_name = format!("{}-{}-{i}.vhd", template.name, &run_id[..8]);
+        if let Some((_, message)) = faults
+            .fail_outputs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&ron))
+        {
+            failures.push(format!("Distribution '{ron}' failed: {message}"));
+            continue;
+        }
         let result = match d["type"].as_str() {
             Some("VHD") => {
                 let (container, name) = d["uri"]
                     .as_str()
                     .and_then(|u| split_blob_uri(arm, u))
                     .unwrap_or_else(|| (OUTPUT_CONTAINER.to_string(), blob_name.clone()));
-                write_vhd(arm, &container, &name)
+                write_vhd(arm, &container, &name, size, boot)
                     .await
                     .map(|uri| (None, Some(uri)))
             }
-            Some("ManagedImage") => match write_vhd(arm, OUTPUT_CONTAINER, &blob_name).await {
-                Ok(uri) => {
-                    create_image(arm, template, d, &uri, &hvg, &os_type).map(|id| (Some(id), None))
+            Some("ManagedImage") => {
+                match write_vhd(arm, OUTPUT_CONTAINER, &blob_name, size, boot).await {
+                    Ok(uri) => create_image(arm, template, d, &uri, (&hvg, &os_type), size)
+                        .map(|id| (Some(id), None)),
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
-            Some("SharedImage") => match write_vhd(arm, OUTPUT_CONTAINER, &blob_name).await {
-                Ok(uri) => create_version(arm, template, d, &uri, exact.as_deref())
+            }
+            Some("SharedImage") => {
+                match write_vhd(arm, OUTPUT_CONTAINER, &blob_name, size, boot).await {
+                    Ok(uri) => create_version(
+                        arm,
+                        template,
+                        d,
+                        &uri,
+                        (exact.as_deref(), size),
+                        &faults.fail_regions,
+                    )
                     .map(|id| (Some(id), None)),
-                Err(e) => Err(e),
-            },
+                    Err(e) => Err(e),
+                }
+            }
             other => Err(format!(
                 "BadDistributeType: unsupported distribute type {other:?}."
             )),

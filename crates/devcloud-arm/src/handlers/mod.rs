@@ -9,6 +9,7 @@ pub mod image_rules;
 pub mod imagebuilder;
 pub mod images;
 pub mod paging;
+pub mod platform_images;
 pub mod replication;
 pub mod resources;
 pub mod route;
@@ -78,6 +79,9 @@ async fn dispatch_inner(
         }
         (Target::NotSimulated { .. }, _) => {
             Some(ApiScope::Provider(&versions.images, "virtualMachines"))
+        }
+        (Target::PlatformImageVersions { .. }, _) => {
+            Some(ApiScope::Provider(&versions.images, "locations/publishers"))
         }
         (Target::StorageAccount { .. }, _) => {
             Some(ApiScope::Provider(&versions.storage, "storageAccounts"))
@@ -152,6 +156,21 @@ async fn route_request(ctx: &mut Ctx<'_>, route: &Route) -> Result<Reply, ArmErr
             },
             m,
         ) => not_simulated(rg.as_deref(), type_path, name.is_some(), &m),
+        (
+            Target::PlatformImageVersions {
+                location,
+                publisher,
+                offer,
+                sku,
+                version,
+            },
+            Method::GET,
+        ) => platform_images::get(
+            ctx,
+            location,
+            [publisher.as_str(), offer.as_str(), sku.as_str()],
+            version.as_deref(),
+        ),
         (Target::StorageAccount { rg, name }, m) => {
             storage::storage(ctx, rg.as_deref(), name.as_deref(), &m)
         }

@@ -54,6 +54,14 @@ pub enum Target {
         rg: Option<String>,
         name: Option<String>,
     },
+    /// Platform image versions of a publisher/offer/sku in a region (`version` None = the list).
+    PlatformImageVersions {
+        location: String,
+        publisher: String,
+        offer: String,
+        sku: String,
+        version: Option<String>,
+    },
     /// A Compute type Azure has but devcloud does not simulate (`virtualMachines`, `disks`, …): an
     /// item (`name` Some) is never found, a list is empty.
     NotSimulated {
@@ -215,6 +223,33 @@ pub fn classify(req: &Req) -> Route {
                 monitor: req.q("monitor").is_some_and(|v| eq(v, "true")),
             };
         }
+        return r;
+    }
+    // VM image versions: providers/Microsoft.Compute/locations/{loc}/publishers/{p}/artifacttypes/
+    // vmimage/offers/{o}/skus/{s}/versions[/{v}].
+    if (rest.len() == 13 || rest.len() == 14)
+        && eq(rest[0], "providers")
+        && eq(rest[1], "Microsoft.Compute")
+        && eq(rest[2], "locations")
+        && eq(rest[4], "publishers")
+        && eq(rest[6], "artifacttypes")
+        && eq(rest[7], "vmimage")
+        && eq(rest[8], "offers")
+        && eq(rest[10], "skus")
+        && eq(rest[12], "versions")
+    {
+        r.kind = if rest.len() == 13 {
+            "VirtualMachineImages_List".into()
+        } else {
+            "VirtualMachineImages_Get".into()
+        };
+        r.target = Target::PlatformImageVersions {
+            location: rest[3].to_string(),
+            publisher: rest[5].to_string(),
+            offer: rest[9].to_string(),
+            sku: rest[11].to_string(),
+            version: rest.get(13).map(|s| s.to_string()),
+        };
         return r;
     }
     // Subscription-level lists.
