@@ -97,6 +97,9 @@ impl Options {
             settings: BTreeMap::new(),
             arm: devcloud_arm::ArmConfig {
                 log_requests: false,
+                // Image Builder's output VHDs: 64 MiB instead of the template's 30+ GiB, so a laptop's
+                // Azurite holds them and galleon checks them quickly.
+                image_builder_vhd_bytes: Some(64 << 20),
                 ..Default::default()
             },
             deliver_everything_twice: false,
