@@ -77,6 +77,12 @@ pub struct Config {
     /// `GALLEON_STORAGE_ACCOUNTS`: the storage accounts galleon may read (and send tokens to); default the
     /// account of `AzureWebJobsStorage`.
     pub storage_accounts: Vec<StorageAccount>,
+    /// The Image Builder templates galleon rebuilds: `GALLEON_BUILDS_FILE` (default `builds.json` in the
+    /// app, when there is one) and the ids in `GALLEON_BUILD_TEMPLATES`.
+    pub builds: Vec<crate::domain::builds::TemplateEntry>,
+    /// `GALLEON_BUILD_REQUEST_CONTAINER`: the container where a small JSON blob requests a build (default
+    /// `build-requests`).
+    pub build_request_container: String,
 }
 
 /// A setting that is missing or malformed.
@@ -504,8 +510,54 @@ impl Config {
             identity_client_id,
             audiences,
             storage_accounts,
+            builds: builds(&get)?,
+            build_request_container: get("GALLEON_BUILD_REQUEST_CONTAINER")
+                .unwrap_or_else(|| "build-requests".to_owned()),
         })
     }
+}
+
+/// The templates galleon rebuilds, each `publish` checked as a manifest is.
+fn builds(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<crate::domain::builds::TemplateEntry>, ConfigError> {
+    let (setting, path) = match get("GALLEON_BUILDS_FILE") {
+        Some(p) => ("GALLEON_BUILDS_FILE", Some(std::path::PathBuf::from(p))),
+        None => {
+            let default = std::path::PathBuf::from("builds.json");
+            ("GALLEON_BUILDS_FILE", default.exists().then_some(default))
+        }
+    };
+    let text = match &path {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            err(
+                setting,
+                format!("cannot read the builds file {}: {e}", p.display()),
+            )
+        })?),
+        None => None,
+    };
+    let name = path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let entries = crate::domain::builds::parse(
+        get("GALLEON_BUILD_TEMPLATES").as_deref(),
+        text.as_deref().map(|t| (name.as_str(), t)),
+    )
+    .map_err(|m| err(setting, m))?;
+    for entry in &entries {
+        if let Err(reason) = crate::domain::builds::publish_manifest(entry, "build.vhd") {
+            return Err(err(
+                setting,
+                format!(
+                    "template {}: publish: {} ({})",
+                    entry.template_id, reason.message, reason.fix
+                ),
+            ));
+        }
+    }
+    Ok(entries)
 }
 
 /// The blob endpoint of the host's own storage account, from `AzureWebJobsStorage__blobServiceUri`,

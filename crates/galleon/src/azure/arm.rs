@@ -234,6 +234,54 @@ impl Arm {
         }
     }
 
+    /// GETs a list, following `nextLink` (on this Resource Manager only) to its end; empty when the parent
+    /// does not exist. At most `max_pages` pages are read.
+    pub async fn list(
+        &self,
+        id: &str,
+        api_version: &str,
+        query: &[(&str, &str)],
+        max_pages: usize,
+    ) -> Result<Vec<Value>, AzureError> {
+        let mut items = Vec::new();
+        let mut next = Some(self.url(id, api_version, query)?);
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            let Answer {
+                status,
+                headers,
+                body,
+            } = self.call(Method::GET, url, None).await?;
+            let page: Value = match status {
+                StatusCode::NOT_FOUND => return Ok(items),
+                s if s.is_success() => serde_json::from_slice(&body)
+                    .map_err(|e| unreadable(s, e.to_string(), &headers))?,
+                s => return Err(classify(SERVICE, s, &headers, &body)),
+            };
+            match &page {
+                // Some lists (VM image versions) are a bare array.
+                Value::Array(all) => items.extend(all.iter().cloned()),
+                _ => items.extend(
+                    page.get("value")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                ),
+            }
+            if pages < max_pages
+                && let Some(link) = page.get("nextLink").and_then(Value::as_str)
+            {
+                next = Some(
+                    Url::parse(link)
+                        .map_err(|e| bad_url("InvalidNextLink", format!("'{link}': {e}")))?,
+                );
+            }
+        }
+        Ok(items)
+    }
+
     /// PUT (create or update), PATCH or DELETE; returns what ARM accepted.
     pub async fn write(
         &self,

@@ -352,7 +352,7 @@ pub fn definition_conflict(existing: &Value, plan: &Plan) -> Option<(String, Str
 /// profile, galleon's ownership tags.
 pub fn version_body(
     plan: &Plan,
-    vhd: &BlobRef,
+    vhd: Option<&BlobRef>,
     image_id: Option<&str>,
     home: &[TargetRegion],
     tags: &std::collections::BTreeMap<String, String>,
@@ -372,10 +372,11 @@ pub fn version_body(
         }
     }
     let caching = |c: Option<HostCaching>, default: HostCaching| json!(c.unwrap_or(default));
-    let storage = match image_id {
+    let storage = match (image_id, vhd) {
         // The managed image holds the data disks already.
-        Some(image) => json!({"source": {"id": image}}),
-        None => {
+        (image, None) => json!({"source": {"id": image.unwrap_or_default()}}),
+        (Some(image), Some(_)) => json!({"source": {"id": image}}),
+        (None, Some(vhd)) => {
             let source = |blob: &BlobRef| json!({"storageAccountId": plan.storage_account_id, "uri": blob.url});
             let mut profile = json!({
                 "osDiskImage": {

@@ -349,7 +349,7 @@ fn the_version_body_publishes_home_first_with_every_option() {
     p.target_regions[0].encryption = encrypted(Some(DES), &[(0, DES)]);
     let vhd = disk(9).vhd;
     let home = vec![p.target_regions[0].clone()];
-    let body = version_body(&p, &vhd, None, &home, &Default::default());
+    let body = version_body(&p, Some(&vhd), None, &home, &Default::default());
     let props = &body["properties"];
     assert_eq!(
         props["publishingProfile"]["endOfLifeDate"],
@@ -377,7 +377,7 @@ fn the_version_body_publishes_home_first_with_every_option() {
     // From a managed image, the image holds every disk.
     let from_image = version_body(
         &p,
-        &vhd,
+        Some(&vhd),
         Some("/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/images/i"),
         &home,
         &Default::default(),
@@ -387,7 +387,7 @@ fn the_version_body_publishes_home_first_with_every_option() {
         json!({"source": {"id": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/images/i"}})
     );
     // Nothing stated: nothing sent (Azure's defaults apply).
-    let plain = version_body(&plan(), &vhd, None, &home, &Default::default());
+    let plain = version_body(&plan(), Some(&vhd), None, &home, &Default::default());
     let profile = &plain["properties"]["publishingProfile"];
     assert!(profile.get("endOfLifeDate").is_none() && profile.get("replicationMode").is_none());
     assert!(plain["properties"].get("safetyProfile").is_none());

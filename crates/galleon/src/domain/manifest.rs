@@ -332,6 +332,7 @@ impl Manifest {
             tags: self.tags.clone(),
             definition: self.definition_spec(policy),
             publishing: self.version_spec(policy, manifest_url, vhd_created)?,
+            build: None,
         };
         super::features::check(&plan, vhd_created.max(Utc::now()))?;
         Ok(plan)

@@ -2,6 +2,7 @@
 //! the spacing of looks at long operations.
 //! No I/O here; each is a plain function with table tests.
 
+pub mod builds;
 pub mod features;
 pub mod looks;
 pub mod manifest;

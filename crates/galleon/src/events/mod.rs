@@ -54,6 +54,7 @@ fact_types! {
     BuildRequested => "build.requested.v1", BuildRequested;
     BuildStarted => "build.started.v1", BuildStarted;
     BuildFinished => "build.finished.v1", BuildFinished;
+    BuildSkipped => "build.skipped.v1", BuildSkipped;
     ImageCreated => "image.created.v1", ImageCreated;
     VersionPublished => "image.version.published.v1", VersionPublished;
     ReplicaReady => "image.replica.ready.v1", ReplicaReady;
@@ -86,6 +87,8 @@ impl FactType {
         matches!(
             self,
             FactType::VhdRejected
+                | FactType::BuildStarted
+                | FactType::BuildSkipped
                 | FactType::BuildFinished
                 | FactType::VersionPublished
                 | FactType::ReplicaReady

@@ -42,7 +42,7 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
     let subject = super::version_subject(plan);
     let data = ImageCreated {
         image_id: id.clone(),
-        vhd: accepted.vhd.clone(),
+        vhd: Some(accepted.vhd.clone()),
         plan: plan.clone(),
     };
     let cause = Cause::of(&fact);
@@ -56,7 +56,7 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
     }
 
     if let Some(existing) = ctx.arm.get(&id, arm::COMPUTE_IMAGES_API, &[]).await? {
-        if let Err(why) = owned::ownership(&existing, &run, &accepted.vhd) {
+        if let Err(why) = owned::ownership(&existing, &run, owned::Origin::Vhd(&accepted.vhd)) {
             return Err(owned::conflict(owned::Resource::ManagedImage, &id, &why));
         }
         match existing
@@ -99,7 +99,7 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         .collect();
     let body = json!({
         "location": plan.location,
-        "tags": owned::tags(&run, plan, &accepted.vhd),
+        "tags": owned::tags(&run, plan, owned::Origin::Vhd(&accepted.vhd)),
         "properties": {
             "hyperVGeneration": plan.hyper_v_generation,
             "storageProfile": {

@@ -181,14 +181,7 @@ async fn route(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>, Ste
             };
             super::ingest::bare::look(ctx, look).await
         }
-        Check::Build { template_id, .. } => Err(StepError::failed(
-            "NotSupported",
-            format!(
-                "this galleon version does not watch Image Builder runs (template {template_id})"
-            ),
-            None,
-            "Scheduled rebuilds arrive with a later galleon version.",
-        )),
+        Check::Build { .. } => super::build_image::look(ctx, fact, data).await,
         Check::RunDeadline { accepted_at } => run_deadline(ctx, fact, *accepted_at).await,
         Check::Retry { .. } => Ok(Vec::new()),
     }

@@ -2,15 +2,19 @@
 //! bottom: decode the fact, decide, one effect on Azure, the facts to announce.
 
 pub mod announce;
+pub mod build_image;
 pub mod create_image;
 pub mod dead_letters;
 pub mod follow_up;
 pub mod ingest;
+pub mod ingest_build;
 pub mod operation;
 pub mod owned;
 pub mod pinned;
 pub mod publish_version;
 pub mod replicate_version;
+pub mod request_build;
+pub mod schedule_builds;
 pub mod step;
 
 use std::sync::Arc;
@@ -80,6 +84,8 @@ pub fn step_named(name: &str) -> Option<StepFn> {
         create_image::NAME => Some(create_image::step),
         publish_version::NAME => Some(publish_version::step),
         replicate_version::NAME => Some(replicate_version::step),
+        build_image::NAME => Some(build_image::step),
+        ingest_build::NAME => Some(ingest_build::step),
         _ => None,
     }
 }
@@ -92,7 +98,11 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c3 = ctx.clone();
     let c4 = ctx.clone();
     let c5 = ctx.clone();
-    let c6 = ctx;
+    let c6 = ctx.clone();
+    let c7 = ctx.clone();
+    let c8 = ctx.clone();
+    let c9 = ctx.clone();
+    let c10 = ctx;
     App::new()
         .function(
             announce::NAME,
@@ -166,6 +176,50 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             dead_letters::TRIGGER,
             &[],
             move |inv| dead_letters::run(inv, c6.clone()),
+        )
+        .function(
+            schedule_builds::NAME,
+            TriggerKind::Timer,
+            schedule_builds::TRIGGER,
+            &[],
+            move |inv| schedule_builds::run(inv, c7.clone()),
+        )
+        .function(
+            request_build::NAME,
+            TriggerKind::EventGrid,
+            request_build::TRIGGER,
+            &[],
+            move |inv| request_build::run(inv, c8.clone()),
+        )
+        .function(
+            build_image::NAME,
+            TriggerKind::ServiceBus,
+            build_image::TRIGGER,
+            &[],
+            move |inv| {
+                step::on_message(
+                    build_image::NAME,
+                    build_image::step,
+                    build_image::HANDLES,
+                    inv,
+                    c9.clone(),
+                )
+            },
+        )
+        .function(
+            ingest_build::NAME,
+            TriggerKind::ServiceBus,
+            ingest_build::TRIGGER,
+            &[],
+            move |inv| {
+                step::on_message(
+                    ingest_build::NAME,
+                    ingest_build::step,
+                    ingest_build::HANDLES,
+                    inv,
+                    c10.clone(),
+                )
+            },
         )
 }
 

@@ -178,7 +178,9 @@ pub async fn follow(
                 (&source, changed_source(ctx, &read).await?)
             {
                 // Azure may have copied a mix of the old and new blob: what it made goes.
-                if let Err(left) = owned::remove(ctx, resource_id, &run, vhd).await {
+                if let Err(left) =
+                    owned::remove(ctx, resource_id, &run, owned::Origin::Vhd(vhd)).await
+                {
                     return Err(StepError::failed(
                         "VhdChanged",
                         format!(
@@ -220,7 +222,7 @@ pub async fn follow(
         Look::Failed(error) => {
             let advice = step::advice_for(&error.code);
             let left_behind = match &source {
-                Some((vhd, _)) => owned::remove(ctx, resource_id, &run, vhd)
+                Some((vhd, _)) => owned::remove(ctx, resource_id, &run, owned::Origin::Vhd(vhd))
                     .await
                     .err()
                     .into_iter()

@@ -36,18 +36,47 @@ pub fn source_tag(url: &str) -> String {
     }
 }
 
-/// Tags galleon puts on what it makes: the user's, then the run that made it and the VHD it came from.
-pub fn tags(run: &str, plan: &Plan, vhd: &BlobRef) -> BTreeMap<String, String> {
+/// What something galleon makes is made from, as its tags name it: a VHD (its URL and ETag), or an image
+/// made elsewhere (its resource id; an image's content never changes under its id, so there is no ETag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    Vhd(&'a BlobRef),
+    Image(&'a str),
+}
+
+impl Origin<'_> {
+    /// The VHD when there is one, else the image.
+    pub fn of<'a>(vhd: Option<&'a BlobRef>, image_id: &'a str) -> Origin<'a> {
+        vhd.map_or(Origin::Image(image_id), Origin::Vhd)
+    }
+
+    fn source(&self) -> String {
+        match self {
+            Origin::Vhd(vhd) => source_tag(&vhd.url),
+            Origin::Image(id) => source_tag(id),
+        }
+    }
+
+    fn e_tag(&self) -> String {
+        match self {
+            Origin::Vhd(vhd) => etag_tag(&vhd.e_tag),
+            Origin::Image(_) => String::new(),
+        }
+    }
+}
+
+/// Tags galleon puts on what it makes: the user's, then the run that made it and what it came from.
+pub fn tags(run: &str, plan: &Plan, origin: Origin<'_>) -> BTreeMap<String, String> {
     let mut tags = plan.tags.clone();
     tags.insert(RUN_TAG.into(), run.to_owned());
-    tags.insert(SOURCE_TAG.into(), source_tag(&vhd.url));
-    tags.insert(SOURCE_ETAG_TAG.into(), etag_tag(&vhd.e_tag));
+    tags.insert(SOURCE_TAG.into(), origin.source());
+    tags.insert(SOURCE_ETAG_TAG.into(), origin.e_tag());
     tags.insert("galleon-managed".into(), "true".into());
     tags
 }
 
-/// Whether a resource is this run's, from the same VHD; `Err` says why not.
-pub fn ownership(resource: &Value, run: &str, vhd: &BlobRef) -> Result<(), String> {
+/// Whether a resource is this run's, from the same source; `Err` says why not.
+pub fn ownership(resource: &Value, run: &str, origin: Origin<'_>) -> Result<(), String> {
     let tag = |name: &str| {
         resource
             .pointer(&format!("/tags/{name}"))
@@ -62,17 +91,17 @@ pub fn ownership(resource: &Value, run: &str, vhd: &BlobRef) -> Result<(), Strin
         }
         Some(_) => {}
     }
-    if tag(SOURCE_TAG) != Some(source_tag(&vhd.url).as_str()) {
+    if tag(SOURCE_TAG) != Some(origin.source().as_str()) {
         return Err(format!(
             "it was made from another source ({SOURCE_TAG}={})",
             tag(SOURCE_TAG).unwrap_or("none")
         ));
     }
-    if tag(SOURCE_ETAG_TAG) != Some(etag_tag(&vhd.e_tag).as_str()) {
+    if tag(SOURCE_ETAG_TAG).unwrap_or_default() != origin.e_tag() {
         return Err(format!(
             "it was made from another content of the VHD ({SOURCE_ETAG_TAG}={}, the checked VHD has {})",
             tag(SOURCE_ETAG_TAG).unwrap_or("none"),
-            etag_tag(&vhd.e_tag)
+            origin.e_tag()
         ));
     }
     Ok(())
@@ -123,13 +152,13 @@ pub fn api_for(resource_id: &str) -> &'static str {
     }
 }
 
-/// Deletes `resource_id` if this run owns it (made from `vhd`); leaves anything else alone. Returns what
-/// could not be deleted, so the failure fact names it.
+/// Deletes `resource_id` if this run owns it (made from `origin`); leaves anything else alone. Returns
+/// what could not be deleted, so the failure fact names it.
 pub async fn remove(
     ctx: &Ctx,
     resource_id: &str,
     run: &str,
-    vhd: &BlobRef,
+    origin: Origin<'_>,
 ) -> Result<(), LeftBehind> {
     let api = api_for(resource_id);
     let left = |error: ErrorDetail| LeftBehind {
@@ -141,7 +170,7 @@ pub async fn remove(
         Ok(None) => return Ok(()),
         Err(e) => return Err(left(detail_of(&e))),
     };
-    if let Err(why) = ownership(&resource, run, vhd) {
+    if let Err(why) = ownership(&resource, run, origin) {
         tracing::info!(resource = resource_id, why = %why, "not this run's; left alone");
         return Ok(());
     }
@@ -176,16 +205,18 @@ mod tests {
     #[test]
     fn only_this_runs_resources_from_the_checked_vhd_are_owned() {
         let v = vhd();
-        let mine = json!({"tags": {"galleon-run": "run-1", "galleon-source": v.url, "galleon-source-etag": "0x8DD1"}});
-        assert_eq!(ownership(&mine, "run-1", &v), Ok(()));
+        let v = Origin::Vhd(&v);
+        let url = "https://acct.blob.core.windows.net/images/u/disk.vhd";
+        let mine = json!({"tags": {"galleon-run": "run-1", "galleon-source": url, "galleon-source-etag": "0x8DD1"}});
+        assert_eq!(ownership(&mine, "run-1", v), Ok(()));
         let by_hand = json!({"tags": {}});
-        assert!(ownership(&by_hand, "run-1", &v).is_err_and(|w| w.contains("no galleon-run")));
-        let earlier = json!({"tags": {"galleon-run": "run-0", "galleon-source": v.url, "galleon-source-etag": "0x8DD1"}});
-        assert!(ownership(&earlier, "run-1", &v).is_err_and(|w| w.contains("another run")));
+        assert!(ownership(&by_hand, "run-1", v).is_err_and(|w| w.contains("no galleon-run")));
+        let earlier = json!({"tags": {"galleon-run": "run-0", "galleon-source": url, "galleon-source-etag": "0x8DD1"}});
+        assert!(ownership(&earlier, "run-1", v).is_err_and(|w| w.contains("another run")));
         let other_blob = json!({"tags": {"galleon-run": "run-1", "galleon-source": "https://x/y.vhd", "galleon-source-etag": "0x8DD1"}});
-        assert!(ownership(&other_blob, "run-1", &v).is_err_and(|w| w.contains("another source")));
-        let rewritten = json!({"tags": {"galleon-run": "run-1", "galleon-source": v.url, "galleon-source-etag": "0x8DD2"}});
-        assert!(ownership(&rewritten, "run-1", &v).is_err_and(|w| w.contains("another content")));
+        assert!(ownership(&other_blob, "run-1", v).is_err_and(|w| w.contains("another source")));
+        let rewritten = json!({"tags": {"galleon-run": "run-1", "galleon-source": url, "galleon-source-etag": "0x8DD2"}});
+        assert!(ownership(&rewritten, "run-1", v).is_err_and(|w| w.contains("another content")));
     }
 
     #[test]
@@ -199,5 +230,28 @@ mod tests {
             "never a SAS token in a tag"
         );
         assert_eq!(etag_tag("\"0x8DD1\""), "0x8DD1");
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_image_made_elsewhere_is_never_galleons() {
+        let image =
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/packer-1";
+        let origin = Origin::Image(image);
+        // What galleon makes from the image is tagged with the image's id and no ETag, and is this run's.
+        let made = json!({"tags": {"galleon-run": "run-1", "galleon-source": image, "galleon-source-etag": ""}});
+        assert_eq!(ownership(&made, "run-1", origin), Ok(()));
+        assert_eq!(origin.source(), image);
+        // The image itself (Packer's, no galleon tags) is not.
+        let packer = json!({"tags": {"galleon-definition": "ubuntu"}});
+        assert!(ownership(&packer, "run-1", origin).is_err_and(|w| w.contains("no galleon-run")));
+        // A version galleon made from a VHD is not one made from this image.
+        let from_vhd = json!({"tags": {"galleon-run": "run-1", "galleon-source": "https://a/c/d.vhd", "galleon-source-etag": "0x1"}});
+        assert!(ownership(&from_vhd, "run-1", origin).is_err_and(|w| w.contains("another source")));
     }
 }

@@ -68,13 +68,13 @@ async fn ensure(ctx: &Ctx, id: &str, body: Value, what: &str) -> Result<Value, S
 }
 
 async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepError> {
-    let (plan, vhd, image_id): (Plan, BlobRef, Option<String>) = match fact.fact_type() {
+    let (plan, vhd, image_id): (Plan, Option<BlobRef>, Option<String>) = match fact.fact_type() {
         Some(FactType::VhdAccepted) => {
             let a: VhdAccepted = fact.data().map_err(StepError::unreadable)?;
             if a.plan.publish_from != PublishFrom::Vhd {
                 return Ok(Vec::new()); // CreateImage goes first; image.created brings it back here.
             }
-            (a.plan, a.vhd, None)
+            (a.plan, Some(a.vhd), None)
         }
         _ => {
             let c: ImageCreated = fact.data().map_err(StepError::unreadable)?;
@@ -82,6 +82,7 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         }
     };
     let run = fact.correlation_id().unwrap_or_default();
+    let origin = owned::Origin::of(vhd.as_ref(), image_id.as_deref().unwrap_or_default());
     let (sub, rg) = (&plan.subscription_id, &plan.resource_group);
     // A new image straight from its VHD: when the subscription's ARM budget is low, it waits its turn
     // (from a managed image, the image is under way already).
@@ -162,7 +163,7 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     };
 
     if let Some(existing) = ctx.arm.get(&version_id, arm::GALLERY_API, &[]).await? {
-        if let Err(why) = owned::ownership(&existing, &run, &vhd) {
+        if let Err(why) = owned::ownership(&existing, &run, origin) {
             return Err(owned::conflict(
                 owned::Resource::ImageVersion,
                 &version_id,
@@ -192,9 +193,9 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         .take(1)
         .cloned()
         .collect();
-    if image_id.is_none() {
+    if let (None, Some(vhd)) = (&image_id, &vhd) {
         // The VHDs must still be the ones that were checked: Azure copies them now.
-        for disk in std::iter::once(&vhd).chain(plan.publishing.data_disks.iter().map(|d| &d.vhd)) {
+        for disk in std::iter::once(vhd).chain(plan.publishing.data_disks.iter().map(|d| &d.vhd)) {
             if let Err(changed) = pinned::verify(ctx, disk).await? {
                 return changed_after_check(ctx, &cause, disk, changed.now());
             }
@@ -202,10 +203,10 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     }
     let body = features::version_body(
         &plan,
-        &vhd,
+        vhd.as_ref(),
         image_id.as_deref(),
         &home,
-        &owned::tags(&run, &plan, &vhd),
+        &owned::tags(&run, &plan, origin),
     );
     let started_at = chrono::Utc::now();
     let written = match ctx

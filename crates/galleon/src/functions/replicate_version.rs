@@ -85,6 +85,12 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         version: plan.version.clone(),
         regions: plan.target_regions.clone(),
         source_vhd: published.vhd.clone(),
+        // A managed image galleon made from the VHD is an intermediate; one made elsewhere is the source.
+        source_image_id: published
+            .image_id
+            .clone()
+            .filter(|_| published.vhd.is_none()),
+        build: plan.build.clone(),
         ready_at: Utc::now(),
         left_behind: Vec::new(),
     };
@@ -115,6 +121,15 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
             retry_after,
         ),
     )?])
+}
+
+/// What the version (and its managed image) were made from, as their tags name it: the VHD, else the
+/// image made elsewhere, else (a build's own version) the resource itself, which galleon did not make.
+fn origin_of<'a>(ready: &'a ImageReady, fallback: &'a str) -> owned::Origin<'a> {
+    owned::Origin::of(
+        ready.source_vhd.as_ref(),
+        ready.source_image_id.as_deref().unwrap_or(fallback),
+    )
 }
 
 /// One look at replication, from a follow-up.
@@ -240,7 +255,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
 
     if let Some(failed) = &decided.home_failed {
         // Azure refuses to take the source region out of a version: the version itself failed.
-        let left_behind = owned::remove(ctx, version_id, &run, &ready.source_vhd)
+        let left_behind = owned::remove(ctx, version_id, &run, origin_of(&ready, version_id))
             .await
             .err()
             .into_iter()
@@ -287,7 +302,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
         payload.ready_at = Utc::now();
         if let Some(image) = image_id
             && !ctx.config.keep_managed_images
-            && let Err(left) = owned::remove(ctx, image, &run, &ready.source_vhd).await
+            && let Err(left) = owned::remove(ctx, image, &run, origin_of(&ready, image)).await
         {
             payload.left_behind.push(left);
         }

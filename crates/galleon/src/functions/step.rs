@@ -493,12 +493,17 @@ pub async fn send(ctx: &Ctx, emits: &[Emit]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Whether a fact ends its run: every run ends in exactly one of these.
+/// Whether a fact ends its run: every run ends in exactly one of these (a build run also in
+/// `build.skipped`, or in a `build.finished` without outputs to publish).
 pub fn is_terminal(fact: &Fact) -> bool {
-    matches!(
-        fact.fact_type(),
-        Some(FactType::ImageReady | FactType::StepFailed | FactType::VhdRejected)
-    )
+    match fact.fact_type() {
+        Some(FactType::ImageReady | FactType::StepFailed | FactType::VhdRejected) => true,
+        Some(FactType::BuildSkipped) => true,
+        Some(FactType::BuildFinished) => fact
+            .data::<crate::events::BuildFinished>()
+            .is_ok_and(|f| !f.has_outputs()),
+        _ => false,
+    }
 }
 
 /// The run's watchdog, scheduled when its VHD is accepted: ends the run at its deadline unless it ended.

@@ -269,6 +269,7 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
             replica_count: policy.features.replica_count,
             ..Default::default()
         },
+        build: None,
     };
     if let Err(reason) = crate::domain::features::check(&plan, chrono::Utc::now()) {
         return reject(ctx, cause, judged(), None, reason).await;

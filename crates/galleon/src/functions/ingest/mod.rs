@@ -6,6 +6,7 @@
 pub mod bare;
 pub mod checks;
 pub mod manifest;
+pub mod preflight;
 pub mod reject;
 
 use std::sync::Arc;
