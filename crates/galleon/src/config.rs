@@ -547,7 +547,7 @@ fn builds(
     )
     .map_err(|m| err(setting, m))?;
     for entry in &entries {
-        if let Err(reason) = crate::domain::builds::publish_manifest(entry, "build.vhd") {
+        if let Err(reason) = crate::domain::builds::check_publish(entry) {
             return Err(err(
                 setting,
                 format!(

@@ -353,14 +353,44 @@ pub fn publish_manifest(
         .map(Some)
 }
 
+/// The manifest fields a VHD or managed image output needs from `publish`.
+pub const PUBLISH_REQUIRED: [&str; 3] = ["imageDefinition", "osType", "hyperVGeneration"];
+
+/// Checks the entry's `publish` as far as it goes at start-up: every field it has is a manifest field
+/// with a valid value (what a VHD or managed image output also needs is checked when the template is
+/// read, [`publish_problem`]).
+pub fn check_publish(entry: &TemplateEntry) -> Result<(), crate::events::Reason> {
+    let Some(publish) = &entry.publish else {
+        return Ok(());
+    };
+    let mut probe = publish.clone();
+    for (key, placeholder) in PUBLISH_REQUIRED.iter().zip(["placeholder", "Linux", "V2"]) {
+        probe
+            .entry(key.to_string())
+            .or_insert_with(|| Value::String(placeholder.into()));
+    }
+    publish_manifest(
+        &TemplateEntry {
+            publish: Some(probe),
+            ..entry.clone()
+        },
+        "build.vhd",
+    )
+    .map(|_| ())
+}
+
 /// The kinds of output galleon can carry on, and what each needs: a VHD or managed image needs the
 /// entry's `publish` (which image definition, which OS); `Err` says which output lacks it.
 pub fn publish_problem(shape: &Shape, entry: &TemplateEntry) -> Option<String> {
     for d in &shape.distributions {
         match d.kind.as_str() {
-            "VHD" | "ManagedImage" if entry.publish.is_none() => {
+            "VHD" | "ManagedImage"
+                if entry.publish.as_ref().is_none_or(|p| {
+                    PUBLISH_REQUIRED.iter().any(|k| !p.contains_key(*k))
+                }) =>
+            {
                 return Some(format!(
-                    "distribute '{}' makes a {} but the builds file gives template {} no \"publish\" (imageDefinition, osType, hyperVGeneration): galleon cannot tell where to publish it",
+                    "distribute '{}' makes a {} but the builds file's publish of template {} does not say imageDefinition, osType and hyperVGeneration: galleon cannot tell where to publish it",
                     d.run_output_name, d.kind, entry.template_id
                 ));
             }

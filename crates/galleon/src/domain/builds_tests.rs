@@ -183,13 +183,21 @@ fn a_vhd_or_managed_image_output_needs_to_know_where_it_is_published() {
         .expect("valid")
     };
     let bare = parse(Some(T), None).expect("valid").remove(0);
+    let mut regions_only = bare.clone();
+    regions_only.publish = serde_json::from_value(json!({"targetRegions": [{"name": "northeurope"}]})).ok();
     let mut with_publish = bare.clone();
-    with_publish.publish = Some(serde_json::Map::new());
+    with_publish.publish = serde_json::from_value(json!({"imageDefinition": "u", "osType": "Linux", "hyperVGeneration": "V2"})).ok();
+    assert_eq!(check_publish(&regions_only), Ok(()), "regions alone are a valid publish");
+    let mut bad = bare.clone();
+    bad.publish = serde_json::from_value(json!({"targetRegions": [{"name": "west europe!"}], "osType": "Solaris"})).ok();
+    assert!(check_publish(&bad).is_err_and(|r| r.code == "ManifestInvalid"));
     // (kind, has publish) → problem?
     for (kind, entry, problem) in [
         ("VHD", &bare, true),
         ("ManagedImage", &bare, true),
         ("SharedImage", &bare, false),
+        ("VHD", &regions_only, true),
+        ("SharedImage", &regions_only, false),
         ("VHD", &with_publish, false),
         ("ManagedImage", &with_publish, false),
         ("Iso", &with_publish, true),
