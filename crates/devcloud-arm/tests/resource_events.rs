@@ -7,13 +7,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Env, SUB, managed_image};
+use common::{Env, SUB, gallery_and_definition, managed_image};
 use devcloud_arm::{ArmConfig, ResourceEvent, Work};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const C: &str = "api-version=2025-04-01";
 const T: &str = "api-version=2024-02-01";
+const G: &str = "api-version=2025-03-03";
 
 type Seen = Arc<Mutex<Vec<ResourceEvent>>>;
 
@@ -241,9 +242,14 @@ async fn resource_group_writes_and_deletes_raise_events_of_microsoft_resources()
 }
 
 #[tokio::test]
-async fn an_image_builder_run_raises_its_action_and_the_write_of_the_image_it_distributes() {
+async fn an_image_builder_run_raises_its_action_and_the_writes_of_what_it_distributes() {
     let (env, seen) = start(ArmConfig::fast()).await;
+    let d = gallery_and_definition(&env).await;
     managed_image(&env).await;
+    let def_id = env.ok(Method::GET, &format!("{d}?{G}"), None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = format!(
         "{}/providers/Microsoft.Compute/images/built",
         env.rg_path("rg")
@@ -254,9 +260,12 @@ async fn an_image_builder_run_raises_its_action_and_the_write_of_the_image_it_di
     );
     let body = json!({"location": "westeurope", "identity": {"type": "None"}, "properties": {
         "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-        "distribute": [{"type": "ManagedImage", "imageId": out, "location": "westeurope", "runOutputName": "image"}]}});
+        "distribute": [
+            {"type": "ManagedImage", "imageId": out, "location": "westeurope", "runOutputName": "image"},
+            {"type": "SharedImage", "galleryImageId": def_id, "runOutputName": "gallery",
+             "targetRegions": [{"name": "westeurope"}]}]}});
     env.ok(Method::PUT, &format!("{t}?{T}"), Some(body)).await;
-    wait_for(&seen, 2).await;
+    assert_eq!(wait_for(&seen, 4).await.len(), 4);
     let run = env
         .client
         .post(format!("{}{t}/run?{T}", env.arm.base_url))
@@ -266,22 +275,25 @@ async fn an_image_builder_run_raises_its_action_and_the_write_of_the_image_it_di
         .await
         .unwrap();
     assert_eq!(run.status(), 202);
-    let events = wait_for(&seen, 4).await;
-    assert_eq!(events.len(), 4, "{:?}", types(&events));
+    let events = wait_for(&seen, 7).await;
+    let write = "Microsoft.Resources.ResourceWriteSuccess".to_string();
     assert_eq!(
         types(&events),
         [
+            (write.clone(), "Microsoft.Compute/galleries/write".into()),
             (
-                "Microsoft.Resources.ResourceWriteSuccess".into(),
-                "Microsoft.Compute/images/write".into()
+                write.clone(),
+                "Microsoft.Compute/galleries/images/write".into()
             ),
+            (write.clone(), "Microsoft.Compute/images/write".into()),
             (
-                "Microsoft.Resources.ResourceWriteSuccess".into(),
+                write.clone(),
                 "Microsoft.VirtualMachineImages/imageTemplates/write".into()
             ),
+            (write.clone(), "Microsoft.Compute/images/write".into()),
             (
-                "Microsoft.Resources.ResourceWriteSuccess".into(),
-                "Microsoft.Compute/images/write".into()
+                write,
+                "Microsoft.Compute/galleries/images/versions/write".into()
             ),
             (
                 "Microsoft.Resources.ResourceActionSuccess".into(),
@@ -289,11 +301,26 @@ async fn an_image_builder_run_raises_its_action_and_the_write_of_the_image_it_di
             ),
         ]
     );
-    // The image the run wrote, on behalf of the run.
-    assert_eq!(events[2].subject, out);
-    assert_eq!(events[2].data["correlationId"], "run-1");
-    assert_eq!(events[2].data["httpRequest"]["method"], "PUT");
-    assert_eq!(events[3].subject, t);
-    assert_eq!(events[3].data["correlationId"], "run-1");
-    assert_eq!(events[3].data["httpRequest"]["method"], "POST");
+    // What the run wrote, on behalf of the run, and then the run itself.
+    assert_eq!(events[4].subject, out);
+    assert!(
+        events[5]
+            .subject
+            .starts_with(&format!("{def_id}/versions/")),
+        "{}",
+        events[5].subject
+    );
+    for e in &events[4..6] {
+        assert_eq!(e.data["correlationId"], "run-1");
+        assert_eq!(e.data["httpRequest"]["method"], "PUT");
+        assert!(
+            e.data["httpRequest"]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&e.subject)
+        );
+    }
+    assert_eq!(events[6].subject, t);
+    assert_eq!(events[6].data["correlationId"], "run-1");
+    assert_eq!(events[6].data["httpRequest"]["method"], "POST");
 }
