@@ -31,6 +31,8 @@ pub struct Arm {
     pub log: Mutex<RequestLog>,
     /// The platform images on offer (the configured ones, plus those published at run time).
     pub platform_images: Mutex<Vec<crate::platform::PlatformImage>>,
+    /// Resource events waiting for their operation to end, and where they go.
+    pub events: std::sync::Arc<crate::events::Events>,
     throttle: Mutex<HashMap<BucketKey, (f64, Instant)>>,
     rng: Mutex<u64>,
 }
@@ -124,6 +126,7 @@ impl Arm {
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(RequestLog::default()),
             platform_images,
+            events: Default::default(),
             throttle: Mutex::new(HashMap::new()),
             rng: Mutex::new(seed | 1),
         }

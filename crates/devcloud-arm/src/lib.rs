@@ -7,13 +7,15 @@
 //!
 //! Start it with [`serve`]; it listens on 127.0.0.1 over HTTPS (with the devcloud CA) or HTTP, checks the
 //! bearer tokens of [`devcloud_core::Identity`], and keeps state in memory (optionally snapshotted).
-//! Admin endpoints live under `/_devcloud/` (see [`admin`]).
+//! Admin endpoints live under `/_devcloud/` (see [`admin`]). Writes, deletes and actions raise
+//! resource events for Event Grid through a sink ([`Arm::set_event_sink`], see [`events`]).
 
 pub mod admin;
 pub mod arm;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod faults;
 pub mod handlers;
 pub mod model;
@@ -30,6 +32,7 @@ pub use config::{
     LatencyModel, Limits, ResourceGroupSeed, StorageAccount, Throttling, Work,
 };
 pub use error::{ArmError, INVENTED_CODES};
+pub use events::{EventSink, ResourceEvent};
 pub use faults::{FaultAction, FaultRule};
 pub use handlers::imagebuilder;
 pub use platform::PlatformImage;

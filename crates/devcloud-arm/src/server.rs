@@ -78,7 +78,7 @@ fn to_response(reply: Reply) -> warp::reply::Response {
     resp
 }
 
-async fn handle(arm: Arc<Arm>, req: Req, https: bool) -> warp::reply::Response {
+async fn handle(arm: Arc<Arm>, mut req: Req, https: bool) -> warp::reply::Response {
     let started = Instant::now();
     let host = req
         .headers
@@ -104,6 +104,10 @@ async fn handle(arm: Arc<Arm>, req: Req, https: bool) -> warp::reply::Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| request_id.clone());
+    // The handlers (and the resource events) see the correlation id ARM answers with.
+    if let Ok(v) = warp::http::HeaderValue::from_str(&correlation) {
+        req.headers.insert("x-ms-correlation-request-id", v);
+    }
     let client_request_id = req
         .headers
         .get("x-ms-client-request-id")

@@ -152,11 +152,13 @@ pub fn render_servicebus(snap: &Value) -> String {
 pub fn render_eventgrid(snap: &Value) -> String {
     let mut out = String::from("Event Grid\n");
     for t in snap["topics"].as_array().into_iter().flatten() {
-        let extra = if t["endpoint"].is_null() {
-            s(&t["upstream"])
-        } else {
-            s(&t["endpoint"])
-        };
+        // custom topics: the publish path; storage: the watched account; resources: the source
+        let extra = ["endpoint", "upstream", "source"]
+            .iter()
+            .map(|k| &t[*k])
+            .find(|v| !v.is_null())
+            .map(s)
+            .unwrap_or_default();
         out.push_str(&format!("  topic {:<24} {}\n", s(&t["name"]), extra));
     }
     let w = &snap["blobWatch"];

@@ -128,7 +128,8 @@ pub struct EventGridSubscription {
     pub name: String,
     #[serde(default)]
     pub function: Option<String>,
-    /// A custom topic name, or `storage` for the blob system topic.
+    /// A custom topic name, `storage` for the blob system topic, or `resources` for the resource
+    /// events of the local ARM (`Microsoft.Resources.ResourceWriteSuccess`, …).
     pub topic: String,
     #[serde(default)]
     pub included_event_types: Vec<String>,

@@ -7,6 +7,7 @@ pub mod blob;
 pub mod connection;
 pub mod follow;
 pub mod receiver;
+pub mod resource_events;
 pub mod scale;
 pub mod settings;
 pub mod upload;
@@ -257,6 +258,8 @@ impl Cloud {
         )
         .await
         .context("starting the ARM simulator")?;
+        // Its writes, deletes and actions raise resource events on Event Grid's `resources` topic.
+        resource_events::connect(&arm, &event_grid);
 
         let path = std::env::var("PATH").unwrap_or_default();
         let mut settings: BTreeMap<String, String> = [

@@ -233,6 +233,11 @@ impl Ctx<'_> {
             .resources
             .get(key)
             .map(|r| (r.location.clone(), r.id.clone()))
+            .or_else(|| {
+                st.resource_groups
+                    .get(key)
+                    .map(|g| (norm_region(&g.location), g.id.clone()))
+            })
             .unwrap_or_else(|| ("westeurope".into(), key.to_string()));
         let mut op = Operation {
             id: uuid::Uuid::new_v4().to_string(),
@@ -259,7 +264,25 @@ impl Ctx<'_> {
             r.last_op = Some(op.id.clone());
         }
         st.add_op(op.clone());
+        if self.arm.events.enabled() {
+            let request = crate::events::RequestInfo::from_request(self.req, self.base);
+            self.arm.events.track(&op, &op.resource_id, request);
+        }
         op
+    }
+
+    /// Raises the resource event of a write that succeeded at once (no operation).
+    pub fn written(&self, resource_id: &str, verb: Verb) {
+        if self.arm.events.enabled() {
+            let request = crate::events::RequestInfo::from_request(self.req, self.base);
+            self.arm.events.emit(
+                &self.arm.identity.tenant_id,
+                &self.sub,
+                resource_id,
+                (verb, OpStatus::Succeeded),
+                &request,
+            );
+        }
     }
 
     pub fn work(&self, work: Work, region: &str, replicas: i64) -> chrono::Duration {

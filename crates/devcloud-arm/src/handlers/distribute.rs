@@ -84,7 +84,36 @@ pub(crate) fn create_image(
             run_outputs: Vec::new(),
         },
     );
+    drop(st);
+    // Image Builder writes the image through ARM: its write raises an event as any other.
+    if let Some(request) = run_request(arm, template, &id) {
+        arm.events.emit(
+            &arm.identity.tenant_id,
+            &template.subscription,
+            &id,
+            (Verb::Create, crate::model::OpStatus::Succeeded),
+            &request,
+        );
+    }
     Ok(id)
+}
+
+/// The request Image Builder writes a distributed resource with, on behalf of the template's run
+/// (`None` while resource events are off).
+fn run_request(
+    arm: &Arm,
+    template: &Resource,
+    resource_id: &str,
+) -> Option<crate::events::RequestInfo> {
+    if !arm.events.enabled() {
+        return None;
+    }
+    let run = template
+        .run
+        .as_ref()
+        .and_then(|r| arm.events.request_of(&r.op_id))
+        .unwrap_or_default();
+    Some(crate::events::RequestInfo::on_behalf_of(&run, resource_id))
 }
 
 /// The version a SharedImage distribution creates (`versioning` of the distributor):
@@ -268,6 +297,9 @@ pub(crate) fn create_version(
             run_outputs: Vec::new(),
         },
     );
+    if let Some(request) = run_request(arm, template, &vid) {
+        arm.events.track(&op, &vid, request);
+    }
     st.add_op(op);
     Ok(vid)
 }

@@ -143,6 +143,7 @@ pub fn resource_group(ctx: &Ctx, rg: &str, m: &Method) -> Result<Reply, ArmError
                 }
                 g.tags = tags;
                 g.managed_by = managed_by;
+                ctx.written(&g.id, Verb::Update);
                 return Ok(Reply::json(200, g.render()));
             }
             let g = ResourceGroup {
@@ -155,6 +156,7 @@ pub fn resource_group(ctx: &Ctx, rg: &str, m: &Method) -> Result<Reply, ArmError
                 deleting: None,
             };
             let reply = Reply::json(201, g.render());
+            ctx.written(&g.id, Verb::Create);
             st.resource_groups.insert(key, g);
             Ok(reply)
         }
@@ -170,6 +172,7 @@ pub fn resource_group(ctx: &Ctx, rg: &str, m: &Method) -> Result<Reply, ArmError
             if let Some(m) = body["managedBy"].as_str() {
                 g.managed_by = Some(m.to_string());
             }
+            ctx.written(&g.id, Verb::Update);
             Ok(Reply::json(200, g.render()))
         }
         Method::DELETE => delete_group(ctx, &mut st, &key, rg),

@@ -28,7 +28,7 @@ pub enum Destination {
 #[derive(Debug, Clone)]
 pub struct SubscriptionConfig {
     pub name: String,
-    /// Custom topic name, or `storage` for the blob system topic.
+    /// Custom topic name, `storage` for the blob system topic or `resources` for ARM resource events.
     pub topic: String,
     pub filter: EventFilter,
     pub destination: Destination,

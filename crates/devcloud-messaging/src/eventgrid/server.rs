@@ -30,6 +30,9 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// The name of the blob storage system topic in subscriptions.
 pub const STORAGE_TOPIC: &str = "storage";
+/// The name of the resource events system topic (Azure Resource Manager's `Microsoft.Resources.*`
+/// events, see [`super::resources`]) in subscriptions.
+pub const RESOURCES_TOPIC: &str = "resources";
 
 /// A custom topic.
 #[derive(Debug, Clone)]
@@ -161,6 +164,11 @@ impl EventGridConfig {
         Ok(c)
     }
 
+    /// The id of the `resources` topic in handshakes and the admin listing: the subscription.
+    fn resources_topic_id(&self) -> String {
+        format!("/subscriptions/{}", self.subscription_id)
+    }
+
     fn topic_id(&self, name: &str) -> String {
         format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.EventGrid/topics/{name}",
@@ -199,6 +207,7 @@ pub struct RunningEventGrid {
     pub dispatcher: Arc<Dispatcher>,
     watch: Arc<WatchStatus>,
     blob_proxy: Option<RunningProxy>,
+    resources_topic_id: String,
     stop: StopOnDrop,
     server: Server,
 }
@@ -218,6 +227,14 @@ impl RunningEventGrid {
     /// events), e.g. `https://127.0.0.1:10000/devstoreaccount1`; `None` without blob watching.
     pub fn blob_endpoint(&self) -> Option<String> {
         self.blob_proxy.as_ref().map(|p| p.account_url.clone())
+    }
+
+    /// The publisher of the `resources` system topic (the local ARM's resource events).
+    pub fn resource_publisher(&self) -> super::resources::ResourcePublisher {
+        super::resources::ResourcePublisher {
+            dispatcher: self.dispatcher.clone(),
+            topic_id: self.resources_topic_id.clone(),
+        }
     }
 
     /// Waits until the blob proxy serves (at most `timeout`); false if it does not (or no blob
@@ -320,6 +337,7 @@ pub async fn serve(
         }
         None => None,
     };
+    let resources_topic_id = config.resources_topic_id();
     let inner = Arc::new(Inner {
         config,
         dispatcher: dispatcher.clone(),
@@ -338,6 +356,7 @@ pub async fn serve(
         dispatcher,
         watch,
         blob_proxy,
+        resources_topic_id,
         stop,
         server,
     })
@@ -537,7 +556,7 @@ fn admin_error(status: StatusCode, message: &str) -> Resp {
 }
 
 /// Admin endpoint (local only, JSON):
-/// - `GET /_devcloud/topics`: custom topics and the storage system topic, with publish paths
+/// - `GET /_devcloud/topics`: custom topics and the storage and resources system topics
 /// - `GET /_devcloud/subscriptions`: subscriptions with state and counters
 /// - `POST /_devcloud/subscriptions`: add a webhook subscription (body: `name`, `topic`, `endpoint`
 ///   or `function`, `filter` (ARM `EventSubscriptionFilter`, with `advancedFilters`) or the flat
@@ -549,7 +568,7 @@ fn admin_error(status: StatusCode, message: &str) -> Resp {
 /// - `GET /_devcloud/deadletters?subscription=NAME`: dead-lettered events
 /// - `POST /_devcloud/deadletters/resubmit?subscription=NAME&id=EVENT_ID`: deliver a dead letter again
 /// - `GET /_devcloud/deliveries?max=N`: recent handshakes and delivery attempts
-/// - `GET /_devcloud/events?max=N`: recent published events (custom and blob)
+/// - `GET /_devcloud/events?max=N`: recent published events (custom, blob and resource)
 /// - `GET /_devcloud/blobwatch`: the blob proxy's state (requests seen, events raised, last error)
 /// - `GET /_devcloud/validate?subscription=NAME&code=CODE`: the `validationUrl` of the handshake
 async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
@@ -573,6 +592,10 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
                 topics.push(json!({"name": STORAGE_TOPIC, "type": "Microsoft.Storage.StorageAccounts", "source": w.topic_id(),
                                    "upstream": w.account_url}));
             }
+            topics.push(
+                json!({"name": RESOURCES_TOPIC, "type": "Microsoft.Resources.Subscriptions",
+                               "source": inner.config.resources_topic_id()}),
+            );
             httpserv::json(StatusCode::OK, &Value::Array(topics))
         }
         (&Method::GET, "subscriptions") => {
@@ -669,9 +692,12 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
     }
 }
 
-/// The resource id events of `topic` carry (`storage` = the watched storage account).
+/// The resource id events of `topic` carry (`storage` = the watched storage account, `resources` =
+/// the subscription).
 fn subscription_topic_id(inner: &Inner, topic: &str) -> String {
-    if topic.eq_ignore_ascii_case(STORAGE_TOPIC) {
+    if topic.eq_ignore_ascii_case(RESOURCES_TOPIC) {
+        inner.config.resources_topic_id()
+    } else if topic.eq_ignore_ascii_case(STORAGE_TOPIC) {
         inner
             .config
             .blob_watch
@@ -698,6 +724,7 @@ async fn add_subscription(inner: &Inner, req: &Req) -> Resp {
         return admin_error(StatusCode::BAD_REQUEST, "name and topic are required");
     };
     let known_topic = topic.eq_ignore_ascii_case(STORAGE_TOPIC)
+        || topic.eq_ignore_ascii_case(RESOURCES_TOPIC)
         || inner
             .config
             .topics
