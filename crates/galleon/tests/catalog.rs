@@ -235,7 +235,9 @@ fn manifest_schema_and_parser_agree() {
         .unwrap_or_default();
     assert!(!good.is_empty());
     let minimal = serde_json::json!({"vhd": "a.vhd", "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"});
-    for m in good.iter().chain([&minimal]) {
+    let image = "/subscriptions/s/resourceGroups/rg-packer/providers/Microsoft.Compute/images/ubuntu-2404-20261201";
+    let packer = serde_json::json!({"managedImage": image, "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V2"});
+    for m in good.iter().chain([&minimal, &packer]) {
         assert_valid(&schema, m, "manifest example");
         Manifest::parse(m.to_string().as_bytes(), "m")
             .unwrap_or_else(|r| panic!("parser refuses a schema-valid manifest: {r:?}"));
@@ -245,6 +247,10 @@ fn manifest_schema_and_parser_agree() {
         serde_json::json!({"vhd": "a.vhd", "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V3"}),
         serde_json::json!({"vhd": "a.vhd", "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1", "osTYPE": "Linux"}),
         serde_json::json!({"vhd": "a.vhd", "imageDefinition": "x", "osType": "BeOS", "hyperVGeneration": "V1"}),
+        // A VHD or a managed image, never both; a managed image holds its own data disks.
+        serde_json::json!({"vhd": "a.vhd", "managedImage": image, "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"}),
+        serde_json::json!({"managedImage": image, "dataDisks": [{"vhd": "d.vhd", "lun": 0}], "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"}),
+        serde_json::json!({"managedImage": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/disks/d", "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"}),
     ];
     for m in &bad {
         assert!(!schema.is_valid(m), "schema accepts {m}");

@@ -385,9 +385,10 @@ pub fn publish_problem(shape: &Shape, entry: &TemplateEntry) -> Option<String> {
     for d in &shape.distributions {
         match d.kind.as_str() {
             "VHD" | "ManagedImage"
-                if entry.publish.as_ref().is_none_or(|p| {
-                    PUBLISH_REQUIRED.iter().any(|k| !p.contains_key(*k))
-                }) =>
+                if entry
+                    .publish
+                    .as_ref()
+                    .is_none_or(|p| PUBLISH_REQUIRED.iter().any(|k| !p.contains_key(*k))) =>
             {
                 return Some(format!(
                     "distribute '{}' makes a {} but the builds file's publish of template {} does not say imageDefinition, osType and hyperVGeneration: galleon cannot tell where to publish it",
@@ -531,6 +532,12 @@ impl RunStatus {
     pub fn in_progress(&self) -> bool {
         matches!(self.state.as_str(), "Running" | "Canceling")
     }
+}
+
+/// Whether a run galleon noted starting at `noted` is the run Image Builder shows starting at `shown`
+/// (galleon notes the time it asks, a moment before Image Builder starts the run).
+pub fn same_run(noted: DateTime<Utc>, shown: DateTime<Utc>) -> bool {
+    (shown - noted).num_seconds().abs() <= 120
 }
 
 /// Whether galleon cancels the run now: it has run past the template's timeout and galleon's margin.

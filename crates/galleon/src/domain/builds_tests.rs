@@ -184,12 +184,23 @@ fn a_vhd_or_managed_image_output_needs_to_know_where_it_is_published() {
     };
     let bare = parse(Some(T), None).expect("valid").remove(0);
     let mut regions_only = bare.clone();
-    regions_only.publish = serde_json::from_value(json!({"targetRegions": [{"name": "northeurope"}]})).ok();
+    regions_only.publish =
+        serde_json::from_value(json!({"targetRegions": [{"name": "northeurope"}]})).ok();
     let mut with_publish = bare.clone();
-    with_publish.publish = serde_json::from_value(json!({"imageDefinition": "u", "osType": "Linux", "hyperVGeneration": "V2"})).ok();
-    assert_eq!(check_publish(&regions_only), Ok(()), "regions alone are a valid publish");
+    with_publish.publish = serde_json::from_value(
+        json!({"imageDefinition": "u", "osType": "Linux", "hyperVGeneration": "V2"}),
+    )
+    .ok();
+    assert_eq!(
+        check_publish(&regions_only),
+        Ok(()),
+        "regions alone are a valid publish"
+    );
     let mut bad = bare.clone();
-    bad.publish = serde_json::from_value(json!({"targetRegions": [{"name": "west europe!"}], "osType": "Solaris"})).ok();
+    bad.publish = serde_json::from_value(
+        json!({"targetRegions": [{"name": "west europe!"}], "osType": "Solaris"}),
+    )
+    .ok();
     assert!(check_publish(&bad).is_err_and(|r| r.code == "ManifestInvalid"));
     // (kind, has publish) → problem?
     for (kind, entry, problem) in [
@@ -287,6 +298,9 @@ fn the_run_status_and_its_deadline() {
     assert!(!overdue(start, 150, start + chrono::Duration::minutes(150)));
     assert!(overdue(start, 150, start + chrono::Duration::minutes(151)));
     assert_eq!(RunStatus::of(&json!({"properties": {}})), None, "never run");
+    // The run galleon asked for, a moment before Image Builder started it; not one two hours on.
+    assert!(same_run(start - chrono::Duration::seconds(3), start));
+    assert!(!same_run(start - chrono::Duration::hours(2), start));
     let done = RunStatus::of(&json!({"properties": {"lastRunStatus": {"runState": "Failed"}}}))
         .expect("status");
     assert!(!done.in_progress());

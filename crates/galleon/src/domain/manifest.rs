@@ -74,7 +74,11 @@ pub struct Manifest {
     #[serde(rename = "$schema", default)]
     pub schema: Option<String>,
     /// The VHD, relative to the manifest's folder (`disk.vhd`, `../builds/disk.vhd` is refused).
-    pub vhd: String,
+    #[serde(default)]
+    pub vhd: Option<String>,
+    /// Instead of a VHD: a managed image made elsewhere (Packer's `managed_image_name`), by resource id.
+    #[serde(default)]
+    pub managed_image: Option<String>,
     pub image_definition: String,
     pub os_type: OsType,
     pub hyper_v_generation: HyperVGeneration,
@@ -136,6 +140,19 @@ fn reason(code: &str, message: impl Into<String>, fix: impl Into<String>) -> Rea
     }
 }
 
+/// Whether `id` is a managed image's resource id (`Microsoft.Compute/images`).
+pub fn is_managed_image_id(id: &str) -> bool {
+    let p: Vec<&str> = id.trim_start_matches('/').split('/').collect();
+    id.starts_with('/')
+        && p.len() == 8
+        && p[0].eq_ignore_ascii_case("subscriptions")
+        && p[2].eq_ignore_ascii_case("resourceGroups")
+        && p[4].eq_ignore_ascii_case("providers")
+        && p[5].eq_ignore_ascii_case("Microsoft.Compute")
+        && p[6].eq_ignore_ascii_case("images")
+        && p.iter().all(|s| !s.is_empty())
+}
+
 /// Whether a blob name is a manifest.
 pub fn is_manifest(blob_name: &str) -> bool {
     blob_name.ends_with(SUFFIX)
@@ -150,19 +167,44 @@ impl Manifest {
                 "Write the manifest as a JSON object (see events/manifest.schema.json) and upload it again after the VHD.",
             )
         })?;
-        serde_json::from_value(value).map_err(|e| {
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| {
             reason(
                 "ManifestInvalid",
                 format!("{name} does not match the manifest schema: {e}"),
-                "Fix the field named above; required are vhd, imageDefinition, osType and hyperVGeneration (events/manifest.schema.json lists every field).",
+                "Fix the field named above; required are vhd (or managedImage), imageDefinition, osType and hyperVGeneration (events/manifest.schema.json lists every field).",
             )
-        })
+        })?;
+        let source_fix = "Name the disk with \"vhd\" (a VHD next to the manifest) or the image with \"managedImage\" (a managed image's resource id), not both.";
+        match (&manifest.vhd, &manifest.managed_image) {
+            (Some(_), None) => Ok(manifest),
+            (None, Some(id)) if !is_managed_image_id(id) => Err(reason(
+                "ManifestInvalid",
+                format!("{name}: managedImage '{id}' is not a managed image's resource id"),
+                "Give the id as /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Compute/images/<name> (az image show --query id).",
+            )),
+            (None, Some(_)) if !manifest.data_disks.is_empty() => Err(reason(
+                "ManifestInvalid",
+                format!("{name} names data disks and a managed image"),
+                "A managed image holds its data disks already: leave dataDisks out.",
+            )),
+            (None, Some(_)) => Ok(manifest),
+            (None, None) => Err(reason(
+                "ManifestInvalid",
+                format!("{name} names no disk"),
+                source_fix,
+            )),
+            (Some(_), Some(_)) => Err(reason(
+                "ManifestInvalid",
+                format!("{name} names both a VHD and a managed image"),
+                source_fix,
+            )),
+        }
     }
 
     /// The VHD's URL: the manifest's folder joined with `vhd`. Only plain relative names inside that folder
     /// tree are followed, so a manifest cannot point galleon at another container or account.
     pub fn vhd_url(&self, manifest_url: &str) -> Result<String, Reason> {
-        relative_vhd_url(&self.vhd, manifest_url)
+        relative_vhd_url(self.vhd.as_deref().unwrap_or_default(), manifest_url)
     }
 
     /// The data disks' VHD URLs, by LUN, resolved like [`Manifest::vhd_url`].
@@ -549,7 +591,7 @@ mod tests {
     fn vhd_paths_stay_inside_the_manifest_folder() {
         let manifest = |vhd: &str| {
             Manifest {
-            vhd: vhd.to_owned(),
+            vhd: Some(vhd.to_owned()),
             ..Manifest::parse(br#"{"vhd":"a.vhd","imageDefinition":"x","osType":"Linux","hyperVGeneration":"V2"}"#, "m").expect("valid")
         }
         };

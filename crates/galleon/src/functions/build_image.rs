@@ -70,7 +70,7 @@ async fn request(fact: Fact, ctx: &Ctx) -> Result<Vec<Emit>, StepError> {
     let cancel_after = shape.build_timeout_minutes + entry.cancel_margin();
     // A run in progress answers the request: no second run, no failure.
     if let Some(status) = RunStatus::of(&template).filter(RunStatus::in_progress) {
-        return joined(ctx, &cause, entry, &shape, &asked, &status, cancel_after);
+        return joined(ctx, &cause, entry, &shape, &asked, &status, cancel_after).await;
     }
     let source = resolve(ctx, &shape, id).await?;
     if asked.reason == BuildReason::Schedule && !asked.force && entry.only_when_source_changed {
@@ -95,6 +95,8 @@ async fn request(fact: Fact, ctx: &Ctx) -> Result<Vec<Emit>, StepError> {
         }
     }
     let asked_at = Utc::now();
+    // Said before the run starts, so a request that finds it running leaves the watching to this one.
+    note_watch(ctx, id, asked_at).await?;
     let run = match ctx
         .arm
         .write(
@@ -110,7 +112,9 @@ async fn request(fact: Fact, ctx: &Ctx) -> Result<Vec<Emit>, StepError> {
         Err(e) if matches!(e.kind(), Kind::Conflict) => {
             let template = read_template(ctx, id).await?;
             return match RunStatus::of(&template).filter(RunStatus::in_progress) {
-                Some(status) => joined(ctx, &cause, entry, &shape, &asked, &status, cancel_after),
+                Some(status) => {
+                    joined(ctx, &cause, entry, &shape, &asked, &status, cancel_after).await
+                }
                 None => Err(StepError::Waiting(format!(
                     "{id} refused to run ({e}) but shows no run in progress"
                 ))),
@@ -178,9 +182,44 @@ async fn read_template(ctx: &Ctx, id: &str) -> Result<Value, StepError> {
     Ok(template)
 }
 
+/// Which run of a template galleon watches: one watch per run, so its end is told once.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Watched {
+    run_started_at: DateTime<Utc>,
+}
+
+fn watch_note(template_id: &str) -> String {
+    last_build_note(template_id).replace(".json", ".watch.json")
+}
+
+/// Notes that galleon watches the template's run started about `at`.
+async fn note_watch(ctx: &Ctx, template_id: &str, at: DateTime<Utc>) -> Result<(), StepError> {
+    let body =
+        serde_json::to_vec(&Watched { run_started_at: at }).map_err(StepError::unreadable)?;
+    ctx.ledger
+        .write_note(&watch_note(template_id), body.into())
+        .await?;
+    Ok(())
+}
+
+/// Whether this request must watch the run started at `start` (no other galleon request does).
+async fn must_watch(ctx: &Ctx, template_id: &str, start: DateTime<Utc>) -> Result<bool, StepError> {
+    let watched = ctx
+        .ledger
+        .read_note(&watch_note(template_id))
+        .await?
+        .and_then(|b| serde_json::from_slice::<Watched>(&b).ok());
+    if watched.is_some_and(|w| builds::same_run(w.run_started_at, start)) {
+        return Ok(false);
+    }
+    note_watch(ctx, template_id, start).await?;
+    Ok(true)
+}
+
 /// The answer to a request that found the run in progress: `build.started` with `alreadyRunning`, and a
-/// watch of its own (its `build.finished` has the same id as every other watch's, so it is told once).
-fn joined(
+/// watch only when no other galleon request watches the run (one started in the portal, say).
+async fn joined(
     ctx: &Ctx,
     cause: &Cause,
     entry: &TemplateEntry,
@@ -202,10 +241,11 @@ fn joined(
         warnings: builds::warnings(shape),
         reason: asked.reason,
     };
-    Ok(vec![
-        Emit::now(ctx.fact(cause, &subject(id), "", &started)?),
-        watch(ctx, cause, id, None, started_at, cancel_after, None)?,
-    ])
+    let mut emits = vec![Emit::now(ctx.fact(cause, &subject(id), "", &started)?)];
+    if must_watch(ctx, id, started_at).await? {
+        emits.push(watch(ctx, cause, id, None, started_at, cancel_after, None)?);
+    }
+    Ok(emits)
 }
 
 /// The first look at a run.
@@ -507,7 +547,7 @@ async fn finished(
             .write_note(&last_build_note(template_id), body.into())
             .await?;
     }
-    // Every watch of this run tells the same fact (one id per run), so it is told once.
+    // One fact id per run, whichever look tells it.
     let run_key = format!(
         "build-run:{}:{}",
         template_id.to_ascii_lowercase(),

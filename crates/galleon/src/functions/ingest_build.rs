@@ -11,14 +11,14 @@ use serde_json::Value;
 use super::{
     build_image::subject as template_subject,
     ingest::preflight,
-    step::{self, Ctx, Emit, StepError, StepFuture},
+    step::{Ctx, Emit, StepError, StepFuture},
 };
 use crate::{
     azure::{arm, blob::redact},
     domain::{builds, policy},
     events::{
-        BuildFinished, BuildRef, Cause, Fact, FactType, ImageCreated, Plan, PublishFrom, RunOutput,
-        TargetRegion, VersionPublished,
+        BuildFinished, BuildRef, Cause, Fact, FactType, PublishFrom, RunOutput, TargetRegion,
+        VersionPublished,
     },
 };
 
@@ -253,48 +253,7 @@ async fn image(
         .map_err(|r| publish_invalid(&entry.template_id, r))?;
     plan.publish_from = PublishFrom::ManagedImage;
     plan.build = Some(build);
-    publish_image(ctx, cause, image_id, plan).await
-}
-
-/// A managed image made elsewhere, checked against the plan before any write, goes to PublishVersion.
-pub async fn publish_image(
-    ctx: &Ctx,
-    cause: &Cause,
-    image_id: &str,
-    plan: Plan,
-) -> Result<Vec<Emit>, StepError> {
-    let found = ctx
-        .arm
-        .get(image_id, arm::COMPUTE_IMAGES_API, &[])
-        .await?
-        .ok_or_else(|| {
-            StepError::failed(
-                "ManagedImageNotFound",
-                format!("the managed image {image_id} does not exist"),
-                Some(image_id.to_owned()),
-                "Name an existing managed image (az image list), or build it again.",
-            )
-        })?;
-    if let Some(why) = builds::image_problem(&found, &plan) {
-        return Err(StepError::failed(
-            "ManagedImageMismatch",
-            why,
-            Some(image_id.to_owned()),
-            "Make the plan (the manifest or the builds file's publish) state what the image is (osType, osState, hyperVGeneration) and publish in the image's region (GALLEON_LOCATION), or build the image to match.",
-        ));
-    }
-    let data = ImageCreated {
-        image_id: image_id.to_owned(),
-        vhd: None,
-        plan,
-    };
-    let created = ctx.fact(cause, &super::version_subject(&data.plan), "", &data)?;
-    let watchdog = step::watchdog(ctx, &created)?;
-    tracing::info!(
-        image = image_id,
-        "a managed image made elsewhere goes to PublishVersion"
-    );
-    Ok(vec![Emit::now(created), watchdog])
+    super::foreign_image::publish(ctx, cause, image_id, plan).await
 }
 
 /// The parts of a gallery image version id: subscription, group, gallery, definition, version.

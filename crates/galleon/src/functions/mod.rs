@@ -6,8 +6,10 @@ pub mod build_image;
 pub mod create_image;
 pub mod dead_letters;
 pub mod follow_up;
+pub mod foreign_image;
 pub mod ingest;
 pub mod ingest_build;
+pub mod ingest_image;
 pub mod operation;
 pub mod owned;
 pub mod pinned;
@@ -102,7 +104,8 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c7 = ctx.clone();
     let c8 = ctx.clone();
     let c9 = ctx.clone();
-    let c10 = ctx;
+    let c10 = ctx.clone();
+    let c11 = ctx;
     App::new()
         .function(
             announce::NAME,
@@ -220,6 +223,13 @@ pub fn app(ctx: Arc<Ctx>) -> App {
                     c10.clone(),
                 )
             },
+        )
+        .function(
+            ingest_image::NAME,
+            TriggerKind::EventGrid,
+            ingest_image::TRIGGER,
+            &[],
+            move |inv| ingest_image::run(inv, c11.clone()),
         )
 }
 

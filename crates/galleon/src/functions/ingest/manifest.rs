@@ -56,6 +56,9 @@ pub async fn from_manifest(
         Ok(m) => m,
         Err(reason) => return reject(ctx, cause, judged_manifest(), None, reason).await,
     };
+    if let Some(image_id) = manifest.managed_image.clone() {
+        return from_image(ctx, cause, arrived, &manifest, &image_id, judged_manifest()).await;
+    }
     let vhd_url = match manifest.vhd_url(&arrived.url) {
         Ok(u) => u,
         Err(reason) => return reject(ctx, cause, judged_manifest(), None, reason).await,
@@ -106,4 +109,26 @@ pub async fn from_manifest(
         plan,
     )
     .await
+}
+
+/// A manifest naming a managed image made elsewhere (Packer): the image is checked against the plan, then
+/// goes to PublishVersion; a mismatch rejects the manifest.
+async fn from_image(
+    ctx: &Ctx,
+    cause: &Cause,
+    arrived: &Arrived,
+    manifest: &Manifest,
+    image_id: &str,
+    judged: Judged<'_>,
+) -> Result<Vec<Emit>, StepError> {
+    let written = judged.props.last_modified.unwrap_or_else(chrono::Utc::now);
+    let mut plan = match manifest.plan(&ctx.config.policy, "", &arrived.url, written) {
+        Ok(p) => p,
+        Err(reason) => return reject(ctx, cause, judged, None, reason).await,
+    };
+    plan.publish_from = crate::events::PublishFrom::ManagedImage;
+    match crate::functions::foreign_image::check(ctx, image_id, &plan).await? {
+        Ok(()) => crate::functions::foreign_image::created(ctx, cause, image_id, plan),
+        Err(reason) => reject(ctx, cause, judged, None, reason).await,
+    }
 }
