@@ -197,11 +197,12 @@ async fn bad_inputs_are_rejected_marked_and_kept() {
         ("missing", json!({"vhd": "ok.vhd", "osType": "Linux"})),
         (
             "toolong",
-            json!({"vhd": "ok.vhd", "imageDefinition": long_name, "osType": "Linux", "hyperVGeneration": "V2"}),
+            // A bad name is told whether or not the VHD is there.
+            json!({"vhd": "absent.vhd", "imageDefinition": long_name, "osType": "Linux", "hyperVGeneration": "V2"}),
         ),
         (
             "chars",
-            json!({"vhd": "ok.vhd", "imageDefinition": "ubuntu 24.04!", "osType": "Linux", "hyperVGeneration": "V2"}),
+            json!({"vhd": "absent.vhd", "imageDefinition": "ubuntu 24.04!", "osType": "Linux", "hyperVGeneration": "V2"}),
         ),
         (
             "tricks",

@@ -56,6 +56,16 @@ pub async fn from_manifest(
         Ok(m) => m,
         Err(reason) => return reject(ctx, cause, judged_manifest(), None, reason).await,
     };
+    // The manifest is judged on its own first: a bad name or region is told whether or not its VHD is
+    // there yet (the version's time is decided later, from the VHD).
+    if let Err(reason) = manifest.plan(
+        &ctx.config.policy,
+        &arrived.storage_account_id,
+        &arrived.url,
+        chrono::Utc::now(),
+    ) {
+        return reject(ctx, cause, judged_manifest(), None, reason).await;
+    }
     if let Some(image_id) = manifest.managed_image.clone() {
         return from_image(ctx, cause, arrived, &manifest, &image_id, judged_manifest()).await;
     }
