@@ -329,3 +329,52 @@ fn a_sas_token_in_the_state_url_is_not_repeated_in_the_error() {
     .expect_err("a SAS is refused");
     assert!(!e.to_string().contains("secret"), "{e}");
 }
+
+#[test]
+fn the_builds_file_is_read_and_a_bad_one_stops_the_app_naming_the_entry() {
+    let dir = tempfile::tempdir().expect("dir");
+    let good = dir.path().join("builds.json");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../builds.example.json");
+    std::fs::copy(example, &good).expect("copy the example");
+    let c = config(&[
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+        ("GALLEON_BUILDS_FILE", good.to_str().unwrap_or_default()),
+        (
+            "GALLEON_BUILD_TEMPLATES",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.VirtualMachineImages/imageTemplates/extra",
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(c.builds.len(), 3);
+    assert!(c.builds[0].only_when_source_changed);
+    assert_eq!(c.build_request_container, "build-requests");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"templates": [{"templateId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.VirtualMachineImages/imageTemplates/t",
+            "publish": {"imageDefinition": "u", "osType": "Linux", "hyperVGeneration": "V9"}}]}"#,
+    )
+    .expect("write");
+    let e = config(&[
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+        ("GALLEON_BUILDS_FILE", bad.to_str().unwrap_or_default()),
+    ])
+    .expect_err("V9");
+    assert_eq!(e.setting, "GALLEON_BUILDS_FILE");
+    assert!(
+        e.problem.contains("imageTemplates/t") && e.problem.contains("V9"),
+        "{}",
+        e.problem
+    );
+    let missing = config(&[
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+        ("GALLEON_BUILDS_FILE", "/nonexistent/builds.json"),
+    ])
+    .expect_err("missing");
+    assert!(
+        missing.problem.contains("cannot read the builds file"),
+        "{}",
+        missing.problem
+    );
+}

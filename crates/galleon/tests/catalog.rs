@@ -271,3 +271,27 @@ fn manifest_schema_and_parser_agree() {
         assert!(!schema.is_valid(&m), "schema accepts vhd {p}");
     }
 }
+
+#[test]
+fn the_builds_example_fits_its_schema_and_the_parser() {
+    let schema = validator(&load("builds.schema.json"));
+    let path = events_dir().join("../builds.example.json");
+    let text = std::fs::read_to_string(&path).expect("builds.example.json");
+    let example: Value = serde_json::from_str(&text).expect("json");
+    assert_valid(&schema, &example, "builds.example.json");
+    let entries = galleon::domain::builds::parse(None, Some(("builds.example.json", &text)))
+        .expect("the parser takes the example");
+    for e in &entries {
+        galleon::domain::builds::check_publish(e).expect("its publish is a valid manifest");
+    }
+    // The schema refuses what the parser refuses.
+    let vhd = serde_json::json!({"templates": [{"templateId": "/subscriptions/s/resourceGroups/r/providers/Microsoft.VirtualMachineImages/imageTemplates/t",
+        "publish": {"vhd": "a.vhd"}}]});
+    assert!(!schema.is_valid(&vhd));
+    assert!(galleon::domain::builds::parse(None, Some(("b", &vhd.to_string()))).is_err());
+    let request = validator(&load("build-request.schema.json"));
+    assert!(
+        request.is_valid(&serde_json::json!({"template": "ubuntu-2404-monthly", "reason": "CVE"}))
+    );
+    assert!(!request.is_valid(&serde_json::json!({"tmpl": "x"})));
+}
