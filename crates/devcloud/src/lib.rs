@@ -295,6 +295,7 @@ impl Cloud {
             ("GALLEON_LOG_FORMAT", "text".to_owned()),
             // Patch Wednesday (docs/schedules.md); tests fire the timer by hand.
             ("GALLEON_BUILD_SCHEDULE", "0 0 9 9-15 * WED".to_owned()),
+            ("GALLEON_LIFECYCLE_SCHEDULE", "0 30 2 * * *".to_owned()),
             (
                 "GALLEON_STATE_CONTAINER_URL",
                 format!("{}/galleon-state", blob_endpoint.trim_end_matches('/')),

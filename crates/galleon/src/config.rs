@@ -20,7 +20,7 @@ pub enum LogFormat {
 }
 
 /// Everything galleon reads from its app settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `FUNCTIONS_CUSTOMHANDLER_PORT`: set by the Functions host.
     pub port: u16,
@@ -83,6 +83,9 @@ pub struct Config {
     /// `GALLEON_BUILD_REQUEST_CONTAINER`: the container where a small JSON blob requests a build (default
     /// `build-requests`).
     pub build_request_container: String,
+    /// `GALLEON_RETENTION`: how long image definitions keep their versions, and whether source VHDs are
+    /// deleted once published (JSON; empty: versions and sources are kept).
+    pub retention: crate::domain::retention::Retention,
 }
 
 /// A setting that is missing or malformed.
@@ -513,6 +516,11 @@ impl Config {
             builds: builds(&get)?,
             build_request_container: get("GALLEON_BUILD_REQUEST_CONTAINER")
                 .unwrap_or_else(|| "build-requests".to_owned()),
+            retention: match get("GALLEON_RETENTION") {
+                None => Default::default(),
+                Some(text) => crate::domain::retention::Retention::parse(&text)
+                    .map_err(|m| err("GALLEON_RETENTION", m))?,
+            },
         })
     }
 }

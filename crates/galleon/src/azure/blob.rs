@@ -297,6 +297,22 @@ impl Blobs {
         }
     }
 
+    /// Deletes a blob only while it is the version that was read (`e_tag`), with its snapshots. `Ok(true)`
+    /// when it is gone (or was already), `Ok(false)` when it changed since: then it stays.
+    pub async fn delete_if_unchanged(&self, url: &str, e_tag: &str) -> Result<bool, AzureError> {
+        let options = azure_storage_blob::models::BlobClientDeleteOptions {
+            if_match: Some(Etag::from(e_tag.to_owned())),
+            delete_snapshots: Some(azure_storage_blob::models::DeleteSnapshotsOptionType::Include),
+            ..Default::default()
+        };
+        match self.client(url)?.delete(Some(options)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(true),
+            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => Ok(false),
+            Err(e) => Err(self.sdk_error(e)),
+        }
+    }
+
     /// The names of the blobs in `container_url` that start with `prefix` (every page, at most `max`).
     pub async fn list_names(
         &self,

@@ -10,3 +10,4 @@ pub mod naming;
 pub mod pace;
 pub mod policy;
 pub mod replication;
+pub mod retention;

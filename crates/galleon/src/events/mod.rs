@@ -61,6 +61,8 @@ fact_types! {
     ImageReady => "image.ready.v1", ImageReady;
     ImagePartiallyReady => "image.partially.ready.v1", ImagePartiallyReady;
     StepFailed => "step.failed.v1", StepFailed;
+    LifecycleRequested => "lifecycle.requested.v1", LifecycleRequested;
+    VersionLifecycle => "image.version.lifecycle.v1", VersionLifecycle;
     FollowUp => "operation.followup.v1", FollowUp;
 }
 
@@ -95,6 +97,7 @@ impl FactType {
                 | FactType::ImageReady
                 | FactType::ImagePartiallyReady
                 | FactType::StepFailed
+                | FactType::VersionLifecycle
         )
     }
 }

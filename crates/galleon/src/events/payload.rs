@@ -338,6 +338,9 @@ pub struct ImageReady {
     /// The VHD the version was made from; none when it came from an image made elsewhere or a build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_vhd: Option<BlobRef>,
+    /// The data disk VHDs the version was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_data_disks: Vec<BlobRef>,
     /// The managed image the version was made from, when it was made elsewhere (Packer, Image Builder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_image_id: Option<String>,
@@ -348,6 +351,56 @@ pub struct ImageReady {
     /// Intermediate resources (the managed image) galleon could not delete; empty when all is clean.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_behind: Vec<LeftBehind>,
+}
+
+/// `lifecycle.requested` (internal): apply the retention policy of an image definition now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleRequested {
+    pub image_definition_id: String,
+    /// `schedule` (the lifecycle timer) or `operator`.
+    pub reason: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// What retention did to a version (or its source), or would do in a dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LifecycleStep {
+    /// `excludeFromLatest` set: `latest` no longer resolves to it.
+    ExcludeFromLatest,
+    /// Its end-of-life date set.
+    EndOfLife,
+    /// Deleted, after its grace period.
+    Delete,
+    /// Azure protects it until its end of life (`safetyProfile.blockDeletionBeforeEndOfLife`).
+    DeletionBlocked,
+    /// The source VHD galleon accepted was deleted, the version being ready in every region.
+    DeleteSource,
+    /// The source VHD was kept: it changed since galleon accepted it.
+    SourceKept,
+}
+
+/// `image.version.lifecycle`: one change the retention policy made (or, in a dry run, would make).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionLifecycle {
+    pub version_id: String,
+    pub image_definition_id: String,
+    pub version: String,
+    pub step: LifecycleStep,
+    pub why: String,
+    /// Nothing was changed: this is what the policy would do.
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_of_life_date: Option<DateTime<Utc>>,
+    /// The source blob, for `deleteSource` and `sourceKept`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobRef>,
+    /// Azure's answer when it refused the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+    pub at: DateTime<Utc>,
 }
 
 /// One region whose replication failed for good, with Azure's details verbatim.

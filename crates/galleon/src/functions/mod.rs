@@ -10,6 +10,7 @@ pub mod foreign_image;
 pub mod ingest;
 pub mod ingest_build;
 pub mod ingest_image;
+pub mod lifecycle;
 pub mod operation;
 pub mod owned;
 pub mod pinned;
@@ -17,6 +18,7 @@ pub mod publish_version;
 pub mod replicate_version;
 pub mod request_build;
 pub mod schedule_builds;
+pub mod schedule_lifecycle;
 pub mod step;
 
 use std::sync::Arc;
@@ -88,6 +90,7 @@ pub fn step_named(name: &str) -> Option<StepFn> {
         replicate_version::NAME => Some(replicate_version::step),
         build_image::NAME => Some(build_image::step),
         ingest_build::NAME => Some(ingest_build::step),
+        lifecycle::NAME => Some(lifecycle::step),
         _ => None,
     }
 }
@@ -105,7 +108,9 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c8 = ctx.clone();
     let c9 = ctx.clone();
     let c10 = ctx.clone();
-    let c11 = ctx;
+    let c11 = ctx.clone();
+    let c12 = ctx.clone();
+    let c13 = ctx;
     App::new()
         .function(
             announce::NAME,
@@ -230,6 +235,28 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             ingest_image::TRIGGER,
             &[],
             move |inv| ingest_image::run(inv, c11.clone()),
+        )
+        .function(
+            lifecycle::NAME,
+            TriggerKind::ServiceBus,
+            lifecycle::TRIGGER,
+            &[],
+            move |inv| {
+                step::on_message(
+                    lifecycle::NAME,
+                    lifecycle::step,
+                    lifecycle::HANDLES,
+                    inv,
+                    c12.clone(),
+                )
+            },
+        )
+        .function(
+            schedule_lifecycle::NAME,
+            TriggerKind::Timer,
+            schedule_lifecycle::TRIGGER,
+            &[],
+            move |inv| schedule_lifecycle::run(inv, c13.clone()),
         )
 }
 

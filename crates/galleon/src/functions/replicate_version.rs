@@ -85,6 +85,13 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         version: plan.version.clone(),
         regions: plan.target_regions.clone(),
         source_vhd: published.vhd.clone(),
+        source_data_disks: plan
+            .publishing
+            .data_disks
+            .iter()
+            .map(|d| d.vhd.clone())
+            .filter(|_| published.vhd.is_some())
+            .collect(),
         // A managed image galleon made from the VHD is an intermediate; one made elsewhere is the source.
         source_image_id: published
             .image_id

@@ -1,0 +1,237 @@
+//! ApplyLifecycle: an image definition's retention policy (`GALLEON_RETENTION`), applied after every
+//! image ready and on the lifecycle timer. Each version the policy does not keep moves one step a run:
+//! excluded from `latest`, then an end-of-life date, then deleted after the grace period; each change is
+//! one `image.version.lifecycle` fact (a dry run announces and changes nothing). After image ready in
+//! every region, the policy may also delete the source VHDs galleon accepted, and only those, unchanged.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use reqwest::Method;
+use serde_json::json;
+
+use super::step::{Ctx, Emit, StepError, StepFuture, detail_of};
+use crate::{
+    azure::arm,
+    domain::retention::{self, Decision, Policy, Step},
+    events::{
+        BlobRef, Cause, Fact, FactType, ImageReady, LifecycleRequested, LifecycleStep,
+        VersionLifecycle,
+    },
+};
+
+pub const NAME: &str = "ApplyLifecycle";
+pub const TRIGGER: &str = "fact";
+pub const HANDLES: &[FactType] = &[FactType::ImageReady, FactType::LifecycleRequested];
+
+pub fn step(fact: Fact, ctx: Arc<Ctx>, _attempt: u32) -> StepFuture {
+    Box::pin(async move { apply(fact, &ctx).await })
+}
+
+fn definition_name(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
+}
+
+async fn apply(fact: Fact, ctx: &Ctx) -> Result<Vec<Emit>, StepError> {
+    let (definition_id, ready) = match fact.fact_type() {
+        Some(FactType::ImageReady) => {
+            let ready: ImageReady = fact.data().map_err(StepError::unreadable)?;
+            (ready.image_definition_id.clone(), Some(ready))
+        }
+        _ => {
+            let asked: LifecycleRequested = fact.data().map_err(StepError::unreadable)?;
+            (asked.image_definition_id, None)
+        }
+    };
+    let Some(policy) = ctx
+        .config
+        .retention
+        .for_definition(definition_name(&definition_id))
+    else {
+        return Ok(Vec::new());
+    };
+    let dry_run = ctx.config.retention.dry_run;
+    let cause = Cause::of(&fact);
+    let mut emits = Vec::new();
+    if let Some(ready) = &ready
+        && policy.delete_sources
+    {
+        emits.extend(delete_sources(ctx, &cause, ready, dry_run).await?);
+    }
+    emits.extend(retain(ctx, &cause, &definition_id, policy, dry_run).await?);
+    Ok(emits)
+}
+
+/// The fact of one change.
+#[allow(clippy::too_many_arguments)]
+fn told(
+    ctx: &Ctx,
+    cause: &Cause,
+    definition_id: &str,
+    version_id: &str,
+    step: LifecycleStep,
+    why: String,
+    dry_run: bool,
+    extra: impl FnOnce(&mut VersionLifecycle),
+) -> Result<Emit, StepError> {
+    let mut data = VersionLifecycle {
+        version_id: version_id.to_owned(),
+        image_definition_id: definition_id.to_owned(),
+        version: definition_name(version_id).to_owned(),
+        step,
+        why,
+        dry_run,
+        end_of_life_date: None,
+        blob: None,
+        error: None,
+        at: Utc::now(),
+    };
+    extra(&mut data);
+    let subject = format!(
+        "galleries/{}/images/{}/versions/{}",
+        version_id.split('/').nth(8).unwrap_or_default(),
+        definition_name(definition_id),
+        data.version
+    );
+    let discriminator = format!(
+        "{step:?}:{}",
+        data.blob.as_ref().map_or("", |b| b.url.as_str())
+    );
+    Ok(Emit::now(ctx.fact(
+        cause,
+        &subject,
+        &discriminator,
+        &data,
+    )?))
+}
+
+/// Deletes the VHDs the ready version was made from, each only while it is the blob galleon accepted.
+async fn delete_sources(
+    ctx: &Ctx,
+    cause: &Cause,
+    ready: &ImageReady,
+    dry_run: bool,
+) -> Result<Vec<Emit>, StepError> {
+    let blobs: Vec<&BlobRef> = ready
+        .source_vhd
+        .iter()
+        .chain(ready.source_data_disks.iter())
+        .collect();
+    let mut emits = Vec::new();
+    for blob in blobs {
+        let gone = dry_run
+            || ctx
+                .blobs
+                .delete_if_unchanged(&blob.url, &blob.e_tag)
+                .await?;
+        let (step, why) = if gone {
+            tracing::info!(blob = %blob.url, dry_run, "source VHD deleted: the version is ready in every region");
+            (
+                LifecycleStep::DeleteSource,
+                format!(
+                    "{} is ready in every region; the policy deletes its source VHDs",
+                    ready.version_id
+                ),
+            )
+        } else {
+            (
+                LifecycleStep::SourceKept,
+                "the VHD changed since galleon accepted it: it is someone's new content and stays"
+                    .to_owned(),
+            )
+        };
+        emits.push(told(
+            ctx,
+            cause,
+            &ready.image_definition_id,
+            &ready.version_id,
+            step,
+            why,
+            dry_run,
+            |d| d.blob = Some(blob.clone()),
+        )?);
+    }
+    Ok(emits)
+}
+
+/// One step further for each version the policy does not keep.
+async fn retain(
+    ctx: &Ctx,
+    cause: &Cause,
+    definition_id: &str,
+    policy: &Policy,
+    dry_run: bool,
+) -> Result<Vec<Emit>, StepError> {
+    if policy.keep.is_none() && policy.max_age_days.is_none() {
+        return Ok(Vec::new());
+    }
+    let listed = ctx
+        .arm
+        .list(
+            &format!("{definition_id}/versions"),
+            arm::GALLERY_API,
+            &[],
+            100,
+        )
+        .await?;
+    let versions: Vec<retention::Version> = listed.iter().map(retention::Version::of).collect();
+    let now = Utc::now();
+    let mut emits = Vec::new();
+    for Decision { version, step, why } in retention::decide(policy, &versions, now) {
+        let (fact_step, body, method) = match step {
+            Step::ExcludeFromLatest => (
+                LifecycleStep::ExcludeFromLatest,
+                Some(json!({"properties": {"publishingProfile": {"excludeFromLatest": true}}})),
+                Some(Method::PATCH),
+            ),
+            Step::EndOfLife => (
+                LifecycleStep::EndOfLife,
+                Some(json!({"properties": {"publishingProfile": {"endOfLifeDate": now}}})),
+                Some(Method::PATCH),
+            ),
+            Step::Delete => (LifecycleStep::Delete, None, Some(Method::DELETE)),
+            Step::DeletionBlocked => (LifecycleStep::DeletionBlocked, None, None),
+        };
+        let mut error = None;
+        let mut fact_step = fact_step;
+        if let (Some(method), false) = (method, dry_run) {
+            match ctx
+                .arm
+                .write(method, &version.id, arm::GALLERY_API, body.as_ref())
+                .await
+            {
+                Ok(_) => {}
+                // Azure protects the version, or refuses for a reason that will not change by retrying:
+                // said once, and the next run looks again.
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!(version = %version.id, error = %e, "Azure refused a retention step");
+                    if fact_step == LifecycleStep::Delete {
+                        fact_step = LifecycleStep::DeletionBlocked;
+                    }
+                    error = Some(detail_of(&e));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::info!(version = %version.id, step = ?fact_step, dry_run, why = %why, "retention");
+        let eol = match step {
+            Step::EndOfLife => Some(now),
+            Step::DeletionBlocked => version.end_of_life,
+            _ => None,
+        };
+        emits.push(told(
+            ctx,
+            cause,
+            definition_id,
+            &version.id,
+            fact_step,
+            why,
+            dry_run,
+            |d| {
+                d.end_of_life_date = eol;
+                d.error = error;
+            },
+        )?);
+    }
+    Ok(emits)
+}
