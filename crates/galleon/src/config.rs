@@ -86,6 +86,12 @@ pub struct Config {
     /// `GALLEON_RETENTION`: how long image definitions keep their versions, and whether source VHDs are
     /// deleted once published (JSON; empty: versions and sources are kept).
     pub retention: crate::domain::retention::Retention,
+    /// `GALLEON_DISTRIBUTION`: galleries in other subscriptions (and tenants) every ready image is also
+    /// published to (JSON list; empty: none).
+    pub distribution: Vec<crate::domain::distribution::Target>,
+    /// `GALLEON_SHARING`: galleries shared with subscriptions or tenants, or as a community gallery
+    /// (JSON list; empty: none).
+    pub sharing: Vec<crate::domain::sharing::Share>,
 }
 
 /// A setting that is missing or malformed.
@@ -460,7 +466,7 @@ impl Config {
             version_lifetime_days: optional_number("GALLEON_VERSION_LIFETIME_DAYS", 1..=36_500)?
                 .map(|n| n as u32),
         };
-        Ok(Config {
+        let mut config = Config {
             port,
             instance,
             max_invocation_bytes,
@@ -521,7 +527,18 @@ impl Config {
                 Some(text) => crate::domain::retention::Retention::parse(&text)
                     .map_err(|m| err("GALLEON_RETENTION", m))?,
             },
-        })
+            distribution: Vec::new(),
+            sharing: Vec::new(),
+        };
+        if let Some(text) = get("GALLEON_DISTRIBUTION") {
+            config.distribution = crate::domain::distribution::parse(&text, &config.policy)
+                .map_err(|m| err("GALLEON_DISTRIBUTION", m))?;
+        }
+        if let Some(text) = get("GALLEON_SHARING") {
+            config.sharing = crate::domain::sharing::parse(&text, &config.policy)
+                .map_err(|m| err("GALLEON_SHARING", m))?;
+        }
+        Ok(config)
     }
 }
 
@@ -597,4 +614,4 @@ fn host_storage_account(get: &impl Fn(&str) -> Option<String>) -> Option<String>
 
 #[cfg(test)]
 #[path = "config_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -375,6 +375,7 @@ impl Manifest {
             definition: self.definition_spec(policy),
             publishing: self.version_spec(policy, manifest_url, vhd_created)?,
             build: None,
+            distributed_from: None,
         };
         super::features::check(&plan, vhd_created.max(Utc::now()))?;
         Ok(plan)

@@ -3,6 +3,7 @@
 //! No I/O here; each is a plain function with table tests.
 
 pub mod builds;
+pub mod distribution;
 pub mod features;
 pub mod looks;
 pub mod manifest;
@@ -11,3 +12,4 @@ pub mod pace;
 pub mod policy;
 pub mod replication;
 pub mod retention;
+pub mod sharing;

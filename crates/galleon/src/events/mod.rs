@@ -62,6 +62,8 @@ fact_types! {
     ImagePartiallyReady => "image.partially.ready.v1", ImagePartiallyReady;
     StepFailed => "step.failed.v1", StepFailed;
     LifecycleRequested => "lifecycle.requested.v1", LifecycleRequested;
+    DistributionRequested => "image.distribution.requested.v1", DistributionRequested;
+    GalleryShared => "gallery.shared.v1", GalleryShared;
     VersionLifecycle => "image.version.lifecycle.v1", VersionLifecycle;
     FollowUp => "operation.followup.v1", FollowUp;
 }
@@ -98,6 +100,7 @@ impl FactType {
                 | FactType::ImagePartiallyReady
                 | FactType::StepFailed
                 | FactType::VersionLifecycle
+                | FactType::GalleryShared
         )
     }
 }

@@ -107,6 +107,9 @@ pub struct Plan {
     /// The Image Builder run whose output this is, when it came from a build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildRef>,
+    /// The version this is a copy of, when it is a distribution target's copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed_from: Option<String>,
 }
 
 /// `vhd.accepted`: a complete, valid VHD (with its manifest, if any) is ready to publish.
@@ -347,10 +350,45 @@ pub struct ImageReady {
     /// The Image Builder run that made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildRef>,
+    /// The version this is a copy of (in the default gallery), for a distribution target's copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed_from: Option<String>,
     pub ready_at: DateTime<Utc>,
     /// Intermediate resources (the managed image) galleon could not delete; empty when all is clean.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_behind: Vec<LeftBehind>,
+}
+
+/// `image.distribution.requested` (internal): publish a copy of a ready version into a target gallery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributionRequested {
+    pub source_version_id: String,
+    /// The target's copy: its gallery, regions, and `distributedFrom`.
+    pub plan: Plan,
+    /// The target's tenant, when it is not galleon's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+}
+
+/// `gallery.shared`: the gallery's `share` action added these groups; `sharedWith` is every group the
+/// gallery shows after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GalleryShared {
+    pub gallery_id: String,
+    /// `Add` (direct sharing) or `EnableCommunity`.
+    pub operation_type: String,
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    #[serde(default)]
+    pub community: bool,
+    /// Every group the gallery is shared with now, as Azure shows it (`{type, ids}`).
+    #[serde(default)]
+    pub shared_with: Vec<serde_json::Value>,
+    pub at: DateTime<Utc>,
 }
 
 /// `lifecycle.requested` (internal): apply the retention policy of an image definition now.

@@ -5,6 +5,7 @@ pub mod announce;
 pub mod build_image;
 pub mod create_image;
 pub mod dead_letters;
+pub mod distribute;
 pub mod follow_up;
 pub mod foreign_image;
 pub mod ingest;
@@ -19,6 +20,7 @@ pub mod replicate_version;
 pub mod request_build;
 pub mod schedule_builds;
 pub mod schedule_lifecycle;
+pub mod share_gallery;
 pub mod step;
 
 use std::sync::Arc;
@@ -91,6 +93,8 @@ pub fn step_named(name: &str) -> Option<StepFn> {
         build_image::NAME => Some(build_image::step),
         ingest_build::NAME => Some(ingest_build::step),
         lifecycle::NAME => Some(lifecycle::step),
+        distribute::NAME => Some(distribute::step),
+        share_gallery::NAME => Some(share_gallery::step),
         _ => None,
     }
 }
@@ -110,7 +114,9 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c10 = ctx.clone();
     let c11 = ctx.clone();
     let c12 = ctx.clone();
-    let c13 = ctx;
+    let c13 = ctx.clone();
+    let c14 = ctx.clone();
+    let c15 = ctx;
     App::new()
         .function(
             announce::NAME,
@@ -257,6 +263,36 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             schedule_lifecycle::TRIGGER,
             &[],
             move |inv| schedule_lifecycle::run(inv, c13.clone()),
+        )
+        .function(
+            distribute::NAME,
+            TriggerKind::ServiceBus,
+            distribute::TRIGGER,
+            &[],
+            move |inv| {
+                step::on_message(
+                    distribute::NAME,
+                    distribute::step,
+                    distribute::HANDLES,
+                    inv,
+                    c14.clone(),
+                )
+            },
+        )
+        .function(
+            share_gallery::NAME,
+            TriggerKind::ServiceBus,
+            share_gallery::TRIGGER,
+            &[],
+            move |inv| {
+                step::on_message(
+                    share_gallery::NAME,
+                    share_gallery::step,
+                    share_gallery::HANDLES,
+                    inv,
+                    c15.clone(),
+                )
+            },
         )
 }
 

@@ -16,14 +16,53 @@ use crate::{
     azure::arm::{self, ids},
     domain::features,
     events::{
-        BlobRef, Cause, Check, Fact, FactType, ImageCreated, Plan, PublishFrom, TargetRegion,
-        VersionPublished, VhdAccepted,
+        BlobRef, Cause, Check, DistributionRequested, Fact, FactType, ImageCreated, Plan,
+        PublishFrom, TargetRegion, VersionPublished, VhdAccepted,
     },
 };
 
+/// A target gallery's image definition as a copy of the source version's definition: the same OS,
+/// generation, identifier, features and descriptions, so the copy is the same image.
+async fn copied_definition(
+    ctx: &Ctx,
+    source_version: &str,
+    plan: &Plan,
+) -> Result<Value, StepError> {
+    let source = source_version
+        .rsplit_once("/versions/")
+        .map_or(source_version, |(definition, _)| definition);
+    let found = ctx
+        .arm
+        .get(source, arm::GALLERY_API, &[])
+        .await?
+        .ok_or_else(|| {
+            StepError::failed(
+                "ResourceNotFound",
+                format!("the source image definition {source} is gone"),
+                Some(source.to_owned()),
+                "The version to distribute was deleted; publish it again.",
+            )
+        })?;
+    let mut properties = found
+        .get("properties")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let Some(p) = properties.as_object_mut() {
+        p.remove("provisioningState");
+        p.remove("sharingStatus");
+    }
+    Ok(
+        json!({"location": plan.location, "tags": found.get("tags").cloned().unwrap_or_else(|| json!({})), "properties": properties}),
+    )
+}
+
 pub const NAME: &str = "PublishVersion";
 pub const TRIGGER: &str = "fact";
-pub const HANDLES: &[FactType] = &[FactType::VhdAccepted, FactType::ImageCreated];
+pub const HANDLES: &[FactType] = &[
+    FactType::VhdAccepted,
+    FactType::ImageCreated,
+    FactType::DistributionRequested,
+];
 
 pub fn step(fact: Fact, ctx: Arc<Ctx>, attempt: u32) -> StepFuture {
     Box::pin(async move { publish(fact, &ctx, attempt).await })
@@ -76,11 +115,17 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
             }
             (a.plan, Some(a.vhd), None)
         }
+        Some(FactType::DistributionRequested) => {
+            let d: DistributionRequested = fact.data().map_err(StepError::unreadable)?;
+            (d.plan, None, Some(d.source_version_id))
+        }
         _ => {
             let c: ImageCreated = fact.data().map_err(StepError::unreadable)?;
             (c.plan, c.vhd, Some(c.image_id))
         }
     };
+    // A distribution target's copy is made from the ready version in the default gallery.
+    let copy_of = plan.distributed_from.clone();
     let run = fact.correlation_id().unwrap_or_default();
     let origin = owned::Origin::of(vhd.as_ref(), image_id.as_deref().unwrap_or_default());
     let (sub, rg) = (&plan.subscription_id, &plan.resource_group);
@@ -96,13 +141,11 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     ensure(ctx, &gallery_id, json!({"location": plan.location, "properties": {"description": "Images published by galleon"}}), "gallery").await?;
 
     let definition_id = ids::image_definition(sub, rg, &plan.gallery, &plan.image_definition);
-    let definition = ensure(
-        ctx,
-        &definition_id,
-        features::definition_body(&plan),
-        "image definition",
-    )
-    .await?;
+    let body = match &copy_of {
+        Some(source) => copied_definition(ctx, source, &plan).await?,
+        None => features::definition_body(&plan),
+    };
+    let definition = ensure(ctx, &definition_id, body, "image definition").await?;
     if let Some((property, has, wants)) = features::definition_conflict(&definition, &plan) {
         ctx.known.forget(&definition_id);
         return Err(StepError::failed(
@@ -129,7 +172,8 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
     let cause = Cause::of(&fact);
     let data = VersionPublished {
         version_id: version_id.clone(),
-        image_id: image_id.clone(),
+        // A copy's source is a version galleon keeps, not an intermediate image to remove.
+        image_id: image_id.clone().filter(|_| copy_of.is_none()),
         vhd: vhd.clone(),
         plan: plan.clone(),
         home_region_seconds: None,

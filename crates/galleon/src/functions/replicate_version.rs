@@ -98,6 +98,7 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
             .clone()
             .filter(|_| published.vhd.is_none()),
         build: plan.build.clone(),
+        distributed_from: plan.distributed_from.clone(),
         ready_at: Utc::now(),
         left_behind: Vec::new(),
     };

@@ -270,6 +270,7 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
             ..Default::default()
         },
         build: None,
+        distributed_from: None,
     };
     if let Err(reason) = crate::domain::features::check(&plan, chrono::Utc::now()) {
         return reject(ctx, cause, judged(), None, reason).await;

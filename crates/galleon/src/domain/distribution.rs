@@ -1,0 +1,170 @@
+//! Cross-subscription distribution, decided: the galleries in other subscriptions (and tenants) every
+//! ready image is also published to (`GALLEON_DISTRIBUTION`), each checked at start-up against the
+//! allow-list, and the plan of a target's copy of a version.
+
+use serde::Deserialize;
+
+use super::{naming, policy};
+use crate::events::{Plan, TargetRegion};
+
+/// A gallery an image is distributed to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub gallery: String,
+    /// The target's tenant, when it is not galleon's: Resource Manager then needs a token of that tenant
+    /// and one of the source's tenant in `x-ms-authorization-auxiliary`.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Where the target's copy is replicated, its home region first (default: the source's regions).
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+impl Target {
+    /// A short name for facts and logs: `<subscription>/<resource group>/<gallery>`.
+    pub fn name(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.subscription_id, self.resource_group, self.gallery
+        )
+    }
+}
+
+/// Reads `GALLEON_DISTRIBUTION` (a JSON list of targets); `Err` names the target and what is wrong.
+pub fn parse(text: &str, allowed: &policy::Policy) -> Result<Vec<Target>, String> {
+    let targets: Vec<Target> = serde_json::from_str(text)
+        .map_err(|e| format!("is not a list of distribution targets: {e}"))?;
+    for (n, t) in targets.iter().enumerate() {
+        let which = format!("target {} ({})", n + 1, t.name());
+        if uuid::Uuid::parse_str(&t.subscription_id).is_err() {
+            return Err(format!("{which}: subscriptionId is not a GUID"));
+        }
+        if t.tenant_id
+            .as_deref()
+            .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
+        {
+            return Err(format!("{which}: tenantId is not a GUID"));
+        }
+        if !naming::resource_group_ok(&t.resource_group) || naming::gallery(&t.gallery).is_err() {
+            return Err(format!(
+                "{which}: the resource group or gallery name is not one Azure accepts"
+            ));
+        }
+        if let Some(bad) = t
+            .regions
+            .iter()
+            .find(|r| !policy::region_name_ok(&r.to_ascii_lowercase()))
+        {
+            return Err(format!("{which}: '{bad}' is not a region name"));
+        }
+        if !allowed.allows(&t.subscription_id, &t.resource_group, &t.gallery) {
+            return Err(format!(
+                "{which} is not on the allow-list (GALLEON_ALLOWED_GALLERIES): add it there, or take it out"
+            ));
+        }
+        if t.subscription_id
+            .eq_ignore_ascii_case(&allowed.subscription_id)
+            && t.resource_group
+                .eq_ignore_ascii_case(&allowed.resource_group)
+            && t.gallery.eq_ignore_ascii_case(&allowed.gallery)
+        {
+            return Err(format!("{which} is the default gallery itself"));
+        }
+    }
+    Ok(targets)
+}
+
+/// The plan of the target's copy: the same definition name, version and image, in the target's gallery
+/// and regions.
+pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> Plan {
+    let regions: Vec<TargetRegion> = if target.regions.is_empty() {
+        source.target_regions.clone()
+    } else {
+        target
+            .regions
+            .iter()
+            .map(|r| TargetRegion {
+                name: r.to_ascii_lowercase(),
+                regional_replica_count: 1,
+                ..TargetRegion::default()
+            })
+            .collect()
+    };
+    let location = regions
+        .first()
+        .map_or_else(|| source.location.clone(), |r| r.name.clone());
+    Plan {
+        subscription_id: target.subscription_id.clone(),
+        resource_group: target.resource_group.clone(),
+        gallery: target.gallery.clone(),
+        target_regions: policy::home_first(&location, &regions),
+        location,
+        storage_account_id: String::new(),
+        publish_from: crate::events::PublishFrom::ManagedImage,
+        // The target definition is made as a copy of the source's; nothing more is stated.
+        definition: Default::default(),
+        publishing: crate::events::VersionSpec {
+            data_disks: Vec::new(),
+            ..source.publishing.clone()
+        },
+        distributed_from: Some(source_version_id.to_owned()),
+        ..source.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> policy::Policy {
+        crate::config::Config::from_lookup(|k| {
+            crate::config::tests::BASE
+                .iter()
+                .chain([
+                    ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+                    ("GALLEON_ALLOWED_GALLERIES", "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/rg-images/golden,11111111-2222-3333-4444-555555555555/*/shared"),
+                ].iter())
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .expect("config")
+        .policy
+    }
+
+    #[test]
+    fn targets_are_checked_at_start_up() {
+        let p = policy();
+        let ok = r#"[{"subscriptionId": "11111111-2222-3333-4444-555555555555", "resourceGroup": "rg-team", "gallery": "shared",
+            "tenantId": "99999999-2222-3333-4444-555555555555", "regions": ["eastus2", "westus3"]}]"#;
+        let targets = parse(ok, &p).expect("valid");
+        assert_eq!(targets[0].regions, ["eastus2", "westus3"]);
+        for (text, want) in [
+            (
+                r#"[{"subscriptionId": "nope", "resourceGroup": "r", "gallery": "shared"}]"#,
+                "not a GUID",
+            ),
+            (
+                r#"[{"subscriptionId": "11111111-2222-3333-4444-555555555555", "resourceGroup": "r", "gallery": "shared", "tenantId": "contoso"}]"#,
+                "tenantId is not a GUID",
+            ),
+            (
+                r#"[{"subscriptionId": "11111111-2222-3333-4444-555555555555", "resourceGroup": "r", "gallery": "other"}]"#,
+                "not on the allow-list",
+            ),
+            (
+                r#"[{"subscriptionId": "11111111-2222-3333-4444-555555555555", "resourceGroup": "r", "gallery": "shared", "regions": ["west europe!"]}]"#,
+                "not a region",
+            ),
+            (
+                r#"[{"subscriptionId": "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b", "resourceGroup": "rg-images", "gallery": "golden"}]"#,
+                "default gallery itself",
+            ),
+            (r#"{"targets": []}"#, "not a list"),
+        ] {
+            assert!(parse(text, &p).is_err_and(|e| e.contains(want)), "{text}");
+        }
+    }
+}
