@@ -1,0 +1,112 @@
+//! Cross-subscription distribution and gallery sharing end to end on the local cloud: a ready image is
+//! copied into the galleries of two other subscriptions, each replicated with its own facts; a target
+//! that Azure refuses for good fails on its own, with one clear failure, while the other ends ready.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const DEFAULT: &str = devcloud_arm::DEFAULT_SUBSCRIPTION_ID;
+const TEAM_A: &str = "11111111-2222-3333-4444-555555555555";
+const TEAM_B: &str = "22222222-3333-4444-5555-666666666666";
+
+fn allowed() -> String {
+    format!("{DEFAULT}/rg-images/golden,{TEAM_A}/rg-team-a/shared,{TEAM_B}/rg-team-b/shared")
+}
+
+fn targets() -> String {
+    json!([
+        {"subscriptionId": TEAM_A, "resourceGroup": "rg-team-a", "gallery": "shared", "regions": ["northeurope", "eastus2"]},
+        {"subscriptionId": TEAM_B, "resourceGroup": "rg-team-b", "gallery": "shared", "regions": ["westeurope"]}
+    ])
+    .to_string()
+}
+
+#[tokio::test]
+async fn two_targets_one_refused_for_good_give_one_ready_copy_and_one_clear_failure() {
+    let allowed = allowed();
+    let targets = targets();
+    let s = start(&[
+        ("GALLEON_ALLOWED_GALLERIES", allowed.as_str()),
+        ("GALLEON_DISTRIBUTION", targets.as_str()),
+    ])
+    .await;
+    s.publish(
+        "dist",
+        "fixed",
+        "8M",
+        json!({"version": "3.0.0", "targetRegions": [{"name": "westeurope"}]}),
+    )
+    .await;
+    // The source is published; the next version write (one of the copies) is refused for good.
+    s.wait_for_n("io.galleon.image.version.published.v1", 1, 60)
+        .await;
+    s.fault(json!({"kind": "GalleryImageVersions_CreateOrUpdate", "count": 1,
+        "action": {"type": "error", "status": 403, "code": "AuthorizationFailed",
+            "message": "The client does not have authorization to perform action 'Microsoft.Compute/galleries/images/versions/write' over scope '/subscriptions/…/resourceGroups/rg-team-…'."}}))
+        .await;
+    let ready = s.wait_for_n("io.galleon.image.ready.v1", 2, 120).await;
+    let failed = s.wait_for_n("io.galleon.step.failed.v1", 1, 30).await;
+    assert_eq!(ready.len(), 2, "the source and one copy: {ready:#?}");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let source = ready
+        .iter()
+        .find(|r| r["data"]["distributedFrom"].is_null())
+        .expect("the source's image ready");
+    let copy = ready
+        .iter()
+        .find(|r| r["data"]["distributedFrom"].is_string())
+        .expect("a copy's image ready");
+    assert_eq!(copy["data"]["distributedFrom"], source["data"]["versionId"]);
+    assert_eq!(copy["data"]["version"], "3.0.0");
+    let f = &failed[0]["data"];
+    assert_eq!(
+        f["error"]["code"], "AuthorizationFailed",
+        "Azure's error verbatim: {f}"
+    );
+    assert_eq!(f["step"], "PublishVersion");
+    assert_eq!(
+        failed[0]["data"]["input"]["type"],
+        "io.galleon.image.distribution.requested.v1"
+    );
+    // The failed target is the other one; the copy that succeeded is in its own subscription and regions.
+    let copy_id = copy["data"]["versionId"].as_str().unwrap_or_default();
+    let failed_subject = failed[0]["subject"].as_str().unwrap_or_default();
+    assert!(
+        copy_id.contains(TEAM_A) || copy_id.contains(TEAM_B),
+        "{copy_id}"
+    );
+    let version = s.arm_get(copy_id).await;
+    assert_eq!(
+        version["properties"]["storageProfile"]["source"]["id"], source["data"]["versionId"],
+        "made from the source version: {version}"
+    );
+    let regions: Vec<&str> = copy["data"]["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    if copy_id.contains(TEAM_A) {
+        assert_eq!(regions, ["northeurope", "eastus2"]);
+    } else {
+        assert_eq!(regions, ["westeurope"]);
+    }
+    // Per-region facts of the copy are its own.
+    let copy_replicas = distinct(
+        &s.receiver
+            .received
+            .of_type("io.galleon.image.replica.ready.v1"),
+    )
+    .into_iter()
+    .filter(|r| r["data"]["versionId"] == copy["data"]["versionId"])
+    .count();
+    assert_eq!(copy_replicas, regions.len());
+    assert!(
+        failed_subject.starts_with("galleries/shared/images/"),
+        "{failed_subject}"
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
