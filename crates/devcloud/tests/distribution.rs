@@ -110,3 +110,55 @@ async fn two_targets_one_refused_for_good_give_one_ready_copy_and_one_clear_fail
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_gallery_is_shared_with_the_configured_groups_and_it_is_announced() {
+    let tenant = "33333333-4444-5555-6666-777777777777";
+    let sharing = json!([{"subscriptions": [TEAM_A, TEAM_B], "tenants": [tenant]}]).to_string();
+    let s = start(&[("GALLEON_SHARING", sharing.as_str())]).await;
+    s.publish(
+        "shared",
+        "fixed",
+        "8M",
+        json!({"version": "4.0.0", "targetRegions": [{"name": "westeurope"}]}),
+    )
+    .await;
+    s.wait_for("io.galleon.image.ready.v1", 120).await;
+    let shared = s.wait_for("io.galleon.gallery.shared.v1", 60).await;
+    let d = &shared["data"];
+    assert_eq!(d["operationType"], "Add");
+    assert_eq!(d["subscriptions"], json!([TEAM_A, TEAM_B]));
+    assert_eq!(d["tenants"], json!([tenant]));
+    // What Azure shows now: the gallery is shared with both groups.
+    let gallery = s.arm_get(d["galleryId"].as_str().unwrap_or_default()).await;
+    let profile = &gallery["properties"]["sharingProfile"];
+    assert_eq!(profile["permissions"], "Groups", "{gallery}");
+    let ids = |ty: &str| -> Vec<String> {
+        profile["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| g["type"] == ty)
+            .flat_map(|g| g["ids"].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
+            .collect()
+    };
+    assert_eq!(ids("Subscriptions"), [TEAM_A, TEAM_B]);
+    assert_eq!(ids("AADTenants"), [tenant]);
+    // A second image changes nothing: the gallery shows every group already.
+    s.publish(
+        "again",
+        "fixed",
+        "8M",
+        json!({"version": "4.0.1", "targetRegions": [{"name": "westeurope"}]}),
+    )
+    .await;
+    s.wait_for_n("io.galleon.image.ready.v1", 2, 120).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        distinct(&s.receiver.received.of_type("io.galleon.gallery.shared.v1")).len(),
+        1
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::step::{self, Ctx, Emit, StepError};
+use super::step::{self, Ctx, StepError};
 use crate::{
     azure::arm,
     domain::manifest::{Manifest, is_managed_image_id},
-    events::{Cause, FailedInput, PublishFrom, StepFailed},
+    events::{Cause, PublishFrom},
     host::{Failure, Invocation, Output, Trigger},
 };
 
@@ -148,33 +148,8 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         plan.publish_from = PublishFrom::ManagedImage;
         super::foreign_image::publish(&ctx, &cause, &image_id, plan).await
     };
-    let emits = match crate::azure::in_run(cause.correlation_id.clone(), work).await {
-        Ok(emits) => emits,
-        Err(StepError::Failed(stop)) => {
-            tracing::warn!(image = %image_id, code = %stop.error.code, message = %stop.error.message, "the tagged image will not be published");
-            let data = StepFailed {
-                step: NAME.into(),
-                error: stop.error,
-                attempts: 1,
-                advice: stop.advice,
-                input: FailedInput {
-                    ty: event.event_type.clone(),
-                    id: event.id.clone(),
-                    subject: event.subject.clone(),
-                },
-                left_behind: Vec::new(),
-            };
-            let subject = event.subject.clone().unwrap_or_else(|| image_id.clone());
-            vec![Emit::now(
-                ctx.fact(&cause, &subject, NAME, &data)
-                    .map_err(|e| Failure::new(format!("{e:?}")))?,
-            )]
-        }
-        // Event Grid delivers again later.
-        Err(e) => return Err(Failure::new(format!("{e:?}"))),
-    };
-    step::send(&ctx, &emits).await?;
-    Ok(Output::default())
+    let outcome = crate::azure::in_run(cause.correlation_id.clone(), work).await;
+    step::finish_event(&ctx, NAME, &cause, &event, outcome).await
 }
 
 #[cfg(test)]

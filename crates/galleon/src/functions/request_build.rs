@@ -15,7 +15,7 @@ use super::{
 use crate::{
     azure::blob::redact,
     domain::builds,
-    events::{BuildReason, BuildRequested, Cause, FailedInput, StepFailed},
+    events::{BuildReason, BuildRequested, Cause},
     host::{Failure, Invocation, Output, Trigger},
 };
 
@@ -122,32 +122,8 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
             &data,
         )?)])
     };
-    let emits = match crate::azure::in_run(cause.correlation_id.clone(), work).await {
-        Ok(emits) => emits,
-        Err(StepError::Failed(stop)) => {
-            tracing::warn!(code = %stop.error.code, message = %stop.error.message, "build request refused");
-            let data = StepFailed {
-                step: NAME.into(),
-                error: stop.error,
-                attempts: 1,
-                advice: stop.advice,
-                input: FailedInput {
-                    ty: event.event_type.clone(),
-                    id: event.id.clone(),
-                    subject: Some(subject.clone()),
-                },
-                left_behind: Vec::new(),
-            };
-            vec![Emit::now(
-                ctx.fact(&cause, &subject, NAME, &data)
-                    .map_err(|e| Failure::new(format!("{e:?}")))?,
-            )]
-        }
-        // Event Grid delivers again later.
-        Err(e) => return Err(Failure::new(format!("{e:?}"))),
-    };
-    step::send(&ctx, &emits).await?;
-    Ok(Output::default())
+    let outcome = crate::azure::in_run(cause.correlation_id.clone(), work).await;
+    step::finish_event(&ctx, NAME, &cause, &event, outcome).await
 }
 
 #[cfg(test)]

@@ -461,6 +461,44 @@ pub async fn run(
     }
 }
 
+/// Sends what a function triggered by an Event Grid event (not a fact) produced: its facts, or for a
+/// permanent failure one `step.failed` naming the event as its input; anything else is a [`Failure`], so
+/// Event Grid delivers the event again later.
+pub async fn finish_event(
+    ctx: &Ctx,
+    step: &str,
+    cause: &Cause,
+    event: &crate::host::GridEvent,
+    outcome: Result<Vec<Emit>, StepError>,
+) -> Result<Output, Failure> {
+    let emits = match outcome {
+        Ok(emits) => emits,
+        Err(StepError::Failed(stop)) => {
+            tracing::warn!(step, code = %stop.error.code, message = %stop.error.message, "refused");
+            let subject = event.subject.clone().unwrap_or_else(|| step.to_owned());
+            let data = StepFailed {
+                step: step.to_owned(),
+                error: stop.error,
+                attempts: 1,
+                advice: stop.advice,
+                input: FailedInput {
+                    ty: event.event_type.clone(),
+                    id: event.id.clone(),
+                    subject: event.subject.clone(),
+                },
+                left_behind: stop.left_behind,
+            };
+            let fact = ctx
+                .fact(cause, &subject, step, &data)
+                .map_err(|e| Failure::new(format!("{e:?}")))?;
+            vec![Emit::now(fact)]
+        }
+        Err(e) => return Err(Failure::new(format!("{e:?}"))),
+    };
+    send(ctx, &emits).await?;
+    Ok(Output::default())
+}
+
 /// Exponential backoff from the follow-up interval, capped at 32×.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1u32 << attempt.saturating_sub(1).min(5))

@@ -17,7 +17,7 @@ use super::step::{self, Ctx, Emit, StepError};
 use crate::{
     azure::blob::redact,
     domain::manifest as manifest_rules,
-    events::{Cause, FailedInput, StepFailed},
+    events::Cause,
     host::{Failure, Invocation, Output, Trigger},
 };
 
@@ -145,40 +145,9 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
             Kind::NotOurs => Ok(Vec::new()),
         }
     };
+    // Event Grid delivers again on trouble, with its own backoff; the step is idempotent.
     let outcome = crate::azure::in_run(cause.correlation_id.clone(), work).await;
-    let emits = match outcome {
-        Ok(emits) => emits,
-        // Event Grid redelivers on a 5xx with its own backoff; the step is idempotent.
-        Err(StepError::Transient(e)) => return Err(Failure::new(e)),
-        Err(StepError::Waiting(what)) => return Err(Failure::new(what)),
-        Err(StepError::Paced(hold)) => {
-            return Err(Failure::new(format!(
-                "the ARM budget is low; Event Grid redelivers (hold {} s)",
-                hold.as_secs()
-            )));
-        }
-        Err(StepError::Failed(stop)) => {
-            // The step.failed names the BlobCreated event as its input.
-            let data = StepFailed {
-                step: NAME.into(),
-                error: stop.error,
-                attempts: 1,
-                advice: stop.advice,
-                input: FailedInput {
-                    ty: "Microsoft.Storage.BlobCreated".into(),
-                    id: event.id.clone(),
-                    subject: Some(arrived.subject.clone()),
-                },
-                left_behind: stop.left_behind,
-            };
-            vec![Emit::now(
-                ctx.fact(&cause, &arrived.subject, NAME, &data)
-                    .map_err(|e| Failure::new(format!("{e:?}")))?,
-            )]
-        }
-    };
-    step::send(&ctx, &emits).await?;
-    Ok(Output::default())
+    step::finish_event(&ctx, NAME, &cause, &event, outcome).await
 }
 
 /// The rejection of a blob in a storage account galleon may not send tokens to (not marked: galleon has
