@@ -141,7 +141,12 @@ pub(crate) fn op_status(
         OpStatus::Succeeded => match op.verb {
             // ARM's own resource group delete ends 200 without a body.
             Verb::Delete if family == OpFamily::Resources => Ok(Reply::empty(200)),
-            Verb::Delete | Verb::Action => Ok(Reply::empty(204)),
+            Verb::Action => match &op.result {
+                // An action with a result (the gallery share) ends 200 with it [spec].
+                Some(v) => Ok(Reply::json(200, v.clone())),
+                None => Ok(Reply::empty(204)),
+            },
+            Verb::Delete => Ok(Reply::empty(204)),
             Verb::Create | Verb::Update => match st.resources.get(&op.resource_key) {
                 Some(r) => Ok(Reply::json(200, st.render(r, ctx.now, false))),
                 None => Ok(Reply::empty(204)),
@@ -253,6 +258,7 @@ impl Ctx<'_> {
             stalled: self.fault.stall,
             error: self.fault.error.clone(),
             canceled: false,
+            result: None,
         };
         if let Some(e) = op.error.as_mut() {
             // In an operation, the HTTP status of the error is what Location polling answers.

@@ -13,6 +13,7 @@ pub mod platform_images;
 pub mod replication;
 pub mod resources;
 pub mod route;
+pub mod sharing;
 pub mod storage;
 pub mod subscriptions;
 pub mod templates;
@@ -56,6 +57,7 @@ async fn dispatch_inner(
     let kind = match &route.target {
         Target::Collection { kind, .. } | Target::Item { kind, .. } => Some(*kind),
         Target::TemplateAction { .. } | Target::RunOutputs { .. } => Some(Kind::Template),
+        Target::GalleryShare { .. } => Some(Kind::Gallery),
         _ => None,
     };
     let mut ctx = Ctx {
@@ -215,6 +217,7 @@ async fn route_request(ctx: &mut Ctx<'_>, route: &Route) -> Result<Reply, ArmErr
             }
         }
         (Target::TemplateAction { .. }, Method::POST) => imagebuilder::action(ctx, &route.target),
+        (Target::GalleryShare { .. }, Method::POST) => sharing::share(ctx, &route.target),
         (
             Target::RunOutputs {
                 key,
