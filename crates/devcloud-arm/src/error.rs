@@ -221,6 +221,7 @@ mod tests {
         let sources = [
             include_str!("handlers/mod.rs"),
             include_str!("handlers/common.rs"),
+            include_str!("handlers/deletes.rs"),
             include_str!("handlers/route.rs"),
             include_str!("handlers/resources.rs"),
             include_str!("handlers/subscriptions.rs"),

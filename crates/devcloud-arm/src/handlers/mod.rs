@@ -3,6 +3,7 @@
 
 pub mod common;
 pub mod definitions;
+pub mod deletes;
 pub mod distribute;
 pub mod galleries;
 pub mod image_rules;
@@ -193,7 +194,7 @@ async fn route_request(ctx: &mut Ctx<'_>, route: &Route) -> Result<Reply, ArmErr
             },
             Method::GET,
         ) => common::get(ctx, *kind, key, type_path, rg),
-        (Target::Item { .. }, Method::DELETE) => common::delete(ctx, &route.target),
+        (Target::Item { .. }, Method::DELETE) => deletes::delete(ctx, &route.target),
         (Target::Item { kind, .. }, Method::PUT | Method::PATCH) => {
             let body: Value = if req.body.is_empty() {
                 Value::Null
