@@ -63,6 +63,17 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The verified primary token's claims (None for anonymous requests).
+    pub caller: Option<devcloud_core::Claims>,
+    /// Tenants of the verified auxiliary tokens (`x-ms-authorization-auxiliary`).
+    pub aux_tenants: Vec<String>,
+}
+
+impl Req {
+    /// The tenant of the caller's token (the devcloud tenant when anonymous).
+    pub fn caller_tenant<'a>(&'a self, home: &'a str) -> &'a str {
+        self.caller.as_ref().map(|c| c.tid.as_str()).unwrap_or(home)
+    }
 }
 
 impl Req {

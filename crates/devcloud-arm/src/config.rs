@@ -53,6 +53,11 @@ pub struct ArmConfig {
     /// template's `vmProfile.osDiskSizeGB`, or when that is 0 the source image's OS disk size (30 GiB
     /// for a Linux platform image). Tests set a few MiB.
     pub image_builder_vhd_bytes: Option<u64>,
+    /// Subscriptions with their tenants. Requests to a subscription need a token of its tenant
+    /// (401 `InvalidAuthenticationTokenTenant` otherwise), and a request naming a resource of a
+    /// subscription in another tenant needs an auxiliary token of that tenant (see [`crate::tenancy`]).
+    /// A subscription not listed belongs to the devcloud identity's tenant.
+    pub subscriptions: Vec<crate::tenancy::SubscriptionSeed>,
 }
 
 /// The resource group of the Azurite account when `storage_accounts` names none.
@@ -131,6 +136,7 @@ impl Default for ArmConfig {
             page_size: 3,
             platform_images: crate::platform::default_catalogue(),
             image_builder_vhd_bytes: None,
+            subscriptions: Vec::new(),
         }
     }
 }

@@ -71,6 +71,10 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     // Expect fully qualified resource Id that start with '/subscriptions/{subscriptionId}' or
     // '/providers/{resourceProviderNamespace}/'.", seen in azure-cli and azure-powershell issues).
     "LinkedInvalidPropertyId",
+    // [obs] ARM: a token of another tenant than the subscription's (401), and a request naming a
+    // resource of another tenant without an auxiliary token of that tenant (403); see tenancy.rs.
+    "InvalidAuthenticationTokenTenant",
+    "LinkedAuthorizationFailed",
 ];
 
 /// An ARM error: HTTP status plus the `error` object.
@@ -217,6 +221,7 @@ mod tests {
         let sources = [
             include_str!("handlers/mod.rs"),
             include_str!("handlers/common.rs"),
+            include_str!("handlers/deletes.rs"),
             include_str!("handlers/route.rs"),
             include_str!("handlers/resources.rs"),
             include_str!("handlers/subscriptions.rs"),
@@ -230,6 +235,8 @@ mod tests {
             include_str!("handlers/templates.rs"),
             include_str!("handlers/imagebuilder.rs"),
             include_str!("handlers/distribute.rs"),
+            include_str!("handlers/sharing.rs"),
+            include_str!("tenancy.rs"),
             include_str!("arm.rs"),
             include_str!("names.rs"),
             include_str!("server.rs"),

@@ -25,6 +25,7 @@ pub mod platform;
 pub mod running;
 pub mod server;
 pub mod stack;
+pub mod tenancy;
 
 pub use arm::Arm;
 pub use config::{
@@ -38,3 +39,4 @@ pub use handlers::imagebuilder;
 pub use platform::PlatformImage;
 pub use running::{RunningArm, serve};
 pub use stack::{Stack, StackOptions};
+pub use tenancy::SubscriptionSeed;

@@ -106,6 +106,9 @@ pub struct Operation {
     pub stalled: bool,
     pub error: Option<ArmError>,
     pub canceled: bool,
+    /// What an action's operation answers with once it succeeded (the gallery share's SharingUpdate).
+    #[serde(default)]
+    pub result: Option<Value>,
 }
 
 impl Operation {
@@ -423,6 +426,10 @@ impl State {
             };
             body["properties"]["replicationStatus"] =
                 json!({"aggregatedState": agg, "summary": summary});
+        }
+        if r.kind == Kind::Gallery {
+            let shown = body["location"].as_str().unwrap_or(&r.location).to_string();
+            crate::handlers::sharing::render_status(self, &mut body, &shown, now);
         }
         if r.kind == Kind::Template
             && let Some(run) = &r.run

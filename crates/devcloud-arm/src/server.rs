@@ -53,6 +53,8 @@ pub fn filter(
                         query,
                         headers,
                         body,
+                        caller: None,
+                        aux_tenants: Vec::new(),
                     };
                     handle(arm, req, https).await
                 }
@@ -124,7 +126,7 @@ async fn handle(arm: Arc<Arm>, mut req: Req, https: bool) -> warp::reply::Respon
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        if let Err(e) = arm
+        let verified = arm
             .identity
             .verify(auth, "https://management.azure.com/")
             .or_else(|e| match e {
@@ -132,16 +134,35 @@ async fn handle(arm: Arc<Arm>, mut req: Req, https: bool) -> warp::reply::Respon
                     .identity
                     .verify(auth, "https://management.core.windows.net/"),
                 other => Err(other),
-            })
-        {
-            let err = ArmError::new(401, e.code(), e.to_string());
-            let challenge = format!(
-                "Bearer authorization_uri=\"https://login.windows.net/{}\", error=\"invalid_token\", error_description=\"{}\"",
-                arm.identity.tenant_id,
-                e.code()
-            );
-            break 'reply Reply::from(err).header("WWW-Authenticate", challenge);
+            });
+        let claims = match verified {
+            Ok(c) => c,
+            Err(e) => {
+                let err = ArmError::new(401, e.code(), e.to_string());
+                let challenge = format!(
+                    "Bearer authorization_uri=\"https://login.windows.net/{}\", error=\"invalid_token\", error_description=\"{}\"",
+                    arm.identity.tenant_id,
+                    e.code()
+                );
+                break 'reply Reply::from(err).header("WWW-Authenticate", challenge);
+            }
+        };
+        // The subscription's tenant must be the token's [obs].
+        if let Some(sub) = route.subscription.as_deref() {
+            let tenant = arm.config.tenant_of(sub, &arm.identity.tenant_id);
+            if !tenant.eq_ignore_ascii_case(&claims.tid) {
+                break 'reply Reply::from(crate::tenancy::wrong_tenant(&claims, &tenant));
+            }
         }
+        let aux_header = req
+            .headers
+            .get(crate::tenancy::AUX_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match crate::tenancy::aux_tenants(&arm.identity, aux_header) {
+            Ok(t) => req.aux_tenants = t,
+            Err(e) => break 'reply Reply::from(e),
+        }
+        req.caller = Some(claims);
         // Throttling (ARM token buckets per subscription and class of request).
         let class = match req.method {
             Method::GET | Method::HEAD => "reads",

@@ -1,13 +1,20 @@
 //! Conformance with an independent client: Python's official `azure-mgmt-compute`,
 //! `azure-mgmt-imagebuilder` and `azure-mgmt-resource` (venv made by scripts/setup.sh) drive a full scenario against the
-//! simulator, authenticating through the managed-identity endpoint and trusting the devcloud CA.
+//! simulator, authenticating through the managed-identity endpoint and trusting the devcloud CA; `azure-identity`'s
+//! ClientSecretCredential gets a partner tenant's token from the Entra token endpoint stand-in.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{Env, SUB};
-use devcloud_arm::ArmConfig;
+use devcloud_arm::{ArmConfig, SubscriptionSeed};
+use devcloud_core::{EntraApp, EntraConfig};
+
+const OTHER_TENANT: &str = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+const OTHER_SUB: &str = "33333333-2222-4333-8444-555555555555";
+const APP: &str = "3c9a7e21-5b4d-4f6a-9e08-1d2c3b4a5f60";
+const APP_SECRET: &str = "conformance-app-secret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdks_drive_a_full_scenario() {
@@ -20,10 +27,32 @@ async fn python_sdks_drive_a_full_scenario() {
     );
     let mut config = ArmConfig::fast();
     config.time_factor = 0.002;
+    // A partner tenant with its own subscription, and an app registered in both tenants
+    // (tests/python/arm/test_sharing_and_tenants.py, which runs after
+    // test_scenario.py: that one counts the requests of the whole run).
+    config.subscriptions = vec![SubscriptionSeed {
+        id: OTHER_SUB.into(),
+        tenant_id: Some(OTHER_TENANT.into()),
+        display_name: Some("partner".into()),
+    }];
     let env = Env::start(true, config).await;
     let secret = "conformance-secret".to_string();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let msi = devcloud_core::serve_http(env.identity.msi_filter(secret.clone()), l).unwrap();
+    let entra = devcloud_core::Entra::new(
+        env.identity.clone(),
+        EntraConfig {
+            apps: vec![EntraApp {
+                client_id: APP.into(),
+                tenants: vec![env.identity.tenant_id.clone(), OTHER_TENANT.into()],
+                secret: Some(APP_SECRET.into()),
+                federated: Vec::new(),
+            }],
+        },
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let entra =
+        devcloud_core::serve_https(entra.filter(), l, env.tls.server_config.clone()).unwrap();
     let vhd = env.upload_vhd("vhds", "base.vhd", "fixed", "8M").await;
     let dynamic = env.upload_vhd("vhds", "dynamic.vhd", "dynamic", "8M").await;
     let ca = env.tls.ca_pem.display().to_string();
@@ -40,6 +69,12 @@ async fn python_sdks_drive_a_full_scenario() {
         )
         .env("IDENTITY_ENDPOINT", format!("http://{}/msi/token", msi.addr()))
         .env("IDENTITY_HEADER", &secret)
+        .env("DEVCLOUD_ENTRA_AUTHORITY", format!("https://{}", entra.addr()))
+        .env("DEVCLOUD_HOME_TENANT", &env.identity.tenant_id)
+        .env("DEVCLOUD_OTHER_TENANT", OTHER_TENANT)
+        .env("DEVCLOUD_OTHER_SUBSCRIPTION_ID", OTHER_SUB)
+        .env("DEVCLOUD_APP_ID", APP)
+        .env("DEVCLOUD_APP_SECRET", APP_SECRET)
         .env("REQUESTS_CA_BUNDLE", &ca)
         .env("SSL_CERT_FILE", &ca)
         .env("AZURE_CORE_COLLECT_TELEMETRY", "no")
@@ -53,7 +88,7 @@ async fn python_sdks_drive_a_full_scenario() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("10 passed"),
+        stdout.contains("12 passed"),
         "unexpected pytest summary:\n{stdout}"
     );
 }

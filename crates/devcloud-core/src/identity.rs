@@ -91,6 +91,14 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// Who a token is issued to: a service principal (or managed identity) in a tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'a> {
+    pub tenant_id: &'a str,
+    pub object_id: &'a str,
+    pub client_id: &'a str,
+}
+
 /// The devcloud identity provider: a signing key plus the principal it issues tokens for.
 #[derive(Clone)]
 pub struct Identity {
@@ -110,7 +118,7 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -176,15 +184,26 @@ impl Identity {
 
     /// Issues a token with a given lifetime in seconds (negative for an already expired token, in tests).
     pub fn issue_with_lifetime(&self, resource: &str, lifetime_secs: i64) -> String {
+        let principal = Principal {
+            tenant_id: &self.tenant_id,
+            object_id: &self.object_id,
+            client_id: &self.client_id,
+        };
+        self.issue_for(&principal, resource, lifetime_secs)
+    }
+
+    /// Issues a token for another principal, possibly of another tenant (the local Entra token
+    /// endpoint's tokens): same key, the issuer and `tid` of `principal.tenant_id`.
+    pub fn issue_for(&self, principal: &Principal, resource: &str, lifetime_secs: i64) -> String {
         let now = now_secs();
         let exp = (now as i64 + lifetime_secs).max(0) as u64;
         let claims = Claims {
             aud: resource_from_scope(resource).to_string(),
-            iss: self.issuer(),
-            tid: self.tenant_id.clone(),
-            oid: self.object_id.clone(),
-            appid: self.client_id.clone(),
-            sub: self.object_id.clone(),
+            iss: format!("https://sts.windows.net/{}/", principal.tenant_id),
+            tid: principal.tenant_id.to_string(),
+            oid: principal.object_id.to_string(),
+            appid: principal.client_id.to_string(),
+            sub: principal.object_id.to_string(),
             iat: now.saturating_sub(5),
             nbf: now.saturating_sub(5),
             exp,
@@ -235,6 +254,11 @@ impl Identity {
             });
         }
         Ok(claims)
+    }
+
+    /// Verifies a bare token (no scheme) against the expected audience: signature, lifetime, audience.
+    pub fn verify_bare(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
+        self.verify(Some(&format!("Bearer {token}")), audience)
     }
 
     fn verify_token(&self, token: &str) -> Result<Claims, AuthError> {
@@ -363,6 +387,13 @@ impl Identity {
         }))
         .into_response()
     }
+}
+
+/// The claims of a token without checking its signature (to name its tenant and client in an error).
+pub fn peek_claims(token: &str) -> Option<Claims> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 fn parse_hex_key(text: &str) -> Option<[u8; 32]> {

@@ -366,13 +366,28 @@ async fn only_the_operations_azure_reports_become_blob_events() {
     storage
         .send(reqwest::Method::DELETE, "/vhds/copy.txt", &[], vec![])
         .await;
+    // A page blob (a VHD) is deleted the same way; a DELETE that fails passes Azurite's answer
+    // through unchanged and raises nothing.
+    storage
+        .send(reqwest::Method::DELETE, "/vhds/disk.vhd", &[], vec![])
+        .await;
+    let missing = storage
+        .c
+        .delete(format!("{endpoint}/vhds/never.vhd"))
+        .bearer_auth(common::test_jwt("https://storage.azure.com"))
+        .header("x-ms-version", "2021-12-02")
+        .send()
+        .await
+        .expect("delete answers");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["x-ms-error-code"], "BlobNotFound");
     // reads pass through unchanged
     let r = storage
         .send(reqwest::Method::GET, "/vhds/a.txt", &[], vec![])
         .await;
     assert_eq!(r.bytes().await.expect("body").as_ref(), b"again");
 
-    wait(6).await;
+    wait(7).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut got = seen.lock().expect("lock").clone();
     let seq = |v: &Value| {
@@ -402,12 +417,16 @@ async fn only_the_operations_azure_reports_become_blob_events() {
         ("BlobCreated", "a.txt", "PutBlob"),
         ("BlobCreated", "copy.txt", "CopyBlob"),
         ("BlobDeleted", "copy.txt", "DeleteBlob"),
+        ("BlobDeleted", "disk.vhd", "DeleteBlob"),
     ]
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
     assert_eq!(summary, want, "{got:#?}");
     let deleted = &got[5];
     assert_eq!(deleted["data"]["blobType"], "BlockBlob");
     assert!(deleted["data"].get("eTag").is_none());
+    let deleted_vhd = &got[6];
+    assert_eq!(deleted_vhd["data"]["blobType"], "PageBlob", "{deleted_vhd}");
+    assert!(deleted_vhd["data"].get("contentLength").is_none());
     let status: Value = storage
         .c
         .get(format!("{}/_devcloud/blobwatch", eg.url()))
@@ -418,8 +437,8 @@ async fn only_the_operations_azure_reports_become_blob_events() {
         .await
         .expect("json");
     assert_eq!(
-        status["events"], 7,
-        "6 in vhds plus other/ignored.txt: {status}"
+        status["events"], 8,
+        "7 in vhds plus other/ignored.txt: {status}"
     );
     assert_eq!(status["lastError"], Value::Null);
     eg.shutdown().await;

@@ -46,6 +46,10 @@ pub struct Connection {
     pub identity_endpoint: String,
     /// `IDENTITY_HEADER`: the secret sent as `X-IDENTITY-HEADER`.
     pub identity_header: String,
+    /// The Microsoft Entra stand-in (`https://127.0.0.1:<port>`): `POST /{tenant}/oauth2/v2.0/token`
+    /// gives apps registered in several tenants a token of each (`AZURE_AUTHORITY_HOST`).
+    #[serde(default)]
+    pub entra_authority: String,
     /// The local CA every HTTPS endpoint chains to.
     pub ca_file: PathBuf,
     /// Service Bus REST endpoint and the namespace name galleon is given.
@@ -80,6 +84,7 @@ impl Connection {
             ),
             ("IDENTITY_ENDPOINT", self.identity_endpoint.clone()),
             ("IDENTITY_HEADER", self.identity_header.clone()),
+            ("AZURE_AUTHORITY_HOST", self.entra_authority.clone()),
             ("SSL_CERT_FILE", ca.clone()),
             ("REQUESTS_CA_BUNDLE", ca.clone()),
             ("NODE_EXTRA_CA_CERTS", ca),
@@ -213,6 +218,7 @@ mod tests {
             ),
             identity_endpoint: "http://127.0.0.1:7444/msi/token".into(),
             identity_header: "it's-secret".into(),
+            entra_authority: "https://127.0.0.1:7447".into(),
             ca_file: "/tmp/ca.pem".into(),
             service_bus_endpoint: "https://127.0.0.1:7445".into(),
             service_bus_namespace: "127.0.0.1:7445".into(),

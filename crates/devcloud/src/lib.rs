@@ -32,6 +32,8 @@ pub struct Ports {
     pub service_bus: u16,
     pub event_grid: u16,
     pub host: u16,
+    /// The Microsoft Entra token endpoint stand-in (HTTPS).
+    pub entra: u16,
 }
 
 impl Default for Ports {
@@ -43,6 +45,7 @@ impl Default for Ports {
             service_bus: 7445,
             event_grid: 7446,
             host: 7071,
+            entra: 7447,
         }
     }
 }
@@ -56,6 +59,7 @@ impl Ports {
             service_bus: 0,
             event_grid: 0,
             host: 0,
+            entra: 0,
         }
     }
 }
@@ -84,6 +88,9 @@ pub struct Options {
     /// declares it, as in an Azure namespace whose topic was made without it (galleon must stay
     /// idempotent on its own).
     pub service_bus_duplicate_detection_off: bool,
+    /// App registrations the Entra token endpoint knows (client id, tenants, secret, federated
+    /// credentials); with `arm.subscriptions` naming subscriptions of other tenants.
+    pub entra: devcloud_core::EntraConfig,
 }
 
 impl Options {
@@ -105,7 +112,25 @@ impl Options {
             },
             deliver_everything_twice: false,
             service_bus_duplicate_detection_off: false,
+            entra: Default::default(),
         }
+    }
+}
+
+/// Subscriptions of other tenants and the app registrations that reach them (`devcloud up --tenants`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Tenants {
+    pub subscriptions: Vec<devcloud_arm::SubscriptionSeed>,
+    pub apps: Vec<devcloud_core::EntraApp>,
+}
+
+impl Tenants {
+    /// Reads a tenants file (JSON).
+    pub fn read(path: &std::path::Path) -> Result<Tenants> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
 
@@ -134,6 +159,7 @@ pub struct Cloud {
     pub event_grid: devcloud_messaging::eventgrid::RunningEventGrid,
     pub host: devcloud_host::RunningHost,
     msi: ServerHandle,
+    entra: ServerHandle,
     /// The app settings galleon runs with.
     pub settings: BTreeMap<String, String>,
     /// `https://127.0.0.1:<port>/devstoreaccount1`: the blob proxy in front of Azurite (it raises the
@@ -200,6 +226,15 @@ impl Cloud {
                 .context("binding the identity endpoint")?,
         )
         .context("starting the identity endpoint")?;
+        // The Entra token endpoint over HTTPS (MSAL and azure-identity refuse an http authority).
+        let entra = devcloud_core::serve_https(
+            devcloud_core::Entra::new(identity.clone(), options.entra.clone()).filter(),
+            tokio::net::TcpListener::bind(addr(options.ports.entra))
+                .await
+                .context("binding the Entra token endpoint")?,
+            tls.server_config.clone(),
+        )
+        .context("starting the Entra token endpoint")?;
 
         // Azurite itself listens on a free port; everyone is given the blob proxy in front of it
         // (on `ports.azurite`), which raises the storage events where Azure does.
@@ -277,6 +312,8 @@ impl Cloud {
                 format!("http://{}/msi/token", msi.addr()),
             ),
             ("IDENTITY_HEADER", msi_secret),
+            // Where an app gets tokens of other tenants (client credentials), as from Entra.
+            ("AZURE_AUTHORITY_HOST", format!("https://{}", entra.addr())),
             ("SSL_CERT_FILE", tls.ca_pem.display().to_string()),
             ("GALLEON_INSTANCE", "devcloud".to_owned()),
             ("GALLEON_ARM_ENDPOINT", arm.base_url.clone()),
@@ -339,6 +376,7 @@ impl Cloud {
             event_grid,
             host,
             msi,
+            entra,
             settings,
             blob_endpoint,
             topic_key,
@@ -379,6 +417,7 @@ impl Cloud {
             storage_connection_string: connection::azurite_connection_string(&self.blob_endpoint),
             identity_endpoint: format!("http://{}/msi/token", self.msi.addr()),
             identity_header: setting("IDENTITY_HEADER"),
+            entra_authority: format!("https://{}", self.entra.addr()),
             ca_file: self.tls.ca_pem.clone(),
             service_bus_endpoint: self.service_bus.url(),
             service_bus_namespace: self.service_bus.addr.to_string(),
@@ -398,10 +437,11 @@ impl Cloud {
     /// Where everything listens, for people.
     pub fn describe(&self) -> String {
         format!(
-            "blob storage            {}  (Azurite, through the event proxy)\nResource Manager        {}\nmanaged identity        http://{}/msi/token\nService Bus             {}\nEvent Grid              {}  (topic galleon-events: /topics/galleon-events/api/events)\nFunctions host          http://{}\nCA certificate          {}",
+            "blob storage            {}  (Azurite, through the event proxy)\nResource Manager        {}\nmanaged identity        http://{}/msi/token\nEntra token endpoint    https://{}/{{tenant}}/oauth2/v2.0/token\nService Bus             {}\nEvent Grid              {}  (topic galleon-events: /topics/galleon-events/api/events)\nFunctions host          http://{}\nCA certificate          {}",
             self.blob_endpoint,
             self.arm.base_url,
             self.msi.addr(),
+            self.entra.addr(),
             self.service_bus.url(),
             self.event_grid.url(),
             self.host.http_addr,
@@ -416,6 +456,7 @@ impl Cloud {
         self.service_bus.shutdown().await;
         self.arm.shutdown().await;
         self.msi.shutdown().await;
+        self.entra.shutdown().await;
         let mut azurite = self.azurite;
         azurite.stop();
     }

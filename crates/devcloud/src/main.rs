@@ -71,6 +71,10 @@ pub struct UpArgs {
     /// Do not read <app>/local.settings.json.
     #[arg(long)]
     pub no_local_settings: bool,
+    /// Other tenants: a JSON file `{"subscriptions": [{id, tenantId, displayName}], "apps": [{clientId,
+    /// tenants, secret, federated: [{issuer, subject}]}]}` (see docs/devcloud.md, "Tenants").
+    #[arg(long, value_name = "FILE")]
+    pub tenants: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub ports: PortArgs,
     #[command(flatten)]
@@ -100,6 +104,9 @@ pub struct PortArgs {
     /// The Functions host [default: 7071]
     #[arg(long, value_name = "PORT")]
     pub host_port: Option<u16>,
+    /// The Microsoft Entra token endpoint stand-in [default: 7447]
+    #[arg(long, value_name = "PORT")]
+    pub entra_port: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ pub const WIRING: &[&str] = &[
     "GalleonEventsTopic__topicEndpointUri",
     "IDENTITY_ENDPOINT",
     "IDENTITY_HEADER",
+    "AZURE_AUTHORITY_HOST",
     "SSL_CERT_FILE",
     "GALLEON_ARM_ENDPOINT",
     "PATH",

@@ -432,6 +432,30 @@ fn outside_client_checks(conn: &Value) {
         assert!(token["access_token"].as_str().is_some_and(|t| t.len() > 20));
         let refused = client.get(identity).query(&query).send().await.expect("answers");
         assert_eq!(refused.status(), 401);
+        // The Entra stand-in answers over HTTPS: the tenant's OpenID metadata, and Entra's refusal of
+        // an app registered nowhere.
+        let authority = conn["entraAuthority"].as_str().expect("entraAuthority");
+        let tenant = conn["tenantId"].as_str().expect("tenantId");
+        let meta: Value = client
+            .get(format!("{authority}/{tenant}/v2.0/.well-known/openid-configuration"))
+            .send()
+            .await
+            .expect("metadata answers")
+            .json()
+            .await
+            .expect("json");
+        let token_url = meta["token_endpoint"].as_str().expect("token_endpoint").to_string();
+        assert_eq!(token_url, format!("{authority}/{tenant}/oauth2/v2.0/token"));
+        let answer = client
+            .post(&token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&client_id=3c9a7e21-5b4d-4f6a-9e08-1d2c3b4a5f60&client_secret=x&scope=https%3A%2F%2Fmanagement.azure.com%2F.default")
+            .send()
+            .await
+            .expect("token endpoint answers");
+        assert_eq!(answer.status(), 400);
+        let refused: Value = answer.json().await.expect("json");
+        assert_eq!(refused["error"], "unauthorized_client", "{refused}");
         let topic = conn["eventGridTopicEndpoint"].as_str().expect("topic");
         let event = serde_json::json!([{"specversion": "1.0", "id": "cli-test-1", "source": "urn:test",
             "type": "io.galleon.test.v1", "subject": "cli", "data": {}}]);

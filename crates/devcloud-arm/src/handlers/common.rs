@@ -141,7 +141,12 @@ pub(crate) fn op_status(
         OpStatus::Succeeded => match op.verb {
             // ARM's own resource group delete ends 200 without a body.
             Verb::Delete if family == OpFamily::Resources => Ok(Reply::empty(200)),
-            Verb::Delete | Verb::Action => Ok(Reply::empty(204)),
+            Verb::Action => match &op.result {
+                // An action with a result (the gallery share) ends 200 with it [spec].
+                Some(v) => Ok(Reply::json(200, v.clone())),
+                None => Ok(Reply::empty(204)),
+            },
+            Verb::Delete => Ok(Reply::empty(204)),
             Verb::Create | Verb::Update => match st.resources.get(&op.resource_key) {
                 Some(r) => Ok(Reply::json(200, st.render(r, ctx.now, false))),
                 None => Ok(Reply::empty(204)),
@@ -253,6 +258,7 @@ impl Ctx<'_> {
             stalled: self.fault.stall,
             error: self.fault.error.clone(),
             canceled: false,
+            result: None,
         };
         if let Some(e) = op.error.as_mut() {
             // In an operation, the HTTP status of the error is what Location polling answers.
@@ -330,61 +336,6 @@ impl Ctx<'_> {
         }
         reply.header("Retry-After", retry_after(self, op))
     }
-}
-
-pub(crate) fn delete(ctx: &Ctx, target: &Target) -> Result<Reply, ArmError> {
-    let Target::Item { kind, key, .. } = target else {
-        return Err(ArmError::new(400, "InvalidRequest", "not deletable"));
-    };
-    let kind = *kind;
-    let mut st = ctx.arm.lock();
-    st.settle(ctx.now);
-    let Some(r) = st.resources.get(key) else {
-        return Ok(Reply::empty(204));
-    };
-    if st.has_children(key) {
-        return Err(ArmError::nested_exist());
-    }
-    if kind != Kind::Version
-        && let Some(op) = st.running_op(key, ctx.now)
-    {
-        if op.verb == Verb::Delete {
-            // Deleting again while a delete runs: answer like the first time.
-            let op = op.clone();
-            return Ok(ctx.lro(Reply::empty(202), &op, kind != Kind::Template, true));
-        }
-        return Err(ArmError::conflict_in_progress(&r.name));
-    }
-    if kind == Kind::Version
-        && let Some(eol) =
-            r.body["properties"]["safetyProfile"]["blockDeletionBeforeEndOfLife"].as_bool()
-    {
-        let eol_date = r.body["properties"]["publishingProfile"]["endOfLifeDate"]
-            .as_str()
-            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok());
-        if eol && eol_date.is_some_and(|d| d > ctx.now) {
-            return Err(ArmError::new(
-                409,
-                "OperationNotAllowed",
-                "The gallery image version cannot be deleted before its end of life date because safetyProfile.blockDeletionBeforeEndOfLife is true.",
-            ));
-        }
-    }
-    let loc = r.location.clone();
-    let (family, work) = match kind {
-        Kind::Image => (OpFamily::Compute, Work::ImageDelete),
-        Kind::Gallery => (OpFamily::Caps, Work::GalleryDelete),
-        Kind::Definition => (OpFamily::Caps, Work::DefinitionDelete),
-        Kind::Version => (OpFamily::Caps, Work::VersionDelete),
-        Kind::Template => (OpFamily::ImageBuilder, Work::TemplateDelete),
-    };
-    let d = ctx.work(work, &loc, 1);
-    let op = ctx.start_op(&mut st, family, key, Verb::Delete, Some(d));
-    Ok(match kind {
-        // Image Builder delete: 202 + Location only (final-state-via location).
-        Kind::Template => ctx.lro(Reply::empty(202), &op, false, true),
-        _ => ctx.lro(Reply::empty(202), &op, true, true),
-    })
 }
 
 pub(crate) fn props(body: &Value) -> &Value {

@@ -279,6 +279,7 @@ pub(crate) fn create_version(
         stalled: false,
         error,
         canceled: false,
+        result: None,
     };
     st.resources.insert(
         key,

@@ -43,6 +43,15 @@ pub(crate) fn put_gallery(
     if let Some(d) = p.get("description") {
         out["properties"]["description"] = d.clone();
     }
+    if let Some(perm) = p["sharingProfile"]["permissions"].as_str() {
+        enum_check(
+            Some(perm),
+            &["Private", "Groups", "Community"],
+            "permissions",
+            "gallery.properties.sharingProfile.permissions",
+        )?;
+    }
+    let before = out["properties"]["sharingProfile"].clone();
     for k in ["softDeletePolicy", "sharingProfile"] {
         if let Some(v) = p.get(k).filter(|v| !v.is_null()) {
             if patch {
@@ -52,6 +61,7 @@ pub(crate) fn put_gallery(
             }
         }
     }
+    keep_read_only_sharing(&mut out["properties"]["sharingProfile"], &before);
     if let Some(i) = body.get("identity") {
         out["identity"] = i.clone();
     }
@@ -66,4 +76,35 @@ pub(crate) fn put_gallery(
         true,
         true,
     ))
+}
+
+/// `sharingProfile.groups` and `communityGalleryInfo.{communityGalleryEnabled, publicNames}` are
+/// read-only [spec]: a PUT or PATCH leaves them as the share action set them.
+fn keep_read_only_sharing(profile: &mut Value, before: &Value) {
+    if !profile.is_object() {
+        return;
+    }
+    match before.get("groups") {
+        Some(g) => profile["groups"] = g.clone(),
+        None => {
+            if let Some(o) = profile.as_object_mut() {
+                o.remove("groups");
+            }
+        }
+    }
+    if let Some(info) = profile
+        .get_mut("communityGalleryInfo")
+        .and_then(Value::as_object_mut)
+    {
+        for k in ["communityGalleryEnabled", "publicNames"] {
+            match before["communityGalleryInfo"].get(k) {
+                Some(v) => {
+                    info.insert(k.to_string(), v.clone());
+                }
+                None => {
+                    info.remove(k);
+                }
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod common;
 pub mod definitions;
+pub mod deletes;
 pub mod distribute;
 pub mod galleries;
 pub mod image_rules;
@@ -13,6 +14,7 @@ pub mod platform_images;
 pub mod replication;
 pub mod resources;
 pub mod route;
+pub mod sharing;
 pub mod storage;
 pub mod subscriptions;
 pub mod templates;
@@ -56,6 +58,7 @@ async fn dispatch_inner(
     let kind = match &route.target {
         Target::Collection { kind, .. } | Target::Item { kind, .. } => Some(*kind),
         Target::TemplateAction { .. } | Target::RunOutputs { .. } => Some(Kind::Template),
+        Target::GalleryShare { .. } => Some(Kind::Gallery),
         _ => None,
     };
     let mut ctx = Ctx {
@@ -191,7 +194,7 @@ async fn route_request(ctx: &mut Ctx<'_>, route: &Route) -> Result<Reply, ArmErr
             },
             Method::GET,
         ) => common::get(ctx, *kind, key, type_path, rg),
-        (Target::Item { .. }, Method::DELETE) => common::delete(ctx, &route.target),
+        (Target::Item { .. }, Method::DELETE) => deletes::delete(ctx, &route.target),
         (Target::Item { kind, .. }, Method::PUT | Method::PATCH) => {
             let body: Value = if req.body.is_empty() {
                 Value::Null
@@ -215,6 +218,7 @@ async fn route_request(ctx: &mut Ctx<'_>, route: &Route) -> Result<Reply, ArmErr
             }
         }
         (Target::TemplateAction { .. }, Method::POST) => imagebuilder::action(ctx, &route.target),
+        (Target::GalleryShare { .. }, Method::POST) => sharing::share(ctx, &route.target),
         (
             Target::RunOutputs {
                 key,

@@ -48,6 +48,12 @@ pub enum Target {
         name: String,
         output: Option<String>,
     },
+    /// `POST …/galleries/{g}/share` (GallerySharingProfile_Update).
+    GalleryShare {
+        rg: String,
+        key: String,
+        name: String,
+    },
     /// `Microsoft.Storage/storageAccounts` in a group (`name` None = the list) or, with `rg` None,
     /// the subscription's list.
     StorageAccount {
@@ -81,7 +87,8 @@ impl Target {
             | Target::NotSimulated { rg, .. } => rg.as_deref(),
             Target::Item { rg, .. }
             | Target::TemplateAction { rg, .. }
-            | Target::RunOutputs { rg, .. } => Some(rg),
+            | Target::RunOutputs { rg, .. }
+            | Target::GalleryShare { rg, .. } => Some(rg),
             _ => None,
         }
     }
@@ -387,6 +394,18 @@ pub fn classify(req: &Req) -> Route {
                         parent: None,
                         type_path: format!("Microsoft.Compute/galleries/{}", p[1]),
                         rg,
+                    };
+                }
+                (3, false, _) if eq(p[2], "share") => {
+                    r.kind = if *m == Method::POST {
+                        "GallerySharingProfile_Update".into()
+                    } else {
+                        "GallerySharingProfile_Unsupported".into()
+                    };
+                    r.target = Target::GalleryShare {
+                        rg,
+                        key: gid.unwrap_or_default().to_lowercase(),
+                        name: p[1].to_string(),
                     };
                 }
                 (3, true, _) => {

@@ -26,8 +26,8 @@ pub fn subscription(ctx: &Ctx, sub: &str) -> Value {
     json!({
         "id": format!("/subscriptions/{sub}"),
         "subscriptionId": sub,
-        "tenantId": ctx.arm.identity.tenant_id,
-        "displayName": "devcloud",
+        "tenantId": ctx.arm.config.tenant_of(sub, &ctx.arm.identity.tenant_id),
+        "displayName": ctx.arm.config.subscription_name(sub).unwrap_or_else(|| "devcloud".into()),
         "state": "Enabled",
         "authorizationSource": "RoleBased",
         "managedByTenants": [],
@@ -39,9 +39,15 @@ pub fn subscription(ctx: &Ctx, sub: &str) -> Value {
     })
 }
 
-/// The subscriptions the caller sees: the default one and every one that holds a resource group.
+/// The subscriptions the caller sees: those of its token's tenant among the default one, the
+/// configured ones and every one that holds a resource group.
 pub fn list(ctx: &Ctx) -> Vec<Value> {
     let mut subs: Vec<String> = vec![DEFAULT_SUBSCRIPTION_ID.to_string()];
+    for s in &ctx.arm.config.subscriptions {
+        if !subs.iter().any(|x| x.eq_ignore_ascii_case(&s.id)) {
+            subs.push(s.id.clone());
+        }
+    }
     {
         let st = ctx.arm.lock();
         for g in st.resource_groups.values() {
@@ -50,7 +56,17 @@ pub fn list(ctx: &Ctx) -> Vec<Value> {
             }
         }
     }
-    subs.iter().map(|s| subscription(ctx, s)).collect()
+    let home = &ctx.arm.identity.tenant_id;
+    let caller = ctx.req.caller_tenant(home);
+    subs.iter()
+        .filter(|s| {
+            ctx.arm
+                .config
+                .tenant_of(s, home)
+                .eq_ignore_ascii_case(caller)
+        })
+        .map(|s| subscription(ctx, s))
+        .collect()
 }
 
 /// `Subscriptions_ListLocations`: every public region the simulator knows.

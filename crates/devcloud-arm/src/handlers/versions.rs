@@ -22,7 +22,9 @@ pub(crate) async fn put_version(
     body: Value,
     patch: bool,
 ) -> Result<Reply, ArmError> {
-    let (key, _id, name, parent) = target_parts(target);
+    let (key, id, name, parent) = target_parts(target);
+    // ARM's linked-access check runs before the provider sees the request.
+    check_linked_sources(ctx, &body, &id)?;
     names::version(&name)?;
     let parent = parent.unwrap_or_default();
     let vhds = {
@@ -108,6 +110,42 @@ pub(crate) async fn put_version(
         true,
         true,
     ))
+}
+
+/// The resource ids a version's storage profile names: a source in a subscription of another tenant
+/// needs an auxiliary token of that tenant ([`crate::tenancy::check_linked`]).
+fn check_linked_sources(ctx: &Ctx, body: &Value, version_id: &str) -> Result<(), ArmError> {
+    let sp = &body["properties"]["storageProfile"];
+    let mut ids: Vec<&str> = vec![
+        &sp["source"]["id"],
+        &sp["osDiskImage"]["source"]["id"],
+        &sp["osDiskImage"]["source"]["storageAccountId"],
+    ]
+    .into_iter()
+    .filter_map(Value::as_str)
+    .collect();
+    for d in sp["dataDiskImages"].as_array().into_iter().flatten() {
+        ids.extend(
+            [&d["source"]["id"], &d["source"]["storageAccountId"]]
+                .into_iter()
+                .filter_map(Value::as_str),
+        );
+    }
+    let home = &ctx.arm.identity.tenant_id;
+    for linked in ids {
+        crate::tenancy::check_linked(
+            &ctx.arm.config,
+            home,
+            ctx.req.caller_tenant(home),
+            &ctx.req.aux_tenants,
+            linked,
+            (
+                "Microsoft.Compute/galleries/images/versions/write",
+                version_id,
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) struct VersionPlan {

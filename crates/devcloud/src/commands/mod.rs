@@ -132,6 +132,7 @@ fn ports(args: &PortArgs) -> Ports {
         service_bus: args.service_bus_port.unwrap_or(base.service_bus),
         event_grid: args.event_grid_port.unwrap_or(base.event_grid),
         host: args.host_port.unwrap_or(base.host),
+        entra: args.entra_port.unwrap_or(base.entra),
     }
 }
 

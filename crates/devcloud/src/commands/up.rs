@@ -30,6 +30,11 @@ pub(super) async fn up(paths: Paths, args: UpArgs) -> Result<ExitCode> {
     options.ports = ports(&args.ports);
     options.arm_time_factor = args.time_factor;
     options.grid_time_factor = args.grid_time_factor;
+    if let Some(file) = &args.tenants {
+        let t = devcloud::Tenants::read(file)?;
+        options.arm.subscriptions = t.subscriptions;
+        options.entra.apps = t.apps;
+    }
     if !args.no_local_settings {
         let (values, skipped) = settings::local_settings(&app)?;
         if !values.is_empty() {
