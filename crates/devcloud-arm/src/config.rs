@@ -55,9 +55,9 @@ pub struct ArmConfig {
     pub image_builder_vhd_bytes: Option<u64>,
     /// Subscriptions with their tenants. Requests to a subscription need a token of its tenant
     /// (401 `InvalidAuthenticationTokenTenant` otherwise), and a request naming a resource of a
-    /// subscription in another tenant needs an auxiliary token of that tenant (see [`crate::tenancy`]).
+    /// subscription in another tenant needs an auxiliary token of that tenant (see the tenancy module).
     /// A subscription not listed belongs to the devcloud identity's tenant.
-    pub subscriptions: Vec<crate::tenancy::SubscriptionSeed>,
+    pub subscriptions: Vec<SubscriptionSeed>,
 }
 
 /// The resource group of the Azurite account when `storage_accounts` names none.
@@ -580,4 +580,16 @@ mod tests {
             10.0
         );
     }
+}
+
+/// A subscription the simulator knows, with the tenant it belongs to.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionSeed {
+    pub id: String,
+    /// `None` = the devcloud identity's tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
 }

@@ -6,13 +6,12 @@
 //! that end at once (resource groups, managed images a run distributes) are emitted as they happen.
 //! Nothing is tracked until a sink is set ([`Arm::set_event_sink`]).
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use crate::arm::{Arm, now};
 use crate::model::{OpStatus, Operation, Time, Verb};
 
 /// An event of the resource group system topic, in the Event Grid schema's terms.
@@ -72,38 +71,6 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
-    /// What a request carries: method, URL (`base` + path + query), correlation and client request
-    /// ids, and the claims of its bearer token.
-    pub fn from_request(req: &crate::arm::Req, base: &str) -> RequestInfo {
-        let header = |k: &str| {
-            req.headers
-                .get(k)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string()
-        };
-        let query: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let url = match query.is_empty() {
-            true => format!("{base}{}", req.path),
-            false => format!("{base}{}?{}", req.path, query.join("&")),
-        };
-        let action = (req.method == warp::http::Method::POST)
-            .then(|| req.path.trim_end_matches('/').rsplit('/').next())
-            .flatten()
-            .map(str::to_ascii_lowercase);
-        RequestInfo {
-            method: req.method.to_string(),
-            url,
-            client_request_id: Some(header("x-ms-client-request-id"))
-                .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            correlation_id: header("x-ms-correlation-request-id"),
-            client_ip: "127.0.0.1".into(),
-            claims: claims(&header("authorization")),
-            action,
-        }
-    }
-
     /// The request Image Builder makes to write a resource a run distributes (a PUT of its id), on
     /// behalf of the run's request (INVENTED: its claims and correlation id are the run's).
     pub fn on_behalf_of(run: &RequestInfo, resource_id: &str) -> RequestInfo {
@@ -124,7 +91,7 @@ impl RequestInfo {
 }
 
 /// The claims of a bearer token (already verified by the server), every value as a string.
-fn claims(authorization: &str) -> Map<String, Value> {
+pub(crate) fn claims(authorization: &str) -> Map<String, Value> {
     let token = authorization
         .strip_prefix("Bearer ")
         .or_else(|| authorization.strip_prefix("bearer "))
@@ -148,7 +115,7 @@ fn claims(authorization: &str) -> Map<String, Value> {
 }
 
 /// One tracked operation, or an event ready to go.
-enum Pending {
+pub(crate) enum Pending {
     Op {
         op_id: String,
         resource_id: String,
@@ -160,13 +127,13 @@ enum Pending {
 /// The sink and what waits to be emitted.
 #[derive(Default)]
 pub struct Events {
-    sink: OnceLock<EventSink>,
-    pending: Mutex<Vec<Pending>>,
-    wake: tokio::sync::Notify,
+    pub(crate) sink: OnceLock<EventSink>,
+    pub(crate) pending: Mutex<Vec<Pending>>,
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 /// How often tracked operations are looked at while any is pending.
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 impl Events {
     /// Whether a sink is set (nothing is tracked before).
@@ -218,95 +185,11 @@ impl Events {
                 tenant,
                 subscription,
                 resource_id,
-                (verb, status, now()),
+                (verb, status, chrono::Utc::now()),
                 request,
             );
             self.push(Pending::Ready(e));
         }
-    }
-
-    /// Emits what is ready; true while operations are still tracked.
-    fn sweep(&self, arm: &Arm) -> bool {
-        let items = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        if items.is_empty() {
-            return false;
-        }
-        let t = now();
-        let mut out = Vec::new();
-        let mut keep = Vec::new();
-        {
-            let st = arm.lock();
-            for p in items {
-                match p {
-                    Pending::Ready(e) => out.push(e),
-                    Pending::Op {
-                        op_id,
-                        resource_id,
-                        request,
-                    } => {
-                        let Some(op) = st.operations.get(&op_id) else {
-                            continue;
-                        };
-                        match op.status(t) {
-                            OpStatus::InProgress => keep.push(Pending::Op {
-                                op_id,
-                                resource_id,
-                                request,
-                            }),
-                            // The event tells when the operation ended.
-                            s => out.push(build(
-                                &arm.identity.tenant_id,
-                                &op.subscription,
-                                &resource_id,
-                                (op.verb, s, op.end.unwrap_or(t).min(t)),
-                                &request,
-                            )),
-                        }
-                    }
-                }
-            }
-        }
-        // In the order things ended (a run ends after the image it wrote).
-        out.sort_by_key(|e| e.time);
-        let still = !keep.is_empty();
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let newer = std::mem::replace(&mut *pending, keep);
-            pending.extend(newer);
-        }
-        if let Some(sink) = self.sink.get() {
-            for e in out {
-                sink(e);
-            }
-        }
-        still
-    }
-}
-
-impl Arm {
-    /// Sends every resource event from now on to `sink` (once; a second sink is refused) and starts
-    /// the task that emits them. Needs a Tokio runtime.
-    pub fn set_event_sink(self: &Arc<Self>, sink: EventSink) -> bool {
-        if self.events.sink.set(sink).is_err() {
-            return false;
-        }
-        let weak: Weak<Arm> = Arc::downgrade(self);
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            loop {
-                // Registered before the sweep, so a push during it wakes the next wait.
-                let woken = events.wake.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                let busy = match weak.upgrade() {
-                    Some(arm) => events.sweep(&arm),
-                    None => return,
-                };
-                let wait = if busy { POLL } else { Duration::from_secs(1) };
-                let _ = tokio::time::timeout(wait, woken).await;
-            }
-        });
-        true
     }
 }
 
@@ -366,7 +249,7 @@ fn resource_group(id: &str) -> Option<&str> {
     }
 }
 
-fn build(
+pub(crate) fn build(
     tenant: &str,
     subscription: &str,
     resource_id: &str,
@@ -451,7 +334,7 @@ mod tests {
             "t",
             "s",
             IMG,
-            (Verb::Create, OpStatus::Succeeded, now()),
+            (Verb::Create, OpStatus::Succeeded, chrono::Utc::now()),
             &req,
         );
         let v = e.to_event_grid();
@@ -463,7 +346,13 @@ mod tests {
         assert_eq!(v["data"]["status"], "Succeeded");
         assert_eq!(v["data"]["authorization"]["evidence"]["principalId"], "o");
         assert_eq!(v["eventTime"].as_str().map(str::len), Some(28));
-        let failed = build("t", "s", IMG, (Verb::Delete, OpStatus::Failed, now()), &req);
+        let failed = build(
+            "t",
+            "s",
+            IMG,
+            (Verb::Delete, OpStatus::Failed, chrono::Utc::now()),
+            &req,
+        );
         assert_eq!(
             failed.event_type,
             "Microsoft.Resources.ResourceDeleteFailure"

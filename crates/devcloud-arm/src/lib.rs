@@ -15,6 +15,7 @@ pub mod arm;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod event_pump;
 pub mod events;
 pub mod faults;
 pub mod handlers;

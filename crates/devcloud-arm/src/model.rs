@@ -429,7 +429,7 @@ impl State {
         }
         if r.kind == Kind::Gallery {
             let shown = body["location"].as_str().unwrap_or(&r.location).to_string();
-            crate::handlers::sharing::render_status(self, &mut body, &shown, now);
+            render_sharing_status(self, &mut body, &shown, now);
         }
         if r.kind == Kind::Template
             && let Some(run) = &r.run
@@ -448,4 +448,24 @@ impl State {
             .next()
             .is_some()
     }
+}
+
+/// The gallery's `sharingStatus` as GET shows it (replacing the stored marker of the last share).
+fn render_sharing_status(st: &State, body: &mut Value, location: &str, now: Time) {
+    let Some(op_id) = body["properties"]["sharingStatus"]["operation"]
+        .as_str()
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let state = match st.operations.get(&op_id).map(|o| o.status(now)) {
+        Some(OpStatus::InProgress) => "InProgress",
+        Some(OpStatus::Failed | OpStatus::Canceled) => "Failed",
+        Some(OpStatus::Succeeded) => "Succeeded",
+        None => "Succeeded",
+    };
+    body["properties"]["sharingStatus"] = json!({
+        "aggregatedState": state,
+        "summary": [{"region": location, "state": state, "details": ""}],
+    });
 }

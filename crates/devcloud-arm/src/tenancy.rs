@@ -10,22 +10,10 @@
 //! `LinkedAuthorizationFailed` (403, Azure/azure-cli-extensions#7143, Azure/OpenShift#41).
 
 use devcloud_core::{AuthError, Claims, Identity};
-use serde::{Deserialize, Serialize};
 
 use crate::config::ArmConfig;
+pub use crate::config::SubscriptionSeed;
 use crate::error::ArmError;
-
-/// A subscription the simulator knows, with the tenant it belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubscriptionSeed {
-    pub id: String,
-    /// `None` = the devcloud identity's tenant.
-    #[serde(default)]
-    pub tenant_id: Option<String>,
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
 
 /// The header carrying the auxiliary tokens.
 pub const AUX_HEADER: &str = "x-ms-authorization-auxiliary";

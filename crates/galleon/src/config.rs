@@ -614,4 +614,4 @@ fn host_storage_account(get: &impl Fn(&str) -> Option<String>) -> Option<String>
 
 #[cfg(test)]
 #[path = "config_tests.rs"]
-pub(crate) mod tests;
+mod tests;

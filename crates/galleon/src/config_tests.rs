@@ -3,7 +3,7 @@
 use super::*;
 use std::collections::HashMap;
 
-pub(crate) const BASE: &[(&str, &str)] = &[
+const BASE: &[(&str, &str)] = &[
     (
         "GALLEON_SUBSCRIPTION_ID",
         "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b",

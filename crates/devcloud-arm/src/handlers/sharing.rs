@@ -287,23 +287,3 @@ fn sharing_in_progress(st: &State, body: &Value, now: Time) -> bool {
         .and_then(|id| st.operations.get(id))
         .is_some_and(|op| op.status(now) == OpStatus::InProgress)
 }
-
-/// The gallery's `sharingStatus` as GET shows it (replacing the stored marker of the last share).
-pub(crate) fn render_status(st: &State, body: &mut Value, location: &str, now: Time) {
-    let Some(op_id) = body["properties"]["sharingStatus"]["operation"]
-        .as_str()
-        .map(str::to_string)
-    else {
-        return;
-    };
-    let state = match st.operations.get(&op_id).map(|o| o.status(now)) {
-        Some(OpStatus::InProgress) => "InProgress",
-        Some(OpStatus::Failed | OpStatus::Canceled) => "Failed",
-        Some(OpStatus::Succeeded) => "Succeeded",
-        None => "Succeeded",
-    };
-    body["properties"]["sharingStatus"] = json!({
-        "aggregatedState": state,
-        "summary": [{"region": location, "state": state, "details": ""}],
-    });
-}

@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use super::delivery::Dispatcher;
 use super::model::{Event, Schema};
-use super::server::RESOURCES_TOPIC;
+
+/// The name of the resource events system topic.
+pub const RESOURCES_TOPIC: &str = "resources";
 
 /// Publishes resource events to the `resources` topic's subscriptions. Cheap to clone.
 #[derive(Clone)]
@@ -64,11 +66,10 @@ mod tests {
 
     fn publisher() -> ResourcePublisher {
         ResourcePublisher {
-            dispatcher: Arc::new(Dispatcher::new(
-                DeliverySettings::default(),
-                crate::eventgrid::server::http_client(None, std::time::Duration::from_secs(5))
-                    .expect("client"),
-            )),
+            dispatcher: Arc::new(Dispatcher::new(DeliverySettings::default(), {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::new()
+            })),
             topic_id: "/subscriptions/s".into(),
         }
     }

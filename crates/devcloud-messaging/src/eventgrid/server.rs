@@ -32,7 +32,7 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 pub const STORAGE_TOPIC: &str = "storage";
 /// The name of the resource events system topic (Azure Resource Manager's `Microsoft.Resources.*`
 /// events, see [`super::resources`]) in subscriptions.
-pub const RESOURCES_TOPIC: &str = "resources";
+pub use super::resources::RESOURCES_TOPIC;
 
 /// A custom topic.
 #[derive(Debug, Clone)]

@@ -120,18 +120,21 @@ mod tests {
     use super::*;
 
     fn policy() -> policy::Policy {
-        crate::config::Config::from_lookup(|k| {
-            crate::config::tests::BASE
-                .iter()
-                .chain([
-                    ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
-                    ("GALLEON_ALLOWED_GALLERIES", "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/rg-images/golden,11111111-2222-3333-4444-555555555555/*/shared"),
-                ].iter())
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-        })
-        .expect("config")
-        .policy
+        let scope = |s: &str| policy::GalleryScope::parse(s).expect("scope");
+        policy::Policy {
+            subscription_id: "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b".into(),
+            resource_group: "rg-images".into(),
+            gallery: "golden".into(),
+            location: "westeurope".into(),
+            target_regions: policy::parse_regions("westeurope").expect("regions"),
+            publish_from: crate::events::PublishFrom::Vhd,
+            publisher: "contoso".into(),
+            allowed: vec![
+                scope("8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/rg-images/golden"),
+                scope("11111111-2222-3333-4444-555555555555/*/shared"),
+            ],
+            features: Default::default(),
+        }
     }
 
     #[test]
