@@ -97,7 +97,7 @@ impl Retention {
             .or(self.default.as_ref())
     }
 
-    /// Whether any policy deletes sources.
+    /// Whether no policy is configured (neither a default nor any definition's).
     pub fn is_empty(&self) -> bool {
         self.default.is_none() && self.definitions.is_empty()
     }
