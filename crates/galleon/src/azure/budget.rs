@@ -68,15 +68,16 @@ impl Budgets {
         let (Some(class), Some(subscription)) = (Class::of(method), subscription_of(path)) else {
             return;
         };
-        let remaining = if status == StatusCode::TOO_MANY_REQUESTS {
-            Some(0.0)
-        } else {
-            headers
-                .get(class.header())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|n| n.is_finite() && *n >= 0.0)
-        };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // Nothing is left; but a refusal says nothing of how big the bucket is (no peak).
+            self.note(subscription, class, 0.0, Duration::ZERO);
+            return;
+        }
+        let remaining = headers
+            .get(class.header())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0);
         if let Some(remaining) = remaining {
             self.note(subscription, class, remaining, Duration::ZERO);
             let mut peak = self.peak.lock().unwrap_or_else(|p| p.into_inner());
@@ -162,6 +163,19 @@ mod tests {
             &HeaderMap::new(),
         );
         assert_eq!(b.seen(SUB, Class::Writes).map(|s| s.remaining), Some(0.0));
+        assert_eq!(b.peak(SUB, Class::Writes), Some(17.0));
+        // A subscription only ever heard refusing has no known size.
+        b.answered(
+            &Method::PUT,
+            "/subscriptions/refusing/resourceGroups/rg",
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers("x-ms-ratelimit-remaining-subscription-writes", "0"),
+        );
+        assert_eq!(b.peak("refusing", Class::Writes), None);
+        assert_eq!(
+            b.seen("refusing", Class::Writes).map(|s| s.remaining),
+            Some(0.0)
+        );
         // No header, another subscription, a delete, a path without a subscription: nothing learnt.
         b.answered(
             &Method::GET,

@@ -83,8 +83,10 @@ pub fn hold_off(bucket: Bucket, seen: Option<Seen>, cost: f64, priority: Priorit
     let Some(seen) = seen else {
         return Duration::ZERO;
     };
-    let reserve = bucket.burst * priority.reserve();
-    let short = reserve + cost - estimate(bucket, seen);
+    // A full bucket is as much as can ever be asked for: a bucket seen small (or a cost larger than its
+    // reserve leaves) must not make a wait that never ends.
+    let wanted = (bucket.burst * priority.reserve() + cost).min(bucket.burst);
+    let short = wanted - estimate(bucket, seen);
     if short <= 0.0 {
         return Duration::ZERO;
     }
@@ -204,6 +206,26 @@ mod tests {
         );
         // Taken as Azure's 200, it would wait for a reserve of 80 the bucket never reaches.
         assert!(hold_off(WRITES, seen(10.0, 0), 2.0, Priority::NewImage) > Duration::from_secs(7));
+    }
+
+    #[test]
+    fn a_hold_never_asks_for_more_than_a_full_bucket() {
+        // Only a 429 seen so far (0 left): the bucket is taken as holding 1, and a new image costing 2
+        // once waited for 1.4 calls the bucket can never hold, rescheduled forever.
+        let tiny = as_seen(WRITES, Some(0.0));
+        assert_eq!(
+            hold_off(tiny, seen(0.0, 0), 2.0, Priority::NewImage),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            hold_off(tiny, seen(0.0, 1), 2.0, Priority::NewImage),
+            Duration::ZERO
+        );
+        // A cost beyond the burst waits for a full bucket, not for ever.
+        assert_eq!(
+            hold_off(WRITES, seen(200.0, 0), 500.0, Priority::UnderWay),
+            Duration::ZERO
+        );
     }
 
     #[test]
