@@ -54,6 +54,12 @@ pub struct LogEntry {
     pub kind: String,
     pub status: u16,
     pub duration_ms: f64,
+    /// The tenant of the caller's verified token (none for anonymous or refused tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_tenant: Option<String>,
+    /// The tenants of the verified auxiliary tokens (`x-ms-authorization-auxiliary`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub auxiliary_tenants: Vec<String>,
 }
 
 /// A parsed request.

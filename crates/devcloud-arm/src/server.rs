@@ -236,6 +236,8 @@ async fn handle(arm: Arc<Arm>, mut req: Req, https: bool) -> warp::reply::Respon
         kind,
         status: if reset { 0 } else { status },
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        caller_tenant: req.caller.as_ref().map(|c| c.tid.clone()),
+        auxiliary_tenants: req.aux_tenants.clone(),
     });
     let mut resp = to_response(reply);
     if reset {

@@ -46,8 +46,14 @@ async fn python_sdks_drive_a_full_scenario() {
                 client_id: APP.into(),
                 tenants: vec![env.identity.tenant_id.clone(), OTHER_TENANT.into()],
                 secret: Some(APP_SECRET.into()),
-                federated: Vec::new(),
+                // It trusts the managed identity: its token for the token exchange is the app's
+                // client assertion (test_app_token_from_a_managed_identitys_federated_assertion).
+                federated: vec![devcloud_core::FederatedCredential {
+                    issuer: format!("https://sts.windows.net/{}/", env.identity.tenant_id),
+                    subject: env.identity.object_id.clone(),
+                }],
             }],
+            tenants: Vec::new(),
         },
     );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -88,7 +94,7 @@ async fn python_sdks_drive_a_full_scenario() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("12 passed"),
+        stdout.contains("13 passed"),
         "unexpected pytest summary:\n{stdout}"
     );
 }

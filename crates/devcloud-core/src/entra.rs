@@ -19,14 +19,18 @@ use crate::identity::{Identity, Principal, TOKEN_LIFETIME_SECS, now_secs, resour
 
 /// The audience of a managed-identity token used as a federated credential.
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
-/// `client_assertion_type` of a JWT client assertion.
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2; the `grant-type:jwt-bearer` URN is
+/// a grant type, not an assertion type).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The app registrations the token endpoint knows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EntraConfig {
     pub apps: Vec<EntraApp>,
+    /// Tenants that exist besides the identity's and the apps' (those of other subscriptions): a token
+    /// request there finds the tenant, and then no app consented in it.
+    pub tenants: Vec<String>,
 }
 
 /// A (multi-tenant) app registration: the tenants it has a service principal in, and its credentials.
@@ -146,9 +150,14 @@ impl Entra {
         }
     }
 
-    /// Every tenant that exists here: the identity's and those of the apps.
+    /// Every tenant that exists here: the identity's, the configured ones and those of the apps.
     pub fn knows_tenant(&self, tenant: &str) -> bool {
         tenant.eq_ignore_ascii_case(&self.identity.tenant_id)
+            || self
+                .config
+                .tenants
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(tenant))
             || self
                 .config
                 .apps

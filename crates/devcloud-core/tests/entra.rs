@@ -23,6 +23,8 @@ fn setup() -> (Identity, Entra) {
                 subject: identity.object_id.clone(),
             }],
         }],
+        // A tenant that exists (it has a subscription) where nobody consented to the app.
+        tenants: vec![uuid_of(8)],
     };
     let entra = Entra::new(identity.clone(), config);
     (identity, entra)
@@ -133,6 +135,13 @@ async fn client_credentials_give_tokens_of_the_tenant_asked_for_and_refuse_like_
     ];
     let (s, v) = post(&unknown_tenant, &good).await;
     assert_eq!((s, aadsts(&v)), (400, 90002), "{v}");
+    let unconsented_tenant = format!("{base}/{}/oauth2/v2.0/token", uuid_of(8));
+    let (s, v) = post(&unconsented_tenant, &good).await;
+    assert_eq!(
+        (s, v["error"].as_str(), aadsts(&v)),
+        (400, Some("unauthorized_client"), 700016),
+        "{v}"
+    );
 
     let other_app = [
         ("grant_type", "client_credentials"),

@@ -226,9 +226,18 @@ impl Cloud {
                 .context("binding the identity endpoint")?,
         )
         .context("starting the identity endpoint")?;
-        // The Entra token endpoint over HTTPS (MSAL and azure-identity refuse an http authority).
+        // The Entra token endpoint over HTTPS (MSAL and azure-identity refuse an http authority). The
+        // tenants of the configured subscriptions exist there, whether or not an app is consented in them.
+        let mut entra_config = options.entra.clone();
+        entra_config.tenants.extend(
+            options
+                .arm
+                .subscriptions
+                .iter()
+                .filter_map(|s| s.tenant_id.clone()),
+        );
         let entra = devcloud_core::serve_https(
-            devcloud_core::Entra::new(identity.clone(), options.entra.clone()).filter(),
+            devcloud_core::Entra::new(identity.clone(), entra_config).filter(),
             tokio::net::TcpListener::bind(addr(options.ports.entra))
                 .await
                 .context("binding the Entra token endpoint")?,

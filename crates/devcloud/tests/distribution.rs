@@ -162,3 +162,124 @@ async fn the_gallery_is_shared_with_the_configured_groups_and_it_is_announced() 
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
+
+/// A partner's subscription in another tenant, where the app registration is consented.
+const PARTNER: &str = "33333333-2222-4333-8444-555555555555";
+const PARTNER_TENANT: &str = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+/// A subscription in a tenant where nobody consented to the app.
+const STRANGER: &str = "44444444-2222-4333-8444-555555555555";
+const STRANGER_TENANT: &str = "8b2c3d4e-5f60-4b7c-9d8e-0f1a2b3c4d5e";
+/// The multi-tenant app registration galleon reaches other tenants with.
+const APP: &str = "3c9a7e21-5b4d-4f6a-9e08-1d2c3b4a5f60";
+
+#[tokio::test]
+async fn a_target_in_another_tenant_is_reached_with_the_apps_tokens_and_an_auxiliary_one() {
+    let home = devcloud_core::identity::DEFAULT_TENANT_ID;
+    let allowed = format!(
+        "{DEFAULT}/rg-images/golden,{PARTNER}/rg-partner/shared,{STRANGER}/rg-stranger/shared"
+    );
+    let targets = json!([
+        {"subscriptionId": PARTNER, "resourceGroup": "rg-partner", "gallery": "shared", "tenantId": PARTNER_TENANT},
+        {"subscriptionId": STRANGER, "resourceGroup": "rg-stranger", "gallery": "shared", "tenantId": STRANGER_TENANT}
+    ])
+    .to_string();
+    let s = start_configured(
+        &[
+            ("GALLEON_ALLOWED_GALLERIES", allowed.as_str()),
+            ("GALLEON_DISTRIBUTION", targets.as_str()),
+            ("GALLEON_CROSS_TENANT_CLIENT_ID", APP),
+            ("GALLEON_TENANT_ID", home),
+        ],
+        false,
+        |o| {
+            for (id, tenant) in [(PARTNER, PARTNER_TENANT), (STRANGER, STRANGER_TENANT)] {
+                o.arm.subscriptions.push(devcloud_arm::SubscriptionSeed {
+                    id: id.into(),
+                    tenant_id: Some(tenant.into()),
+                    display_name: None,
+                });
+            }
+            // Registered in galleon's tenant and consented in the partner's (not the stranger's); it
+            // trusts galleon's managed identity, so no secret is kept.
+            o.entra.apps.push(devcloud_core::EntraApp {
+                client_id: APP.into(),
+                tenants: vec![home.into(), PARTNER_TENANT.into()],
+                secret: None,
+                federated: vec![devcloud_core::FederatedCredential {
+                    issuer: format!("https://login.microsoftonline.com/{home}/v2.0"),
+                    subject: devcloud_core::identity::DEFAULT_OBJECT_ID.into(),
+                }],
+            });
+        },
+    )
+    .await;
+    s.publish(
+        "partner",
+        "fixed",
+        "8M",
+        json!({"version": "5.0.0", "targetRegions": [{"name": "westeurope"}]}),
+    )
+    .await;
+    let ready = s.wait_for_n("io.galleon.image.ready.v1", 2, 120).await;
+    let failed = s.wait_for_n("io.galleon.step.failed.v1", 1, 30).await;
+    let copy = ready
+        .iter()
+        .find(|r| r["data"]["distributedFrom"].is_string())
+        .unwrap_or_else(|| panic!("the partner's copy is ready: {failed:#?}"));
+    let copy_id = copy["data"]["versionId"].as_str().unwrap_or_default();
+    assert!(copy_id.contains(PARTNER), "{copy_id}");
+    // Azure's log of the copy's write: the partner tenant's token, galleon's tenant's as the auxiliary.
+    let log = s
+        .cloud
+        .client()
+        .expect("client")
+        .get(format!(
+            "{}/_devcloud/requests?limit=5000",
+            s.cloud.arm.base_url
+        ))
+        .send()
+        .await
+        .expect("request log")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    let writes: Vec<&serde_json::Value> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "GalleryImageVersions_CreateOrUpdate")
+        .filter(|e| e["path"].as_str().is_some_and(|p| p.contains(PARTNER)))
+        .collect();
+    assert!(!writes.is_empty(), "{log}");
+    for w in &writes {
+        assert_eq!(w["callerTenant"], PARTNER_TENANT, "{w}");
+        assert_eq!(w["auxiliaryTenants"], json!([home]), "{w}");
+    }
+    // Calls to galleon's own subscription carry no auxiliary token.
+    assert!(
+        log["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["path"].as_str().is_some_and(|p| p.contains(DEFAULT)))
+            .all(|e| e["auxiliaryTenants"].is_null() && e["callerTenant"] != PARTNER_TENANT)
+    );
+    // The stranger's tenant has not consented: one clear failure naming the fix, nothing made there.
+    let f = &failed[0]["data"];
+    assert_eq!(f["error"]["code"], "CrossTenantTokenRefused", "{f}");
+    let message = f["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(STRANGER_TENANT)
+            && message.contains("AADSTS700016")
+            && message.contains("az ad sp create --id"),
+        "{message}"
+    );
+    assert!(
+        failed[0]["subject"]
+            .as_str()
+            .is_some_and(|sub| sub.starts_with("galleries/shared/")),
+        "{failed:#?}"
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}

@@ -89,6 +89,9 @@ pub struct Config {
     /// `GALLEON_DISTRIBUTION`: galleries in other subscriptions (and tenants) every ready image is also
     /// published to (JSON list; empty: none).
     pub distribution: Vec<crate::domain::distribution::Target>,
+    /// `GALLEON_CROSS_TENANT_CLIENT_ID` and `GALLEON_TENANT_ID`: how distribution targets in other tenants
+    /// are reached (`None`: every target is in galleon's tenant).
+    pub cross_tenant: Option<crate::domain::distribution::CrossTenant>,
     /// `GALLEON_SHARING`: galleries shared with subscriptions or tenants, or as a community gallery
     /// (JSON list; empty: none).
     pub sharing: Vec<crate::domain::sharing::Share>,
@@ -528,12 +531,19 @@ impl Config {
                     .map_err(|m| err("GALLEON_RETENTION", m))?,
             },
             distribution: Vec::new(),
+            cross_tenant: None,
             sharing: Vec::new(),
         };
         if let Some(text) = get("GALLEON_DISTRIBUTION") {
             config.distribution = crate::domain::distribution::parse(&text, &config.policy)
                 .map_err(|m| err("GALLEON_DISTRIBUTION", m))?;
         }
+        config.cross_tenant = crate::domain::distribution::cross_tenant(
+            &config.distribution,
+            get("GALLEON_CROSS_TENANT_CLIENT_ID").as_deref(),
+            get("GALLEON_TENANT_ID").as_deref(),
+        )
+        .map_err(|(setting, m)| err(setting, m))?;
         if let Some(text) = get("GALLEON_SHARING") {
             config.sharing = crate::domain::sharing::parse(&text, &config.policy)
                 .map_err(|m| err("GALLEON_SHARING", m))?;

@@ -2,7 +2,9 @@
 (gallery_sharing_profile.begin_update), and a gallery image version made from a version in another
 tenant's subscription, with a token of that tenant from the local Entra token endpoint
 (azure-identity's ClientSecretCredential) sent as x-ms-authorization-auxiliary
-(azure-mgmt-core's AuxiliaryAuthenticationPolicy), as a multi-tenant app does against Azure.
+(azure-mgmt-core's AuxiliaryAuthenticationPolicy), as a multi-tenant app does against Azure; and the
+same app's token with no secret at all, from a managed identity's token as its federated client
+assertion (azure-identity's ClientAssertionCredential), as galleon gets it.
 
 Extra environment (set by crates/devcloud-arm/tests/python_conformance.rs): DEVCLOUD_ENTRA_AUTHORITY,
 DEVCLOUD_HOME_TENANT, DEVCLOUD_OTHER_TENANT, DEVCLOUD_OTHER_SUBSCRIPTION_ID, DEVCLOUD_APP_ID,
@@ -10,7 +12,7 @@ DEVCLOUD_APP_SECRET.
 """
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
-from azure.identity import ClientSecretCredential
+from azure.identity import ClientAssertionCredential, ClientSecretCredential, ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import (
     Gallery,
@@ -158,3 +160,27 @@ def test_version_from_another_tenants_gallery(arm, subscription, credential, gro
     assert made.properties.provisioning_state == "Succeeded"
     assert made.properties.storage_profile.source.id == source.id
     assert storage_account  # the VHD's account lives in the home tenant's subscription
+
+
+def test_app_token_from_a_managed_identitys_federated_assertion():
+    authority = env("DEVCLOUD_ENTRA_AUTHORITY")
+    other_tenant, app = env("DEVCLOUD_OTHER_TENANT"), env("DEVCLOUD_APP_ID")
+    managed = ManagedIdentityCredential()
+
+    def assertion():
+        return managed.get_token("api://AzureADTokenExchange/.default").token
+
+    other = ClientAssertionCredential(other_tenant, app, assertion, authority=authority, disable_instance_discovery=True)
+    token = other.get_token(*SCOPES)
+    assert token.token and token.expires_on > 0
+    # An assertion for another audience is not a federated credential of the app.
+    wrong = ClientAssertionCredential(
+        other_tenant,
+        app,
+        lambda: managed.get_token("https://management.azure.com/.default").token,
+        authority=authority,
+        disable_instance_discovery=True,
+    )
+    with pytest.raises(ClientAuthenticationError) as e:
+        wrong.get_token(*SCOPES)
+    assert "AADSTS700212" in str(e.value)

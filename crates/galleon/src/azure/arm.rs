@@ -174,7 +174,7 @@ impl Arm {
         body: Option<&Value>,
     ) -> Result<Answer, AzureError> {
         self.check_url(&url)?;
-        let token = self.tokens.bearer(&self.tokens.audiences().arm).await?;
+        let (token, auxiliary) = self.tokens.arm_authorization(url.path()).await?;
         let client_request_id =
             super::current_run().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut request = self
@@ -182,6 +182,9 @@ impl Arm {
             .request(method.clone(), url.clone())
             .header("Authorization", token)
             .header("x-ms-client-request-id", client_request_id.as_str());
+        if let Some(auxiliary) = auxiliary {
+            request = request.header("x-ms-authorization-auxiliary", auxiliary);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -503,6 +503,20 @@ fn error_fields(body: &[u8]) -> Option<(String, String, Option<String>)> {
     ))
 }
 
+/// The HTTP status a token endpoint answered, somewhere in a credential's error chain.
+pub(crate) fn http_status(error: &azure_core::Error) -> Option<u16> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(core) = e.downcast_ref::<azure_core::Error>()
+            && let azure_core::error::ErrorKind::HttpResponse { status, .. } = core.kind()
+        {
+            return Some(u16::from(*status));
+        }
+        cause = e.source();
+    }
+    None
+}
+
 #[cfg(test)]
 #[path = "error_tests.rs"]
 mod tests;

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod bus;
 pub mod error;
 pub mod identity;
+pub mod tenants;
 #[cfg(test)]
 mod test_support;
 

@@ -77,6 +77,88 @@ pub fn parse(text: &str, allowed: &policy::Policy) -> Result<Vec<Target>, String
     Ok(targets)
 }
 
+/// How galleon reaches targets in other tenants: a multi-tenant app registration (`GALLEON_CROSS_TENANT_CLIENT_ID`)
+/// that trusts galleon's managed identity through a federated credential, galleon's own tenant
+/// (`GALLEON_TENANT_ID`), and which subscription is in which other tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossTenant {
+    pub client_id: String,
+    pub home_tenant: String,
+    /// (subscription, tenant) of every target in another tenant, lower case.
+    pub subscriptions: Vec<(String, String)>,
+}
+
+impl CrossTenant {
+    /// The other tenant `subscription` is in, when it is one of the targets'.
+    pub fn tenant_of(&self, subscription: &str) -> Option<&str> {
+        self.subscriptions
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(subscription))
+            .map(|(_, t)| t.as_str())
+    }
+}
+
+/// Decides how targets in other tenants are reached (`None`: every target is in galleon's tenant). `Err`
+/// names the setting that is missing or wrong, and why.
+pub fn cross_tenant(
+    targets: &[Target],
+    client_id: Option<&str>,
+    home_tenant: Option<&str>,
+) -> Result<Option<CrossTenant>, (&'static str, String)> {
+    let guid = |setting: &'static str, v: Option<&str>| match v.map(str::trim) {
+        Some(v) if uuid::Uuid::parse_str(v).is_err() => {
+            Err((setting, format!("'{v}' is not a GUID")))
+        }
+        v => Ok(v.map(str::to_ascii_lowercase)),
+    };
+    let client_id = guid("GALLEON_CROSS_TENANT_CLIENT_ID", client_id)?;
+    let home = guid("GALLEON_TENANT_ID", home_tenant)?;
+    let foreign: Vec<&Target> = targets
+        .iter()
+        .filter(|t| {
+            t.tenant_id
+                .as_deref()
+                .is_some_and(|id| home.as_deref() != Some(id.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    let Some(first) = foreign.first() else {
+        return Ok(None);
+    };
+    let Some(home_tenant) = home else {
+        return Err((
+            "GALLEON_TENANT_ID",
+            format!(
+                "target {} is in tenant {}: name galleon's own tenant (the directory id of its managed identity) so the source's tenant can go in the auxiliary token",
+                first.name(),
+                first.tenant_id.as_deref().unwrap_or_default()
+            ),
+        ));
+    };
+    let Some(client_id) = client_id else {
+        return Err((
+            "GALLEON_CROSS_TENANT_CLIENT_ID",
+            format!(
+                "target {} is in another tenant ({}): name the multi-tenant app registration that reaches it (docs/cross-tenant.md)",
+                first.name(),
+                first.tenant_id.as_deref().unwrap_or_default()
+            ),
+        ));
+    };
+    Ok(Some(CrossTenant {
+        client_id,
+        home_tenant,
+        subscriptions: foreign
+            .iter()
+            .map(|t| {
+                (
+                    t.subscription_id.to_ascii_lowercase(),
+                    t.tenant_id.clone().unwrap_or_default().to_ascii_lowercase(),
+                )
+            })
+            .collect(),
+    }))
+}
+
 /// The plan of the target's copy: the same definition name, version and image, in the target's gallery
 /// and regions.
 pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> Plan {
@@ -168,6 +250,66 @@ mod tests {
             (r#"{"targets": []}"#, "not a list"),
         ] {
             assert!(parse(text, &p).is_err_and(|e| e.contains(want)), "{text}");
+        }
+    }
+
+    #[test]
+    fn targets_in_other_tenants_need_the_app_and_the_home_tenant() {
+        const HOME: &str = "5f1c3e2a-7b4d-4c8e-9a61-0d2b9e4f7a10";
+        const OTHER: &str = "99999999-2222-3333-4444-555555555555";
+        const APP: &str = "3c9a7e21-5b4d-4f6a-9e08-1d2c3b4a5f60";
+        let target = |tenant: Option<&str>| Target {
+            subscription_id: "11111111-2222-3333-4444-555555555555".into(),
+            resource_group: "rg-team".into(),
+            gallery: "shared".into(),
+            tenant_id: tenant.map(Into::into),
+            regions: Vec::new(),
+        };
+        // No other tenant: nothing needed, whatever is set.
+        assert_eq!(cross_tenant(&[target(None)], None, None), Ok(None));
+        assert_eq!(
+            cross_tenant(&[target(Some(HOME))], None, Some(HOME)),
+            Ok(None)
+        );
+        // Another tenant: both settings, each named when missing or malformed.
+        let other = [target(None), target(Some(&OTHER.to_uppercase()))];
+        let cross = cross_tenant(&other, Some(APP), Some(HOME))
+            .expect("valid")
+            .expect("cross-tenant");
+        assert_eq!(cross.client_id, APP);
+        assert_eq!(cross.home_tenant, HOME);
+        assert_eq!(
+            cross.tenant_of("11111111-2222-3333-4444-555555555555"),
+            Some(OTHER)
+        );
+        assert_eq!(
+            cross.tenant_of("22222222-2222-3333-4444-555555555555"),
+            None
+        );
+        for (client, home, setting, says) in [
+            (Some(APP), None, "GALLEON_TENANT_ID", "galleon's own tenant"),
+            (
+                None,
+                Some(HOME),
+                "GALLEON_CROSS_TENANT_CLIENT_ID",
+                "multi-tenant app",
+            ),
+            (
+                Some("app"),
+                Some(HOME),
+                "GALLEON_CROSS_TENANT_CLIENT_ID",
+                "not a GUID",
+            ),
+            (
+                Some(APP),
+                Some("contoso"),
+                "GALLEON_TENANT_ID",
+                "not a GUID",
+            ),
+        ] {
+            let e = cross_tenant(&other, client, home).expect_err("refused");
+            assert_eq!(e.0, setting);
+            assert!(e.1.contains(says), "{e:?}");
         }
     }
 }
