@@ -189,6 +189,7 @@ async fn a_target_in_another_tenant_is_reached_with_the_apps_tokens_and_an_auxil
             ("GALLEON_DISTRIBUTION", targets.as_str()),
             ("GALLEON_CROSS_TENANT_CLIENT_ID", APP),
             ("GALLEON_TENANT_ID", home),
+            ("GALLEON_RETENTION", r#"{"default": {"keep": 5}}"#),
         ],
         false,
         |o| {
@@ -228,21 +229,37 @@ async fn a_target_in_another_tenant_is_reached_with_the_apps_tokens_and_an_auxil
         .unwrap_or_else(|| panic!("the partner's copy is ready: {failed:#?}"));
     let copy_id = copy["data"]["versionId"].as_str().unwrap_or_default();
     assert!(copy_id.contains(PARTNER), "{copy_id}");
+    // The lifecycle timer ages copies where they were made too: it lists the target galleries' image
+    // definitions (the stranger's cannot be read, which does not stop the others).
+    s.cloud
+        .host
+        .fire_timer("ScheduleLifecycle")
+        .await
+        .expect("the timer fires");
+    let listed = |log: &serde_json::Value, sub: &str, kind: &str| {
+        log["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == kind && e["path"].as_str().is_some_and(|p| p.contains(sub)))
+            .count()
+    };
+    let mut log = serde_json::Value::Null;
+    for _ in 0..30 {
+        log = request_log(&s).await;
+        if listed(&log, PARTNER, "GalleryImageVersions_ListByGalleryImage") > 1
+            && listed(&log, DEFAULT, "GalleryImageVersions_ListByGalleryImage") > 1
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        listed(&log, PARTNER, "GalleryImages_ListByGallery") > 0
+            && listed(&log, PARTNER, "GalleryImageVersions_ListByGalleryImage") > 1,
+        "the partner's gallery is aged by the timer: {log}"
+    );
     // Azure's log of the copy's write: the partner tenant's token, galleon's tenant's as the auxiliary.
-    let log = s
-        .cloud
-        .client()
-        .expect("client")
-        .get(format!(
-            "{}/_devcloud/requests?limit=5000",
-            s.cloud.arm.base_url
-        ))
-        .send()
-        .await
-        .expect("request log")
-        .json::<serde_json::Value>()
-        .await
-        .expect("json");
     let writes: Vec<&serde_json::Value> = log["entries"]
         .as_array()
         .expect("entries")
@@ -282,4 +299,21 @@ async fn a_target_in_another_tenant_is_reached_with_the_apps_tokens_and_an_auxil
     );
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
+}
+
+/// The local Resource Manager's request log.
+async fn request_log(s: &Scenario) -> serde_json::Value {
+    s.cloud
+        .client()
+        .expect("client")
+        .get(format!(
+            "{}/_devcloud/requests?limit=5000",
+            s.cloud.arm.base_url
+        ))
+        .send()
+        .await
+        .expect("request log")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json")
 }

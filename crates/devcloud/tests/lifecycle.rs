@@ -288,3 +288,80 @@ async fn sources_are_deleted_only_after_image_ready_and_rejected_blobs_stay() {
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_protected_version_is_said_once_and_a_refused_delete_is_announced_not_retried_in_a_loop()
+{
+    let s = start(&[(
+        "GALLEON_RETENTION",
+        r#"{"default": {"keep": 1, "graceDays": 0}}"#,
+    )])
+    .await;
+    // The first delete Azure is asked for is refused, as when a lock or a policy forbids it.
+    s.fault(json!({"kind": "GalleryImageVersions_Delete", "count": 1,
+        "action": {"type": "error", "status": 409, "code": "ScopeLocked",
+            "message": "The scope cannot perform delete operation because following scope(s) are locked: '/subscriptions/…/resourceGroups/rg-images'."}}))
+        .await;
+    // 1.0.1 is protected by its publisher until 2099.
+    s.publish_version(
+        1,
+        json!({"endOfLifeDate": "2099-01-01T00:00:00Z", "safetyProfile": {"blockDeletionBeforeEndOfLife": true}}),
+    )
+    .await;
+    s.publish_version(2, json!({})).await;
+    s.publish_version(3, json!({})).await;
+    // 1.0.1: excluded, then blocked. 1.0.2: excluded, end of life, refused, deleted.
+    s.run_lifecycle(6).await;
+    // More runs say nothing more: the block was said once, the delete is done.
+    for _ in 0..3 {
+        s.cloud
+            .host
+            .fire_timer("ScheduleLifecycle")
+            .await
+            .expect("the timer fires");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let facts = s.lifecycle();
+    let steps = |version: &str| -> Vec<String> {
+        facts
+            .iter()
+            .filter(|(v, _, _)| v == version)
+            .map(|(_, s, _)| s.clone())
+            .collect()
+    };
+    assert_eq!(
+        steps("1.0.1"),
+        ["excludeFromLatest", "deletionBlocked"],
+        "{facts:#?}"
+    );
+    assert_eq!(
+        steps("1.0.2"),
+        [
+            "excludeFromLatest",
+            "endOfLife",
+            "deletionBlocked",
+            "delete"
+        ],
+        "{facts:#?}"
+    );
+    assert!(steps("1.0.3").is_empty(), "the newest is never touched");
+    let refused = s
+        .receiver
+        .received
+        .of_type("io.galleon.image.version.lifecycle.v1")
+        .into_iter()
+        .find(|e| e["data"]["version"] == "1.0.2" && e["data"]["step"] == "deletionBlocked")
+        .expect("the refusal is announced");
+    assert_eq!(refused["data"]["error"]["code"], "ScopeLocked", "{refused}");
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.step.failed.v1")
+            .is_empty(),
+        "a refused retention step is a fact, not a failed run"
+    );
+    let protected = s.arm_get(&format!("{}/versions/1.0.1", definition())).await;
+    assert_eq!(protected["_status"], 200, "{protected}");
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}

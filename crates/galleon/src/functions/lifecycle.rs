@@ -213,12 +213,19 @@ async fn retain(
                 Err(e) => return Err(e.into()),
             }
         }
-        tracing::info!(version = %version.id, step = ?fact_step, dry_run, why = %why, "retention");
         let eol = match step {
             Step::EndOfLife => Some(now),
             Step::DeletionBlocked => version.end_of_life,
             _ => None,
         };
+        if fact_step == LifecycleStep::DeletionBlocked
+            && !dry_run
+            && !first_word_of_block(ctx, cause, &version.id, eol, error.as_ref()).await
+        {
+            tracing::debug!(version = %version.id, "its deletion is still blocked; said before");
+            continue;
+        }
+        tracing::info!(version = %version.id, step = ?fact_step, dry_run, why = %why, "retention");
         emits.push(told(
             ctx,
             cause,
@@ -234,4 +241,50 @@ async fn retain(
         )?);
     }
     Ok(emits)
+}
+
+/// What was last said about a version whose deletion is blocked.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockSaid {
+    cause_id: String,
+    end_of_life_date: Option<chrono::DateTime<Utc>>,
+    code: Option<String>,
+}
+
+/// Whether to announce that `version_id`'s deletion is blocked: once, and again only when what blocks it
+/// changes (its end of life, or Azure's reason), not every run. The run that said it says it again on a
+/// retry (the same fact). When the note cannot be read or written, it is said (twice beats never).
+async fn first_word_of_block(
+    ctx: &Ctx,
+    cause: &Cause,
+    version_id: &str,
+    eol: Option<chrono::DateTime<Utc>>,
+    error: Option<&crate::events::ErrorDetail>,
+) -> bool {
+    let name = format!(
+        "lifecycle/blocked/{}.json",
+        uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            version_id.to_ascii_lowercase().as_bytes()
+        )
+    );
+    let now = BlockSaid {
+        cause_id: cause.id.clone(),
+        end_of_life_date: eol,
+        code: error.map(|e| e.code.clone()),
+    };
+    if let Ok(Some(bytes)) = ctx.ledger.read_note(&name).await
+        && let Ok(said) = serde_json::from_slice::<BlockSaid>(&bytes)
+        && said.cause_id != now.cause_id
+        && said.end_of_life_date == now.end_of_life_date
+        && said.code == now.code
+    {
+        return false;
+    }
+    let body = bytes::Bytes::from(serde_json::to_vec(&now).unwrap_or_default());
+    if let Err(e) = ctx.ledger.write_note(&name, body).await {
+        tracing::warn!(error = %crate::error_chain(&e), "could not note that a blocked deletion was announced; it will be again");
+    }
+    true
 }

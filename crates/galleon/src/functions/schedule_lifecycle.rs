@@ -1,6 +1,6 @@
 //! ScheduleLifecycle: the lifecycle timer (NCRONTAB from `GALLEON_LIFECYCLE_SCHEDULE`) asks ApplyLifecycle
-//! to apply the retention policy of every image definition in the default gallery that has one, so
-//! versions age out even when nothing new is published.
+//! to apply the retention policy of every image definition that has one, in the default gallery and in
+//! every distribution target's, so versions age out even when nothing new is published.
 
 use std::sync::Arc;
 
@@ -28,41 +28,47 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         tracing::info!("the lifecycle timer fired, but GALLEON_RETENTION names no policy");
         return Ok(Output::default());
     }
+    // The default gallery, and every distribution target's: copies age out where they were made.
     let p = &ctx.config.policy;
-    let gallery = ids::gallery(&p.subscription_id, &p.resource_group, &p.gallery);
-    let mut names: Vec<String> = retention.definitions.keys().cloned().collect();
-    if retention.default.is_some() {
-        // Every definition of the default gallery (one paged read).
-        let listed = ctx
-            .arm
-            .list(&format!("{gallery}/images"), arm::GALLERY_API, &[], 50)
-            .await
-            .map_err(Failure::new)?;
-        for name in listed
-            .iter()
-            .filter_map(|d| d.get("name").and_then(Value::as_str))
-        {
-            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                names.push(name.to_owned());
-            }
-        }
-    }
+    let mut galleries = vec![(
+        p.subscription_id.clone(),
+        p.resource_group.clone(),
+        p.gallery.clone(),
+    )];
+    galleries.extend(ctx.config.distribution.iter().map(|t| {
+        (
+            t.subscription_id.clone(),
+            t.resource_group.clone(),
+            t.gallery.clone(),
+        )
+    }));
     let mut emits = Vec::new();
-    for name in names {
-        let definition =
-            ids::image_definition(&p.subscription_id, &p.resource_group, &p.gallery, &name);
-        let root = format!("lifecycle:{}:{definition}", invocation.invocation_id);
-        let cause = Cause::root(&root, Some(crate::events::new_traceparent(&root)));
-        let data = LifecycleRequested {
-            image_definition_id: definition,
-            reason: "schedule".into(),
-            requested_at: invocation.host_time.unwrap_or_else(Utc::now),
+    for (n, (sub, rg, gallery)) in galleries.iter().enumerate() {
+        let names = match definitions_with_policy(&ctx, sub, rg, gallery).await {
+            Ok(names) => names,
+            // The default gallery unreadable fails the run (the host logs it, the next tick retries).
+            Err(e) if n == 0 => return Err(Failure::new(e)),
+            // A target's gallery unreadable (its tenant's consent withdrawn, say) does not stop the rest.
+            Err(e) => {
+                tracing::warn!(gallery = %ids::gallery(sub, rg, gallery), error = %crate::error_chain(&e), "the lifecycle timer cannot list a target gallery's image definitions; its versions are not aged this run");
+                continue;
+            }
         };
-        let subject = format!("galleries/{}/images/{name}", p.gallery);
-        emits.push(Emit::now(
-            ctx.fact(&cause, &subject, "", &data)
-                .map_err(|e| Failure::new(format!("{e:?}")))?,
-        ));
+        for name in names {
+            let definition = ids::image_definition(sub, rg, gallery, &name);
+            let root = format!("lifecycle:{}:{definition}", invocation.invocation_id);
+            let cause = Cause::root(&root, Some(crate::events::new_traceparent(&root)));
+            let data = LifecycleRequested {
+                image_definition_id: definition,
+                reason: "schedule".into(),
+                requested_at: invocation.host_time.unwrap_or_else(Utc::now),
+            };
+            let subject = format!("galleries/{gallery}/images/{name}");
+            emits.push(Emit::now(
+                ctx.fact(&cause, &subject, "", &data)
+                    .map_err(|e| Failure::new(format!("{e:?}")))?,
+            ));
+        }
     }
     tracing::info!(
         definitions = emits.len(),
@@ -70,4 +76,29 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
     );
     step::send(&ctx, &emits).await?;
     Ok(Output::default())
+}
+
+/// The image definitions of a gallery that a retention policy names or covers (one paged read). A
+/// definition named in the policy but not made yet has nothing to age.
+async fn definitions_with_policy(
+    ctx: &Ctx,
+    sub: &str,
+    rg: &str,
+    gallery: &str,
+) -> Result<Vec<String>, crate::azure::AzureError> {
+    let listed = ctx
+        .arm
+        .list(
+            &format!("{}/images", ids::gallery(sub, rg, gallery)),
+            arm::GALLERY_API,
+            &[],
+            50,
+        )
+        .await?;
+    Ok(listed
+        .iter()
+        .filter_map(|d| d.get("name").and_then(Value::as_str))
+        .filter(|name| ctx.config.retention.for_definition(name).is_some())
+        .map(str::to_owned)
+        .collect())
 }
