@@ -317,3 +317,46 @@ async fn request_log(s: &Scenario) -> serde_json::Value {
         .await
         .expect("json")
 }
+
+#[tokio::test]
+async fn the_gallery_is_published_as_a_community_gallery_and_it_is_announced() {
+    let sharing = json!([{"community": {
+        "publisherUri": "https://images.contoso.example",
+        "publisherContact": "images@contoso.example",
+        "eula": "https://images.contoso.example/eula",
+        "publicNamePrefix": "contoso"
+    }}])
+    .to_string();
+    let s = start(&[("GALLEON_SHARING", sharing.as_str())]).await;
+    s.publish(
+        "community",
+        "fixed",
+        "8M",
+        json!({"version": "6.0.0", "targetRegions": [{"name": "westeurope"}]}),
+    )
+    .await;
+    s.wait_for("io.galleon.image.ready.v1", 120).await;
+    let shared = s.wait_for("io.galleon.gallery.shared.v1", 60).await;
+    let d = &shared["data"];
+    assert_eq!(d["operationType"], "EnableCommunity", "{d}");
+    assert_eq!(d["community"], true, "{d}");
+    // What Azure shows now: a community gallery with the publisher's details.
+    let mut gallery = json!(null);
+    for _ in 0..40 {
+        gallery = s.arm_get(d["galleryId"].as_str().unwrap_or_default()).await;
+        if gallery["properties"]["sharingProfile"]["communityGalleryInfo"]["communityGalleryEnabled"]
+            == true
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let profile = &gallery["properties"]["sharingProfile"];
+    assert_eq!(profile["permissions"], "Community", "{gallery}");
+    let info = &profile["communityGalleryInfo"];
+    assert_eq!(info["communityGalleryEnabled"], true, "{gallery}");
+    assert_eq!(info["publisherUri"], "https://images.contoso.example");
+    assert_eq!(info["publicNamePrefix"], "contoso");
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
