@@ -463,6 +463,63 @@ async fn every_message_delivered_twice_changes_nothing() {
         version["properties"]["replicationStatus"]["aggregatedState"],
         "Completed"
     );
+    // The run's journal holds each of its facts once, in the order they were sent, and today's index
+    // names the run once.
+    let run = ready["correlationid"].as_str().unwrap_or_default();
+    let storage = s.cloud.storage().expect("storage");
+    let journal = storage
+        .download("galleon-state", &format!("journal/{run}.jsonl"))
+        .await
+        .expect("read")
+        .expect("the run has a journal");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&journal)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let ids: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fact"]["id"].as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "a fact written twice: {ids:?}");
+    let types: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fact"]["type"].as_str())
+        .collect();
+    assert_eq!(
+        types.first(),
+        Some(&"io.galleon.vhd.accepted.v1"),
+        "{types:?}"
+    );
+    assert_eq!(
+        types.last(),
+        Some(&"io.galleon.image.ready.v1"),
+        "{types:?}"
+    );
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| **t == "io.galleon.image.replica.ready.v1")
+            .count(),
+        3,
+        "{types:?}"
+    );
+    assert!(
+        !types.contains(&"io.galleon.operation.followup.v1"),
+        "looks are not the run's story: {types:?}"
+    );
+    let day = chrono::Utc::now().date_naive();
+    let index = storage
+        .download("galleon-state", &format!("journal/index/{day}.jsonl"))
+        .await
+        .expect("read")
+        .expect("today's index");
+    assert_eq!(
+        String::from_utf8_lossy(&index).matches(run).count(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&index)
+    );
     s.stop().await;
 }
 

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod events;
 pub mod functions;
 pub mod host;
+pub mod journal;
 pub mod known;
 pub mod ledger;
 pub mod pace;

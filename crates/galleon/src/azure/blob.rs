@@ -297,6 +297,57 @@ impl Blobs {
         }
     }
 
+    /// Creates an empty append blob unless one is there: `Ok(true)` when this call made it.
+    pub async fn create_append_if_absent(&self, url: &str) -> Result<bool, AzureError> {
+        let options = azure_storage_blob::models::AppendBlobClientCreateOptions {
+            blob_content_type: Some("application/x-ndjson".into()),
+            if_none_match: Some(Etag::from("*".to_owned())),
+            ..Default::default()
+        };
+        match self
+            .client(url)?
+            .append_blob_client()
+            .create(Some(options))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.http_status(),
+                    Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.sdk_error(e)),
+        }
+    }
+
+    /// Appends `block` to an append blob only at `position` (its length as last read): `Ok(false)` when
+    /// the blob grew since (another writer came first), so nothing is appended twice out of order.
+    pub async fn append_at(
+        &self,
+        url: &str,
+        block: Bytes,
+        position: u64,
+    ) -> Result<bool, AzureError> {
+        let length = block.len() as u64;
+        let options = azure_storage_blob::models::AppendBlobClientAppendBlockOptions {
+            append_position: Some(i64::try_from(position).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        match self
+            .client(url)?
+            .append_blob_client()
+            .append_block(block.into(), length, Some(options))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => Ok(false),
+            Err(e) => Err(self.sdk_error(e)),
+        }
+    }
+
     /// Deletes a blob only while it is the version that was read (`e_tag`), with its snapshots. `Ok(true)`
     /// when it is gone (or was already), `Ok(false)` when it changed since: then it stays.
     pub async fn delete_if_unchanged(&self, url: &str, e_tag: &str) -> Result<bool, AzureError> {

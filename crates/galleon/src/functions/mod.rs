@@ -72,6 +72,7 @@ pub fn context(config: Config, tokens: Tokens) -> Result<Arc<Ctx>, SetupError> {
     Ok(Arc::new(Ctx {
         arm: Arm::new(http.clone(), arm_endpoint, tokens),
         ledger: crate::ledger::Ledger::new(blobs.clone(), &config.state_container_url),
+        journal: crate::journal::Journal::new(blobs.clone(), &config.state_container_url),
         known: crate::known::Known::new(config.known_for),
         pace: crate::pace::Pace::new(
             config.arm_reads,

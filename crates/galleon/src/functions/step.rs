@@ -27,6 +27,8 @@ pub struct Ctx {
     pub blobs: Blobs,
     pub bus: Bus,
     pub ledger: Ledger,
+    /// Every run's facts, for status and timelines.
+    pub journal: crate::journal::Journal,
     /// Galleries and definitions this instance saw exist recently.
     pub known: crate::known::Known,
     /// The pace of ARM calls per subscription, shared by the instances.
@@ -513,6 +515,14 @@ pub async fn send(ctx: &Ctx, emits: &[Emit]) -> Result<(), Failure> {
             .await
             .map_err(Failure::new)?;
         tracing::info!(fact_type = emit.fact.cloud_event_type(), fact_id = emit.fact.id(), subject = emit.fact.subject().unwrap_or(""), scheduled = ?emit.at, "fact sent");
+        // The run's journal (looks at an operation are the chain's own business, not the run's story).
+        if emit.fact.fact_type() != Some(FactType::FollowUp)
+            && let Some(run) = emit.fact.correlation_id()
+            && let Err(e) = ctx.journal.append(&run, &emit.fact, emit.at).await
+        {
+            // The fact is out; only the run's journal misses it.
+            tracing::warn!(error = %crate::error_chain(&e), run, fact_id = emit.fact.id(), "could not write the fact to the run's journal");
+        }
         if is_terminal(&emit.fact)
             && let Some(run) = emit.fact.correlation_id()
         {
