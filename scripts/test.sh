@@ -13,4 +13,4 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== release build of the handler" >&2
 cargo build --release -p galleon
 echo "== tests" >&2
-GALLEON_BIN="$root/target/release/galleon" cargo test --workspace --no-fail-fast -- --test-threads=2
+GALLEON_BIN="$root/target/release/galleon-handler" cargo test --workspace --no-fail-fast -- --test-threads=2

@@ -77,7 +77,7 @@ async fn wait_ready(
 async fn main() {
     let galleon = std::env::var_os("GALLEON_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/release/galleon"));
+        .unwrap_or_else(|| repo_root().join("target/release/galleon-handler"));
     if !galleon.is_file() {
         eprintln!(
             "build galleon first: cargo build --release -p galleon ({} is missing)",

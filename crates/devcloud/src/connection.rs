@@ -62,6 +62,9 @@ pub struct Connection {
     pub event_grid_topic_key: String,
     /// The Functions host (admin under `/_devcloud/host/`).
     pub functions_host: String,
+    /// Its host key, for the `authLevel: function` endpoints (`/api/runs`; the `galleon` tool).
+    #[serde(default)]
+    pub functions_key: String,
     /// The container `devcloud up` watches for uploads.
     pub images_container: String,
     /// The process serving all this.
@@ -109,13 +112,16 @@ impl Connection {
                 self.event_grid_topic_key.clone(),
             ),
             ("DEVCLOUD_FUNCTIONS_HOST", self.functions_host.clone()),
+            // What the `galleon` tool reads to reach a deployed app; here, the local one.
+            ("GALLEON_URL", self.functions_host.clone()),
+            ("GALLEON_FUNCTIONS_KEY", self.functions_key.clone()),
         ]
     }
 
     fn env_file(&self) -> String {
         let mut out = String::from(
             "# galleon's local cloud (devcloud up): load with  set -a; . ./.devcloud/connection.env; set +a\n\
-             # Holds the identity header and the topic key: keep it to yourself (mode 0600).\n",
+             # Holds the identity header, the topic key and the functions key: keep it to yourself (mode 0600).\n",
         );
         for (name, value) in self.env_lines() {
             out.push_str(&format!(
@@ -228,6 +234,7 @@ mod tests {
                 .into(),
             event_grid_topic_key: "key".into(),
             functions_host: "http://127.0.0.1:7071".into(),
+            functions_key: "host-key".into(),
             images_container: "images".into(),
             pid: 1,
         }

@@ -166,6 +166,9 @@ pub struct Cloud {
     /// storage events), the endpoint every client uses.
     pub blob_endpoint: String,
     pub topic_key: String,
+    /// The Functions host's key (random per start): `authLevel: function` endpoints such as `/api/runs`
+    /// answer 401 without it, as in Azure.
+    pub functions_key: String,
 }
 
 /// The resource groups (subscription, name) galleon's settings name: its own, those of the allowed
@@ -363,6 +366,7 @@ impl Cloud {
                 .ensure_resource_group(&subscription, &group, Some(&location));
         }
 
+        let functions_key = uuid::Uuid::new_v4().simple().to_string();
         let host = devcloud_host::Host::load(&options.app_root, settings.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("loading the function app")?
@@ -371,6 +375,7 @@ impl Cloud {
                 ca_cert_pem: Some(tls.ca_pem.clone()),
                 receive_timeout_secs: 1,
                 redeliver_every_message_once: options.deliver_everything_twice,
+                host_keys: vec![functions_key.clone()],
                 ..devcloud_host::HostConfig::default()
             })
             .await
@@ -389,6 +394,7 @@ impl Cloud {
             settings,
             blob_endpoint,
             topic_key,
+            functions_key,
         })
     }
 
@@ -438,6 +444,7 @@ impl Cloud {
             ),
             event_grid_topic_key: self.topic_key.clone(),
             functions_host: format!("http://{}", self.host.http_addr),
+            functions_key: self.functions_key.clone(),
             images_container: IMAGES_CONTAINER.to_owned(),
             pid: std::process::id(),
         }

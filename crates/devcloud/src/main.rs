@@ -50,7 +50,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct GalleonArg {
-    /// The galleon executable the Functions host runs. Default: $GALLEON_BIN, else `galleon` next to
+    /// The galleon handler the Functions host runs. Default: $GALLEON_BIN, else `galleon-handler` next to
     /// devcloud.
     #[arg(long, value_name = "FILE")]
     pub galleon: Option<PathBuf>,

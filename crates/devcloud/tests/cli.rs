@@ -25,7 +25,7 @@ fn repo_root() -> PathBuf {
 fn galleon_bin() -> PathBuf {
     let bin = std::env::var_os("GALLEON_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/debug/galleon"));
+        .unwrap_or_else(|| repo_root().join("target/debug/galleon-handler"));
     assert!(
         bin.is_file(),
         "{} is missing: cargo build -p galleon",

@@ -68,7 +68,7 @@ async fn forty_vhds_times_five_regions_all_get_ready_under_throttling() {
 
 /// Runs `devcloud scale` with `args` (a small run on a cloud of its own) and the galleon under test.
 fn devcloud_scale(args: &[&str]) -> std::process::Output {
-    let galleon = common::galleon_dir().join("galleon");
+    let galleon = common::galleon_dir().join("galleon-handler");
     std::process::Command::new(env!("CARGO_BIN_EXE_devcloud"))
         .args([
             "scale",

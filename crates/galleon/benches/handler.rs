@@ -20,7 +20,7 @@ fn free_port() -> u16 {
 }
 
 fn spawn(port: u16) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_galleon"))
+    Command::new(env!("CARGO_BIN_EXE_galleon-handler"))
         .env_clear()
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("RUST_LOG", "warn")
@@ -99,7 +99,7 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     println!(
         "galleon handler benchmark ({})",
-        env!("CARGO_BIN_EXE_galleon")
+        env!("CARGO_BIN_EXE_galleon-handler")
     );
 
     // Cold start.

@@ -18,7 +18,7 @@ use tokio::{
 fn binary() -> PathBuf {
     std::env::var_os("GALLEON_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_galleon")))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_galleon-handler")))
 }
 
 fn free_port() -> u16 {

@@ -71,7 +71,7 @@ impl Paths {
     }
 }
 
-/// The directory of the galleon executable (put on the host's PATH, as host.json names `galleon`).
+/// The directory of the galleon handler (put on the host's PATH, as host.json names `galleon-handler`).
 fn galleon_dir(arg: &GalleonArg) -> Result<PathBuf> {
     let bin = match (&arg.galleon, std::env::var_os("GALLEON_BIN")) {
         (Some(path), _) => path.clone(),
@@ -79,17 +79,17 @@ fn galleon_dir(arg: &GalleonArg) -> Result<PathBuf> {
         (None, None) => std::env::current_exe()?
             .parent()
             .context("locating devcloud's own directory")?
-            .join("galleon"),
+            .join("galleon-handler"),
     };
     if !bin.is_file() {
         bail!(
-            "no galleon executable at {}; build it (cargo build --release -p galleon -p devcloud) or pass --galleon",
+            "no galleon handler at {}; build it (cargo build --release -p galleon -p devcloud) or pass --galleon",
             bin.display()
         );
     }
-    if bin.file_name().and_then(|n| n.to_str()) != Some("galleon") {
+    if bin.file_name().and_then(|n| n.to_str()) != Some("galleon-handler") {
         bail!(
-            "{}: host.json runs an executable named `galleon`",
+            "{}: host.json runs an executable named `galleon-handler`",
             bin.display()
         );
     }

@@ -20,7 +20,7 @@ pub fn repo_root() -> PathBuf {
 pub fn galleon_dir() -> PathBuf {
     let bin = std::env::var_os("GALLEON_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/debug/galleon"));
+        .unwrap_or_else(|| repo_root().join("target/debug/galleon-handler"));
     assert!(
         bin.is_file(),
         "{} is missing: cargo build -p galleon",

@@ -356,7 +356,7 @@ fn run(args: &Args) -> Result<(), String> {
     let galleon_bin = args
         .galleon
         .clone()
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_galleon").to_owned());
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_galleon-handler").to_owned());
     let mut galleon_env = vec![
         ("GALLEON_INSTANCE", "bench"),
         (

@@ -12,4 +12,5 @@ pub mod pace;
 pub mod policy;
 pub mod replication;
 pub mod retention;
+pub mod runs;
 pub mod sharing;

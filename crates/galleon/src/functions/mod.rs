@@ -18,6 +18,7 @@ pub mod pinned;
 pub mod publish_version;
 pub mod replicate_version;
 pub mod request_build;
+pub mod runs;
 pub mod schedule_builds;
 pub mod schedule_lifecycle;
 pub mod share_gallery;
@@ -117,8 +118,16 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c12 = ctx.clone();
     let c13 = ctx.clone();
     let c14 = ctx.clone();
-    let c15 = ctx;
+    let c15 = ctx.clone();
+    let c16 = ctx;
     App::new()
+        .function(
+            runs::NAME,
+            TriggerKind::Http,
+            runs::TRIGGER,
+            &[runs::OUTPUT],
+            move |inv| runs::run(inv, c16.clone()),
+        )
         .function(
             announce::NAME,
             TriggerKind::ServiceBus,

@@ -1,0 +1,235 @@
+//! The operator's seat on the local cloud: the Runs control (function-key auth as the Functions host
+//! checks it) read from the run journal, and the real `galleon` tool over it: status with each region's
+//! replica and a rejection's advice, a run's timeline, JSON for scripts, and exit codes with cause and fix.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The `galleon` tool: `GALLEON_CLI`, or the workspace's debug build.
+fn cli() -> PathBuf {
+    let bin = std::env::var_os("GALLEON_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/galleon"));
+    assert!(
+        bin.is_file(),
+        "{} is missing: cargo build -p galleon-cli",
+        bin.display()
+    );
+    bin
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn galleon(args: &[&str], env: &[(&str, &str)], dir: Option<&std::path::Path>) -> Ran {
+    let mut command = std::process::Command::new(cli());
+    command
+        .args(args)
+        .env_remove("GALLEON_URL")
+        .env_remove("GALLEON_FUNCTIONS_KEY")
+        .envs(env.iter().copied());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let out = command.output().expect("galleon runs");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_runs_their_regions_timelines_and_advice() {
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope,northeurope")]).await;
+    s.publish("good", "fixed", "8M", json!({"version": "1.0.0"}))
+        .await;
+    let ready = s.wait_for("io.galleon.image.ready.v1", 120).await;
+    s.publish("bad", "dynamic", "8M", json!({"version": "1.0.1"}))
+        .await;
+    let rejected = s.wait_for("io.galleon.vhd.rejected.v1", 60).await;
+    let good_run = ready["correlationid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let bad_run = rejected["correlationid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let host = s.cloud.connection().functions_host;
+    let key = s.cloud.functions_key.clone();
+
+    // The control: no key or a wrong one is 401 and nothing runs; a bad query names the field; an
+    // unknown run is a 404 saying what was looked for.
+    let http = reqwest::Client::new();
+    let get = |path: String, key: Option<&str>| {
+        let mut r = http.get(format!("{host}/api/{path}"));
+        if let Some(k) = key {
+            r = r.header("x-functions-key", k);
+        }
+        r.send()
+    };
+    let invocations = s.cloud.host.invocations().len();
+    assert_eq!(
+        get("runs".into(), None).await.expect("answer").status(),
+        401
+    );
+    assert_eq!(
+        get("runs".into(), Some("wrong"))
+            .await
+            .expect("answer")
+            .status(),
+        401
+    );
+    assert!(
+        !s.cloud.host.invocations()[invocations..]
+            .iter()
+            .any(|i| i.function == "Runs"),
+        "a refused request reached the function"
+    );
+    let bad_query = get("runs?limit=0".into(), Some(&key))
+        .await
+        .expect("answer");
+    assert_eq!(bad_query.status(), 400);
+    let body: Value = bad_query.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("limit:")),
+        "{body}"
+    );
+    let unknown = "00000000-1111-4222-8333-444444444444";
+    let missing = get(format!("runs/{unknown}"), Some(&key))
+        .await
+        .expect("answer");
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "RunNotFound");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(unknown)),
+        "{body}"
+    );
+
+    // The tool, pointed at the app by the environment.
+    let env = [
+        ("GALLEON_URL", host.as_str()),
+        ("GALLEON_FUNCTIONS_KEY", key.as_str()),
+    ];
+    // The journal is written as each fact is sent; a subscriber may hear of the last one a moment first.
+    let mut status = galleon(&["status"], &env, None);
+    for _ in 0..40 {
+        if status.stdout.contains(&bad_run) && status.stdout.contains(&good_run) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        status = galleon(&["status"], &env, None);
+    }
+    assert_eq!(status.code, 0, "{}{}", status.stdout, status.stderr);
+    let good_line = status
+        .stdout
+        .lines()
+        .position(|l| l.starts_with(&good_run))
+        .unwrap_or_else(|| panic!("{good_run} listed:\n{}", status.stdout));
+    let lines: Vec<&str> = status.stdout.lines().collect();
+    assert!(
+        lines[good_line].contains("ready") && lines[good_line].contains("ubuntu-2404/1.0.0"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        lines[good_line + 1].contains("2/2 ready (westeurope ready, northeurope ready)"),
+        "{}",
+        status.stdout
+    );
+    let bad_line = lines
+        .iter()
+        .position(|l| l.starts_with(&bad_run))
+        .unwrap_or_else(|| panic!("{bad_run} listed:\n{}", status.stdout));
+    assert!(lines[bad_line].contains("rejected"), "{}", status.stdout);
+    assert!(
+        lines[bad_line + 2].contains("VhdIsDynamic")
+            && lines[bad_line + 3].contains("advice: Convert it"),
+        "{}",
+        status.stdout
+    );
+    // Newest first.
+    assert!(bad_line < good_line, "{}", status.stdout);
+
+    let timeline = galleon(&["timeline", &good_run], &env, None);
+    assert_eq!(timeline.code, 0, "{}", timeline.stderr);
+    let facts: Vec<&str> = timeline
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("20"))
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .collect();
+    assert_eq!(facts.first(), Some(&"vhd.accepted"), "{}", timeline.stdout);
+    assert_eq!(facts.last(), Some(&"image.ready"), "{}", timeline.stdout);
+    assert_eq!(
+        facts
+            .iter()
+            .filter(|f| **f == "image.replica.ready")
+            .count(),
+        2,
+        "{}",
+        timeline.stdout
+    );
+
+    let json_status = galleon(&["status", "--json", "--limit", "1"], &env, None);
+    let parsed: Value = serde_json::from_str(&json_status.stdout).expect("JSON for scripts");
+    assert_eq!(parsed["runs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(parsed["runs"][0]["run"], bad_run.as_str());
+
+    // Bad input: the cause and the fix, never a stack trace, and an exit code that says which.
+    let unknown_run = galleon(&["timeline", unknown], &env, None);
+    assert_eq!(unknown_run.code, 3, "{}", unknown_run.stderr);
+    assert!(
+        unknown_run.stderr.contains(unknown) && unknown_run.stderr.contains("fix:"),
+        "{}",
+        unknown_run.stderr
+    );
+    let refused = galleon(
+        &["status"],
+        &[
+            ("GALLEON_URL", host.as_str()),
+            ("GALLEON_FUNCTIONS_KEY", "wrong"),
+        ],
+        None,
+    );
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("GALLEON_FUNCTIONS_KEY"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("panicked"), "{}", refused.stderr);
+    let usage = galleon(&["timeline"], &env, None);
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+
+    // With no configuration at all, it finds the local cloud from its connection file.
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join(".devcloud")).expect("dir");
+    s.cloud
+        .connection()
+        .write(&dir.path().join(".devcloud"))
+        .expect("connection written");
+    let nested = dir.path().join("work/here");
+    std::fs::create_dir_all(&nested).expect("dir");
+    let local = galleon(&["timeline", &bad_run], &[], Some(&nested));
+    assert_eq!(local.code, 0, "{}", local.stderr);
+    assert!(local.stdout.contains("vhd.rejected"), "{}", local.stdout);
+    let nowhere = tempfile::tempdir().expect("dir");
+    let lost = galleon(&["status"], &[], Some(nowhere.path()));
+    assert_eq!(lost.code, 6, "{}", lost.stderr);
+    assert!(lost.stderr.contains("GALLEON_URL"), "{}", lost.stderr);
+    s.stop().await;
+}
