@@ -233,3 +233,160 @@ async fn operators_see_runs_their_regions_timelines_and_advice() {
     assert!(lost.stderr.contains("GALLEON_URL"), "{}", lost.stderr);
     s.stop().await;
 }
+
+const TEAM: &str = "11111111-2222-3333-4444-555555555555";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_marked_bad_is_excluded_everywhere_it_went_and_announced() {
+    let allowed = format!(
+        "{}/rg-images/golden,{TEAM}/rg-team/shared",
+        devcloud_arm::DEFAULT_SUBSCRIPTION_ID
+    );
+    let targets =
+        json!([{"subscriptionId": TEAM, "resourceGroup": "rg-team", "gallery": "shared"}])
+            .to_string();
+    let s = start(&[
+        ("GALLEON_TARGET_REGIONS", "westeurope"),
+        ("GALLEON_ALLOWED_GALLERIES", allowed.as_str()),
+        ("GALLEON_DISTRIBUTION", targets.as_str()),
+    ])
+    .await;
+    s.publish("v1", "fixed", "8M", json!({"version": "1.0.0"}))
+        .await;
+    // The source and its copy.
+    let ready = s.wait_for_n("io.galleon.image.ready.v1", 2, 120).await;
+    assert_eq!(ready.len(), 2, "{ready:#?}");
+    let ids: Vec<String> = ready
+        .iter()
+        .filter_map(|r| r["data"]["versionId"].as_str().map(str::to_owned))
+        .collect();
+    let host = s.cloud.connection().functions_host;
+    let key = s.cloud.functions_key.clone();
+    let env = [
+        ("GALLEON_URL", host.as_str()),
+        ("GALLEON_FUNCTIONS_KEY", key.as_str()),
+    ];
+
+    let bad = galleon(
+        &[
+            "mark-bad",
+            "ubuntu-2404",
+            "1.0.0",
+            "--reason",
+            "CVE-2026-41234",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(bad.code, 0, "{}{}", bad.stdout, bad.stderr);
+    for id in &ids {
+        assert!(
+            bad.stdout.contains(&format!("marked bad: {id}")),
+            "{}",
+            bad.stdout
+        );
+        let v = s.arm_get(id).await;
+        assert_eq!(v["tags"]["galleon-bad"], "true", "{v}");
+        assert!(
+            v["tags"]["galleon-run"].is_string(),
+            "its other tags stay: {v}"
+        );
+        assert_eq!(
+            v["properties"]["publishingProfile"]["excludeFromLatest"], true,
+            "{v}"
+        );
+    }
+    let marked = s.wait_for("io.galleon.image.version.marked.v1", 30).await;
+    assert_eq!(marked["data"]["mark"], "bad");
+    assert_eq!(marked["data"]["reason"], "CVE-2026-41234");
+    assert_eq!(
+        marked["data"]["versions"].as_array().map(Vec::len),
+        Some(2),
+        "{marked}"
+    );
+    // It is part of the version's own run.
+    assert_eq!(marked["correlationid"], ready[0]["correlationid"]);
+
+    // Asking again changes nothing and announces nothing.
+    let again = galleon(&["mark-bad", "ubuntu-2404", "1.0.0"], &env, None);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("already marked bad"),
+        "{}",
+        again.stdout
+    );
+
+    let pin = galleon(&["pin", "ubuntu-2404", "1.0.0", "--json"], &env, None);
+    assert_eq!(pin.code, 0, "{}", pin.stderr);
+    let answer: Value = serde_json::from_str(&pin.stdout).expect("JSON");
+    assert_eq!(
+        answer["marked"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    assert_eq!(s.arm_get(&ids[0]).await["tags"]["galleon-pin"], "true");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        distinct(
+            &s.receiver
+                .received
+                .of_type("io.galleon.image.version.marked.v1")
+        )
+        .len(),
+        2,
+        "one announcement per change"
+    );
+
+    // Bad input: an unknown version, a bad name, a version galleon did not publish.
+    let unknown = galleon(&["mark-bad", "ubuntu-2404", "9.9.9"], &env, None);
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(
+        unknown
+            .stderr
+            .contains("no version 9.9.9 of image definition ubuntu-2404"),
+        "{}",
+        unknown.stderr
+    );
+    let named = galleon(&["pin", "ubuntu-2404", "latest"], &env, None);
+    assert_eq!(named.code, 2, "{}", named.stderr);
+    assert!(named.stderr.contains("version:"), "{}", named.stderr);
+    // Someone took galleon's tags off the default gallery's version: it is not galleon's to mark.
+    let source = ids
+        .iter()
+        .find(|id| id.contains(devcloud_arm::DEFAULT_SUBSCRIPTION_ID))
+        .expect("the source");
+    let patched = s
+        .cloud
+        .client()
+        .expect("client")
+        .patch(format!(
+            "{}{source}?api-version=2025-03-03",
+            s.cloud.arm.base_url
+        ))
+        .bearer_auth(s.cloud.identity.issue("https://management.azure.com"))
+        .json(&json!({"tags": {"owner": "someone"}}))
+        .send()
+        .await
+        .expect("ARM answers");
+    assert!(
+        patched.status().is_success(),
+        "{}",
+        patched.text().await.unwrap_or_default()
+    );
+    for _ in 0..40 {
+        if s.arm_get(source).await["tags"]["galleon-run"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let foreign = galleon(&["pin", "ubuntu-2404", "1.0.0"], &env, None);
+    assert_eq!(foreign.code, 7, "{}{}", foreign.stdout, foreign.stderr);
+    assert!(
+        foreign.stderr.contains("NotPublishedByGalleon")
+            || foreign.stderr.contains("did not publish"),
+        "{}",
+        foreign.stderr
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 /// What went wrong, what to do, and the exit code that says it: 3 not found, 4 refused (key), 5 the app
-/// could not be reached or failed, 6 the local setup is incomplete. (2: bad usage, from clap.)
+/// could not be reached or failed, 6 the local setup is incomplete, 7 galleon refused the request (a
+/// version it did not publish). (2: bad usage, from clap or the app.)
 #[derive(Debug)]
 pub struct Problem {
     cause: String,
@@ -118,8 +119,17 @@ impl Client {
 
     /// GETs `path` (under the base URL) as JSON; a refusal becomes a problem with its fix.
     pub async fn get(&self, path: &str) -> Result<Value, Problem> {
-        let url = format!("{}/{path}", self.base);
-        let mut request = self.http.get(&url);
+        self.send(self.http.get(format!("{}/{path}", self.base)))
+            .await
+    }
+
+    /// POSTs `body` to `path` (under the base URL); answers as [`Client::get`].
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Problem> {
+        self.send(self.http.post(format!("{}/{path}", self.base)).json(body))
+            .await
+    }
+
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> Result<Value, Problem> {
         if let Some(key) = &self.key {
             request = request.header("x-functions-key", key);
         }
@@ -152,6 +162,11 @@ impl Client {
                 cause: said,
                 fix: "see `galleon --help`".into(),
                 code: 2,
+            }),
+            409 => Err(Problem {
+                cause: said,
+                fix: "galleon marks only the versions it published; mark others in the Azure portal".into(),
+                code: 7,
             }),
             _ => Err(Problem {
                 cause: format!("{} answered HTTP {status}: {said}", self.base),

@@ -1,7 +1,8 @@
-//! `galleon`: the operators' tool. It reads where runs stand from a galleon app's controls (`/api/runs`),
+//! `galleon`: the operators' tool. It reads where runs stand from a galleon app's controls (`/api/runs`)
+//! and marks versions bad or pinned (`/api/versions`),
 //! on the local cloud with no configuration, or on a deployed app through `GALLEON_URL` and
 //! `GALLEON_FUNCTIONS_KEY`. Human output by default, `--json` for scripts; the exit code says what
-//! happened (see `ExitCode` in `client.rs`).
+//! happened (see `Problem` in `client.rs`).
 
 mod client;
 mod render;
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use client::{Client, Problem};
 
-/// Where galleon's runs stand: recent runs with their regions, and a run's timeline.
+/// Where galleon's runs stand (recent runs with their regions, a run's timeline), and marks on versions.
 #[derive(Debug, Parser)]
 #[command(name = "galleon", version, about, long_about = None)]
 struct Cli {
@@ -37,6 +38,22 @@ enum Command {
         /// The run (the correlation id of its facts, as `status` lists it).
         run: String,
     },
+    /// Marks a version bad, with its distributed copies: excluded from `latest` everywhere, and the first
+    /// to go under retention.
+    MarkBad(Target),
+    /// Pins a version, with its distributed copies: retention never deletes it.
+    Pin(Target),
+}
+
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The image definition (as in the gallery).
+    definition: String,
+    /// The version (major.minor.patch).
+    version: String,
+    /// Why, for the announcement (at most 500 characters).
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +93,27 @@ async fn run(cli: Cli) -> Result<(), Problem> {
                 print!("{}", render::timeline(&body));
             }
         }
+        Command::MarkBad(target) => mark(&client, "bad", &target, cli.json).await?,
+        Command::Pin(target) => mark(&client, "pin", &target, cli.json).await?,
+    }
+    Ok(())
+}
+
+async fn mark(client: &Client, mark: &str, target: &Target, json: bool) -> Result<(), Problem> {
+    let path = format!(
+        "api/versions/{}/{}/{mark}",
+        client::segment(&target.definition),
+        client::segment(&target.version)
+    );
+    let body = match &target.reason {
+        Some(reason) => serde_json::json!({"reason": reason}),
+        None => serde_json::json!({}),
+    };
+    let answer = client.post(&path, &body).await?;
+    if json {
+        println!("{}", render::json(&answer));
+    } else {
+        print!("{}", render::marked(mark, &answer));
     }
     Ok(())
 }

@@ -142,6 +142,32 @@ pub fn timeline(run: &Value) -> String {
     out
 }
 
+/// What a mark changed: each version marked now, and those that had it already.
+pub fn marked(mark: &str, answer: &Value) -> String {
+    let word = if mark == "bad" {
+        "marked bad"
+    } else {
+        "pinned"
+    };
+    let list = |key: &str| -> Vec<String> {
+        answer
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut out = String::new();
+    for id in list("marked") {
+        out.push_str(&format!("{word}: {id}\n"));
+    }
+    for id in list("alreadyMarked") {
+        out.push_str(&format!("already {word}: {id}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,7 @@ fact_types! {
     DistributionRequested => "image.distribution.requested.v1", DistributionRequested;
     GalleryShared => "gallery.shared.v1", GalleryShared;
     VersionLifecycle => "image.version.lifecycle.v1", VersionLifecycle;
+    VersionMarked => "image.version.marked.v1", VersionMarked;
     FollowUp => "operation.followup.v1", FollowUp;
 }
 
@@ -101,6 +102,7 @@ impl FactType {
                 | FactType::StepFailed
                 | FactType::VersionLifecycle
                 | FactType::GalleryShared
+                | FactType::VersionMarked
         )
     }
 }

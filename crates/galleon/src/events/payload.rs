@@ -653,3 +653,30 @@ pub struct FollowUp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub then: Option<Announce>,
 }
+
+/// Which mark an operator put on a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mark {
+    /// Bad: excluded from `latest` everywhere it was published, and the first to go under retention.
+    Bad,
+    /// Pinned: retention never touches it.
+    Pin,
+}
+
+/// `image.version.marked`: an operator marked a version (and its distributed copies) bad or pinned it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionMarked {
+    pub image_definition: String,
+    pub version: String,
+    pub mark: Mark,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Every version id that carries the mark now because of this request (the default gallery's and
+    /// the copies in the distribution targets' galleries).
+    pub versions: Vec<String>,
+    /// Who asked: `operator` (the Versions control).
+    pub by: String,
+    pub at: DateTime<Utc>,
+}

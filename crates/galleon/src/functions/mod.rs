@@ -23,6 +23,7 @@ pub mod schedule_builds;
 pub mod schedule_lifecycle;
 pub mod share_gallery;
 pub mod step;
+pub mod versions;
 
 use std::sync::Arc;
 
@@ -119,7 +120,8 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c13 = ctx.clone();
     let c14 = ctx.clone();
     let c15 = ctx.clone();
-    let c16 = ctx;
+    let c16 = ctx.clone();
+    let c17 = ctx;
     App::new()
         .function(
             runs::NAME,
@@ -127,6 +129,13 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             runs::TRIGGER,
             &[runs::OUTPUT],
             move |inv| runs::run(inv, c16.clone()),
+        )
+        .function(
+            versions::NAME,
+            TriggerKind::Http,
+            versions::TRIGGER,
+            &[versions::OUTPUT],
+            move |inv| versions::run(inv, c17.clone()),
         )
         .function(
             announce::NAME,

@@ -1,0 +1,308 @@
+//! Versions: an operator marks a version bad or pins it (an HTTP function with function-key auth,
+//! `POST /api/versions/{definition}/{version}/bad|pin`, body `{"reason": "…"}` optional). The mark goes
+//! on the default gallery's version and on its copies in every distribution target's gallery, as the tags
+//! retention reads (`galleon-bad`, `galleon-pin`); a bad version is also excluded from `latest`. Only
+//! versions galleon published are marked. A change is announced as `image.version.marked`, in the
+//! version's own run; asking again changes nothing and says so.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{owned::RUN_TAG, step};
+use crate::{
+    azure::arm::{self, ids},
+    domain::{naming, retention},
+    events::{Cause, Mark, VersionMarked},
+    host::{Failure, Invocation, Output, Trigger},
+};
+
+pub const NAME: &str = "Versions";
+pub const TRIGGER: &str = "req";
+pub const OUTPUT: &str = "res";
+
+fn answer(status: u16, body: Value) -> Output {
+    Output::default().binding(
+        OUTPUT,
+        json!({"statusCode": status, "headers": {"Content-Type": "application/json; charset=utf-8"}, "body": body}),
+    )
+}
+
+fn error(status: u16, code: &str, message: String) -> Output {
+    answer(status, json!({"error": {"code": code, "message": message}}))
+}
+
+/// What an operator asked for, checked: the mark, the definition, the version, the reason.
+#[derive(Debug, PartialEq)]
+pub struct Request {
+    pub mark: Mark,
+    pub definition: String,
+    pub version: String,
+    pub reason: Option<String>,
+}
+
+/// Reads the route and body; `Err` names the field and what is wrong.
+pub fn request(params: &BTreeMap<String, String>, body: &Value) -> Result<Request, String> {
+    let param = |name: &str| params.get(name).map(String::as_str).unwrap_or("");
+    let mark = match param("mark") {
+        "bad" => Mark::Bad,
+        "pin" => Mark::Pin,
+        other => return Err(format!("mark: '{other}' is not 'bad' or 'pin'")),
+    };
+    let definition = param("definition");
+    naming::image_definition(definition)
+        .map_err(|e| format!("definition: '{definition}': {}", e.rule))?;
+    let version = param("version");
+    if version.parse::<naming::Version>().is_err() {
+        return Err(format!(
+            "version: '{version}' is not a gallery version (major.minor.patch)"
+        ));
+    }
+    // The host sends a JSON body as a value, or as text; an empty body asks for no reason.
+    let body = match body {
+        Value::String(text) if text.trim().is_empty() => Value::Null,
+        Value::String(text) => serde_json::from_str(text)
+            .map_err(|e| format!("body: not JSON ({e}); send {{\"reason\": \"…\"}} or nothing"))?,
+        other => other.clone(),
+    };
+    let reason = match body.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if r.chars().count() <= 500 => Some(r.clone()),
+        Some(Value::String(_)) => return Err("reason: longer than 500 characters".into()),
+        Some(_) => return Err("reason: must be a string".into()),
+    };
+    if !(body.is_null() || body.is_object()) {
+        return Err("body: must be a JSON object such as {\"reason\": \"…\"}".into());
+    }
+    Ok(Request {
+        mark,
+        definition: definition.to_owned(),
+        version: version.to_owned(),
+        reason,
+    })
+}
+
+/// The PATCH that puts `mark` on a version with tags `tags`, or `None` when it carries it already.
+pub fn patch_for(
+    mark: Mark,
+    tags: &serde_json::Map<String, Value>,
+    excluded: bool,
+) -> Option<Value> {
+    let tag = match mark {
+        Mark::Bad => retention::BAD_TAG,
+        Mark::Pin => retention::PIN_TAG,
+    };
+    let tagged = tags.get(tag).and_then(Value::as_str) == Some("true");
+    let exclude = mark == Mark::Bad && !excluded;
+    if tagged && !exclude {
+        return None;
+    }
+    // ARM's PATCH replaces the whole tags object: send what is there, plus the mark.
+    let mut all = tags.clone();
+    all.insert(tag.to_owned(), json!("true"));
+    let mut body = json!({"tags": all});
+    if mark == Mark::Bad {
+        body["properties"] = json!({"publishingProfile": {"excludeFromLatest": true}});
+    }
+    Some(body)
+}
+
+pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, Failure> {
+    let Trigger::Http(req) = invocation.trigger else {
+        return Err(Failure::new("Versions is bound to an HTTP trigger"));
+    };
+    let asked = match request(&req.params, &req.body) {
+        Ok(r) => r,
+        Err(why) => return Ok(error(400, "InvalidRequest", why)),
+    };
+    let p = &ctx.config.policy;
+    let mut galleries = vec![(
+        p.subscription_id.clone(),
+        p.resource_group.clone(),
+        p.gallery.clone(),
+    )];
+    galleries.extend(ctx.config.distribution.iter().map(|t| {
+        (
+            t.subscription_id.clone(),
+            t.resource_group.clone(),
+            t.gallery.clone(),
+        )
+    }));
+    let mut marked = Vec::new();
+    let mut already = Vec::new();
+    let mut run = None;
+    for (n, (sub, rg, gallery)) in galleries.iter().enumerate() {
+        let id = ids::image_version(sub, rg, gallery, &asked.definition, &asked.version);
+        let version = match ctx.arm.get(&id, arm::GALLERY_API, &[]).await {
+            Ok(Some(v)) => v,
+            // The default gallery must have it; a target may not (not distributed there).
+            Ok(None) if n == 0 => {
+                return Ok(error(
+                    404,
+                    "VersionNotFound",
+                    format!(
+                        "no version {} of image definition {} in gallery {gallery}",
+                        asked.version, asked.definition
+                    ),
+                ));
+            }
+            Ok(None) => continue,
+            Err(e) => return Ok(azure_refused(&e, &id)),
+        };
+        let tags = version
+            .get("tags")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let Some(version_run) = tags.get(RUN_TAG).and_then(Value::as_str) else {
+            if n == 0 {
+                return Ok(error(
+                    409,
+                    "NotPublishedByGalleon",
+                    format!(
+                        "{id} has no {RUN_TAG} tag: galleon did not publish it and marks only what it published"
+                    ),
+                ));
+            }
+            continue;
+        };
+        run.get_or_insert_with(|| version_run.to_owned());
+        let excluded = version
+            .pointer("/properties/publishingProfile/excludeFromLatest")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        match patch_for(asked.mark, &tags, excluded) {
+            None => already.push(id),
+            Some(body) => {
+                if let Err(e) = ctx
+                    .arm
+                    .write(Method::PATCH, &id, arm::GALLERY_API, Some(&body))
+                    .await
+                {
+                    return Ok(azure_refused(&e, &id));
+                }
+                tracing::info!(version = %id, mark = ?asked.mark, "marked by an operator");
+                marked.push(id);
+            }
+        }
+    }
+    if !marked.is_empty() {
+        let data = VersionMarked {
+            image_definition: asked.definition.clone(),
+            version: asked.version.clone(),
+            mark: asked.mark,
+            reason: asked.reason.clone(),
+            versions: marked.clone(),
+            by: "operator".into(),
+            at: chrono::Utc::now(),
+        };
+        let root = format!(
+            "mark:{:?}:{}:{}",
+            asked.mark,
+            marked.join(","),
+            invocation.invocation_id
+        );
+        let cause = Cause {
+            id: root.clone(),
+            // The mark belongs to the version's own run: its journal and timeline show it.
+            correlation_id: run.clone().unwrap_or_else(|| root.clone()),
+            traceparent: invocation
+                .traceparent
+                .clone()
+                .or_else(|| Some(crate::events::new_traceparent(&root))),
+        };
+        let subject = format!(
+            "galleries/{}/images/{}/versions/{}",
+            p.gallery, asked.definition, asked.version
+        );
+        let fact = ctx
+            .fact(&cause, &subject, "", &data)
+            .map_err(|e| Failure::new(format!("{e:?}")))?;
+        step::send(&ctx, &[step::Emit::now(fact)]).await?;
+    }
+    Ok(answer(
+        200,
+        json!({"mark": asked.mark, "marked": marked, "alreadyMarked": already, "run": run}),
+    ))
+}
+
+/// Azure refused or failed a read or a PATCH: the operator sees Azure's code and message.
+fn azure_refused(e: &crate::azure::AzureError, id: &str) -> Output {
+    tracing::warn!(version = id, error = %crate::error_chain(e), "could not mark a version");
+    let status = if e.is_transient() { 503 } else { 502 };
+    error(status, e.code(), format!("{id}: {}", e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(definition: &str, version: &str, mark: &str) -> BTreeMap<String, String> {
+        [
+            ("definition", definition),
+            ("version", version),
+            ("mark", mark),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn requests_are_checked_with_the_field_named() {
+        let ok = request(
+            &params("ubuntu-2404", "1.0.0", "bad"),
+            &json!({"reason": "CVE"}),
+        )
+        .expect("valid");
+        assert_eq!(ok.mark, Mark::Bad);
+        assert_eq!(ok.reason.as_deref(), Some("CVE"));
+        let text = request(
+            &params("u", "1.0.0", "pin"),
+            &json!("{\"reason\": \"keep\"}"),
+        )
+        .expect("a body sent as text");
+        assert_eq!(text.reason.as_deref(), Some("keep"));
+        assert!(request(&params("u", "1.0.0", "pin"), &json!("")).is_ok());
+        for (p, body, field) in [
+            (params("u", "1.0.0", "delete"), Value::Null, "mark:"),
+            (
+                params("bad name!", "1.0.0", "bad"),
+                Value::Null,
+                "definition:",
+            ),
+            (params("u", "latest", "bad"), Value::Null, "version:"),
+            (params("u", "1.0.0", "bad"), json!({"reason": 5}), "reason:"),
+            (params("u", "1.0.0", "bad"), json!("{not json"), "body:"),
+            (params("u", "1.0.0", "bad"), json!([1]), "body:"),
+        ] {
+            let e = request(&p, &body).expect_err("refused");
+            assert!(e.starts_with(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_mark_keeps_the_tags_and_is_written_once() {
+        let tags = json!({"galleon-run": "r1", "team": "platform"});
+        let tags = tags.as_object().cloned().unwrap_or_default();
+        let bad = patch_for(Mark::Bad, &tags, false).expect("a change");
+        assert_eq!(bad["tags"]["team"], "platform");
+        assert_eq!(bad["tags"]["galleon-bad"], "true");
+        assert_eq!(
+            bad["properties"]["publishingProfile"]["excludeFromLatest"],
+            true
+        );
+        let pin = patch_for(Mark::Pin, &tags, false).expect("a change");
+        assert_eq!(pin["tags"]["galleon-pin"], "true");
+        assert!(
+            pin.get("properties").is_none(),
+            "pinning does not touch latest"
+        );
+        let mut marked = tags.clone();
+        marked.insert("galleon-bad".into(), json!("true"));
+        assert_eq!(patch_for(Mark::Bad, &marked, true), None);
+        // Tagged but still in latest (someone changed it back): excluded again.
+        assert!(patch_for(Mark::Bad, &marked, false).is_some());
+    }
+}
