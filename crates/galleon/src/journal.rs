@@ -15,8 +15,9 @@ use crate::{
 
 /// A run journal is read whole; a run has tens of facts, not thousands.
 const MAX_JOURNAL: u64 = 4 * 1024 * 1024;
-/// Writers racing for the end of the same journal try again at most this often.
-const TRIES: usize = 8;
+/// Writers racing for the end of the same blob (the day's index, in a burst of uploads) try again at
+/// most this often, each after a short random wait that grows with the tries.
+const TRIES: u32 = 12;
 
 /// One line of a run's journal: the fact (a CloudEvent), when it was sent and, for a scheduled fact,
 /// when it is due.
@@ -147,11 +148,13 @@ impl Journal {
         id: Option<&str>,
     ) -> Result<bool, AzureError> {
         let mut made = false;
-        for _ in 0..TRIES {
+        let mut tries = 0;
+        while tries < TRIES {
             let (text, length) = match self.blobs.read_small(url, MAX_JOURNAL).await {
                 Ok((text, properties)) => (text, properties.content_length),
                 Err(e) if e.is_not_found() => {
                     made |= self.create(url).await?;
+                    tries += 1;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -162,7 +165,13 @@ impl Journal {
             if self.blobs.append_at(url, line.clone(), length).await? {
                 return Ok(made);
             }
-            // Another writer appended first: read again.
+            // Another writer appended first: read again, after a moment (a v4 UUID is random bits).
+            tries += 1;
+            let jitter = (uuid::Uuid::new_v4().as_u128() % 100) as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(
+                (20 + jitter) * u64::from(tries.min(5)),
+            ))
+            .await;
         }
         Err(AzureError::transient(
             "Blob Storage",
