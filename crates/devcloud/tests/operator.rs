@@ -390,3 +390,88 @@ async fn a_version_marked_bad_is_excluded_everywhere_it_went_and_announced() {
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
+
+/// Whether tmux is here; in CI (`CI=true`) it must be (.ci/run installs it).
+fn tmux_available() -> bool {
+    let here = std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        here || std::env::var_os("CI").is_none(),
+        "tmux is missing in CI: apt-get install tmux"
+    );
+    here
+}
+
+fn tmux(args: &[&str]) -> String {
+    let out = std::process::Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_draws_each_runs_replicas_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("tmux is missing: the live view test is skipped (apt-get install tmux)");
+        return;
+    }
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope,northeurope,eastus2")]).await;
+    // A first run, so the view has something to draw from its first look.
+    s.publish("first", "fixed", "8M", json!({"version": "1.0.0"}))
+        .await;
+    let host = s.cloud.connection().functions_host;
+    let key = s.cloud.functions_key.clone();
+    let session = format!("galleon-watch-{}", std::process::id());
+    let command = format!(
+        "GALLEON_URL={host} GALLEON_FUNCTIONS_KEY={key} {} status --watch --until-done --interval 1; echo WATCH-ENDED $?; sleep 60",
+        cli().display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "160",
+        "-y",
+        "20",
+        &command,
+    ]);
+    let mut screens = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let screen = tmux(&["capture-pane", "-p", "-t", &session]);
+        let ended = screen.contains("WATCH-ENDED");
+        screens.push(screen);
+        if ended || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    tmux(&["kill-session", "-t", &session]);
+    let last = screens.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("WATCH-ENDED 0"),
+        "the view ends once nothing runs:\n{last}"
+    );
+    // While the run was under way the bar showed it running, then all three replicas ready.
+    assert!(
+        screens
+            .iter()
+            .any(|sc| sc.contains("running") && sc.contains("ubuntu-2404/1.0.0")),
+        "no screen showed the run under way:\n{}",
+        screens.join("\n----\n")
+    );
+    let bar = last
+        .lines()
+        .find(|l| l.contains("ubuntu-2404/1.0.0"))
+        .unwrap_or_else(|| panic!("the run's bar:\n{last}"));
+    assert!(
+        bar.contains("[####################] 3/3 regions") && bar.contains("ready"),
+        "{bar}"
+    );
+    s.stop().await;
+}

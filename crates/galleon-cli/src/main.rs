@@ -6,6 +6,7 @@
 
 mod client;
 mod render;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,15 @@ enum Command {
         /// At most this many runs (1 to 200).
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Keep the view live: a progress bar of each run's replicas, redrawn until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between looks while watching.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=300), requires = "watch")]
+        interval: u64,
+        /// While watching, stop once no listed run is running.
+        #[arg(long, requires = "watch")]
+        until_done: bool,
     },
     /// Shows one run's facts in order, with the time since the start and since the fact before.
     Timeline {
@@ -75,7 +85,21 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<(), Problem> {
     let client = Client::from_environment(cli.url.as_deref())?;
     match cli.command {
-        Command::Status { limit } => {
+        Command::Status {
+            limit,
+            watch: true,
+            interval,
+            until_done,
+        } => {
+            watch::watch(
+                &client,
+                limit,
+                std::time::Duration::from_secs(interval),
+                until_done,
+            )
+            .await?;
+        }
+        Command::Status { limit, .. } => {
             let body = client.get(&format!("api/runs?limit={limit}")).await?;
             if cli.json {
                 println!("{}", render::json(&body));
