@@ -22,6 +22,7 @@ pub mod runs;
 pub mod schedule_builds;
 pub mod schedule_lifecycle;
 pub mod share_gallery;
+pub mod status_page;
 pub mod step;
 pub mod versions;
 
@@ -121,7 +122,8 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c14 = ctx.clone();
     let c15 = ctx.clone();
     let c16 = ctx.clone();
-    let c17 = ctx;
+    let c17 = ctx.clone();
+    let c18 = ctx;
     App::new()
         .function(
             runs::NAME,
@@ -136,6 +138,13 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             versions::TRIGGER,
             &[versions::OUTPUT],
             move |inv| versions::run(inv, c17.clone()),
+        )
+        .function(
+            status_page::NAME,
+            TriggerKind::Http,
+            status_page::TRIGGER,
+            &[status_page::OUTPUT],
+            move |inv| status_page::run(inv, c18.clone()),
         )
         .function(
             announce::NAME,

@@ -104,24 +104,27 @@ async fn one(ctx: &Ctx, run: &str) -> Output {
     }
 }
 
-async fn recent(ctx: &Ctx, limit: usize) -> Output {
-    let started = match ctx.journal.recent(DAYS).await {
-        Ok(s) => s,
-        Err(e) => return unreadable(&e),
-    };
+/// Where the runs of the last days stand, newest first, at most `limit`, without their timelines.
+pub async fn recent_statuses(
+    ctx: &Ctx,
+    limit: usize,
+) -> Result<Vec<RunStatus>, crate::azure::AzureError> {
     let mut listed = Vec::new();
-    for s in started.into_iter().take(limit) {
-        match status_of(ctx, &s.run).await {
-            Ok(Some(mut status)) => {
-                // The list shows where each run stands; its timeline is one GET away.
-                status.timeline.clear();
-                listed.push(json!(status));
-            }
-            Ok(None) => {}
-            Err(e) => return unreadable(&e),
+    for s in ctx.journal.recent(DAYS).await?.into_iter().take(limit) {
+        if let Some(mut status) = status_of(ctx, &s.run).await? {
+            // The list shows where each run stands; its timeline is one GET away.
+            status.timeline.clear();
+            listed.push(status);
         }
     }
-    answer(200, json!({"runs": listed}))
+    Ok(listed)
+}
+
+async fn recent(ctx: &Ctx, limit: usize) -> Output {
+    match recent_statuses(ctx, limit).await {
+        Ok(listed) => answer(200, json!({"runs": listed})),
+        Err(e) => unreadable(&e),
+    }
 }
 
 #[cfg(test)]
