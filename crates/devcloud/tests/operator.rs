@@ -189,6 +189,34 @@ async fn operators_see_runs_their_regions_timelines_and_advice() {
     assert_eq!(parsed["runs"].as_array().map(Vec::len), Some(1));
     assert_eq!(parsed["runs"][0]["run"], bad_run.as_str());
 
+    // A subscriber that missed the run's events gets them again, with the same ids.
+    let heard = |id: &str| {
+        s.receiver
+            .received
+            .of_type("io.galleon.image.ready.v1")
+            .iter()
+            .filter(|e| e["id"] == id)
+            .count()
+    };
+    let ready_id = ready["id"].as_str().unwrap_or_default().to_owned();
+    let before = heard(&ready_id);
+    let again = galleon(&["reannounce", &good_run], &env, None);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.starts_with("announced 4 facts of run"),
+        "published, 2 replicas, ready: {}",
+        again.stdout
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while heard(&ready_id) == before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        heard(&ready_id),
+        before + 1,
+        "image.ready announced again with its id"
+    );
+
     // Bad input: the cause and the fix, never a stack trace, and an exit code that says which.
     let unknown_run = galleon(&["timeline", unknown], &env, None);
     assert_eq!(unknown_run.code, 3, "{}", unknown_run.stderr);

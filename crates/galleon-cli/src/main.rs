@@ -48,6 +48,11 @@ enum Command {
         /// The run (the correlation id of its facts, as `status` lists it).
         run: String,
     },
+    /// Announces a run's public facts again (same ids), for a subscriber that missed them.
+    Reannounce {
+        /// The run (as `status` lists it).
+        run: String,
+    },
     /// Marks a version bad, with its distributed copies: excluded from `latest` everywhere, and the first
     /// to go under retention.
     MarkBad(Target),
@@ -115,6 +120,25 @@ async fn run(cli: Cli) -> Result<(), Problem> {
                 println!("{}", render::json(&body));
             } else {
                 print!("{}", render::timeline(&body));
+            }
+        }
+        Command::Reannounce { run } => {
+            let answer = client
+                .post(
+                    &format!("api/runs/{}/announce", client::segment(&run)),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", render::json(&answer));
+            } else {
+                println!(
+                    "announced {} facts of run {run} again",
+                    answer
+                        .get("announced")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0)
+                );
             }
         }
         Command::MarkBad(target) => mark(&client, "bad", &target, cli.json).await?,

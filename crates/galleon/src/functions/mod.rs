@@ -16,6 +16,7 @@ pub mod operation;
 pub mod owned;
 pub mod pinned;
 pub mod publish_version;
+pub mod reannounce;
 pub mod replicate_version;
 pub mod request_build;
 pub mod runs;
@@ -123,7 +124,8 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c15 = ctx.clone();
     let c16 = ctx.clone();
     let c17 = ctx.clone();
-    let c18 = ctx;
+    let c18 = ctx.clone();
+    let c19 = ctx;
     App::new()
         .function(
             runs::NAME,
@@ -145,6 +147,13 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             status_page::TRIGGER,
             &[status_page::OUTPUT],
             move |inv| status_page::run(inv, c18.clone()),
+        )
+        .function(
+            reannounce::NAME,
+            TriggerKind::Http,
+            reannounce::TRIGGER,
+            reannounce::OUTPUTS,
+            move |inv| reannounce::run(inv, c19.clone()),
         )
         .function(
             announce::NAME,

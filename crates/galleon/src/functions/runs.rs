@@ -22,19 +22,19 @@ const MAX_LIMIT: usize = 200;
 const DAYS: u32 = 2;
 
 /// An HTTP answer as the `http` output binding takes it.
-fn answer(status: u16, body: Value) -> Output {
+pub(super) fn answer(status: u16, body: Value) -> Output {
     Output::default().binding(
         OUTPUT,
         json!({"statusCode": status, "headers": {"Content-Type": "application/json; charset=utf-8"}, "body": body}),
     )
 }
 
-fn error(status: u16, code: &str, message: String) -> Output {
+pub(super) fn error(status: u16, code: &str, message: String) -> Output {
     answer(status, json!({"error": {"code": code, "message": message}}))
 }
 
 /// A run id as it may appear in a URL: a correlation id (a GUID), nothing that makes a path.
-fn run_id_ok(run: &str) -> bool {
+pub(super) fn run_id_ok(run: &str) -> bool {
     !run.is_empty()
         && run.len() <= 100
         && run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -73,7 +73,7 @@ async fn status_of(ctx: &Ctx, run: &str) -> Result<Option<RunStatus>, crate::azu
     }))
 }
 
-fn unreadable(e: &crate::azure::AzureError) -> Output {
+pub(super) fn unreadable(e: &crate::azure::AzureError) -> Output {
     tracing::warn!(error = %crate::error_chain(e), "could not read the run journal");
     error(
         503,
