@@ -503,3 +503,120 @@ async fn the_live_view_draws_each_runs_replicas_in_a_real_terminal() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_listed_and_resubmitted_once() {
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
+    s.publish("dl", "fixed", "8M", json!({"version": "1.0.0"}))
+        .await;
+    let ready = s.wait_for("io.galleon.image.ready.v1", 120).await;
+    let ready_id = ready["id"].as_str().unwrap_or_default().to_owned();
+    // Service Bus dead-letters the image.ready fact in the announce subscription (say Event Grid was
+    // refusing galleon's publishes for longer than the retries) and forwards it to galleon-deadletters.
+    let token = s.cloud.identity.issue("https://servicebus.azure.net");
+    let sent = s
+        .cloud
+        .client()
+        .expect("client")
+        .post(format!(
+            "{}/galleon-deadletters/messages",
+            s.cloud.service_bus.url()
+        ))
+        .bearer_auth(token)
+        .header(
+            "BrokerProperties",
+            json!({"MessageId": ready_id}).to_string(),
+        )
+        .header("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")
+        .header(
+            "DeadLetterErrorDescription",
+            "\"Message could not be consumed after 10 delivery attempts.\"",
+        )
+        .header("content-type", "application/json")
+        .body(ready.to_string())
+        .send()
+        .await
+        .expect("send");
+    assert!(sent.status().is_success());
+    let failed = s.wait_for("io.galleon.step.failed.v1", 60).await;
+    assert_eq!(failed["data"]["input"]["id"], ready_id.as_str());
+
+    let host = s.cloud.connection().functions_host;
+    let key = s.cloud.functions_key.clone();
+    let env = [
+        ("GALLEON_URL", host.as_str()),
+        ("GALLEON_FUNCTIONS_KEY", key.as_str()),
+    ];
+    let listed = galleon(&["dead-letters"], &env, None);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains(&ready_id))
+        .unwrap_or_else(|| panic!("listed:\n{}", listed.stdout));
+    assert!(
+        line.contains("image.ready.v1") && line.contains("MaxDeliveryCountExceeded"),
+        "{line}"
+    );
+    assert!(
+        listed.stdout.contains("after 10 delivery attempts"),
+        "{}",
+        listed.stdout
+    );
+
+    // Resubmitted: the subscriber hears image.ready again, with its id; asking again sends nothing.
+    let heard = || {
+        s.receiver
+            .received
+            .of_type("io.galleon.image.ready.v1")
+            .iter()
+            .filter(|e| e["id"] == ready_id.as_str())
+            .count()
+    };
+    let before = heard();
+    let again = galleon(&["resubmit", &ready_id], &env, None);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again
+            .stdout
+            .starts_with(&format!("resubmitted {ready_id} (image.ready.v1)")),
+        "{}",
+        again.stdout
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while heard() == before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        heard(),
+        before + 1,
+        "the fact went through its subscriptions again"
+    );
+    let twice = galleon(&["resubmit", &ready_id], &env, None);
+    assert_eq!(twice.code, 0, "{}", twice.stderr);
+    assert!(
+        twice.stdout.contains("was resubmitted already"),
+        "{}",
+        twice.stdout
+    );
+    let listed = galleon(&["dead-letters"], &env, None);
+    assert!(
+        listed.stdout.contains("resubmitted 20"),
+        "{}",
+        listed.stdout
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(heard(), before + 1, "a second resubmit sends nothing");
+    let unknown = galleon(
+        &["resubmit", "00000000-1111-4222-8333-444444444444"],
+        &env,
+        None,
+    );
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no dead letter of fact"),
+        "{}",
+        unknown.stderr
+    );
+    s.stop().await;
+}

@@ -53,6 +53,13 @@ enum Command {
         /// The run (as `status` lists it).
         run: String,
     },
+    /// Lists the dead letters galleon kept: what died where, Service Bus's reason, its run.
+    DeadLetters,
+    /// Sends a dead-lettered fact again once its cause is fixed (its id as `dead-letters` lists it).
+    Resubmit {
+        /// The fact id.
+        id: String,
+    },
     /// Marks a version bad, with its distributed copies: excluded from `latest` everywhere, and the first
     /// to go under retention.
     MarkBad(Target),
@@ -139,6 +146,27 @@ async fn run(cli: Cli) -> Result<(), Problem> {
                         .and_then(serde_json::Value::as_u64)
                         .unwrap_or(0)
                 );
+            }
+        }
+        Command::DeadLetters => {
+            let body = client.get("api/deadletters").await?;
+            if cli.json {
+                println!("{}", render::json(&body));
+            } else {
+                print!("{}", render::dead_letters(&body));
+            }
+        }
+        Command::Resubmit { id } => {
+            let answer = client
+                .post(
+                    &format!("api/deadletters/{}/resubmit", client::segment(&id)),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", render::json(&answer));
+            } else {
+                print!("{}", render::resubmitted(&answer));
             }
         }
         Command::MarkBad(target) => mark(&client, "bad", &target, cli.json).await?,

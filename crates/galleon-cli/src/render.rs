@@ -168,6 +168,55 @@ pub fn marked(mark: &str, answer: &Value) -> String {
     out
 }
 
+/// The kept dead letters, newest first: when, what, why, where, whose run, and if resubmitted.
+pub fn dead_letters(body: &Value) -> String {
+    let all = body
+        .get("deadLetters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if all.is_empty() {
+        return "no dead letters\n".into();
+    }
+    let mut out = String::new();
+    for d in &all {
+        let resubmitted = match s(d, "/resubmittedAt") {
+            "" => String::new(),
+            at => format!("  resubmitted {}", when(at)),
+        };
+        out.push_str(&format!(
+            "{}  {}  {}  {}{resubmitted}\n    in {} after {} deliveries, run {}\n    {}\n",
+            when(s(d, "/at")),
+            s(d, "/factId"),
+            s(d, "/factType").trim_start_matches("io.galleon."),
+            s(d, "/reason"),
+            s(d, "/source"),
+            d.get("deliveries").and_then(Value::as_u64).unwrap_or(0),
+            s(d, "/run"),
+            s(d, "/description"),
+        ));
+    }
+    out
+}
+
+/// What a resubmission did.
+pub fn resubmitted(answer: &Value) -> String {
+    if answer.get("alreadyResubmitted").and_then(Value::as_bool) == Some(true) {
+        format!(
+            "{} was resubmitted already, at {}; nothing sent\n",
+            s(answer, "/resubmitted"),
+            when(s(answer, "/at"))
+        )
+    } else {
+        format!(
+            "resubmitted {} ({}) of run {}\n",
+            s(answer, "/resubmitted"),
+            s(answer, "/type").trim_start_matches("io.galleon."),
+            s(answer, "/run")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

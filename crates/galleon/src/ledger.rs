@@ -196,6 +196,37 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Forgets that `function` is handling `fact_id` (a dead letter an operator resubmits: the delivery that
+    /// held it is gone). A record marked done stays, unless `even_done`. Answers whether one was removed.
+    pub async fn release(
+        &self,
+        function: &str,
+        fact_id: &str,
+        even_done: bool,
+    ) -> Result<bool, AzureError> {
+        let url = self.url(function, fact_id);
+        let (bytes, props) = match self.blobs.read_small(&url, 64 * 1024).await {
+            Ok(found) => found,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let record: Option<Record> = serde_json::from_slice(&bytes).ok();
+        if !even_done && record.is_some_and(|r| r.state == Handling::Done) {
+            return Ok(false);
+        }
+        self.blobs.delete_if_unchanged(&url, &props.e_tag).await
+    }
+
+    /// The names of the notes under `prefix` (`deadletters/`), at most `max`.
+    pub async fn note_names(&self, prefix: &str, max: usize) -> Result<Vec<String>, AzureError> {
+        match self.blobs.list_names(&self.container, prefix, max).await {
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            other => other,
+        }
+    }
+}
+
 /// How a run ended: its first terminal fact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

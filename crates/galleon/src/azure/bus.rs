@@ -43,7 +43,18 @@ impl Bus {
     /// Sends `fact`, now or at `at`. The message id is the fact id, so a retried step's duplicate is dropped
     /// by duplicate detection; the type travels as the application property `type` for subscription rules.
     pub async fn send(&self, fact: &Fact, at: Option<DateTime<Utc>>) -> Result<(), AzureError> {
-        let mut broker = json!({"MessageId": fact.id(), "Label": fact.cloud_event_type()});
+        self.send_as(fact, at, fact.id()).await
+    }
+
+    /// Sends `fact` as message `message_id` (an operator's resubmission of a dead-lettered fact: the fact
+    /// keeps its id, the message gets a new one so duplicate detection does not drop it).
+    pub async fn send_as(
+        &self,
+        fact: &Fact,
+        at: Option<DateTime<Utc>>,
+        message_id: &str,
+    ) -> Result<(), AzureError> {
+        let mut broker = json!({"MessageId": message_id, "Label": fact.cloud_event_type()});
         if let Some(correlation) = fact.correlation_id() {
             broker["CorrelationId"] = correlation.into();
         }

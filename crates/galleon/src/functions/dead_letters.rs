@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::step::{self, Ctx, Emit, Stop};
@@ -62,6 +64,62 @@ pub fn failure_of(message: &BusMessage) -> Stop {
     }
 }
 
+/// What galleon keeps of a dead-lettered fact, for operators to list and resubmit
+/// (`deadletters/<fact id>.json` in the state container).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kept {
+    pub fact_id: String,
+    pub fact_type: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub run: Option<String>,
+    /// Service Bus's reason and description, and the entity that dead-lettered it.
+    pub reason: String,
+    pub description: String,
+    pub source: String,
+    pub deliveries: u32,
+    pub at: DateTime<Utc>,
+    /// When an operator sent it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resubmitted_at: Option<DateTime<Utc>>,
+    /// The fact itself, as it was sent.
+    pub fact: Value,
+}
+
+/// The note of a dead-lettered fact (ids are UUIDs; nothing from a message is trusted as a path).
+pub fn note_name(fact_id: &str) -> String {
+    let safe: String = fact_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    format!("deadletters/{safe}.json")
+}
+
+fn kept(message: &BusMessage, fact: &Fact, stop: &Stop) -> Kept {
+    Kept {
+        fact_id: fact.id().to_owned(),
+        fact_type: fact.cloud_event_type().to_owned(),
+        subject: fact.subject().map(str::to_owned),
+        run: fact.correlation_id(),
+        reason: stop.error.code.clone(),
+        description: property(message, "DeadLetterErrorDescription").unwrap_or_default(),
+        source: message.dead_letter_source.clone().unwrap_or_default(),
+        deliveries: message.delivery_count.unwrap_or(0),
+        at: Utc::now(),
+        resubmitted_at: None,
+        fact: fact.to_json(),
+    }
+}
+
 pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
     let Trigger::ServiceBus(message) = invocation.trigger else {
         return Err(Failure::new(format!(
@@ -96,6 +154,12 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
     };
     tracing::warn!(fact_id = fact.id(), fact_type = fact.cloud_event_type(), reason = %stop.error.code, "a fact was dead-lettered; announcing the run's failure");
     let attempts = message.delivery_count.unwrap_or(1);
+    // Kept for operators (`galleon dead-letters`, `galleon resubmit`); the announcement below is the must.
+    let note = kept(&message, &fact, &stop);
+    let body = bytes::Bytes::from(serde_json::to_vec(&note).unwrap_or_default());
+    if let Err(e) = ctx.ledger.write_note(&note_name(fact.id()), body).await {
+        tracing::warn!(error = %crate::error_chain(&e), fact_id = fact.id(), "could not keep the dead letter for operators");
+    }
     let failed = step::failed_fact(&ctx, NAME, &fact, attempts, stop)
         .map_err(|e| Failure::new(format!("{e:?}")))?;
     step::send(&ctx, &[Emit::now(failed)]).await?;

@@ -4,6 +4,7 @@
 pub mod announce;
 pub mod build_image;
 pub mod create_image;
+pub mod dead_letter_list;
 pub mod dead_letters;
 pub mod distribute;
 pub mod follow_up;
@@ -19,6 +20,7 @@ pub mod publish_version;
 pub mod reannounce;
 pub mod replicate_version;
 pub mod request_build;
+pub mod resubmit;
 pub mod runs;
 pub mod schedule_builds;
 pub mod schedule_lifecycle;
@@ -125,7 +127,9 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c16 = ctx.clone();
     let c17 = ctx.clone();
     let c18 = ctx.clone();
-    let c19 = ctx;
+    let c19 = ctx.clone();
+    let c20 = ctx.clone();
+    let c21 = ctx;
     App::new()
         .function(
             runs::NAME,
@@ -154,6 +158,20 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             reannounce::TRIGGER,
             reannounce::OUTPUTS,
             move |inv| reannounce::run(inv, c19.clone()),
+        )
+        .function(
+            dead_letter_list::NAME,
+            TriggerKind::Http,
+            dead_letter_list::TRIGGER,
+            &[runs::OUTPUT],
+            move |inv| dead_letter_list::run(inv, c20.clone()),
+        )
+        .function(
+            resubmit::NAME,
+            TriggerKind::Http,
+            resubmit::TRIGGER,
+            &[runs::OUTPUT],
+            move |inv| resubmit::run(inv, c21.clone()),
         )
         .function(
             announce::NAME,
