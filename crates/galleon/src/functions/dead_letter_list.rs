@@ -26,7 +26,7 @@ pub async fn run(_invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failu
             Err(e) => return Ok(runs::unreadable(&e)),
         }
     }
-    kept.sort_by(|a, b| b.at.cmp(&a.at));
+    kept.sort_by_key(|k| std::cmp::Reverse(k.at));
     let listed: Vec<Value> = kept
         .into_iter()
         .map(|k| {
