@@ -601,3 +601,54 @@ async fn a_request_blob_starts_a_build_and_a_bad_one_is_told_why() {
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
+
+// Multi-threaded: the tool runs as a blocking child process while the local cloud serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_rebuilds_a_template_now_with_the_galleon_tool() {
+    let (s, _dir) = start_building(vec![entry("urgent", json!({}))]).await;
+    s.gallery_definition("urgent").await;
+    s.template(
+        "urgent",
+        ubuntu(),
+        json!([{"type": "SharedImage", "runOutputName": "acg", "galleryImageId": definition_id("urgent"),
+                "targetRegions": [{"name": devcloud::HOME_REGION}]}]),
+        60,
+    )
+    .await;
+    let (host, key) = s.tool_env();
+    let env = [
+        ("GALLEON_URL", host.as_str()),
+        ("GALLEON_FUNCTIONS_KEY", key.as_str()),
+    ];
+    let unknown = galleon(&["rebuild", "nightly"], &env, None);
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(
+        unknown
+            .stderr
+            .contains("'nightly' is not one galleon builds (urgent)"),
+        "names the configured templates: {}",
+        unknown.stderr
+    );
+    let asked = galleon(
+        &["rebuild", "urgent", "--note", "CVE-2026-4242"],
+        &env,
+        None,
+    );
+    assert_eq!(asked.code, 0, "{}", asked.stderr);
+    assert!(
+        asked
+            .stdout
+            .contains(&format!("build of {} requested", template_id("urgent"))),
+        "{}",
+        asked.stdout
+    );
+    let started = s
+        .wait_about("io.galleon.build.started.v1", "urgent", 1, 60)
+        .await;
+    assert_eq!(started[0]["data"]["reason"], "operator", "{}", started[0]);
+    s.wait_about("io.galleon.image.ready.v1", "urgent", 1, 180)
+        .await;
+    assert!(s.failures().is_empty(), "{:#?}", s.failures());
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}

@@ -4,47 +4,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use serde_json::{Value, json};
-
-/// The `galleon` tool: `GALLEON_CLI`, or the workspace's debug build.
-fn cli() -> PathBuf {
-    let bin = std::env::var_os("GALLEON_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/debug/galleon"));
-    assert!(
-        bin.is_file(),
-        "{} is missing: cargo build -p galleon-cli",
-        bin.display()
-    );
-    bin
-}
-
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn galleon(args: &[&str], env: &[(&str, &str)], dir: Option<&std::path::Path>) -> Ran {
-    let mut command = std::process::Command::new(cli());
-    command
-        .args(args)
-        .env_remove("GALLEON_URL")
-        .env_remove("GALLEON_FUNCTIONS_KEY")
-        .envs(env.iter().copied());
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let out = command.output().expect("galleon runs");
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_see_runs_their_regions_timelines_and_advice() {

@@ -53,6 +53,17 @@ enum Command {
         /// The run (as `status` lists it).
         run: String,
     },
+    /// Runs an Image Builder template now, as the schedule would (it must be one galleon builds).
+    Rebuild {
+        /// The template's name, or its resource id.
+        template: String,
+        /// Build even when the template's source is the same as at its last successful build.
+        #[arg(long)]
+        force: bool,
+        /// Why, for the build's facts.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Lists the dead letters galleon kept: what died where, Service Bus's reason, its run.
     DeadLetters,
     /// Sends a dead-lettered fact again once its cause is fixed (its id as `dead-letters` lists it).
@@ -145,6 +156,34 @@ async fn run(cli: Cli) -> Result<(), Problem> {
                         .get("announced")
                         .and_then(serde_json::Value::as_u64)
                         .unwrap_or(0)
+                );
+            }
+        }
+        Command::Rebuild {
+            template,
+            force,
+            note,
+        } => {
+            let by = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+            let answer = client
+                .post(
+                    "api/builds/rebuild",
+                    &serde_json::json!({"template": template, "force": force, "note": note, "by": by}),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", render::json(&answer));
+            } else {
+                println!(
+                    "build of {} requested (run {})",
+                    answer
+                        .get("requested")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or(""),
+                    answer
+                        .get("run")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("")
                 );
             }
         }

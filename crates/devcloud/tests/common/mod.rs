@@ -317,3 +317,53 @@ pub fn distinct(events: &[Value]) -> Vec<Value> {
     }
     seen.into_values().collect()
 }
+
+/// The `galleon` tool: `GALLEON_CLI`, or the workspace's debug build.
+pub fn cli() -> PathBuf {
+    let bin = std::env::var_os("GALLEON_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/galleon"));
+    assert!(
+        bin.is_file(),
+        "{} is missing: cargo build -p galleon-cli",
+        bin.display()
+    );
+    bin
+}
+
+/// What a run of the tool printed and how it ended.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `galleon` tool with `args` and `env` only (no GALLEON_* from the test's own environment),
+/// in `dir` when given.
+pub fn galleon(args: &[&str], env: &[(&str, &str)], dir: Option<&std::path::Path>) -> Ran {
+    let mut command = std::process::Command::new(cli());
+    command
+        .args(args)
+        .env_remove("GALLEON_URL")
+        .env_remove("GALLEON_FUNCTIONS_KEY")
+        .envs(env.iter().copied());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let out = command.output().expect("galleon runs");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Scenario {
+    /// The environment the `galleon` tool reaches this local cloud's app with.
+    pub fn tool_env(&self) -> (String, String) {
+        (
+            self.cloud.connection().functions_host,
+            self.cloud.functions_key.clone(),
+        )
+    }
+}

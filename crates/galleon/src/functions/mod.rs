@@ -18,6 +18,7 @@ pub mod owned;
 pub mod pinned;
 pub mod publish_version;
 pub mod reannounce;
+pub mod rebuild;
 pub mod replicate_version;
 pub mod request_build;
 pub mod resubmit;
@@ -129,7 +130,8 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c18 = ctx.clone();
     let c19 = ctx.clone();
     let c20 = ctx.clone();
-    let c21 = ctx;
+    let c21 = ctx.clone();
+    let c22 = ctx;
     App::new()
         .function(
             runs::NAME,
@@ -172,6 +174,13 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             resubmit::TRIGGER,
             &[runs::OUTPUT],
             move |inv| resubmit::run(inv, c21.clone()),
+        )
+        .function(
+            rebuild::NAME,
+            TriggerKind::Http,
+            rebuild::TRIGGER,
+            &[runs::OUTPUT],
+            move |inv| rebuild::run(inv, c22.clone()),
         )
         .function(
             announce::NAME,
