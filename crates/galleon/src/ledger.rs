@@ -257,6 +257,31 @@ impl Ledger {
         self.put(&url, body, WriteIf::Any).await.map(|_| ())
     }
 
+    /// Reads a small note with its ETag, if there is one.
+    pub async fn read_note_tagged(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Bytes, String)>, AzureError> {
+        let url = format!("{}/{name}", self.container);
+        match self.blobs.read_small(&url, 64 * 1024).await {
+            Ok((bytes, props)) => Ok(Some((bytes, props.e_tag))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a small note under `condition` (absent, or unchanged since read); `false` when another
+    /// writer came first.
+    pub async fn write_note_if(
+        &self,
+        name: &str,
+        body: Bytes,
+        condition: WriteIf,
+    ) -> Result<bool, AzureError> {
+        let url = format!("{}/{name}", self.container);
+        self.put(&url, body, condition).await.map(|t| t.is_some())
+    }
+
     /// Reads a small shared note, if there is one.
     pub async fn read_note(&self, name: &str) -> Result<Option<Bytes>, AzureError> {
         let url = format!("{}/{name}", self.container);

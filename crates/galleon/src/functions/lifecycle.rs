@@ -253,8 +253,9 @@ struct BlockSaid {
 }
 
 /// Whether to announce that `version_id`'s deletion is blocked: once, and again only when what blocks it
-/// changes (its end of life, or Azure's reason), not every run. The run that said it says it again on a
-/// retry (the same fact). When the note cannot be read or written, it is said (twice beats never).
+/// changes (its end of life, or Azure's reason), not every run. The note is written under a condition, so
+/// of two runs at once (an image ready and the timer) only one says it; the run that said it says it again
+/// on a retry (the same fact). When the note cannot be read or written, it is said (twice beats never).
 async fn first_word_of_block(
     ctx: &Ctx,
     cause: &Cause,
@@ -274,17 +275,26 @@ async fn first_word_of_block(
         end_of_life_date: eol,
         code: error.map(|e| e.code.clone()),
     };
-    if let Ok(Some(bytes)) = ctx.ledger.read_note(&name).await
-        && let Ok(said) = serde_json::from_slice::<BlockSaid>(&bytes)
-        && said.cause_id != now.cause_id
-        && said.end_of_life_date == now.end_of_life_date
-        && said.code == now.code
-    {
-        return false;
-    }
+    let condition = match ctx.ledger.read_note_tagged(&name).await {
+        Ok(Some((bytes, e_tag))) => match serde_json::from_slice::<BlockSaid>(&bytes) {
+            Ok(said) if said.cause_id == now.cause_id => return true,
+            Ok(said) if said.end_of_life_date == now.end_of_life_date && said.code == now.code => {
+                return false;
+            }
+            _ => crate::azure::blob::WriteIf::Unchanged(e_tag),
+        },
+        Ok(None) => crate::azure::blob::WriteIf::Absent,
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), "could not read whether a blocked deletion was announced; announcing it");
+            return true;
+        }
+    };
     let body = bytes::Bytes::from(serde_json::to_vec(&now).unwrap_or_default());
-    if let Err(e) = ctx.ledger.write_note(&name, body).await {
-        tracing::warn!(error = %crate::error_chain(&e), "could not note that a blocked deletion was announced; it will be again");
+    match ctx.ledger.write_note_if(&name, body, condition).await {
+        Ok(won) => won,
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), "could not note that a blocked deletion was announced; it will be again");
+            true
+        }
     }
-    true
 }
