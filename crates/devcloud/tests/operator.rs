@@ -525,6 +525,19 @@ async fn a_dead_letter_is_listed_and_resubmitted_once() {
         listed.stdout
     );
 
+    // The status page shows it too, with what to do.
+    let page = reqwest::get(format!("{host}/api/status?code={key}"))
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("<h2>Dead letters</h2>")
+            && page.contains(&format!("galleon resubmit {ready_id}")),
+        "{page}"
+    );
+
     // Resubmitted: the subscriber hears image.ready again, with its id; asking again sends nothing.
     let heard = || {
         s.receiver

@@ -13,20 +13,23 @@ pub const TRIGGER: &str = "req";
 /// Dead letters listed at most (they are rare; a flood of them is a fire to put out first).
 const MAX: usize = 200;
 
-pub async fn run(_invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
-    let names = match ctx.ledger.note_names("deadletters/", MAX).await {
-        Ok(n) => n,
-        Err(e) => return Ok(runs::unreadable(&e)),
-    };
+/// The dead letters galleon kept, newest first.
+pub async fn kept(ctx: &Ctx) -> Result<Vec<Kept>, crate::azure::AzureError> {
     let mut kept: Vec<Kept> = Vec::new();
-    for name in names {
-        match ctx.ledger.read_note(&name).await {
-            Ok(Some(bytes)) => kept.extend(serde_json::from_slice::<Kept>(&bytes).ok()),
-            Ok(None) => {}
-            Err(e) => return Ok(runs::unreadable(&e)),
+    for name in ctx.ledger.note_names("deadletters/", MAX).await? {
+        if let Some(bytes) = ctx.ledger.read_note(&name).await? {
+            kept.extend(serde_json::from_slice::<Kept>(&bytes).ok());
         }
     }
     kept.sort_by_key(|k| std::cmp::Reverse(k.at));
+    Ok(kept)
+}
+
+pub async fn run(_invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
+    let kept = match kept(&ctx).await {
+        Ok(k) => k,
+        Err(e) => return Ok(runs::unreadable(&e)),
+    };
     let listed: Vec<Value> = kept
         .into_iter()
         .map(|k| {

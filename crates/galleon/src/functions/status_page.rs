@@ -1,6 +1,6 @@
 //! StatusPage: one HTML page for people (an HTTP function with function-key auth, `GET /api/status?code=…`):
-//! the recent runs, each version's regions with their replica's state, and failures with their advice,
-//! from the run journal. It refreshes itself, fetches nothing from anywhere (no script, no font, no CDN:
+//! the recent runs, each version's regions with their replica's state, failures with their advice (from
+//! the run journal), and the dead letters galleon kept. It refreshes itself, fetches nothing from anywhere (no script, no font, no CDN:
 //! its Content-Security-Policy forbids it), and reads on a phone.
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use html_escape::encode_text as text;
 use serde_json::json;
 
-use super::{runs, step::Ctx};
+use super::{dead_letter_list, dead_letters::Kept, runs, step::Ctx};
 use crate::{
     domain::runs::{ReplicaState, RunState, RunStatus},
     host::{Failure, Invocation, Output},
@@ -120,8 +120,37 @@ fn article(run: &RunStatus) -> String {
     html
 }
 
-/// The whole page for `runs` as of `now`.
-pub fn render(runs: &[RunStatus], now: DateTime<Utc>) -> String {
+/// The dead letters, each with what died where and why, and whether it was resubmitted.
+fn dead_letters(kept: &[Kept]) -> String {
+    if kept.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from("<h2>Dead letters</h2>");
+    for k in kept {
+        let resubmitted = k
+            .resubmitted_at
+            .map(|at| format!(" · resubmitted {}", when(Some(at))))
+            .unwrap_or_default();
+        html.push_str(&format!(
+            "<article class=\"run failed\"><h3>{}<span class=\"state\">{}</span></h3>\
+             <p class=\"meta\">fact <code>{}</code> · run <code>{}</code> · {} · in {} after {} deliveries{resubmitted}</p>\
+             <div class=\"failure\"><p>{}</p><p class=\"advice\">What to do: fix the cause, then <code>galleon resubmit {}</code>.</p></div></article>",
+            text(k.fact_type.trim_start_matches("io.galleon.")),
+            text(&k.reason),
+            text(&k.fact_id),
+            text(k.run.as_deref().unwrap_or("-")),
+            when(Some(k.at)),
+            text(&k.source),
+            k.deliveries,
+            text(&k.description),
+            text(&k.fact_id),
+        ));
+    }
+    html
+}
+
+/// The whole page for `runs` and the dead letters `kept` as of `now`.
+pub fn render(runs: &[RunStatus], kept: &[Kept], now: DateTime<Utc>) -> String {
     let failed: Vec<&RunStatus> = runs.iter().filter(|r| r.failure.is_some()).collect();
     let running = runs.iter().filter(|r| r.state == RunState::Running).count();
     let mut html = format!(
@@ -140,6 +169,7 @@ pub fn render(runs: &[RunStatus], now: DateTime<Utc>) -> String {
             html.push_str(&article(run));
         }
     }
+    html.push_str(&dead_letters(kept));
     html.push_str("<h2>Recent runs</h2>");
     if runs.is_empty() {
         html.push_str("<p>No runs in the last two days.</p>");
@@ -152,8 +182,14 @@ pub fn render(runs: &[RunStatus], now: DateTime<Utc>) -> String {
 }
 
 pub async fn run(_invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
-    let (status, body) = match runs::recent_statuses(&ctx, RUNS).await {
-        Ok(listed) => (200, render(&listed, Utc::now())),
+    let read = async {
+        Ok::<_, crate::azure::AzureError>((
+            runs::recent_statuses(&ctx, RUNS).await?,
+            dead_letter_list::kept(&ctx).await?,
+        ))
+    };
+    let (status, body) = match read.await {
+        Ok((listed, kept)) => (200, render(&listed, &kept, Utc::now())),
         Err(e) => {
             tracing::warn!(error = %crate::error_chain(&e), "could not read the run journal for the status page");
             (
@@ -215,7 +251,26 @@ mod tests {
             message: "<script>alert(1)</script>".into(),
             advice: Some("Grant Contributor & try again.".into()),
         });
-        let html = render(&[run(RunState::Running), failed], Utc::now());
+        let dead = Kept {
+            fact_id: "f-1".into(),
+            fact_type: "io.galleon.image.ready.v1".into(),
+            subject: None,
+            run: Some("r3".into()),
+            reason: "MaxDeliveryCountExceeded".into(),
+            description: "could not be consumed after 10 delivery attempts".into(),
+            source: "galleon-facts/subscriptions/announce".into(),
+            deliveries: 10,
+            at: Utc::now(),
+            resubmitted_at: None,
+            fact: serde_json::Value::Null,
+        };
+        let html = render(&[run(RunState::Running), failed], &[dead], Utc::now());
+        assert!(html.contains("<h2>Dead letters</h2>"));
+        assert!(
+            html.contains("image.ready.v1<span class=\"state\">MaxDeliveryCountExceeded</span>")
+        );
+        assert!(html.contains("in galleon-facts/subscriptions/announce after 10 deliveries"));
+        assert!(html.contains("galleon resubmit f-1"));
         assert!(html.contains("2 runs in the last two days, 1 running, 1 failed"));
         assert!(html.contains("<li class=\"ready\">westeurope: ready</li>"));
         assert!(html.contains("<li class=\"pending\">eastus2: pending</li>"));
@@ -226,6 +281,11 @@ mod tests {
             !html.contains("http://") && !html.contains("src="),
             "nothing fetched"
         );
-        assert!(render(&[], Utc::now()).contains("No runs in the last two days."));
+        let empty = render(&[], &[], Utc::now());
+        assert!(empty.contains("No runs in the last two days."));
+        assert!(
+            !empty.contains("Dead letters"),
+            "no section without dead letters"
+        );
     }
 }
