@@ -130,6 +130,25 @@ fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// Every gallery galleon publishes to, as (subscription, resource group, gallery): the default one
+    /// first, then each distribution target's.
+    pub fn galleries(&self) -> Vec<(String, String, String)> {
+        let p = &self.policy;
+        std::iter::once((
+            p.subscription_id.clone(),
+            p.resource_group.clone(),
+            p.gallery.clone(),
+        ))
+        .chain(self.distribution.iter().map(|t| {
+            (
+                t.subscription_id.clone(),
+                t.resource_group.clone(),
+                t.gallery.clone(),
+            )
+        }))
+        .collect()
+    }
+
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())

@@ -29,19 +29,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         return Ok(Output::default());
     }
     // The default gallery, and every distribution target's: copies age out where they were made.
-    let p = &ctx.config.policy;
-    let mut galleries = vec![(
-        p.subscription_id.clone(),
-        p.resource_group.clone(),
-        p.gallery.clone(),
-    )];
-    galleries.extend(ctx.config.distribution.iter().map(|t| {
-        (
-            t.subscription_id.clone(),
-            t.resource_group.clone(),
-            t.gallery.clone(),
-        )
-    }));
+    let galleries = ctx.config.galleries();
     let mut emits = Vec::new();
     for (n, (sub, rg, gallery)) in galleries.iter().enumerate() {
         let names = match definitions_with_policy(&ctx, sub, rg, gallery).await {

@@ -117,18 +117,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
         Err(why) => return Ok(error(400, "InvalidRequest", why)),
     };
     let p = &ctx.config.policy;
-    let mut galleries = vec![(
-        p.subscription_id.clone(),
-        p.resource_group.clone(),
-        p.gallery.clone(),
-    )];
-    galleries.extend(ctx.config.distribution.iter().map(|t| {
-        (
-            t.subscription_id.clone(),
-            t.resource_group.clone(),
-            t.gallery.clone(),
-        )
-    }));
+    let galleries = ctx.config.galleries();
     let mut marked = Vec::new();
     let mut already = Vec::new();
     let mut run = None;
