@@ -177,6 +177,19 @@ impl Storage {
         Self::check(r, "put blob").await.map(|_| ())
     }
 
+    /// Appends `bytes` at the end of an existing append blob (a writer beside galleon's own).
+    pub async fn append_block(&self, container: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        let r = self
+            .request(
+                reqwest::Method::PUT,
+                &format!("{}?comp=appendblock", self.url(container, name)),
+            )
+            .body(bytes.to_vec())
+            .send()
+            .await?;
+        Self::check(r, "append block").await.map(|_| ())
+    }
+
     /// The blob's metadata, or `None` when it does not exist.
     pub async fn metadata(
         &self,

@@ -594,3 +594,76 @@ async fn a_dead_letter_is_listed_and_resubmitted_once() {
     );
     s.stop().await;
 }
+
+/// CI saw `status --watch` fail with 503 ConditionNotMet: the journal was read in two steps (its
+/// properties, then its bytes pinned to that ETag), and a fact appended between them failed the read.
+/// Here a writer appends to a run's journal without pause while the Runs control reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_read_while_it_grows_answers_every_time() {
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
+    s.publish("growing", "dynamic", "8M", json!({"version": "1.0.0"}))
+        .await;
+    let rejected = s.wait_for("io.galleon.vhd.rejected.v1", 60).await;
+    let run = rejected["correlationid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let storage = s.cloud.storage().expect("storage");
+    let name = format!("journal/{run}.jsonl");
+    // The journal is written as each fact is sent; a subscriber may hear of it a moment first.
+    let mut journal = None;
+    for _ in 0..40 {
+        journal = storage
+            .download("galleon-state", &name)
+            .await
+            .expect("read");
+        if journal.as_ref().is_some_and(|j| j.contains(&b'\n')) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let journal = journal.expect("the run has a journal");
+    // A line already there: written again, it is read once, so the answer stays the same run.
+    let line: Vec<u8> = journal
+        .split_inclusive(|b| *b == b'\n')
+        .next()
+        .expect("a first line")
+        .to_vec();
+    let appends = 400;
+    let writer = tokio::spawn(async move {
+        for _ in 0..appends {
+            storage
+                .append_block("galleon-state", &name, &line)
+                .await
+                .expect("append");
+        }
+    });
+    let host = s.cloud.connection().functions_host;
+    let key = s.cloud.functions_key.clone();
+    let http = reqwest::Client::new();
+    let (mut reads, mut failed) = (0, Vec::new());
+    while !writer.is_finished() {
+        let r = http
+            .get(format!("{host}/api/runs/{run}"))
+            .header("x-functions-key", &key)
+            .send()
+            .await
+            .expect("answer");
+        reads += 1;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status != 200 || body["run"] != run.as_str() {
+            failed.push(format!("{status} {body}"));
+        }
+    }
+    writer.await.expect("writer");
+    println!("{reads} reads during {appends} appends");
+    assert!(reads >= 5, "too few reads overlapped the appends: {reads}");
+    assert!(
+        failed.is_empty(),
+        "{} of {reads} reads failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    s.stop().await;
+}

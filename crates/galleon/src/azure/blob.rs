@@ -85,6 +85,17 @@ fn from_sdk(error: azure_core::Error, identity: &str, audience: &str) -> AzureEr
     }
 }
 
+/// A copy's state as galleon names it (`pending` while the copy still runs).
+fn copy_state(status: Option<CopyStatus>) -> Option<String> {
+    status.map(|s| {
+        if s == CopyStatus::Pending {
+            "pending".to_owned()
+        } else {
+            s.to_string()
+        }
+    })
+}
+
 fn time(t: Option<time::OffsetDateTime>) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t?.unix_timestamp(), 0)
 }
@@ -139,13 +150,7 @@ impl Blobs {
                 .map_err(header_error)?
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
-            copy_status: response.copy_status().map_err(header_error)?.map(|s| {
-                if s == CopyStatus::Pending {
-                    "pending".to_owned()
-                } else {
-                    s.to_string()
-                }
-            }),
+            copy_status: copy_state(response.copy_status().map_err(header_error)?),
             created: time(response.creation_time().map_err(header_error)?),
             last_modified: time(response.last_modified().map_err(header_error)?),
             metadata: response
@@ -180,36 +185,55 @@ impl Blobs {
         download.body.collect().await.map_err(|e| self.sdk_error(e))
     }
 
-    /// Reads a whole small blob (a manifest), refusing more than `max` bytes.
+    /// Reads a whole small blob (a manifest, a journal), refusing more than `max` bytes, in one GET: the
+    /// properties answered are those of the bytes read, even when the blob changes at that moment (a
+    /// journal appended to). A read in two steps (properties, then the bytes pinned to their ETag) failed
+    /// there with ConditionNotMet.
     pub async fn read_small(
         &self,
         url: &str,
         max: u64,
     ) -> Result<(Bytes, BlobProperties), AzureError> {
-        let properties = self
-            .properties(url)
-            .await?
-            .ok_or_else(|| AzureError::Permanent {
-                service: SERVICE,
-                status: 404,
-                code: "BlobNotFound".into(),
-                message: format!("{} does not exist", redact(url)),
-                target: None,
-                ids: Box::default(),
-            })?;
-        if properties.content_length > max {
+        let options = BlobClientDownloadOptions {
+            // One byte more than allowed tells a blob that is too large without reading it all.
+            range: Some(HttpRange::new(0, max + 1)),
+            ..Default::default()
+        };
+        let download = match self.client(url)?.download(Some(options)).await {
+            Ok(d) => d,
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
+                return Err(AzureError::Permanent {
+                    service: SERVICE,
+                    status: 404,
+                    code: "BlobNotFound".into(),
+                    message: format!("{} does not exist", redact(url)),
+                    target: None,
+                    ids: Box::default(),
+                });
+            }
+            Err(e) => return Err(self.sdk_error(e)),
+        };
+        let p = download.properties;
+        let bytes = download
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.sdk_error(e))?;
+        if bytes.len() as u64 > max {
             return Err(permanent(
                 "BlobTooLarge",
-                format!(
-                    "{} is {} bytes; at most {max} are read",
-                    redact(url),
-                    properties.content_length
-                ),
+                format!("{} is more than {max} bytes, all that is read", redact(url)),
             ));
         }
-        let bytes = self
-            .read_range(url, 0, properties.content_length, Some(&properties.e_tag))
-            .await?;
+        let properties = BlobProperties {
+            content_length: bytes.len() as u64,
+            e_tag: p.etag.map(|t| t.to_string()).unwrap_or_default(),
+            blob_type: p.blob_type.map(|t| t.to_string()).unwrap_or_default(),
+            copy_status: copy_state(p.copy_status),
+            created: time(p.created_on),
+            last_modified: time(p.last_modified),
+            metadata: p.metadata.into_iter().collect(),
+        };
         Ok((bytes, properties))
     }
 

@@ -75,14 +75,20 @@ async fn status_of(ctx: &Ctx, run: &str) -> Result<Option<RunStatus>, crate::azu
 
 pub(super) fn unreadable(e: &crate::azure::AzureError) -> Output {
     tracing::warn!(error = %crate::error_chain(e), "could not read the run journal");
-    error(
-        503,
-        "JournalUnreadable",
+    error(503, "JournalUnreadable", why_unreadable(e))
+}
+
+/// Why galleon's state container could not be read, and the fix: a refusal names the role it needs,
+/// anything else is worth another try.
+pub(super) fn why_unreadable(e: &crate::azure::AzureError) -> String {
+    let code = e.code();
+    if code.starts_with("Authorization") || code == "Forbidden" {
         format!(
-            "galleon's state container could not be read ({}); its identity needs Storage Blob Data Contributor on it. Try again.",
-            e.code()
-        ),
-    )
+            "galleon's state container refused galleon's identity ({code}); give it Storage Blob Data Contributor on the container"
+        )
+    } else {
+        format!("galleon's state container could not be read ({code}); try again in a moment")
+    }
 }
 
 async fn one(ctx: &Ctx, run: &str) -> Output {
@@ -130,6 +136,21 @@ async fn recent(ctx: &Ctx, limit: usize) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::azure::AzureError;
+
+    #[test]
+    fn only_a_refusal_asks_for_a_role() {
+        for (code, role) in [
+            ("AuthorizationPermissionMismatch", true),
+            ("AuthorizationFailure", true),
+            ("ConditionNotMet", false),
+            ("ServerBusy", false),
+        ] {
+            let why = why_unreadable(&AzureError::transient("Blob Storage", code, "x"));
+            assert_eq!(why.contains("Storage Blob Data Contributor"), role, "{why}");
+            assert!(why.contains(code), "{why}");
+        }
+    }
 
     #[test]
     fn queries_and_ids_are_checked_with_the_field_named() {

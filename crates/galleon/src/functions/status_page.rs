@@ -195,8 +195,8 @@ pub async fn run(_invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failu
             (
                 503,
                 format!(
-                    "<!doctype html><title>galleon</title><p>galleon's state container could not be read ({}). Its identity needs Storage Blob Data Contributor on it.</p>",
-                    text(e.code())
+                    "<!doctype html><title>galleon</title><p>{}.</p>",
+                    text(&runs::why_unreadable(&e))
                 ),
             )
         }
