@@ -24,6 +24,15 @@ impl Problem {
         }
     }
 
+    /// The app could not be reached or failed for now (exit 5): worth another look.
+    pub fn passing(&self) -> bool {
+        self.code == 5
+    }
+
+    pub fn cause(&self) -> &str {
+        &self.cause
+    }
+
     pub fn exit(&self) -> std::process::ExitCode {
         eprintln!("galleon: {}", self.cause);
         if !self.fix.is_empty() {
@@ -104,6 +113,8 @@ impl Client {
                 )
             }
         };
+        // reqwest is built without a crypto provider of its own: rustls's ring one (as the handler).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(60))
