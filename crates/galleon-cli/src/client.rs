@@ -176,7 +176,8 @@ impl Client {
             }),
             409 => Err(Problem {
                 cause: said,
-                fix: "galleon marks only the versions it published; mark others in the Azure portal".into(),
+                // galleon's refusal names its own fix (a version it did not publish, a region it cannot add).
+                fix: String::new(),
                 code: 7,
             }),
             _ => Err(Problem {

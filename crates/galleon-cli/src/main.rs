@@ -1,5 +1,5 @@
 //! `galleon`: the operators' tool. It reads where runs stand from a galleon app's controls (`/api/runs`)
-//! and marks versions bad or pinned (`/api/versions`),
+//! marks versions bad or pinned and replicates them again (`/api/versions`),
 //! on the local cloud with no configuration, or on a deployed app through `GALLEON_URL` and
 //! `GALLEON_FUNCTIONS_KEY`. Human output by default, `--json` for scripts; the exit code says what
 //! happened (see `Problem` in `client.rs`).
@@ -76,6 +76,15 @@ enum Command {
     MarkBad(Target),
     /// Pins a version, with its distributed copies: retention never deletes it.
     Pin(Target),
+    /// Re-runs a version's replication: its failed regions again, and regions added with --region. It
+    /// starts a run of its own, which ends in each region's replica.ready and an image.ready.
+    Rerun {
+        #[command(flatten)]
+        target: Target,
+        /// A region to add (ARM name, such as uksouth); repeat for more.
+        #[arg(long = "region", value_name = "REGION")]
+        regions: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,6 +218,25 @@ async fn run(cli: Cli) -> Result<(), Problem> {
         }
         Command::MarkBad(target) => mark(&client, "bad", &target, cli.json).await?,
         Command::Pin(target) => mark(&client, "pin", &target, cli.json).await?,
+        Command::Rerun { target, regions } => {
+            let path = format!(
+                "api/versions/{}/{}/replicate",
+                client::segment(&target.definition),
+                client::segment(&target.version)
+            );
+            let by = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+            let answer = client
+                .post(
+                    &path,
+                    &serde_json::json!({"regions": regions, "reason": target.reason, "by": by}),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", render::json(&answer));
+            } else {
+                print!("{}", render::replicated(&answer));
+            }
+        }
     }
     Ok(())
 }

@@ -143,21 +143,24 @@ pub fn timeline(run: &Value) -> String {
 }
 
 /// What a mark changed: each version marked now, and those that had it already.
+/// The strings listed under `key`.
+fn strings(answer: &Value, key: &str) -> Vec<String> {
+    answer
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
 pub fn marked(mark: &str, answer: &Value) -> String {
     let word = if mark == "bad" {
         "marked bad"
     } else {
         "pinned"
     };
-    let list = |key: &str| -> Vec<String> {
-        answer
-            .get(key)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect()
-    };
+    let list = |key: &str| strings(answer, key);
     let mut out = String::new();
     for id in list("marked") {
         out.push_str(&format!("{word}: {id}\n"));
@@ -166,6 +169,40 @@ pub fn marked(mark: &str, answer: &Value) -> String {
         out.push_str(&format!("already {word}: {id}\n"));
     }
     out
+}
+
+/// What a request to replicate a version again came to: a run that replicates, or why nothing was done.
+pub fn replicated(answer: &Value) -> String {
+    let version = answer
+        .get("versionId")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let joined = |key: &str| strings(answer, key).join(", ");
+    if answer.get("replicating").and_then(Value::as_bool) == Some(true) {
+        let mut what = Vec::new();
+        if !joined("added").is_empty() {
+            what.push(format!("adding {}", joined("added")));
+        }
+        if !joined("again").is_empty() {
+            what.push(format!("again in {}", joined("again")));
+        }
+        format!(
+            "replicating {version}: {}\nrun {} (follow it: galleon status --watch, or galleon timeline {})\n",
+            what.join("; "),
+            answer.get("run").and_then(Value::as_str).unwrap_or(""),
+            answer.get("run").and_then(Value::as_str).unwrap_or("")
+        )
+    } else if !joined("underway").is_empty() {
+        format!(
+            "nothing asked: replication of {version} is still under way in {}\n",
+            joined("underway")
+        )
+    } else {
+        format!(
+            "nothing to do: {version} is complete in every region ({}); name regions to add with --region\n",
+            joined("alreadyReplicated")
+        )
+    }
 }
 
 /// The kept dead letters, newest first: when, what, why, where, whose run, and if resubmitted.

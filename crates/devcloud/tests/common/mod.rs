@@ -254,6 +254,19 @@ impl Scenario {
         );
     }
 
+    /// Takes every fault rule away: Azure is healthy again.
+    pub async fn clear_faults(&self) {
+        let response = self
+            .cloud
+            .client()
+            .expect("client")
+            .delete(format!("{}/_devcloud/faults", self.cloud.arm.base_url))
+            .send()
+            .await
+            .expect("faults cleared");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
     pub async fn stop(self) {
         self.receiver.stop().await;
         self.cloud.stop().await;

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod naming;
 pub mod pace;
 pub mod policy;
+pub mod replicate_again;
 pub mod replication;
 pub mod retention;
 pub mod runs;

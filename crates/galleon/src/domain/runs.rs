@@ -161,6 +161,23 @@ pub fn summarize(run: &str, facts: &[(DateTime<Utc>, Value)]) -> RunStatus {
             status.version_id = Some(id);
         }
         match short.as_str() {
+            // A run that replicates a version again starts with the regions complete already.
+            "image.replication.requested" => {
+                for name in region_names(data.get("readyRegions")) {
+                    set(&mut status.regions, &name, ReplicaState::Ready);
+                }
+                let added = region_names(data.get("addedRegions"));
+                let again = region_names(data.get("againRegions"));
+                note = Some(
+                    [("add", added), ("again", again)]
+                        .iter()
+                        .filter(|(_, r)| !r.is_empty())
+                        .map(|(what, r)| format!("{what} {}", r.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+                .filter(|n| !n.is_empty());
+            }
             "image.replica.ready" => {
                 if let Some(name) = text(&data, "/region/name") {
                     set(&mut status.regions, &name, ReplicaState::Ready);
@@ -353,6 +370,25 @@ mod tests {
                     ("northeurope", ReplicaState::Pending),
                 ],
                 Some("AuthorizationFailed"),
+            ),
+            // A run that replicates a version again: its complete regions are ready from the start.
+            (
+                vec![
+                    fact(
+                        "image.replication.requested",
+                        json!({"versionId": "/v/1.0.0", "plan": {"imageDefinition": "ubuntu-2404", "version": "1.0.0",
+                            "targetRegions": [{"name": "westeurope"}, {"name": "northeurope"}, {"name": "uksouth"}]},
+                            "readyRegions": ["westeurope"], "againRegions": ["northeurope"], "addedRegions": ["uksouth"]}),
+                    ),
+                    replica("uksouth"),
+                ],
+                RunState::Running,
+                vec![
+                    ("westeurope", ReplicaState::Ready),
+                    ("northeurope", ReplicaState::Pending),
+                    ("uksouth", ReplicaState::Ready),
+                ],
+                None,
             ),
             (
                 vec![fact(

@@ -66,6 +66,7 @@ fact_types! {
     GalleryShared => "gallery.shared.v1", GalleryShared;
     VersionLifecycle => "image.version.lifecycle.v1", VersionLifecycle;
     VersionMarked => "image.version.marked.v1", VersionMarked;
+    ReplicationRequested => "image.replication.requested.v1", ReplicationRequested;
     FollowUp => "operation.followup.v1", FollowUp;
 }
 
@@ -103,6 +104,7 @@ impl FactType {
                 | FactType::VersionLifecycle
                 | FactType::GalleryShared
                 | FactType::VersionMarked
+                | FactType::ReplicationRequested
         )
     }
 }

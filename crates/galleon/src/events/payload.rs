@@ -357,6 +357,34 @@ pub struct ImageReady {
     /// Intermediate resources (the managed image) galleon could not delete; empty when all is clean.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_behind: Vec<LeftBehind>,
+    /// The end of an operator's request to replicate the version again (`image.replication.requested`):
+    /// distribution targets that have their copy already keep it; the others get theirs now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replicated_again: bool,
+}
+
+/// `image.replication.requested`: an operator asked to replicate a published version again (its failed
+/// regions) or to more regions. It starts a run of its own, which ReplicateVersion takes up as it does a
+/// publication and which ends in the regions' `image.replica.ready` and an `image.ready`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationRequested {
+    /// The version's publication, its target regions as they will be after the request.
+    #[serde(flatten)]
+    pub publication: VersionPublished,
+    /// Regions the version did not have.
+    pub added_regions: Vec<String>,
+    /// Regions whose replication had failed, replicated again.
+    pub again_regions: Vec<String>,
+    /// Regions complete already (not announced again).
+    pub ready_regions: Vec<String>,
+    /// The run that published the version.
+    pub version_run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who asked: the operator's name as the tool sent it, else `operator`.
+    pub by: String,
+    pub requested_at: DateTime<Utc>,
 }
 
 /// `image.distribution.requested` (internal): publish a copy of a ready version into a target gallery.

@@ -71,6 +71,21 @@ async fn distribute(fact: Fact, ctx: &Ctx) -> Result<Vec<Emit>, StepError> {
     let mut emits = Vec::new();
     for target in &ctx.config.distribution {
         let plan = distribution::target_plan(&source, target, &ready.version_id);
+        // An operator's replication of the version again ends in an image.ready too: a target that has
+        // its copy already (from the first image.ready) keeps it; one that has none (the first run ended
+        // partially ready) gets it now.
+        if ready.replicated_again {
+            let copy = arm::ids::image_version(
+                &plan.subscription_id,
+                &plan.resource_group,
+                &plan.gallery,
+                &plan.image_definition,
+                &plan.version,
+            );
+            if ctx.arm.get(&copy, arm::GALLERY_API, &[]).await?.is_some() {
+                continue;
+            }
+        }
         let data = DistributionRequested {
             source_version_id: ready.version_id.clone(),
             plan,

@@ -3,6 +3,7 @@
 
 pub mod announce;
 pub mod build_image;
+pub mod control;
 pub mod create_image;
 pub mod dead_letter_list;
 pub mod dead_letters;
@@ -19,6 +20,7 @@ pub mod pinned;
 pub mod publish_version;
 pub mod reannounce;
 pub mod rebuild;
+pub mod replicate_again;
 pub mod replicate_version;
 pub mod request_build;
 pub mod resubmit;

@@ -26,13 +26,13 @@ use crate::{
     },
     events::{
         Cause, Check, ErrorDetail, Fact, FactType, FollowUp, ImagePartiallyReady, ImageReady,
-        ReplicaReady, TargetRegion, VersionPublished,
+        ReplicaReady, ReplicationRequested, TargetRegion, VersionPublished,
     },
 };
 
 pub const NAME: &str = "ReplicateVersion";
 pub const TRIGGER: &str = "fact";
-pub const HANDLES: &[FactType] = &[FactType::VersionPublished];
+pub const HANDLES: &[FactType] = &[FactType::VersionPublished, FactType::ReplicationRequested];
 
 pub fn step(fact: Fact, ctx: Arc<Ctx>, attempt: u32) -> StepFuture {
     Box::pin(async move { replicate(fact, &ctx, attempt).await })
@@ -44,7 +44,22 @@ fn patch_body(regions: &[&TargetRegion]) -> Value {
 }
 
 async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepError> {
-    let published: VersionPublished = fact.data().map_err(StepError::unreadable)?;
+    // An operator's request replicates a version again as a publication does, from its regions complete
+    // already (not announced again), and never touches a managed image (gone since the first image.ready).
+    let (published, ready_regions) = match fact.fact_type() {
+        Some(FactType::ReplicationRequested) => {
+            let asked: ReplicationRequested = fact.data().map_err(StepError::unreadable)?;
+            let mut publication = asked.publication;
+            publication.image_id = None;
+            (publication, Some(asked.ready_regions))
+        }
+        _ => (
+            fact.data::<VersionPublished>()
+                .map_err(StepError::unreadable)?,
+            None,
+        ),
+    };
+    let replicated_again = ready_regions.is_some();
     let plan = &published.plan;
     let mut patch = None;
     let mut patch_poll = arm::PollKind::default();
@@ -101,10 +116,15 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
         distributed_from: plan.distributed_from.clone(),
         ready_at: Utc::now(),
         left_behind: Vec::new(),
+        replicated_again,
     };
     let check = Check::Replication {
         version_id: published.version_id.clone(),
-        announced_regions: Vec::new(),
+        announced_regions: ready_regions
+            .unwrap_or_default()
+            .iter()
+            .map(|r| region_key(r))
+            .collect(),
         failures: BTreeMap::new(),
         patch,
         patch_poll,
@@ -129,6 +149,15 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
             retry_after,
         ),
     )?])
+}
+
+/// The image definition's name, from its id.
+fn ready_definition(ready: &ImageReady) -> &str {
+    ready
+        .image_definition_id
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
 }
 
 /// What the version (and its managed image) were made from, as their tags name it: the VHD, else the
@@ -353,8 +382,12 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
             )
             .with_target(version_id.clone()),
             advice: format!(
-                "The version is usable in {} (see image.partially.ready). Fix the failed regions' cause (regional quota, the storage type's availability there, capacity), then add them with az sig image-version update --add publishingProfile.targetRegions name=<region>.",
-                names.join(", ")
+                "The version is usable in {} (see image.partially.ready). Fix the failed regions' cause (regional quota, the storage type's availability there, capacity), then replicate it again: galleon rerun {} {} --region <region> (or POST /api/versions/{}/{}/replicate).",
+                names.join(", "),
+                ready_definition(&ready),
+                ready.version,
+                ready_definition(&ready),
+                ready.version
             ),
             left_behind: Vec::new(),
         };

@@ -1,5 +1,6 @@
-//! Versions: an operator marks a version bad or pins it (an HTTP function with function-key auth,
-//! `POST /api/versions/{definition}/{version}/bad|pin`, body `{"reason": "…"}` optional). The mark goes
+//! Versions: an operator's controls over one version (an HTTP function with function-key auth,
+//! `POST /api/versions/{definition}/{version}/bad|pin|replicate`). `replicate` is replicate_again's. A
+//! mark (`bad`, `pin`; body `{"reason": "…"}` optional) goes
 //! on the default gallery's version and on its copies in every distribution target's gallery, as the tags
 //! retention reads (`galleon-bad`, `galleon-pin`); a bad version is also excluded from `latest`. Only
 //! versions galleon published are marked. A change is announced as `image.version.marked`, in the
@@ -10,7 +11,11 @@ use std::{collections::BTreeMap, sync::Arc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{owned::RUN_TAG, step};
+use super::{
+    control::{Asker, Refusal},
+    owned::RUN_TAG,
+    replicate_again, step,
+};
 use crate::{
     azure::arm::{self, ids},
     domain::{naming, retention},
@@ -45,10 +50,14 @@ pub struct Request {
 /// Reads the route and body; `Err` names the field and what is wrong.
 pub fn request(params: &BTreeMap<String, String>, body: &Value) -> Result<Request, String> {
     let param = |name: &str| params.get(name).map(String::as_str).unwrap_or("");
-    let mark = match param("mark") {
+    let mark = match param("action") {
         "bad" => Mark::Bad,
         "pin" => Mark::Pin,
-        other => return Err(format!("mark: '{other}' is not 'bad' or 'pin'")),
+        other => {
+            return Err(format!(
+                "action: '{other}' is not 'bad', 'pin' or 'replicate'"
+            ));
+        }
     };
     let definition = param("definition");
     naming::image_definition(definition)
@@ -112,6 +121,25 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
     let Trigger::Http(req) = invocation.trigger else {
         return Err(Failure::new("Versions is bound to an HTTP trigger"));
     };
+    if req.params.get("action").map(String::as_str) == Some("replicate") {
+        let param = |name: &str| req.params.get(name).map(String::as_str).unwrap_or("");
+        let asked = match replicate_again::asked(param("definition"), param("version"), &req.body) {
+            Ok(a) => a,
+            Err(why) => return Ok(error(400, "InvalidRequest", why)),
+        };
+        let asker = Asker {
+            id: invocation.invocation_id.clone(),
+            traceparent: invocation.traceparent.clone(),
+            by: asked.by.clone().unwrap_or_else(|| "operator".into()),
+        };
+        return Ok(
+            match replicate_again::replicate(&ctx, &asked, &asker).await {
+                Ok(body) if body["replicating"] == true => answer(202, body),
+                Ok(body) => answer(200, body),
+                Err(refusal) => refusal.output(),
+            },
+        );
+    }
     let asked = match request(&req.params, &req.body) {
         Ok(r) => r,
         Err(why) => return Ok(error(400, "InvalidRequest", why)),
@@ -137,7 +165,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
                 ));
             }
             Ok(None) => continue,
-            Err(e) => return Ok(azure_refused(&e, &id)),
+            Err(e) => return Ok(Refusal::azure(&e, &id).output()),
         };
         let tags = version
             .get("tags")
@@ -150,7 +178,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
                     409,
                     "NotPublishedByGalleon",
                     format!(
-                        "{id} has no {RUN_TAG} tag: galleon did not publish it and marks only what it published"
+                        "{id} has no {RUN_TAG} tag: galleon did not publish it and marks only what it published; mark it yourself with az sig image-version update --set publishingProfile.excludeFromLatest=true"
                     ),
                 ));
             }
@@ -169,7 +197,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
                     .write(Method::PATCH, &id, arm::GALLERY_API, Some(&body))
                     .await
                 {
-                    return Ok(azure_refused(&e, &id));
+                    return Ok(Refusal::azure(&e, &id).output());
                 }
                 tracing::info!(version = %id, mark = ?asked.mark, "marked by an operator");
                 marked.push(id);
@@ -216,13 +244,6 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
     ))
 }
 
-/// Azure refused or failed a read or a PATCH: the operator sees Azure's code and message.
-fn azure_refused(e: &crate::azure::AzureError, id: &str) -> Output {
-    tracing::warn!(version = id, error = %crate::error_chain(e), "could not mark a version");
-    let status = if e.is_transient() { 503 } else { 502 };
-    error(status, e.code(), format!("{id}: {}", e.message()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +252,7 @@ mod tests {
         [
             ("definition", definition),
             ("version", version),
-            ("mark", mark),
+            ("action", mark),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -255,7 +276,7 @@ mod tests {
         assert_eq!(text.reason.as_deref(), Some("keep"));
         assert!(request(&params("u", "1.0.0", "pin"), &json!("")).is_ok());
         for (p, body, field) in [
-            (params("u", "1.0.0", "delete"), Value::Null, "mark:"),
+            (params("u", "1.0.0", "delete"), Value::Null, "action:"),
             (
                 params("bad name!", "1.0.0", "bad"),
                 Value::Null,
