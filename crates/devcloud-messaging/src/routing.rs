@@ -55,6 +55,9 @@ pub struct ServiceBusQueue {
     /// ISO 8601 duration, at most `PT5M`.
     #[serde(default)]
     pub lock_duration: Option<String>,
+    /// `forwardDeadLetteredMessagesTo`: the queue that receives this queue's dead letters.
+    #[serde(default)]
+    pub forward_dead_lettered_messages_to: Option<String>,
 }
 
 /// The topic settings the local Service Bus applies (ARM names; anything else is refused, so a
@@ -393,6 +396,23 @@ impl Routing {
                         value: ld.clone(),
                     })?;
             }
+            if let Some(to) = &q.forward_dead_lettered_messages_to {
+                // Azure refuses to forward to an entity that does not exist, or to the queue itself.
+                if to.eq_ignore_ascii_case(&q.name)
+                    || !sb
+                        .queues
+                        .iter()
+                        .any(|other| other.name.eq_ignore_ascii_case(to))
+                {
+                    return Err(RoutingError::Setting {
+                        entity: format!("queue {}", q.name),
+                        property: "forwardDeadLetteredMessagesTo",
+                        value: to.clone(),
+                        expected: "another queue declared under serviceBus.queues",
+                    });
+                }
+                c.forward_dead_letters_to = Some(to.clone());
+            }
             config.queues.push((q.name.clone(), c));
         }
         Ok(config)
@@ -499,6 +519,26 @@ mod tests {
                 .is_err_and(|e| e.to_string().contains("forwardDeadLetteredMessagesTo")),
             "{missing:?}"
         );
+        // A queue forwards its dead letters to another declared queue, never to itself or nowhere.
+        let queue = |to: &str| {
+            Routing::parse(&format!(
+                r#"{{"serviceBus": {{"topic": "t", "typeProperty": "type",
+                    "queues": [{{"name": "dlq"}}, {{"name": "requests", "forwardDeadLetteredMessagesTo": "{to}"}}]}}}}"#
+            ))
+            .expect("parses")
+            .servicebus_config(&base)
+        };
+        let forwarded = queue("dlq").expect("valid");
+        assert_eq!(
+            forwarded.queues[1].1.forward_dead_letters_to.as_deref(),
+            Some("dlq")
+        );
+        for bad in ["requests", "nowhere"] {
+            assert!(
+                queue(bad).is_err_and(|e| e.to_string().contains("forwardDeadLetteredMessagesTo")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

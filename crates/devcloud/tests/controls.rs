@@ -1,5 +1,6 @@
 //! Re-running one stage of a version on the local cloud: replication again, for a region that failed for
-//! good and a region added, as a run of its own that the real `galleon` tool starts and follows.
+//! good and a region added, as a run of its own that the real `galleon` tool starts and follows; and the
+//! same controls by request on the Service Bus queue `galleon-requests`.
 
 mod common;
 
@@ -226,4 +227,209 @@ async fn ready_in(s: &Scenario, run: &str, n: usize) -> Vec<Value> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
+}
+
+/// Waits for `n` facts of type `ty` for which `which` holds.
+async fn facts_where(
+    s: &Scenario,
+    ty: &str,
+    n: usize,
+    which: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    loop {
+        let found: Vec<Value> = distinct(&s.receiver.received.of_type(ty))
+            .into_iter()
+            .filter(|e| which(e))
+            .collect();
+        if found.len() >= n || std::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_the_queue_are_answered_by_facts() {
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
+    s.publish("q", "fixed", "8M", json!({"version": "1.0.0"}))
+        .await;
+    s.wait_for("io.galleon.image.ready.v1", 120).await;
+    let queue = "galleon-requests";
+
+    // A replica request adds a region and ends in that region's ready fact, in the run it names.
+    s.send_to_queue(
+        queue,
+        "m-replicate",
+        &json!({"kind": "replicate", "id": "pipeline-7", "by": "release-pipeline",
+                "imageDefinition": "ubuntu-2404", "version": "1.0.0", "regions": ["uksouth"]})
+        .to_string(),
+        &[],
+    )
+    .await;
+    let accepted = facts_where(&s, "io.galleon.request.accepted.v1", 1, |e| {
+        e["data"]["requestId"] == "pipeline-7"
+    })
+    .await;
+    assert_eq!(accepted.len(), 1, "{:#?}", s.receiver.received.all());
+    let a = &accepted[0]["data"];
+    assert_eq!(a["kind"], "replicate");
+    assert_eq!(a["by"], "release-pipeline");
+    assert_eq!(a["answer"]["added"], json!(["uksouth"]), "{a:#}");
+    let run = a["run"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(accepted[0]["correlationid"], run.as_str());
+    let replica = facts_where(&s, "io.galleon.image.replica.ready.v1", 1, |e| {
+        e["correlationid"] == run.as_str()
+    })
+    .await;
+    assert_eq!(replica.len(), 1, "{:#?}", s.receiver.received.all());
+    assert_eq!(replica[0]["data"]["region"]["name"], "uksouth");
+    let ready = facts_where(&s, "io.galleon.image.ready.v1", 1, |e| {
+        e["correlationid"] == run.as_str()
+    })
+    .await;
+    assert_eq!(ready.len(), 1);
+
+    // A malformed request ends in one request.rejected naming the field; it is not retried.
+    s.send_to_queue(
+        queue,
+        "m-bad",
+        &json!({"kind": "replicate", "id": "pipeline-8", "imageDefinition": "ubuntu-2404", "version": "latest"})
+            .to_string(),
+        &[],
+    )
+    .await;
+    s.send_to_queue(queue, "m-not-json", "{not json", &[]).await;
+    let rejected = facts_where(&s, "io.galleon.request.rejected.v1", 2, |_| true).await;
+    assert_eq!(rejected.len(), 2, "{rejected:#?}");
+    let by_id = |id: &str| {
+        rejected
+            .iter()
+            .find(|e| e["data"]["requestId"] == id)
+            .unwrap_or_else(|| panic!("{id}: {rejected:#?}"))
+    };
+    let bad = &by_id("pipeline-8")["data"];
+    assert_eq!(bad["reason"]["code"], "RequestInvalid");
+    assert!(
+        bad["reason"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("version:")),
+        "{bad:#}"
+    );
+    assert_eq!(bad["kind"], "replicate");
+    let not_json = &by_id("m-not-json")["data"];
+    assert!(
+        not_json["reason"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("body:")),
+        "{not_json:#}"
+    );
+    // A refused request: an unknown version.
+    s.send_to_queue(
+        queue,
+        "m-unknown",
+        &json!({"kind": "markBad", "id": "pipeline-9", "imageDefinition": "ubuntu-2404", "version": "9.9.9"}).to_string(),
+        &[],
+    )
+    .await;
+    let unknown = facts_where(&s, "io.galleon.request.rejected.v1", 1, |e| {
+        e["data"]["requestId"] == "pipeline-9"
+    })
+    .await;
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0]["data"]["reason"]["code"], "VersionNotFound");
+
+    // A publish request: galleon writes the manifest next to the VHD, and the chain runs in the run it
+    // names, to image.ready.
+    let work = tempfile::tempdir().expect("dir");
+    let storage = s.cloud.storage().expect("storage");
+    let vhd = make_vhd(work.path(), "asked.vhd", "fixed", "8M");
+    storage
+        .upload_page_blob("images", "ubuntu-2404/asked.vhd", &vhd)
+        .await
+        .expect("vhd");
+    let vhd_url = storage.url("images", "ubuntu-2404/asked.vhd");
+    let manifest: Value =
+        serde_json::from_slice(&common::manifest("unused.vhd", json!({"version": "2.0.0"})))
+            .map(|mut m: Value| {
+                if let Some(o) = m.as_object_mut() {
+                    o.remove("vhd");
+                }
+                m
+            })
+            .expect("json");
+    s.send_to_queue(
+        queue,
+        "m-publish",
+        &json!({"kind": "publish", "id": "pipeline-10", "vhd": vhd_url, "manifest": manifest})
+            .to_string(),
+        &[],
+    )
+    .await;
+    let accepted = facts_where(&s, "io.galleon.request.accepted.v1", 1, |e| {
+        e["data"]["requestId"] == "pipeline-10"
+    })
+    .await;
+    assert_eq!(accepted.len(), 1, "{:#?}", s.receiver.received.all());
+    let run = accepted[0]["data"]["run"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let published = facts_where(&s, "io.galleon.image.ready.v1", 1, |e| {
+        e["correlationid"] == run.as_str()
+    })
+    .await;
+    assert_eq!(published.len(), 1, "{:#?}", s.receiver.received.all());
+    assert!(
+        published[0]["data"]["versionId"]
+            .as_str()
+            .is_some_and(|v| v.ends_with("/versions/2.0.0")),
+        "{:#}",
+        published[0]
+    );
+    let written = storage
+        .download("images", "ubuntu-2404/asked.manifest.json")
+        .await
+        .expect("read")
+        .expect("the manifest is beside the VHD");
+    let written: Value = serde_json::from_slice(&written).expect("json");
+    assert_eq!(written["vhd"], "asked.vhd");
+    // Asked again for a VHD whose manifest is someone else's: refused, the blob untouched.
+    s.send_to_queue(
+        queue,
+        "m-publish-again",
+        &json!({"kind": "publish", "id": "pipeline-11", "vhd": storage.url("images", "ubuntu-2404/q.vhd"), "manifest": manifest})
+            .to_string(),
+        &[],
+    )
+    .await;
+    let exists = facts_where(&s, "io.galleon.request.rejected.v1", 1, |e| {
+        e["data"]["requestId"] == "pipeline-11"
+    })
+    .await;
+    assert_eq!(exists.len(), 1);
+    assert_eq!(exists[0]["data"]["reason"]["code"], "ManifestExists");
+
+    // Nothing was retried into a dead letter: every request ended in exactly one answer.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let all = s.receiver.received.all();
+    let answers = distinct(
+        &all.iter()
+            .filter(|e| {
+                e["type"] == "io.galleon.request.accepted.v1"
+                    || e["type"] == "io.galleon.request.rejected.v1"
+            })
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(answers.len(), 6, "{answers:#?}");
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.step.failed.v1")
+            .is_empty(),
+        "{all:#?}"
+    );
+    assert_catalog_valid(&all);
+    s.stop().await;
 }

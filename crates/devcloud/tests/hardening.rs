@@ -397,35 +397,19 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
             .expect("example"),
     )
     .expect("JSON");
-    let token = s.cloud.identity.issue("https://servicebus.azure.net");
-    let response = s
-        .cloud
-        .client()
-        .expect("client")
-        .post(format!(
-            "{}/galleon-deadletters/messages",
-            s.cloud.service_bus.url()
-        ))
-        .bearer_auth(token)
-        .header(
-            "BrokerProperties",
-            json!({"MessageId": example["id"]}).to_string(),
-        )
-        .header("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")
-        .header(
-            "DeadLetterErrorDescription",
-            "\"Message could not be consumed after 10 delivery attempts.\"",
-        )
-        .header("content-type", "application/json")
-        .body(example.to_string())
-        .send()
-        .await
-        .expect("send");
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap_or_default()
-    );
+    s.send_to_queue(
+        "galleon-deadletters",
+        example["id"].as_str().unwrap_or_default(),
+        &example.to_string(),
+        &[
+            ("DeadLetterReason", "\"MaxDeliveryCountExceeded\""),
+            (
+                "DeadLetterErrorDescription",
+                "\"Message could not be consumed after 10 delivery attempts.\"",
+            ),
+        ],
+    )
+    .await;
     let failed = s.wait_for("io.galleon.step.failed.v1", 60).await;
     assert_eq!(
         failed["data"]["error"]["code"], "MaxDeliveryCountExceeded",

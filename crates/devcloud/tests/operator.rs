@@ -474,31 +474,19 @@ async fn a_dead_letter_is_listed_and_resubmitted_once() {
     let ready_id = ready["id"].as_str().unwrap_or_default().to_owned();
     // Service Bus dead-letters the image.ready fact in the announce subscription (say Event Grid was
     // refusing galleon's publishes for longer than the retries) and forwards it to galleon-deadletters.
-    let token = s.cloud.identity.issue("https://servicebus.azure.net");
-    let sent = s
-        .cloud
-        .client()
-        .expect("client")
-        .post(format!(
-            "{}/galleon-deadletters/messages",
-            s.cloud.service_bus.url()
-        ))
-        .bearer_auth(token)
-        .header(
-            "BrokerProperties",
-            json!({"MessageId": ready_id}).to_string(),
-        )
-        .header("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")
-        .header(
-            "DeadLetterErrorDescription",
-            "\"Message could not be consumed after 10 delivery attempts.\"",
-        )
-        .header("content-type", "application/json")
-        .body(ready.to_string())
-        .send()
-        .await
-        .expect("send");
-    assert!(sent.status().is_success());
+    s.send_to_queue(
+        "galleon-deadletters",
+        &ready_id,
+        &ready.to_string(),
+        &[
+            ("DeadLetterReason", "\"MaxDeliveryCountExceeded\""),
+            (
+                "DeadLetterErrorDescription",
+                "\"Message could not be consumed after 10 delivery attempts.\"",
+            ),
+        ],
+    )
+    .await;
     let failed = s.wait_for("io.galleon.step.failed.v1", 60).await;
     assert_eq!(failed["data"]["input"]["id"], ready_id.as_str());
 
@@ -581,6 +569,20 @@ async fn a_dead_letter_is_listed_and_resubmitted_once() {
     );
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(heard(), before + 1, "a second resubmit sends nothing");
+    // The resubmission is announced once, in the fact's own run.
+    let announced = distinct(
+        &s.receiver
+            .received
+            .of_type("io.galleon.deadletter.resubmitted.v1"),
+    );
+    assert_eq!(announced.len(), 1, "{announced:#?}");
+    assert_eq!(announced[0]["data"]["factId"], ready_id.as_str());
+    assert_eq!(
+        announced[0]["data"]["deadLetterReason"],
+        "MaxDeliveryCountExceeded"
+    );
+    assert_eq!(announced[0]["correlationid"], ready["correlationid"]);
+    assert_catalog_valid(&s.receiver.received.all());
     let unknown = galleon(
         &["resubmit", "00000000-1111-4222-8333-444444444444"],
         &env,

@@ -56,6 +56,7 @@ fn every_fact_type_has_a_schema_and_an_example_and_nothing_else_is_there() {
                     | "manifest.schema.json"
                     | "builds.schema.json"
                     | "build-request.schema.json"
+                    | "request.schema.json"
             )
         })
         .collect();
@@ -294,4 +295,40 @@ fn the_builds_example_fits_its_schema_and_the_parser() {
         request.is_valid(&serde_json::json!({"template": "ubuntu-2404-monthly", "reason": "CVE"}))
     );
     assert!(!request.is_valid(&serde_json::json!({"tmpl": "x"})));
+}
+
+#[test]
+fn request_schema_and_parser_agree() {
+    use galleon::functions::requests::parse;
+    let schema_json = load("request.schema.json");
+    let schema = validator(&schema_json);
+    let good: Vec<Value> = schema_json["examples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(good.len() >= 5, "an example of every kind");
+    for r in &good {
+        assert_valid(&schema, r, "request example");
+        parse(&r.to_string())
+            .unwrap_or_else(|u| panic!("parser refuses a schema-valid request {r}: {u:?}"));
+    }
+    let bad = [
+        serde_json::json!({"imageDefinition": "u", "version": "1.0.0"}),
+        serde_json::json!({"kind": "delete", "imageDefinition": "u", "version": "1.0.0"}),
+        serde_json::json!({"kind": "replicate", "version": "1.0.0"}),
+        serde_json::json!({"kind": "replicate", "imageDefinition": "u", "version": "latest"}),
+        serde_json::json!({"kind": "replicate", "imageDefinition": "u", "version": "1.0.0", "regions": "uksouth"}),
+        serde_json::json!({"kind": "replicate", "imageDefinition": "u", "version": "1.0.0", "template": "t"}),
+        serde_json::json!({"kind": "rebuild"}),
+        serde_json::json!({"kind": "rebuild", "template": "t", "force": "yes"}),
+        serde_json::json!({"kind": "publish", "vhd": "https://a.blob.core.windows.net/images/d.vhd"}),
+        serde_json::json!({"kind": "publish", "vhd": "https://a.blob.core.windows.net/images/d.vhd", "manifest": "m"}),
+        serde_json::json!({"kind": "markBad", "imageDefinition": "u", "version": "1.0.0", "reason": 5}),
+        serde_json::json!({"kind": "pin", "id": "", "imageDefinition": "u", "version": "1.0.0"}),
+        serde_json::json!({"kind": "pin", "imageDefinition": "bad name!", "version": "1.0.0"}),
+    ];
+    for r in &bad {
+        assert!(!schema.is_valid(r), "schema accepts {r}");
+        assert!(parse(&r.to_string()).is_err(), "parser accepts {r}");
+    }
 }

@@ -254,6 +254,38 @@ impl Scenario {
         );
     }
 
+    /// Sends `body` to Service Bus queue `queue` as message `message_id`, with broker headers `headers`
+    /// (a dead letter's `DeadLetterReason`, say), as the REST API takes them.
+    pub async fn send_to_queue(
+        &self,
+        queue: &str,
+        message_id: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) {
+        let token = self.cloud.identity.issue("https://servicebus.azure.net");
+        let mut request = self
+            .cloud
+            .client()
+            .expect("client")
+            .post(format!("{}/{queue}/messages", self.cloud.service_bus.url()))
+            .bearer_auth(token)
+            .header(
+                "BrokerProperties",
+                json!({"MessageId": message_id}).to_string(),
+            )
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let sent = request.body(body.to_owned()).send().await.expect("send");
+        assert!(
+            sent.status().is_success(),
+            "{}",
+            sent.text().await.unwrap_or_default()
+        );
+    }
+
     /// Takes every fault rule away: Azure is healthy again.
     pub async fn clear_faults(&self) {
         let response = self

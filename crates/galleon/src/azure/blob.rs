@@ -294,8 +294,26 @@ impl Blobs {
         content: Bytes,
         condition: WriteIf,
     ) -> Result<Option<String>, AzureError> {
+        self.put_small_with(url, content, condition, &BTreeMap::new())
+            .await
+    }
+
+    /// As [`Blobs::put_small`], the blob made with `metadata`.
+    pub async fn put_small_with(
+        &self,
+        url: &str,
+        content: Bytes,
+        condition: WriteIf,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Option<String>, AzureError> {
         let mut options = azure_storage_blob::models::BlobClientUploadOptions {
             blob_content_type: Some("application/json".into()),
+            metadata: (!metadata.is_empty()).then(|| {
+                metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
             ..Default::default()
         };
         match condition {

@@ -67,6 +67,9 @@ fact_types! {
     VersionLifecycle => "image.version.lifecycle.v1", VersionLifecycle;
     VersionMarked => "image.version.marked.v1", VersionMarked;
     ReplicationRequested => "image.replication.requested.v1", ReplicationRequested;
+    RequestAccepted => "request.accepted.v1", RequestAccepted;
+    RequestRejected => "request.rejected.v1", RequestRejected;
+    DeadLetterResubmitted => "deadletter.resubmitted.v1", DeadLetterResubmitted;
     FollowUp => "operation.followup.v1", FollowUp;
 }
 
@@ -105,6 +108,9 @@ impl FactType {
                 | FactType::GalleryShared
                 | FactType::VersionMarked
                 | FactType::ReplicationRequested
+                | FactType::RequestAccepted
+                | FactType::RequestRejected
+                | FactType::DeadLetterResubmitted
         )
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// A blob, as seen when the fact was made. `url` never carries a SAS token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -707,4 +708,51 @@ pub struct VersionMarked {
     /// Who asked: `operator` (the Versions control).
     pub by: String,
     pub at: DateTime<Utc>,
+}
+
+/// `request.accepted`: a request from the `galleon-requests` queue was taken up; the usual facts follow in
+/// `run` (a replication's or a build's new run, a publication's, or the marked version's own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestAccepted {
+    /// The requester's `id`, else the message's id.
+    pub request_id: String,
+    /// `replicate`, `rebuild`, `publish`, `markBad`, `pin`.
+    pub kind: String,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// What the control answered (as its HTTP form answers): what was done, or why nothing was needed.
+    pub answer: Value,
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// `request.rejected`: a request from the `galleon-requests` queue will not be carried out as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRejected {
+    /// The requester's `id` when it could be read, else the message's id.
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub reason: Reason,
+    pub rejected_at: DateTime<Utc>,
+}
+
+/// `deadletter.resubmitted`: an operator sent a dead-lettered fact again once its cause was fixed; it is
+/// part of the fact's own run, whose facts go on from there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterResubmitted {
+    pub fact_id: String,
+    pub fact_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Service Bus's reason for the dead letter, and the entity it died in.
+    pub dead_letter_reason: String,
+    pub dead_letter_source: String,
+    pub by: String,
+    pub resubmitted_at: DateTime<Utc>,
 }

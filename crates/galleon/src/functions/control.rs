@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::host::Output;
+use super::step::{self, Ctx, Emit, StepError};
+use crate::{events::Fact, host::Output};
 
 /// Who asked, through what: the invocation (or message) id roots the facts the request makes.
 #[derive(Debug, Clone)]
@@ -73,4 +74,12 @@ pub fn body(body: &Value, example: &str) -> Result<Value, String> {
         }
         other => Ok(other.clone()),
     }
+}
+
+/// Sends the fact a control made; trouble is a refusal (503: worth another try).
+pub async fn send(ctx: &Ctx, fact: Result<Fact, StepError>) -> Result<(), Refusal> {
+    let fact = fact.map_err(|e| Refusal::new(500, "FactUnbuildable", format!("{e:?}")))?;
+    step::send(ctx, &[Emit::now(fact)])
+        .await
+        .map_err(|e| Refusal::new(503, "BusUnavailable", format!("{e:?}; try again")))
 }

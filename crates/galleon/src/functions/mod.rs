@@ -17,12 +17,14 @@ pub mod lifecycle;
 pub mod operation;
 pub mod owned;
 pub mod pinned;
+pub mod publish_request;
 pub mod publish_version;
 pub mod reannounce;
 pub mod rebuild;
 pub mod replicate_again;
 pub mod replicate_version;
 pub mod request_build;
+pub mod requests;
 pub mod resubmit;
 pub mod runs;
 pub mod schedule_builds;
@@ -118,6 +120,7 @@ pub fn app(ctx: Arc<Ctx>) -> App {
     let c4 = ctx.clone();
     let c5 = ctx.clone();
     let c6 = ctx.clone();
+    let c_requests = ctx.clone();
     let c7 = ctx.clone();
     let c8 = ctx.clone();
     let c9 = ctx.clone();
@@ -256,6 +259,13 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             dead_letters::TRIGGER,
             &[],
             move |inv| dead_letters::run(inv, c6.clone()),
+        )
+        .function(
+            requests::NAME,
+            TriggerKind::ServiceBus,
+            requests::TRIGGER,
+            &[],
+            move |inv| requests::run(inv, c_requests.clone()),
         )
         .function(
             schedule_builds::NAME,

@@ -10,8 +10,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    build_image, runs,
-    step::{self, Ctx, Emit},
+    build_image,
+    control::{self, Asker, Refusal},
+    runs,
+    step::Ctx,
 };
 use crate::{
     domain::builds,
@@ -23,19 +25,19 @@ pub const NAME: &str = "Rebuild";
 pub const TRIGGER: &str = "req";
 
 /// The request's body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Asked {
-    template: String,
+pub struct Asked {
+    pub template: String,
     #[serde(default)]
-    force: bool,
+    pub force: bool,
     #[serde(default)]
-    note: Option<String>,
+    pub note: Option<String>,
     #[serde(default)]
-    by: Option<String>,
+    pub by: Option<String>,
 }
 
-fn asked(body: &Value) -> Result<Asked, String> {
+pub fn asked(body: &Value) -> Result<Asked, String> {
     let body = match body {
         Value::String(text) => serde_json::from_str::<Value>(text)
             .map_err(|e| format!("body: not JSON ({e}); send {{\"template\": \"<name>\"}}"))?,
@@ -52,9 +54,22 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         Ok(a) => a,
         Err(why) => return Ok(runs::error(400, "InvalidRequest", why)),
     };
+    let asker = Asker {
+        id: invocation.invocation_id.clone(),
+        traceparent: invocation.traceparent.clone(),
+        by: asked.by.clone().unwrap_or_else(|| "operator".into()),
+    };
+    Ok(match rebuild(&ctx, &asked, &asker).await {
+        Ok(body) => runs::answer(202, body),
+        Err(refusal) => refusal.output(),
+    })
+}
+
+/// Asks for a build of the configured template `asked` names; answers the template and the build's run.
+pub async fn rebuild(ctx: &Ctx, asked: &Asked, asker: &Asker) -> Result<Value, Refusal> {
     let Some(entry) = builds::find(&ctx.config.builds, &asked.template) else {
         let names: Vec<&str> = ctx.config.builds.iter().map(|e| e.name()).collect();
-        return Ok(runs::error(
+        return Err(Refusal::new(
             404,
             "TemplateNotConfigured",
             format!(
@@ -68,34 +83,23 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
             ),
         ));
     };
-    let root = format!(
-        "operator:{}:{}",
-        invocation.invocation_id, entry.template_id
-    );
-    let cause = Cause::root(
-        &root,
-        invocation
-            .traceparent
-            .clone()
-            .or_else(|| Some(crate::events::new_traceparent(&root))),
-    );
+    let root = format!("operator:{}:{}", asker.id, entry.template_id);
+    let cause = Cause::root(&root, asker.traceparent(&root));
     let data = BuildRequested {
         template_id: entry.template_id.clone(),
         reason: BuildReason::Operator,
-        requested_by: Some(asked.by.unwrap_or_else(|| "operator".into())),
-        note: asked.note,
+        requested_by: Some(asker.by.clone()),
+        note: asked.note.clone(),
         force: asked.force,
-        requested_at: invocation.host_time.unwrap_or_else(Utc::now),
+        requested_at: Utc::now(),
     };
-    let fact = ctx
-        .fact(&cause, &build_image::subject(&entry.template_id), "", &data)
-        .map_err(|e| Failure::new(format!("{e:?}")))?;
-    step::send(&ctx, &[Emit::now(fact)]).await?;
+    control::send(
+        ctx,
+        ctx.fact(&cause, &build_image::subject(&entry.template_id), "", &data),
+    )
+    .await?;
     tracing::info!(template = %entry.template_id, force = data.force, "an operator asked for a build");
-    Ok(runs::answer(
-        202,
-        json!({"requested": entry.template_id, "run": cause.correlation_id, "force": data.force}),
-    ))
+    Ok(json!({"requested": entry.template_id, "run": cause.correlation_id, "force": data.force}))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{
     control::{self, Asker, Refusal},
     owned::RUN_TAG,
-    step::{self, Ctx, Emit},
+    step::Ctx,
 };
 use crate::{
     azure::arm::{self, ids},
@@ -224,12 +224,7 @@ pub async fn replicate(ctx: &Ctx, asked: &Asked, asker: &Asker) -> Result<Value,
     let root = format!("replicate:{}:{id}", asker.id);
     let cause = Cause::root(&root, asker.traceparent(&root));
     let subject = super::version_subject(&data.publication.plan);
-    let fact = ctx
-        .fact(&cause, &subject, "", &data)
-        .map_err(|e| Refusal::new(500, "FactUnbuildable", format!("{e:?}")))?;
-    step::send(ctx, &[Emit::now(fact)])
-        .await
-        .map_err(|e| Refusal::new(503, "BusUnavailable", format!("{e:?}; try again")))?;
+    control::send(ctx, ctx.fact(&cause, &subject, "", &data)).await?;
     tracing::info!(version = %id, added = ?replication.added, again = ?replication.again, "an operator asked to replicate a version again");
     let mut answer = BTreeMap::new();
     answer.insert("versionId", json!(id));

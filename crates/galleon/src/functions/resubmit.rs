@@ -9,11 +9,11 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{
-    build_image, create_image, dead_letters, distribute, follow_up, ingest_build, lifecycle,
-    publish_version, replicate_version, runs, share_gallery, step::Ctx,
+    build_image, control, create_image, dead_letters, distribute, follow_up, ingest_build,
+    lifecycle, publish_version, replicate_version, runs, share_gallery, step::Ctx,
 };
 use crate::{
-    events::Fact,
+    events::{Cause, DeadLetterResubmitted, Fact},
     host::{Failure, Invocation, Output, Trigger},
 };
 
@@ -108,6 +108,36 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
     let body = bytes::Bytes::from(serde_json::to_vec(&kept).unwrap_or_default());
     if let Err(e) = ctx.ledger.write_note(&name, body).await {
         tracing::warn!(error = %crate::error_chain(&e), fact_id = %id, "could not note the resubmission");
+    }
+    // Announced in the fact's own run (its timeline shows where it went on from).
+    let root = format!("resubmit:{id}");
+    let cause = Cause {
+        id: root.clone(),
+        correlation_id: kept
+            .run
+            .clone()
+            .unwrap_or_else(|| Cause::root(&root, None).correlation_id),
+        traceparent: invocation
+            .traceparent
+            .clone()
+            .or_else(|| Some(crate::events::new_traceparent(&root))),
+    };
+    let data = DeadLetterResubmitted {
+        fact_id: id.clone(),
+        fact_type: kept.fact_type.clone(),
+        subject: kept.subject.clone(),
+        dead_letter_reason: kept.reason.clone(),
+        dead_letter_source: kept.source.clone(),
+        by: "operator".into(),
+        resubmitted_at: now,
+    };
+    let subject = kept
+        .subject
+        .clone()
+        .unwrap_or_else(|| format!("deadletters/{id}"));
+    if let Err(refusal) = control::send(&ctx, ctx.fact(&cause, &subject, "", &data)).await {
+        // The fact is on its way again; only its announcement failed.
+        tracing::warn!(fact_id = %id, code = %refusal.code, message = %refusal.message, "could not announce a resubmission");
     }
     Ok(runs::answer(
         200,

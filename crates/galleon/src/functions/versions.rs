@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{
-    control::{Asker, Refusal},
+    control::{self, Asker, Refusal},
     owned::RUN_TAG,
     replicate_again, step,
 };
@@ -39,7 +39,7 @@ fn error(status: u16, code: &str, message: String) -> Output {
 }
 
 /// What an operator asked for, checked: the mark, the definition, the version, the reason.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub mark: Mark,
     pub definition: String,
@@ -144,6 +144,19 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
         Ok(r) => r,
         Err(why) => return Ok(error(400, "InvalidRequest", why)),
     };
+    let asker = Asker {
+        id: invocation.invocation_id.clone(),
+        traceparent: invocation.traceparent.clone(),
+        by: "operator".into(),
+    };
+    Ok(match mark(&ctx, &asked, &asker).await {
+        Ok(body) => answer(200, body),
+        Err(refusal) => refusal.output(),
+    })
+}
+
+/// Marks the version and its copies as `asked`; answers what was marked, what was already, and the run.
+pub async fn mark(ctx: &step::Ctx, asked: &Request, asker: &Asker) -> Result<Value, Refusal> {
     let p = &ctx.config.policy;
     let galleries = ctx.config.galleries();
     let mut marked = Vec::new();
@@ -155,7 +168,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
             Ok(Some(v)) => v,
             // The default gallery must have it; a target may not (not distributed there).
             Ok(None) if n == 0 => {
-                return Ok(error(
+                return Err(Refusal::new(
                     404,
                     "VersionNotFound",
                     format!(
@@ -165,7 +178,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
                 ));
             }
             Ok(None) => continue,
-            Err(e) => return Ok(Refusal::azure(&e, &id).output()),
+            Err(e) => return Err(Refusal::azure(&e, &id)),
         };
         let tags = version
             .get("tags")
@@ -174,7 +187,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
             .unwrap_or_default();
         let Some(version_run) = tags.get(RUN_TAG).and_then(Value::as_str) else {
             if n == 0 {
-                return Ok(error(
+                return Err(Refusal::new(
                     409,
                     "NotPublishedByGalleon",
                     format!(
@@ -197,7 +210,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
                     .write(Method::PATCH, &id, arm::GALLERY_API, Some(&body))
                     .await
                 {
-                    return Ok(Refusal::azure(&e, &id).output());
+                    return Err(Refusal::azure(&e, &id));
                 }
                 tracing::info!(version = %id, mark = ?asked.mark, "marked by an operator");
                 marked.push(id);
@@ -211,37 +224,23 @@ pub async fn run(invocation: Invocation, ctx: Arc<step::Ctx>) -> Result<Output, 
             mark: asked.mark,
             reason: asked.reason.clone(),
             versions: marked.clone(),
-            by: "operator".into(),
+            by: asker.by.clone(),
             at: chrono::Utc::now(),
         };
-        let root = format!(
-            "mark:{:?}:{}:{}",
-            asked.mark,
-            marked.join(","),
-            invocation.invocation_id
-        );
+        let root = format!("mark:{:?}:{}:{}", asked.mark, marked.join(","), asker.id);
         let cause = Cause {
             id: root.clone(),
             // The mark belongs to the version's own run: its journal and timeline show it.
             correlation_id: run.clone().unwrap_or_else(|| root.clone()),
-            traceparent: invocation
-                .traceparent
-                .clone()
-                .or_else(|| Some(crate::events::new_traceparent(&root))),
+            traceparent: asker.traceparent(&root),
         };
         let subject = format!(
             "galleries/{}/images/{}/versions/{}",
             p.gallery, asked.definition, asked.version
         );
-        let fact = ctx
-            .fact(&cause, &subject, "", &data)
-            .map_err(|e| Failure::new(format!("{e:?}")))?;
-        step::send(&ctx, &[step::Emit::now(fact)]).await?;
+        control::send(ctx, ctx.fact(&cause, &subject, "", &data)).await?;
     }
-    Ok(answer(
-        200,
-        json!({"mark": asked.mark, "marked": marked, "alreadyMarked": already, "run": run}),
-    ))
+    Ok(json!({"mark": asked.mark, "marked": marked, "alreadyMarked": already, "run": run}))
 }
 
 #[cfg(test)]

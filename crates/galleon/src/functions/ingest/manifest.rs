@@ -6,21 +6,29 @@ use super::{
     reject::{Judged, reject},
 };
 use crate::{
-    azure::blob::redact,
+    azure::blob::{BlobProperties, redact},
     domain::manifest::{self, Manifest},
     events::{Cause, Reason},
     functions::step::{Ctx, Emit, StepError},
 };
 
+/// The metadata key of a manifest galleon wrote for a request: the request's root, which names its run.
+pub const REQUEST_KEY: &str = "galleonrequest";
+
+/// The cause of a manifest's run: the request's, when galleon wrote it for one, else the event's.
+pub fn run_cause(event: &Cause, props: &BlobProperties) -> Cause {
+    match props.metadata.get(REQUEST_KEY).filter(|r| !r.is_empty()) {
+        Some(root) => Cause::root(root, event.traceparent.clone()),
+        None => event.clone(),
+    }
+}
+
 pub async fn from_manifest(
     ctx: &Ctx,
     cause: &Cause,
     arrived: &Arrived,
+    mprops: BlobProperties,
 ) -> Result<Vec<Emit>, StepError> {
-    let Some(mprops) = ctx.blobs.properties(&arrived.url).await? else {
-        tracing::info!(blob = %redact(&arrived.url), "manifest is gone; nothing to do");
-        return Ok(Vec::new());
-    };
     let judged_manifest = || Judged {
         subject: &arrived.subject,
         url: &arrived.url,
@@ -140,5 +148,36 @@ async fn from_image(
     match crate::functions::foreign_image::check(ctx, image_id, &plan).await? {
         Ok(()) => crate::functions::foreign_image::created(ctx, cause, image_id, plan),
         Err(reason) => reject(ctx, cause, judged, None, reason).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requested_manifest_runs_in_its_requests_run() {
+        let event = Cause::root("event-1", None);
+        let mut props = BlobProperties {
+            content_length: 10,
+            e_tag: "e".into(),
+            blob_type: "BlockBlob".into(),
+            copy_status: None,
+            created: None,
+            last_modified: None,
+            metadata: Default::default(),
+        };
+        assert_eq!(run_cause(&event, &props), event);
+        props
+            .metadata
+            .insert(REQUEST_KEY.into(), "request:m-1".into());
+        assert_eq!(
+            run_cause(&event, &props).correlation_id,
+            Cause::root("request:m-1", None).correlation_id
+        );
+        assert_ne!(
+            run_cause(&event, &props).correlation_id,
+            event.correlation_id
+        );
     }
 }

@@ -110,7 +110,6 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         .or(invocation.traceparent.clone())
         .or_else(|| Some(crate::events::new_traceparent(&event.id)));
     let cause = Cause::root(&event.id, traceparent);
-    tracing::Span::current().record("correlation_id", cause.correlation_id.as_str());
     let arrived = Arrived {
         url,
         subject: event.subject.clone().unwrap_or_default(),
@@ -126,10 +125,26 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         step::send(&ctx, &emits).await?;
         return Ok(Output::default());
     }
+    // A manifest galleon wrote for a request (`galleon-requests`) belongs to the request's run.
+    let (cause, manifest_props) = if kind == Kind::Manifest {
+        match ctx.blobs.properties(&arrived.url).await {
+            Ok(Some(props)) => (manifest::run_cause(&cause, &props), Some(props)),
+            Ok(None) => {
+                tracing::info!(blob = %redact(&arrived.url), "manifest is gone; nothing to do");
+                return Ok(Output::default());
+            }
+            Err(e) => return step::finish_event(&ctx, NAME, &cause, &event, Err(e.into())).await,
+        }
+    } else {
+        (cause, None)
+    };
+    tracing::Span::current().record("correlation_id", cause.correlation_id.as_str());
     let work = async {
-        match kind {
-            Kind::Manifest => manifest::from_manifest(&ctx, &cause, &arrived).await,
-            Kind::BareVhd => {
+        match (kind, manifest_props) {
+            (Kind::Manifest, Some(props)) => {
+                manifest::from_manifest(&ctx, &cause, &arrived, props).await
+            }
+            (Kind::BareVhd, _) => {
                 let look = bare::BareLook {
                     cause: &cause,
                     subject: &arrived.subject,
@@ -142,7 +157,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
                 };
                 bare::look(&ctx, look).await
             }
-            Kind::NotOurs => Ok(Vec::new()),
+            _ => Ok(Vec::new()),
         }
     };
     // Event Grid delivers again on trouble, with its own backoff; the step is idempotent.
