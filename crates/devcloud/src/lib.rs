@@ -67,8 +67,12 @@ impl Ports {
 /// How to start the local cloud.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The repository root: host.json, functions/, events/subscriptions.json.
+    /// The function app: host.json and the function folders (the repository root, or an unpacked
+    /// release package).
     pub app_root: PathBuf,
+    /// The routing file the Service Bus and Event Grid entities are made from, as infra does in Azure
+    /// (default: `<app_root>/events/subscriptions.json`; a release package holds none).
+    pub routing_file: PathBuf,
     /// The directory holding the `galleon` executable (put on the host's PATH, as host.json names `galleon`).
     pub galleon_dir: PathBuf,
     /// CA, identity key, Azurite's working directory.
@@ -96,6 +100,7 @@ pub struct Options {
 impl Options {
     pub fn new(app_root: PathBuf, galleon_dir: PathBuf, state_dir: PathBuf) -> Options {
         Options {
+            routing_file: app_root.join("events/subscriptions.json"),
             app_root,
             galleon_dir,
             state_dir,
@@ -256,10 +261,9 @@ impl Cloud {
                 .context("starting Azurite")?;
 
         let host_port = free_port(options.ports.host)?;
-        let routing =
-            devcloud_messaging::Routing::load(options.app_root.join("events/subscriptions.json"))
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .context("reading events/subscriptions.json")?;
+        let routing = devcloud_messaging::Routing::load(&options.routing_file)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("reading events/subscriptions.json")?;
         let topic_key = uuid::Uuid::new_v4().simple().to_string();
         let mut messaging = devcloud_messaging::MessagingOptions::new(
             routing,
