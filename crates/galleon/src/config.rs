@@ -595,8 +595,15 @@ fn builds(
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    // A problem is named by the setting it came from (either, when both are set).
+    let templates = get("GALLEON_BUILD_TEMPLATES");
+    let setting = match (path.is_some(), templates.is_some()) {
+        (true, true) => concat!("GALLEON_BUILDS_FILE", " or ", "GALLEON_BUILD_TEMPLATES"),
+        (false, true) => "GALLEON_BUILD_TEMPLATES",
+        _ => setting,
+    };
     let entries = crate::domain::builds::parse(
-        get("GALLEON_BUILD_TEMPLATES").as_deref(),
+        templates.as_deref(),
         text.as_deref().map(|t| (name.as_str(), t)),
     )
     .map_err(|m| err(setting, m))?;

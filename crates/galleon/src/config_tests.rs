@@ -367,6 +367,13 @@ fn the_builds_file_is_read_and_a_bad_one_stops_the_app_naming_the_entry() {
         "{}",
         e.problem
     );
+    // A malformed template id in GALLEON_BUILD_TEMPLATES names that setting, not the file's.
+    let e = config(&[
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+        ("GALLEON_BUILD_TEMPLATES", "not-a-template-id"),
+    ])
+    .expect_err("not an id");
+    assert_eq!(e.setting, "GALLEON_BUILD_TEMPLATES", "{e}");
     let missing = config(&[
         ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
         ("GALLEON_BUILDS_FILE", "/nonexistent/builds.json"),
