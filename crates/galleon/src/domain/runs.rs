@@ -16,7 +16,8 @@ pub enum RunState {
     PartiallyReady,
     Failed,
     Rejected,
-    /// A build run that had nothing to do (or made nothing to publish).
+    /// A run that had nothing to do: a build whose source had not changed, a request that needed
+    /// nothing done.
     Skipped,
 }
 
@@ -203,7 +204,14 @@ pub fn summarize(run: &str, facts: &[(DateTime<Utc>, Value)]) -> RunStatus {
                     region_names(data.get("failedRegions")).join(", ")
                 ));
             }
-            "step.failed" | "vhd.rejected" => {
+            // A request that started nothing else (every region complete, say) ends with its answer.
+            "request.accepted"
+                if data.get("run").is_none_or(Value::is_null)
+                    && status.state == RunState::Running =>
+            {
+                status.state = RunState::Skipped;
+            }
+            "step.failed" | "vhd.rejected" | "request.rejected" => {
                 let failed = short == "step.failed";
                 // The first failure ends the run; a later one (a copy's) does not replace it.
                 if status.failure.is_none() {
@@ -388,6 +396,25 @@ mod tests {
                     ("northeurope", ReplicaState::Pending),
                     ("uksouth", ReplicaState::Ready),
                 ],
+                None,
+            ),
+            // A request that was refused, and one that needed nothing done, end there.
+            (
+                vec![fact(
+                    "request.rejected",
+                    json!({"requestId": "r-1", "reason": {"code": "RequestInvalid", "message": "version: latest", "fix": "fix it"}}),
+                )],
+                RunState::Rejected,
+                vec![],
+                Some("RequestInvalid"),
+            ),
+            (
+                vec![fact(
+                    "request.accepted",
+                    json!({"requestId": "r-2", "kind": "replicate", "answer": {"replicating": false}}),
+                )],
+                RunState::Skipped,
+                vec![],
                 None,
             ),
             (
