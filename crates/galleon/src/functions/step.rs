@@ -144,7 +144,7 @@ pub fn detail_of(e: &AzureError) -> ErrorDetail {
 pub fn advice_for(code: &str) -> String {
     match code {
         "PropertyChangeNotAllowed" => "The image definition already exists with other immutable properties (osType, osState, hyperVGeneration or identifier). Publish to a new image definition name, or make the manifest match the existing definition.".into(),
-        "AuthorizationFailed" | "LinkedAuthorizationFailed" => "Grant the function app's managed identity Contributor on the gallery's resource group (and Storage Blob Data Reader on the source storage account).".into(),
+        "AuthorizationFailed" | "LinkedAuthorizationFailed" => "Grant the function app's managed identity the galleon-compute role on the gallery's resource group (infra/galleon-compute-role.json), and Storage Blob Data Contributor on the source storage account (it marks rejected blobs).".into(),
         "InvalidParameter" | "BadRequest" => "Azure refused the request as written; the message names the parameter. Fix the manifest or the policy settings and upload the manifest again.".into(),
         "ResourceNotFound" | "NotFound" | "BlobNotFound" => "A resource galleon needs is gone; upload the VHD and manifest again once it exists.".into(),
         "ResourceGroupNotFound" => "The resource group named by GALLEON_RESOURCE_GROUP (or the manifest) does not exist; galleon does not create resource groups. Create it (infra/ does) and upload the manifest again.".into(),
