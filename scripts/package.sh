@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds galleon's release package: the Linux release handler and the function app laid out as the
 # Functions host expects it (host.json at the root, one folder per function with its function.json, the
-# executable host.json's customHandler names), and nothing else, zipped for a zip deploy:
+# executable host.json's customHandler names), and nothing else (but `builds.json`, the builds file the
+# handler reads from its directory by default, when you keep one at the repository root), zipped for a
+# zip deploy:
 #   az functionapp deployment source config-zip -g <resource group> -n <function app> --src <zip>
 # Usage: scripts/package.sh [output zip] (default target/galleon-package.zip). Prints the zip's path.
 set -euo pipefail
@@ -36,6 +38,9 @@ with zipfile.ZipFile(tmp, "w") as z:
     for name in names:
         add(z, f"{name}/function.json", os.path.join(functions, name, "function.json"), 0o644)
     add(z, exe, binary, 0o755)
+    builds = os.path.join(root, "builds.json")
+    if os.path.isfile(builds):
+        add(z, "builds.json", builds, 0o644)
 os.replace(tmp, out)
 print(out)
 print(f"package: host.json, {len(names)} functions, {exe}", file=sys.stderr)

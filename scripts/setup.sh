@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what galleon's local cloud and tests need, into the project's own folders:
-# Azurite (npm, tools/azurite/node_modules), the Python SDKs (.venv) and the JavaScript SDKs
+# Azurite (npm, tools/azurite/node_modules), the Python SDKs (.venv), checkov for infra/ (.venv-infra)
+# and the JavaScript SDKs
 # (npm, tests/js/node_modules, exactly as tests/js/package-lock.json pins them) for conformance tests.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,11 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import azure.mgmt.compute
   echo "setup: creating .venv with the official Azure Python SDKs" >&2
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+if [ ! -x .venv-infra/bin/checkov ]; then
+  echo "setup: installing checkov (the Bicep policy scanner) into .venv-infra" >&2
+  python3 -m venv .venv-infra
+  .venv-infra/bin/pip install --quiet --disable-pip-version-check -r tools/checkov/requirements.txt
 fi
 if [ ! -f tests/js/node_modules/.package-lock.json ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
   echo "setup: installing the Azure SDK for JavaScript from npm into tests/js" >&2

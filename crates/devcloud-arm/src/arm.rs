@@ -60,6 +60,9 @@ pub struct LogEntry {
     /// The tenants of the verified auxiliary tokens (`x-ms-authorization-auxiliary`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub auxiliary_tenants: Vec<String>,
+    /// The caller's `User-Agent`, as Azure's activity log keeps the client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 
 /// A parsed request.

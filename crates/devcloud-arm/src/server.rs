@@ -238,6 +238,11 @@ async fn handle(arm: Arc<Arm>, mut req: Req, https: bool) -> warp::reply::Respon
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         caller_tenant: req.caller.as_ref().map(|c| c.tid.clone()),
         auxiliary_tenants: req.aux_tenants.clone(),
+        user_agent: req
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     });
     let mut resp = to_response(reply);
     if reset {

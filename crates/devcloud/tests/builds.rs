@@ -325,6 +325,7 @@ async fn the_timer_builds_two_templates_into_ready_images_region_by_region() {
     );
     assert!(s.failures().is_empty(), "{:#?}", s.failures());
     assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 
@@ -542,6 +543,7 @@ async fn rebuilding_only_on_change_skips_an_unchanged_source_and_builds_a_change
         .await;
     assert!(s.failures().is_empty(), "{:#?}", s.failures());
     assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 

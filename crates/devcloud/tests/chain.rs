@@ -127,6 +127,7 @@ async fn manifest_vhd_is_published_straight_from_the_vhd_to_three_regions() {
         1,
         "still one image-ready fact"
     );
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 
@@ -180,6 +181,7 @@ async fn bare_vhd_is_published_through_a_managed_image() {
         ready["data"].get("leftBehind").is_none(),
         "nothing left behind: {ready:#}"
     );
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 

@@ -212,6 +212,7 @@ async fn a_version_is_replicated_again_to_its_failed_and_added_regions() {
         "{}",
         bad.stderr
     );
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 

@@ -108,6 +108,7 @@ async fn two_targets_one_refused_for_good_give_one_ready_copy_and_one_clear_fail
         "{failed_subject}"
     );
     assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 
@@ -160,6 +161,7 @@ async fn the_gallery_is_shared_with_the_configured_groups_and_it_is_announced() 
         1
     );
     assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 
@@ -358,5 +360,6 @@ async fn the_gallery_is_published_as_a_community_gallery_and_it_is_announced() {
     assert_eq!(info["publisherUri"], "https://images.contoso.example");
     assert_eq!(info["publicNamePrefix"], "contoso");
     assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }

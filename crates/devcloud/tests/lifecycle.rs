@@ -150,6 +150,7 @@ async fn keep_three_takes_the_oldest_through_exclude_end_of_life_and_delete_and_
         );
     }
     assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 
@@ -286,6 +287,7 @@ async fn sources_are_deleted_only_after_image_ready_and_rejected_blobs_stay() {
         "a rejected blob stays, always"
     );
     assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 

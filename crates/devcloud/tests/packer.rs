@@ -99,6 +99,7 @@ async fn a_manifest_naming_a_packer_image_ends_as_image_ready_and_the_image_stay
         "galleon never deletes an image it did not make"
     );
     assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
 }
 

@@ -412,3 +412,141 @@ impl Scenario {
         )
     }
 }
+
+/// The Azure RBAC action an ARM request needs: `GET …/galleries/g/images/d` →
+/// `Microsoft.Compute/galleries/images/read`, `POST …/galleries/g/share` →
+/// `Microsoft.Compute/galleries/share/action`. `None` for what is not an ARM resource path.
+pub fn rbac_action(method: &str, path: &str) -> Option<String> {
+    let path = path.split('?').next().unwrap_or_default();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if !segs.first()?.eq_ignore_ascii_case("subscriptions") || segs.len() < 2 {
+        return None;
+    }
+    let rest = &segs[2..];
+    let (namespace, pairs): (String, Vec<&str>) = match rest
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case("providers"))
+    {
+        Some(i) => ((*rest.get(i + 1)?).to_owned(), rest[i + 2..].to_vec()),
+        None => {
+            // The subscription or a resource group itself.
+            let mut pairs = vec!["subscriptions"];
+            pairs.extend(rest.iter().step_by(2));
+            ("Microsoft.Resources".to_owned(), pairs)
+        }
+    };
+    let mut types = Vec::new();
+    let mut action = None;
+    let mut i = 0;
+    while i < pairs.len() {
+        if i + 1 < pairs.len() || method != "POST" {
+            types.push(pairs[i]);
+        } else {
+            action = Some(pairs[i]);
+        }
+        i += if namespace == "Microsoft.Resources" {
+            1
+        } else {
+            2
+        };
+    }
+    let verb = match (method, action) {
+        (_, Some(a)) => format!("{a}/action"),
+        ("GET" | "HEAD", _) => "read".into(),
+        ("PUT" | "PATCH", _) => "write".into(),
+        ("DELETE", _) => "delete".into(),
+        (other, None) => other.to_ascii_lowercase(),
+    };
+    Some(format!("{namespace}/{}/{verb}", types.join("/")))
+}
+
+/// Whether a role's `action` (wildcards `*`, case-insensitive, as Azure matches them) allows `needed`.
+pub fn action_allows(action: &str, needed: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (
+        action.to_ascii_lowercase().chars().collect(),
+        needed.to_ascii_lowercase().chars().collect(),
+    );
+    // Classic wildcard matching: `star` remembers the last `*` and how much of `s` it has taken.
+    let (mut i, mut j, mut star, mut taken) = (0, 0, None, 0);
+    while j < s.len() {
+        if i < p.len() && p[i] != '*' && p[i] == s[j] {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            taken = j;
+            i += 1;
+        } else if let Some(at) = star {
+            i = at + 1;
+            taken += 1;
+            j = taken;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+impl Scenario {
+    /// Every ARM call galleon made in this scenario (its user agent `galleon/…`; the tests' own setup
+    /// calls are not galleon's) is allowed by the custom roles infra gives it: `galleon-compute`
+    /// (`infra/galleon-compute-role.json`) and the roles `infra/modules/subscription.bicep` defines (the
+    /// ingest account's read, platform image versions). Least privilege that still works.
+    pub async fn assert_role_allows_what_galleon_did(&self) {
+        let role: Value = serde_json::from_slice(
+            &std::fs::read(repo_root().join("infra/galleon-compute-role.json"))
+                .expect("infra/galleon-compute-role.json"),
+        )
+        .expect("JSON");
+        let actions: Vec<String> = role["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        let quoted = regex::Regex::new(r"'(Microsoft\.[A-Za-z]+/[^']+)'").expect("regex");
+        let roles = std::fs::read_to_string(repo_root().join("infra/modules/subscription.bicep"))
+            .expect("infra/modules/subscription.bicep");
+        let mut actions = actions;
+        actions.extend(quoted.captures_iter(&roles).map(|c| c[1].to_owned()));
+        let log: Value = self
+            .cloud
+            .client()
+            .expect("client")
+            .get(format!(
+                "{}/_devcloud/requests?limit=100000",
+                self.cloud.arm.base_url
+            ))
+            .send()
+            .await
+            .expect("request log")
+            .json()
+            .await
+            .expect("json");
+        let mut needed = std::collections::BTreeSet::new();
+        for entry in log["entries"].as_array().into_iter().flatten() {
+            if !entry["userAgent"]
+                .as_str()
+                .is_some_and(|ua| ua.starts_with("galleon/"))
+            {
+                continue;
+            }
+            let (method, path) = (
+                entry["method"].as_str().unwrap_or_default(),
+                entry["path"].as_str().unwrap_or_default(),
+            );
+            if let Some(action) = rbac_action(method, path) {
+                needed.insert(action);
+            }
+        }
+        assert!(!needed.is_empty(), "galleon made no ARM call: {log}");
+        let denied: Vec<&String> = needed
+            .iter()
+            .filter(|n| !actions.iter().any(|a| action_allows(a, n)))
+            .collect();
+        assert!(
+            denied.is_empty(),
+            "infra/galleon-compute-role.json lacks {denied:?} (galleon needed {needed:?})"
+        );
+    }
+}
