@@ -127,3 +127,86 @@ async fn the_release_package_runs_the_chain_on_the_local_host() {
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
+
+/// `scripts/deploy.sh` is the one command: infra without the Event Grid subscriptions, the package zip
+/// deployed to the app the deployment named, then infra again (Event Grid accepts subscriptions to
+/// functions only once they exist). A stand-in `az` on PATH records what it is asked; Azure itself is not
+/// here.
+#[test]
+fn deploy_is_one_command_in_the_order_azure_needs() {
+    let work = tempfile::tempdir().expect("dir");
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("dir");
+    let calls = work.path().join("az-calls.txt");
+    let az = bin.join("az");
+    std::fs::write(
+        &az,
+        format!(
+            r#"#!/bin/sh
+echo "$*" >> {calls}
+case "$*" in
+  *"--query properties.outputs"*) echo '{{"functionAppName": {{"value": "galleon-abc"}}, "storageAccountName": {{"value": "stgalleon"}}, "eventsTopicEndpoint": {{"value": "https://galleon-events.westeurope-1.eventgrid.azure.net/api/events"}}}}' ;;
+esac
+"#,
+            calls = calls.display()
+        ),
+    )
+    .expect("az");
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(&az)
+        .status()
+        .expect("chmod");
+    let params = work.path().join("params.json");
+    std::fs::write(
+        &params,
+        r#"{"parameters": {"ingestStorageAccountName": {"value": "stvhds"}}}"#,
+    )
+    .expect("params");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |args: &[&str]| {
+        Command::new("bash")
+            .arg(repo_root().join("scripts/deploy.sh"))
+            .args(args)
+            .env("PATH", &path)
+            .current_dir(repo_root())
+            .output()
+            .expect("deploy.sh runs")
+    };
+    let usage = run(&[]);
+    assert_eq!(usage.status.code(), Some(2));
+    let missing = run(&["rg-galleon", "/nonexistent/params.json"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("main.parameters.example.json"));
+
+    let done = run(&["rg-galleon", params.to_str().unwrap_or_default()]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let asked = std::fs::read_to_string(&calls).expect("az was called");
+    let lines: Vec<&str> = asked.lines().collect();
+    assert_eq!(lines.len(), 3, "{asked}");
+    assert!(
+        lines[0].starts_with("deployment group create -g rg-galleon -f infra/main.bicep")
+            && lines[0].contains("createEventSubscriptions=false"),
+        "{asked}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "functionapp deployment source config-zip -g rg-galleon -n galleon-abc --src "
+        ) && lines[1].contains("galleon-package.zip"),
+        "{asked}"
+    );
+    assert!(
+        lines[2].starts_with("deployment group create -g rg-galleon -f infra/main.bicep")
+            && !lines[2].contains("createEventSubscriptions=false"),
+        "{asked}"
+    );
+    assert!(String::from_utf8_lossy(&done.stderr).contains("galleon-events.westeurope-1"));
+}
