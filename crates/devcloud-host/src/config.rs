@@ -1,5 +1,6 @@
 //! Loading a function app: host.json, app settings (local.settings.json + overrides) and
-//! `function.json` files (at the app root or under `functions/`), with validation.
+//! `function.json` files (`<Name>/function.json` at the app root, as the Functions host reads them), with
+//! validation.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -402,7 +403,7 @@ impl FunctionApp {
         }
         if functions.is_empty() && problems.is_empty() {
             problems.push(format!(
-                "no function.json found under {} (expected <Name>/function.json or functions/<Name>/function.json)",
+                "no function.json found under {} (the Functions host reads <Name>/function.json at the app root; a repository keeping functions/<Name>/ is laid out as the release package is, by devcloud for the local cloud and by scripts/package.sh for Azure)",
                 root.display()
             ));
         }
@@ -451,19 +452,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// The function folders: `<Name>/function.json` at the app root, the only place the Functions host reads
+/// them from (a `functions/<Name>` folder is not a function).
 fn function_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for base in [root.to_path_buf(), root.join("functions")] {
-        let Ok(rd) = std::fs::read_dir(&base) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.join("function.json").is_file() {
-                out.push(p);
-            }
-        }
-    }
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("function.json").is_file())
+        .collect();
     out.sort();
     out
 }
@@ -827,7 +825,7 @@ mod tests {
         "extensions":{"serviceBus":{"maxConcurrentCalls":2}},"functionTimeout":"00:00:30"}"#;
 
     #[test]
-    fn loads_both_layouts_and_settings() {
+    fn loads_the_root_layout_only_and_settings() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "host.json", HOST);
         write(
@@ -842,8 +840,14 @@ mod tests {
         );
         write(
             d.path(),
-            "functions/Work/function.json",
+            "Work/function.json",
             r#"{"bindings":[{"name":"msg","type":"serviceBusTrigger","topicName":"t","subscriptionName":"s","connection":"SB"},{"name":"out","type":"serviceBus","direction":"out","queueName":"q","connection":"SB"}]}"#,
+        );
+        // Not where the Functions host looks: not a function.
+        write(
+            d.path(),
+            "functions/Elsewhere/function.json",
+            r#"{"bindings":[{"name":"timer","type":"timerTrigger","direction":"in","schedule":"%EVERY%"}]}"#,
         );
         let mut over = BTreeMap::new();
         over.insert("ARG".to_string(), "b".to_string());

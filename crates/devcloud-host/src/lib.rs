@@ -4,8 +4,8 @@
 //! as deployed) the way the Functions host v4 does (shared/reference/functions-protocol.md):
 //!
 //! * **App**: `host.json`, app settings from `local.settings.json` `Values` (overridden by the
-//!   `settings` given to [`Host::load`]), functions in `<app>/<Name>/function.json` or
-//!   `<app>/functions/<Name>/function.json`; host.json `functions` filters them,
+//!   `settings` given to [`Host::load`]), functions in `<app>/<Name>/function.json` only (as the
+//!   Functions host reads them); host.json `functions` filters them,
 //!   `"disabled": true` / `AzureWebJobs.<Name>.Disabled` skips one. Errors list every problem.
 //! * **Handler process**: `customHandler.description` (`defaultExecutablePath`, `arguments` with
 //!   `%Setting%`, `workingDirectory`), env = inherited env + app settings +

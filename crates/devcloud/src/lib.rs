@@ -371,7 +371,9 @@ impl Cloud {
         }
 
         let functions_key = uuid::Uuid::new_v4().simple().to_string();
-        let host = devcloud_host::Host::load(&options.app_root, settings.clone())
+        let app = stage_app(&options.app_root, &options.state_dir.join("app"))
+            .context("laying out the function app as the Functions host reads it")?;
+        let host = devcloud_host::Host::load(&app, settings.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("loading the function app")?
             .start(devcloud_host::HostConfig {
@@ -519,6 +521,42 @@ pub async fn unsubscribe(client: &reqwest::Client, event_grid: &str, name: &str)
     Ok(())
 }
 
+/// The function app as the Functions host reads it: a repository keeping its functions under
+/// `functions/<Name>/` is laid out in `staged` as the release package is (`scripts/package.sh`): host.json,
+/// `<Name>/function.json`, and the app files the handler reads from its directory (`local.settings.json`,
+/// `builds.json`); an app already in that layout (an unpacked package) is used as it is.
+pub fn stage_app(app_root: &Path, staged: &Path) -> Result<PathBuf> {
+    let functions = app_root.join("functions");
+    if !functions.is_dir() {
+        return Ok(app_root.to_path_buf());
+    }
+    if staged.exists() {
+        std::fs::remove_dir_all(staged)
+            .with_context(|| format!("clearing {}", staged.display()))?;
+    }
+    std::fs::create_dir_all(staged).with_context(|| format!("creating {}", staged.display()))?;
+    for file in ["host.json", "local.settings.json", "builds.json"] {
+        let from = app_root.join(file);
+        if from.is_file() {
+            std::fs::copy(&from, staged.join(file))
+                .with_context(|| format!("copying {}", from.display()))?;
+        }
+    }
+    for entry in std::fs::read_dir(&functions)
+        .with_context(|| format!("reading {}", functions.display()))?
+        .flatten()
+    {
+        let json = entry.path().join("function.json");
+        if json.is_file() {
+            let dir = staged.join(entry.file_name());
+            std::fs::create_dir_all(&dir)?;
+            std::fs::copy(&json, dir.join("function.json"))
+                .with_context(|| format!("copying {}", json.display()))?;
+        }
+    }
+    Ok(staged.to_path_buf())
+}
+
 /// The repository root: the nearest ancestor holding host.json and events/subscriptions.json.
 pub fn find_app_root(start: &Path) -> Option<PathBuf> {
     start
@@ -530,6 +568,38 @@ pub fn find_app_root(start: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_is_laid_out_as_the_host_reads_an_app_and_a_package_is_used_as_it_is() {
+        let repo = tempfile::tempdir().expect("dir");
+        let write = |path: &str, text: &str| {
+            let p = repo.path().join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+            std::fs::write(p, text).expect("write");
+        };
+        write("host.json", "{}");
+        write("functions/Work/function.json", r#"{"bindings": []}"#);
+        write("functions/README.md", "not a function");
+        write("events/subscriptions.json", "{}");
+        let staged = repo.path().join(".devcloud/app");
+        let app = stage_app(repo.path(), &staged).expect("staged");
+        assert_eq!(app, staged);
+        assert!(app.join("host.json").is_file());
+        assert!(app.join("Work/function.json").is_file());
+        assert!(!app.join("functions").exists() && !app.join("events").exists());
+        // Staged again from scratch: a function removed from the repository is gone.
+        std::fs::remove_dir_all(repo.path().join("functions/Work")).expect("rm");
+        write("functions/Other/function.json", r#"{"bindings": []}"#);
+        let again = stage_app(repo.path(), &staged).expect("staged");
+        assert!(!again.join("Work").exists() && again.join("Other/function.json").is_file());
+        // An app already in the host's layout (an unpacked package) is used where it is.
+        let package = tempfile::tempdir().expect("dir");
+        std::fs::create_dir_all(package.path().join("Work")).expect("dir");
+        assert_eq!(
+            stage_app(package.path(), &staged).expect("as it is"),
+            package.path()
+        );
+    }
 
     #[test]
     fn the_groups_galleons_settings_name_are_created() {
