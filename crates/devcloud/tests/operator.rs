@@ -669,3 +669,57 @@ async fn a_journal_read_while_it_grows_answers_every_time() {
     );
     s.stop().await;
 }
+
+/// Many runs start at once on a busy day: each is in the day's index, so `GET /api/runs` lists every
+/// one (the index takes each run's line at its end, with no race to lose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_that_start_together_are_all_listed() {
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
+    let n = 12;
+    let stems: Vec<String> = (0..n).map(|i| format!("burst{i}")).collect();
+    futures::future::join_all(stems.iter().enumerate().map(|(i, stem)| {
+        s.publish(
+            stem,
+            "dynamic",
+            "8M",
+            json!({"version": format!("1.0.{i}")}),
+        )
+    }))
+    .await;
+    let rejected = s.wait_for_n("io.galleon.vhd.rejected.v1", n, 120).await;
+    let runs: std::collections::BTreeSet<String> = distinct(&rejected)
+        .iter()
+        .filter_map(|e| e["correlationid"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(runs.len(), n, "{rejected:#?}");
+    let (host, key) = s.tool_env();
+    let http = reqwest::Client::new();
+    let mut listed = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let body: Value = http
+            .get(format!("{host}/api/runs?limit=100"))
+            .header("x-functions-key", &key)
+            .send()
+            .await
+            .expect("answer")
+            .json()
+            .await
+            .expect("json");
+        listed = body["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["run"].as_str().map(str::to_owned))
+            .collect();
+        if runs.is_subset(&listed) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let missing: Vec<&String> = runs.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "runs missing from the list: {missing:?}"
+    );
+    s.stop().await;
+}

@@ -125,7 +125,7 @@ impl Journal {
         };
         let url = self.run_url(run);
         let line = line_of(&entry);
-        let made = self.append_line(&url, line, Some(fact.id())).await?;
+        let made = self.append_line(&url, line, fact.id()).await?;
         if made {
             let started = Started {
                 run: run.to_owned(),
@@ -133,7 +133,7 @@ impl Journal {
                 first_type: fact.cloud_event_type().to_owned(),
                 subject: fact.subject().map(str::to_owned),
             };
-            self.append_line(&self.index_url(now.date_naive()), line_of(&started), None)
+            self.append_to_index(&self.index_url(now.date_naive()), line_of(&started))
                 .await?;
         }
         Ok(())
@@ -141,12 +141,7 @@ impl Journal {
 
     /// Appends `line` at the end of the append blob `url` (made when missing, with the state container)
     /// unless a line already names fact `id`. Answers whether this call made the blob.
-    async fn append_line(
-        &self,
-        url: &str,
-        line: Bytes,
-        id: Option<&str>,
-    ) -> Result<bool, AzureError> {
+    async fn append_line(&self, url: &str, line: Bytes, id: &str) -> Result<bool, AzureError> {
         let mut made = false;
         let mut tries = 0;
         while tries < TRIES {
@@ -159,7 +154,7 @@ impl Journal {
                 }
                 Err(e) => return Err(e),
             };
-            if id.is_some_and(|id| holds(&text, id)) {
+            if holds(&text, id) {
                 return Ok(made);
             }
             if self.blobs.append_at(url, line.clone(), length).await? {
@@ -181,6 +176,18 @@ impl Journal {
                 crate::azure::blob::redact(url)
             ),
         ))
+    }
+
+    /// Appends a run to a day's index. Many runs start at once on a busy day: the line goes at the end
+    /// unconditionally (no read, no position to lose a race on); a repeated line is read once.
+    async fn append_to_index(&self, url: &str, line: Bytes) -> Result<(), AzureError> {
+        match self.blobs.append(url, line.clone()).await {
+            Err(e) if e.is_not_found() => {
+                self.create(url).await?;
+                self.blobs.append(url, line).await
+            }
+            other => other,
+        }
     }
 
     async fn create(&self, url: &str) -> Result<bool, AzureError> {

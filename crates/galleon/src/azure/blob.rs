@@ -390,6 +390,18 @@ impl Blobs {
         }
     }
 
+    /// Appends `block` at the end of an append blob, wherever the end is (Azure appends each block whole,
+    /// so concurrent writers never interleave nor conflict).
+    pub async fn append(&self, url: &str, block: Bytes) -> Result<(), AzureError> {
+        let length = block.len() as u64;
+        self.client(url)?
+            .append_blob_client()
+            .append_block(block.into(), length, None)
+            .await
+            .map_err(|e| self.sdk_error(e))?;
+        Ok(())
+    }
+
     /// Deletes a blob only while it is the version that was read (`e_tag`), with its snapshots. `Ok(true)`
     /// when it is gone (or was already), `Ok(false)` when it changed since: then it stays.
     pub async fn delete_if_unchanged(&self, url: &str, e_tag: &str) -> Result<bool, AzureError> {
