@@ -44,13 +44,22 @@ impl Scenario {
     }
 
     /// The lifecycle facts, in the order they were received: (version, step, dry run).
+    /// The lifecycle facts in the order galleon made them (their `time`: Event Grid does not keep the
+    /// order of deliveries, and CI saw a `delete` arrive before the `endOfLife` made before it).
     fn lifecycle(&self) -> Vec<(String, String, bool)> {
         let mut seen = std::collections::BTreeSet::new();
-        self.receiver
+        let mut facts: Vec<Value> = self
+            .receiver
             .received
             .of_type("io.galleon.image.version.lifecycle.v1")
             .into_iter()
             .filter(|e| seen.insert(e["id"].as_str().unwrap_or_default().to_owned()))
+            .collect();
+        facts.sort_by_key(|e| {
+            chrono::DateTime::parse_from_rfc3339(e["time"].as_str().unwrap_or_default()).ok()
+        });
+        facts
+            .into_iter()
             .map(|e| {
                 (
                     e["data"]["version"].as_str().unwrap_or_default().to_owned(),
