@@ -50,7 +50,8 @@ pub fn write_app(
     )
     .unwrap();
     for (name, fj) in functions {
-        let d = dir.join("functions").join(name);
+        // The Functions host reads <Name>/function.json at the app root.
+        let d = dir.join(name);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(
             d.join("function.json"),
