@@ -34,27 +34,26 @@ fn text(path: &Path) -> String {
 
 /// The settings galleon's code reads (names it looks up in its environment).
 fn read_by_code(src: &Path) -> BTreeSet<String> {
-    let name = regex::Regex::new(
+    captured(
+        src,
+        "rs",
         r#""(GALLEON_[A-Z0-9_]+|[A-Za-z]+__[A-Za-z]+|FUNCTIONS_CUSTOMHANDLER_PORT)""#,
     )
-    .expect("regex");
-    files(src, "rs")
-        .iter()
-        .flat_map(|f| {
-            name.captures_iter(&text(f))
-                .map(|c| c[1].to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 /// Names infra's Bicep sets: every quoted or key-position token that looks like a setting.
 fn set_by_infra(infra: &Path) -> BTreeSet<String> {
-    let name = regex::Regex::new(
+    captured(
+        infra,
+        "bicep",
         r"(?m)(?:'|^\s*)(GALLEON_[A-Z0-9_]+|[A-Za-z]+__[A-Za-z]+|[A-Z][A-Z0-9_]+)(?:'|\s*:)",
     )
-    .expect("regex");
-    files(infra, "bicep")
+}
+
+/// The first group of `pattern` wherever it matches in the `ext` files under `dir`.
+fn captured(dir: &Path, ext: &str, pattern: &str) -> BTreeSet<String> {
+    let name = regex::Regex::new(pattern).expect("regex");
+    files(dir, ext)
         .iter()
         .flat_map(|f| {
             name.captures_iter(&text(f))
