@@ -425,6 +425,72 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
     s.stop().await;
 }
 
+/// A `step.failed` that Service Bus dead-lettered (say Event Grid refused galleon's publishes for longer
+/// than the retries) is not announced again, which could loop, but kept: `galleon dead-letters` lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_failure_is_kept_for_operators_not_announced_again() {
+    let s = start(&[]).await;
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/step.failed.v1.example.json"))
+            .expect("example"),
+    )
+    .expect("JSON");
+    let id = example["id"].as_str().unwrap_or_default().to_owned();
+    s.send_to_queue(
+        "galleon-deadletters",
+        &id,
+        &example.to_string(),
+        &[
+            ("DeadLetterReason", "\"MaxDeliveryCountExceeded\""),
+            (
+                "DeadLetterErrorDescription",
+                "\"Message could not be consumed after 10 delivery attempts.\"",
+            ),
+        ],
+    )
+    .await;
+    let host = s.cloud.connection().functions_host;
+    let key = s.cloud.functions_key.clone();
+    let env = [
+        ("GALLEON_URL", host.as_str()),
+        ("GALLEON_FUNCTIONS_KEY", key.as_str()),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let listed = loop {
+        let listed = galleon(&["dead-letters"], &env, None);
+        assert_eq!(listed.code, 0, "{}", listed.stderr);
+        if listed.stdout.contains(&id) || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| {
+            panic!(
+                "the dead-lettered failure is not listed:\n{}",
+                listed.stdout
+            )
+        });
+    assert!(
+        line.contains("step.failed.v1") && line.contains("MaxDeliveryCountExceeded"),
+        "{line}"
+    );
+    // Kept, and never announced again: no step.failed about it reaches the subscriber.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let about_it: Vec<Value> = s
+        .receiver
+        .received
+        .of_type("io.galleon.step.failed.v1")
+        .into_iter()
+        .filter(|f| f["data"]["input"]["id"] == id.as_str() || f["id"] == id.as_str())
+        .collect();
+    assert!(about_it.is_empty(), "{about_it:#?}");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_in_a_storage_account_galleon_is_not_configured_for_gets_no_token() {
     let s = start(&[

@@ -120,6 +120,15 @@ fn kept(message: &BusMessage, fact: &Fact, stop: &Stop) -> Kept {
     }
 }
 
+/// Keeps the dead letter in the state container for operators; a failure to keep it is logged, not fatal.
+async fn keep(ctx: &Ctx, message: &BusMessage, fact: &Fact, stop: &Stop) {
+    let note = kept(message, fact, stop);
+    let body = bytes::Bytes::from(serde_json::to_vec(&note).unwrap_or_default());
+    if let Err(e) = ctx.ledger.write_note(&note_name(fact.id()), body).await {
+        tracing::warn!(error = %crate::error_chain(&e), fact_id = fact.id(), "could not keep the dead letter for operators");
+    }
+}
+
 pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
     let Trigger::ServiceBus(message) = invocation.trigger else {
         return Err(Failure::new(format!(
@@ -139,8 +148,10 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         }
     };
     if fact.fact_type() == Some(FactType::StepFailed) {
-        // A failure that could not be announced is logged, not announced again (that could loop).
-        tracing::error!(fact_id = fact.id(), subject = fact.subject().unwrap_or(""), reason = %stop.error.code, description = %stop.error.message, "a step.failed fact was dead-lettered; subscribers did not receive it");
+        // A failure that could not be announced is not announced again (that could loop): it is logged and
+        // kept, so operators see it in `galleon dead-letters` and can resubmit it once the cause is gone.
+        tracing::error!(fact_id = fact.id(), subject = fact.subject().unwrap_or(""), reason = %stop.error.code, description = %stop.error.message, "a step.failed fact was dead-lettered; subscribers did not receive it; kept for `galleon dead-letters`");
+        keep(&ctx, &message, &fact, &stop).await;
         return Ok(Output::default());
     }
     let token = match ctx
@@ -155,11 +166,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
     tracing::warn!(fact_id = fact.id(), fact_type = fact.cloud_event_type(), reason = %stop.error.code, "a fact was dead-lettered; announcing the run's failure");
     let attempts = message.delivery_count.unwrap_or(1);
     // Kept for operators (`galleon dead-letters`, `galleon resubmit`); the announcement below is the must.
-    let note = kept(&message, &fact, &stop);
-    let body = bytes::Bytes::from(serde_json::to_vec(&note).unwrap_or_default());
-    if let Err(e) = ctx.ledger.write_note(&note_name(fact.id()), body).await {
-        tracing::warn!(error = %crate::error_chain(&e), fact_id = fact.id(), "could not keep the dead letter for operators");
-    }
+    keep(&ctx, &message, &fact, &stop).await;
     let failed = step::failed_fact(&ctx, NAME, &fact, attempts, stop)
         .map_err(|e| Failure::new(format!("{e:?}")))?;
     step::send(&ctx, &[Emit::now(failed)]).await?;
