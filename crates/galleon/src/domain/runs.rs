@@ -243,6 +243,34 @@ pub fn summarize(run: &str, facts: &[(DateTime<Utc>, Value)]) -> RunStatus {
                 }
             }
             "build.skipped" => status.state = RunState::Skipped,
+            // A run that failed, was cancelled or made nothing ends with its build.finished: nothing follows it.
+            "build.finished" if status.failure.is_none() => {
+                let state = text(&data, "/runState").unwrap_or_default();
+                let outputs = data
+                    .get("runOutputs")
+                    .and_then(Value::as_array)
+                    .is_some_and(|o| !o.is_empty());
+                let code = match state.as_str() {
+                    "Succeeded" | "PartiallySucceeded" if outputs => None,
+                    "Succeeded" | "PartiallySucceeded" => Some("BuildOutputMissing"),
+                    "Canceled" if data.get("timedOut").and_then(Value::as_bool) == Some(true) => {
+                        Some("BuildTimedOut")
+                    }
+                    "Canceled" => Some("BuildCanceled"),
+                    _ => Some("BuildFailed"),
+                };
+                if let Some(code) = code {
+                    status.state = RunState::Failed;
+                    status.failure = Some(Failure {
+                        step: Some("BuildImage".into()),
+                        code: code.into(),
+                        message: text(&data, "/message")
+                            .unwrap_or_else(|| format!("Image Builder's run ended {state}")),
+                        advice: text(&data, "/advice"),
+                    });
+                    note = Some(code.into());
+                }
+            }
             _ => {}
         }
         status.timeline.push(Moment {
@@ -414,6 +442,44 @@ mod tests {
                     json!({"requestId": "r-2", "kind": "replicate", "answer": {"replicating": false}}),
                 )],
                 RunState::Skipped,
+                vec![],
+                None,
+            ),
+            // A build that failed, ran out of time or made nothing ends with build.finished.
+            (
+                vec![fact(
+                    "build.finished",
+                    json!({"templateId": "t", "runState": "Failed", "message": "customizer failed", "runOutputs": []}),
+                )],
+                RunState::Failed,
+                vec![],
+                Some("BuildFailed"),
+            ),
+            (
+                vec![fact(
+                    "build.finished",
+                    json!({"templateId": "t", "runState": "Canceled", "timedOut": true, "runOutputs": []}),
+                )],
+                RunState::Failed,
+                vec![],
+                Some("BuildTimedOut"),
+            ),
+            (
+                vec![fact(
+                    "build.finished",
+                    json!({"templateId": "t", "runState": "Succeeded", "runOutputs": []}),
+                )],
+                RunState::Failed,
+                vec![],
+                Some("BuildOutputMissing"),
+            ),
+            // One with outputs goes on into the chain.
+            (
+                vec![fact(
+                    "build.finished",
+                    json!({"templateId": "t", "runState": "Succeeded", "runOutputs": [{"name": "vhd", "kind": "VHD"}]}),
+                )],
+                RunState::Running,
                 vec![],
                 None,
             ),
