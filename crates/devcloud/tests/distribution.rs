@@ -17,8 +17,12 @@ fn allowed() -> String {
 
 fn targets() -> String {
     json!([
-        {"subscriptionId": TEAM_A, "resourceGroup": "rg-team-a", "gallery": "shared", "regions": ["northeurope", "eastus2"]},
-        {"subscriptionId": TEAM_B, "resourceGroup": "rg-team-b", "gallery": "shared", "regions": ["westeurope"]}
+        // Each target replicates as it says: a region's own values, else the target's.
+        {"subscriptionId": TEAM_A, "resourceGroup": "rg-team-a", "gallery": "shared",
+            "replicaCount": 2, "storageAccountType": "Premium_LRS",
+            "regions": [{"name": "northeurope", "storageAccountType": "Standard_ZRS"}, {"name": "eastus2", "regionalReplicaCount": 3}]},
+        {"subscriptionId": TEAM_B, "resourceGroup": "rg-team-b", "gallery": "shared",
+            "regions": [{"name": "westeurope", "regionalReplicaCount": 2, "storageAccountType": "Standard_ZRS"}]}
     ])
     .to_string()
 }
@@ -88,10 +92,45 @@ async fn two_targets_one_refused_for_good_give_one_ready_copy_and_one_clear_fail
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
+    // What Resource Manager shows of the copy: each region replicated as its target says.
+    let replication: Vec<(String, i64, String)> =
+        version["properties"]["publishingProfile"]["targetRegions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .replace(' ', "")
+                        .to_ascii_lowercase(),
+                    r["regionalReplicaCount"].as_i64().unwrap_or_default(),
+                    r["storageAccountType"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+    let r = |name: &str, n: i64, sat: &str| (name.to_owned(), n, sat.to_owned());
     if copy_id.contains(TEAM_A) {
         assert_eq!(regions, ["northeurope", "eastus2"]);
+        assert_eq!(
+            replication,
+            [
+                r("northeurope", 2, "Standard_ZRS"),
+                r("eastus2", 3, "Premium_LRS")
+            ],
+            "{version}"
+        );
     } else {
         assert_eq!(regions, ["westeurope"]);
+        assert_eq!(
+            replication,
+            [r("westeurope", 2, "Standard_ZRS")],
+            "{version}"
+        );
     }
     // Per-region facts of the copy are its own.
     let copy_replicas = distinct(
