@@ -185,6 +185,16 @@ async fn the_gallery_is_shared_with_the_configured_groups_and_it_is_announced() 
     };
     assert_eq!(ids("Subscriptions"), [TEAM_A, TEAM_B]);
     assert_eq!(ids("AADTenants"), [tenant]);
+    // The fact says exactly that: every group the gallery is shared with now, as Azure shows it.
+    assert_eq!(
+        d["sharedWith"],
+        json!([{"type": "Subscriptions", "ids": [TEAM_A, TEAM_B]}, {"type": "AADTenants", "ids": [tenant]}]),
+        "{d}"
+    );
+    assert_eq!(
+        groups_shown(profile),
+        groups_shown(&json!({"groups": d["sharedWith"]}))
+    );
     // A second image changes nothing: the gallery shows every group already.
     s.publish(
         "again",
@@ -342,6 +352,28 @@ async fn a_target_in_another_tenant_is_reached_with_the_apps_tokens_and_an_auxil
     s.stop().await;
 }
 
+/// A sharing profile's groups as (type, sorted lower-case ids), sorted: what is visible to whom.
+fn groups_shown(profile: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = profile["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let mut ids: Vec<String> = g["ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
+                .collect();
+            ids.sort();
+            (g["type"].as_str().unwrap_or_default().to_owned(), ids)
+        })
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect();
+    groups.sort();
+    groups
+}
+
 /// The local Resource Manager's request log.
 async fn request_log(s: &Scenario) -> serde_json::Value {
     s.cloud
@@ -398,6 +430,9 @@ async fn the_gallery_is_published_as_a_community_gallery_and_it_is_announced() {
     assert_eq!(info["communityGalleryEnabled"], true, "{gallery}");
     assert_eq!(info["publisherUri"], "https://images.contoso.example");
     assert_eq!(info["publicNamePrefix"], "contoso");
+    // The fact says exactly that: everyone sees it (community), and no group is shared with besides.
+    assert_eq!(d["sharedWith"], json!([]), "{d}");
+    assert!(groups_shown(profile).is_empty(), "{gallery}");
     assert_catalog_valid(&s.receiver.received.all());
     s.assert_role_allows_what_galleon_did().await;
     s.stop().await;
