@@ -17,8 +17,12 @@ fn allowed() -> String {
 
 fn targets() -> String {
     json!([
-        {"subscriptionId": TEAM_A, "resourceGroup": "rg-team-a", "gallery": "shared", "regions": ["northeurope", "eastus2"]},
-        {"subscriptionId": TEAM_B, "resourceGroup": "rg-team-b", "gallery": "shared", "regions": ["westeurope"]}
+        // Each target replicates as it says: a region's own values, else the target's.
+        {"subscriptionId": TEAM_A, "resourceGroup": "rg-team-a", "gallery": "shared",
+            "replicaCount": 2, "storageAccountType": "Premium_LRS",
+            "regions": [{"name": "northeurope", "storageAccountType": "Standard_ZRS"}, {"name": "eastus2", "regionalReplicaCount": 3}]},
+        {"subscriptionId": TEAM_B, "resourceGroup": "rg-team-b", "gallery": "shared",
+            "regions": [{"name": "westeurope", "regionalReplicaCount": 2, "storageAccountType": "Standard_ZRS"}]}
     ])
     .to_string()
 }
@@ -88,10 +92,45 @@ async fn two_targets_one_refused_for_good_give_one_ready_copy_and_one_clear_fail
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
+    // What Resource Manager shows of the copy: each region replicated as its target says.
+    let replication: Vec<(String, i64, String)> =
+        version["properties"]["publishingProfile"]["targetRegions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .replace(' ', "")
+                        .to_ascii_lowercase(),
+                    r["regionalReplicaCount"].as_i64().unwrap_or_default(),
+                    r["storageAccountType"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+    let r = |name: &str, n: i64, sat: &str| (name.to_owned(), n, sat.to_owned());
     if copy_id.contains(TEAM_A) {
         assert_eq!(regions, ["northeurope", "eastus2"]);
+        assert_eq!(
+            replication,
+            [
+                r("northeurope", 2, "Standard_ZRS"),
+                r("eastus2", 3, "Premium_LRS")
+            ],
+            "{version}"
+        );
     } else {
         assert_eq!(regions, ["westeurope"]);
+        assert_eq!(
+            replication,
+            [r("westeurope", 2, "Standard_ZRS")],
+            "{version}"
+        );
     }
     // Per-region facts of the copy are its own.
     let copy_replicas = distinct(
@@ -146,6 +185,16 @@ async fn the_gallery_is_shared_with_the_configured_groups_and_it_is_announced() 
     };
     assert_eq!(ids("Subscriptions"), [TEAM_A, TEAM_B]);
     assert_eq!(ids("AADTenants"), [tenant]);
+    // The fact says exactly that: every group the gallery is shared with now, as Azure shows it.
+    assert_eq!(
+        d["sharedWith"],
+        json!([{"type": "Subscriptions", "ids": [TEAM_A, TEAM_B]}, {"type": "AADTenants", "ids": [tenant]}]),
+        "{d}"
+    );
+    assert_eq!(
+        groups_shown(profile),
+        groups_shown(&json!({"groups": d["sharedWith"]}))
+    );
     // A second image changes nothing: the gallery shows every group already.
     s.publish(
         "again",
@@ -303,6 +352,28 @@ async fn a_target_in_another_tenant_is_reached_with_the_apps_tokens_and_an_auxil
     s.stop().await;
 }
 
+/// A sharing profile's groups as (type, sorted lower-case ids), sorted: what is visible to whom.
+fn groups_shown(profile: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = profile["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let mut ids: Vec<String> = g["ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
+                .collect();
+            ids.sort();
+            (g["type"].as_str().unwrap_or_default().to_owned(), ids)
+        })
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect();
+    groups.sort();
+    groups
+}
+
 /// The local Resource Manager's request log.
 async fn request_log(s: &Scenario) -> serde_json::Value {
     s.cloud
@@ -359,6 +430,9 @@ async fn the_gallery_is_published_as_a_community_gallery_and_it_is_announced() {
     assert_eq!(info["communityGalleryEnabled"], true, "{gallery}");
     assert_eq!(info["publisherUri"], "https://images.contoso.example");
     assert_eq!(info["publicNamePrefix"], "contoso");
+    // The fact says exactly that: everyone sees it (community), and no group is shared with besides.
+    assert_eq!(d["sharedWith"], json!([]), "{d}");
+    assert!(groups_shown(profile).is_empty(), "{gallery}");
     assert_catalog_valid(&s.receiver.received.all());
     s.assert_role_allows_what_galleon_did().await;
     s.stop().await;

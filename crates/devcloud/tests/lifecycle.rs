@@ -1,7 +1,8 @@
 //! Retention and source cleanup end to end on the local cloud: with keep 3, the oldest versions go
 //! through excluded from latest, end of life and deletion, in that order, one step a run; the newest
-//! three and a pinned version are never touched; a dry run changes nothing; source VHDs are deleted
-//! only after image ready in every region, and a rejected blob always stays.
+//! three and a pinned version are never touched; a dry run changes nothing and says what a real run
+//! would; source VHDs are deleted only after image ready in every region, and a rejected blob always
+//! stays.
 
 mod common;
 
@@ -373,6 +374,94 @@ async fn a_protected_version_is_said_once_and_a_refused_delete_is_announced_not_
     );
     let protected = s.arm_get(&format!("{}/versions/1.0.1", definition())).await;
     assert_eq!(protected["_status"], 200, "{protected}");
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_says_a_vhd_written_again_before_image_ready_would_be_kept() {
+    let s = start(&[(
+        "GALLEON_RETENTION",
+        r#"{"default": {"deleteSources": true}, "dryRun": true}"#,
+    )])
+    .await;
+    // Adding the other region does not finish until released: the uploader writes the VHD again meanwhile.
+    s.fault(
+        json!({"kind": "GalleryImageVersions_Update", "count": 1, "action": {"type": "stall"}}),
+    )
+    .await;
+    s.publish(
+        "kept",
+        "fixed",
+        "8M",
+        json!({"version": "2.0.0", "targetRegions": [{"name": "westeurope"}, {"name": "northeurope"}]}),
+    )
+    .await;
+    let admin = |path: &str| format!("{}/_devcloud/operations{path}", s.cloud.arm.base_url);
+    let client = s.cloud.client().expect("client");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let operation = loop {
+        let listed: Value = client
+            .get(admin(""))
+            .send()
+            .await
+            .expect("operations")
+            .json()
+            .await
+            .expect("JSON");
+        if let Some(op) = listed["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["kind"] == "GalleryImageVersions_Update" && o["stalled"] == true)
+        {
+            break op["id"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stalled region update:\n{}",
+            s.recent_host_log(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let work = tempfile::tempdir().expect("dir");
+    let storage = s.cloud.storage().expect("storage");
+    storage
+        .upload_page_blob(
+            "images",
+            "ubuntu-2404/kept.vhd",
+            &make_vhd(work.path(), "kept2.vhd", "fixed", "8M"),
+        )
+        .await
+        .expect("written again");
+    let released = client
+        .post(admin(&format!("/{operation}/release")))
+        .send()
+        .await
+        .expect("release");
+    assert!(released.status().is_success(), "{}", released.status());
+    s.wait_for("io.galleon.image.ready.v1", 120).await;
+    // The dry run says what a real run would do: the VHD is someone's new content, and stays.
+    let fact = s
+        .wait_for("io.galleon.image.version.lifecycle.v1", 30)
+        .await;
+    let d = &fact["data"];
+    assert_eq!(d["step"], "sourceKept", "{fact}");
+    assert_eq!(d["dryRun"], true, "{fact}");
+    assert!(
+        d["blob"]["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/images/ubuntu-2404/kept.vhd")),
+        "{fact}"
+    );
+    assert!(
+        storage
+            .download("images", "ubuntu-2404/kept.vhd")
+            .await
+            .expect("read")
+            .is_some(),
+        "nothing is deleted in a dry run"
+    );
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }

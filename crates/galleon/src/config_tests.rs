@@ -385,3 +385,107 @@ fn the_builds_file_is_read_and_a_bad_one_stops_the_app_naming_the_entry() {
         missing.problem
     );
 }
+
+#[test]
+fn retention_distribution_and_sharing_refusals_name_the_setting_and_the_fix() {
+    const TEAM: &str = "11111111-2222-3333-4444-555555555555";
+    let allowed = format!("8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/rg-images/golden,{TEAM}/*/shared");
+    let target = |fields: &str| {
+        format!(
+            r#"[{{"subscriptionId": "{TEAM}", "resourceGroup": "rg-team", "gallery": "shared"{fields}}}]"#
+        )
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        // A policy that would delete everything, or says nothing.
+        (
+            "GALLEON_RETENTION",
+            r#"{"default": {"keep": 0}}"#.into(),
+            "keep at least 1",
+        ),
+        (
+            "GALLEON_RETENTION",
+            r#"{"definitions": {"ubuntu": {"graceDays": 3}}}"#.into(),
+            "give keep, maxAgeDays or deleteSources",
+        ),
+        (
+            "GALLEON_RETENTION",
+            "keep=3".into(),
+            "not a retention setting",
+        ),
+        // A target off the allow-list, or with a malformed subscription or tenant id.
+        (
+            "GALLEON_DISTRIBUTION",
+            format!(
+                r#"[{{"subscriptionId": "{TEAM}", "resourceGroup": "rg-team", "gallery": "other"}}]"#
+            ),
+            "add it there, or take it out",
+        ),
+        (
+            "GALLEON_DISTRIBUTION",
+            r#"[{"subscriptionId": "team-a", "resourceGroup": "rg-team", "gallery": "shared"}]"#
+                .into(),
+            "subscriptionId is not a GUID",
+        ),
+        (
+            "GALLEON_DISTRIBUTION",
+            target(r#", "tenantId": "contoso.onmicrosoft.com""#),
+            "tenantId is not a GUID",
+        ),
+        (
+            "GALLEON_DISTRIBUTION",
+            target(r#", "replicaCount": 0"#),
+            "give 1 to 100 replicas",
+        ),
+        // Sharing with a malformed id, with nobody, or as a community gallery with groups too.
+        (
+            "GALLEON_SHARING",
+            r#"[{"subscriptions": ["team-a"]}]"#.into(),
+            "is not a subscription or tenant id",
+        ),
+        (
+            "GALLEON_SHARING",
+            "[{}]".into(),
+            "give subscriptions, tenants or community",
+        ),
+        (
+            "GALLEON_SHARING",
+            format!(
+                r#"[{{"subscriptions": ["{TEAM}"], "community": {{"publisherUri": "https://c.example",
+                "publisherContact": "a@c.example", "eula": "https://c.example/eula", "publicNamePrefix": "c"}}}}]"#
+            ),
+            "leave subscriptions and tenants out",
+        ),
+    ];
+    for (setting, value, fix) in &cases {
+        let e = config(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+            ("GALLEON_ALLOWED_GALLERIES", &allowed),
+            (setting, value),
+        ])
+        .expect_err(value);
+        assert_eq!(e.setting, *setting, "{value}");
+        let said = e.to_string();
+        assert!(
+            said.starts_with(&format!("app setting {setting}: ")) && said.contains(fix),
+            "{value}: {said}"
+        );
+    }
+    // Each is accepted when it is right.
+    let c = config(&[
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"),
+        ("GALLEON_ALLOWED_GALLERIES", &allowed),
+        ("GALLEON_RETENTION", r#"{"default": {"keep": 3}}"#),
+        ("GALLEON_DISTRIBUTION", &target(r#", "replicaCount": 2"#)),
+        (
+            "GALLEON_SHARING",
+            &format!(r#"[{{"subscriptions": ["{TEAM}"]}}]"#),
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(c.distribution[0].replica_count, Some(2));
+    assert_eq!(c.sharing.len(), 1);
+    assert_eq!(
+        c.retention.for_definition("any").and_then(|p| p.keep),
+        Some(3)
+    );
+}

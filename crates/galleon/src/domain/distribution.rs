@@ -20,7 +20,57 @@ pub struct Target {
     pub tenant_id: Option<String>,
     /// Where the target's copy is replicated, its home region first (default: the source's regions).
     #[serde(default)]
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
+    /// Replicas in each of the target's regions that names none (default: 1 in a region the target
+    /// names, the source's count in the source's regions).
+    #[serde(default)]
+    pub replica_count: Option<u32>,
+    /// Storage account type of each of the target's regions that names none (default: Azure's in a
+    /// region the target names, the source's in the source's regions).
+    #[serde(default)]
+    pub storage_account_type: Option<String>,
+}
+
+/// One of a target's regions: a name (`"eastus2"`), or the name with its own replication
+/// (`{"name": "eastus2", "regionalReplicaCount": 2, "storageAccountType": "Standard_ZRS"}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+pub struct Region {
+    pub name: String,
+    pub regional_replica_count: Option<u32>,
+    pub storage_account_type: Option<String>,
+}
+
+/// A region given as an object, as the manifest's target regions are.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RegionFields {
+    name: String,
+    #[serde(default)]
+    regional_replica_count: Option<u32>,
+    #[serde(default)]
+    storage_account_type: Option<String>,
+}
+
+impl TryFrom<serde_json::Value> for Region {
+    type Error = String;
+
+    fn try_from(value: serde_json::Value) -> Result<Region, String> {
+        if let serde_json::Value::String(name) = value {
+            return Ok(Region {
+                name,
+                ..Region::default()
+            });
+        }
+        let f: RegionFields = serde_json::from_value(value).map_err(|e| {
+            format!("a region is a name or {{name, regionalReplicaCount, storageAccountType}}: {e}")
+        })?;
+        Ok(Region {
+            name: f.name,
+            regional_replica_count: f.regional_replica_count,
+            storage_account_type: f.storage_account_type,
+        })
+    }
 }
 
 impl Target {
@@ -35,9 +85,9 @@ impl Target {
 
 /// Reads `GALLEON_DISTRIBUTION` (a JSON list of targets); `Err` names the target and what is wrong.
 pub fn parse(text: &str, allowed: &policy::Policy) -> Result<Vec<Target>, String> {
-    let targets: Vec<Target> = serde_json::from_str(text)
+    let mut targets: Vec<Target> = serde_json::from_str(text)
         .map_err(|e| format!("is not a list of distribution targets: {e}"))?;
-    for (n, t) in targets.iter().enumerate() {
+    for (n, t) in targets.iter_mut().enumerate() {
         let which = format!("target {} ({})", n + 1, t.name());
         if uuid::Uuid::parse_str(&t.subscription_id).is_err() {
             return Err(format!("{which}: subscriptionId is not a GUID"));
@@ -53,13 +103,7 @@ pub fn parse(text: &str, allowed: &policy::Policy) -> Result<Vec<Target>, String
                 "{which}: the resource group or gallery name is not one Azure accepts"
             ));
         }
-        if let Some(bad) = t
-            .regions
-            .iter()
-            .find(|r| !policy::region_name_ok(&r.to_ascii_lowercase()))
-        {
-            return Err(format!("{which}: '{bad}' is not a region name"));
-        }
+        replication(t).map_err(|e| format!("{which}: {e}"))?;
         if !allowed.allows(&t.subscription_id, &t.resource_group, &t.gallery) {
             return Err(format!(
                 "{which} is not on the allow-list (GALLEON_ALLOWED_GALLERIES): add it there, or take it out"
@@ -75,6 +119,45 @@ pub fn parse(text: &str, allowed: &policy::Policy) -> Result<Vec<Target>, String
         }
     }
     Ok(targets)
+}
+
+/// Checks a target's regions and replication, and writes them as Azure spells them (region names in
+/// lower case, storage account types in their own case); `Err` says what is wrong and the fix.
+fn replication(t: &mut Target) -> Result<(), String> {
+    const FIX: &str =
+        "give 1 to 100 replicas and Standard_LRS, Standard_ZRS, Premium_LRS or PremiumV2_LRS";
+    let count = |what: &str, n: Option<u32>| match n {
+        Some(n) if !(1..=100).contains(&n) => Err(format!("{what} {n} is outside 1-100: {FIX}")),
+        _ => Ok(()),
+    };
+    let storage = |s: &mut Option<String>| -> Result<(), String> {
+        if let Some(text) = s.as_deref() {
+            *s = Some(policy::storage_type(text).map_err(|e| format!("{e}: {FIX}"))?);
+        }
+        Ok(())
+    };
+    count("replicaCount", t.replica_count)?;
+    storage(&mut t.storage_account_type)?;
+    let mut seen: Vec<String> = Vec::new();
+    for r in &mut t.regions {
+        r.name = r.name.to_ascii_lowercase();
+        if !policy::region_name_ok(&r.name) {
+            return Err(format!(
+                "'{}' is not a region name: use ARM region names, like westeurope",
+                r.name
+            ));
+        }
+        if seen.contains(&r.name) {
+            return Err(format!("region {} is listed twice: list it once", r.name));
+        }
+        seen.push(r.name.clone());
+        count(
+            &format!("regionalReplicaCount of {}", r.name),
+            r.regional_replica_count,
+        )?;
+        storage(&mut r.storage_account_type)?;
+    }
+    Ok(())
 }
 
 /// How galleon reaches targets in other tenants: a multi-tenant app registration (`GALLEON_CROSS_TENANT_CLIENT_ID`)
@@ -160,18 +243,40 @@ pub fn cross_tenant(
 }
 
 /// The plan of the target's copy: the same definition name, version and image, in the target's gallery
-/// and regions.
+/// and regions, each region replicated as the target says (a region's own count and storage type, else
+/// the target's, else the source's region's or Azure's default).
 pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> Plan {
+    let own = |base: TargetRegion, count: Option<u32>, storage: Option<&String>| TargetRegion {
+        regional_replica_count: count
+            .or(target.replica_count)
+            .unwrap_or(base.regional_replica_count),
+        storage_account_type: storage
+            .or(target.storage_account_type.as_ref())
+            .cloned()
+            .or(base.storage_account_type),
+        ..base
+    };
     let regions: Vec<TargetRegion> = if target.regions.is_empty() {
-        source.target_regions.clone()
+        source
+            .target_regions
+            .iter()
+            .map(|r| own(r.clone(), None, None))
+            .collect()
     } else {
         target
             .regions
             .iter()
-            .map(|r| TargetRegion {
-                name: r.to_ascii_lowercase(),
-                regional_replica_count: 1,
-                ..TargetRegion::default()
+            .map(|r| {
+                let base = TargetRegion {
+                    name: r.name.to_ascii_lowercase(),
+                    regional_replica_count: 1,
+                    ..TargetRegion::default()
+                };
+                own(
+                    base,
+                    r.regional_replica_count,
+                    r.storage_account_type.as_ref(),
+                )
             })
             .collect()
     };
@@ -225,7 +330,8 @@ mod tests {
         let ok = r#"[{"subscriptionId": "11111111-2222-3333-4444-555555555555", "resourceGroup": "rg-team", "gallery": "shared",
             "tenantId": "99999999-2222-3333-4444-555555555555", "regions": ["eastus2", "westus3"]}]"#;
         let targets = parse(ok, &p).expect("valid");
-        assert_eq!(targets[0].regions, ["eastus2", "westus3"]);
+        let names: Vec<&str> = targets[0].regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["eastus2", "westus3"]);
         for (text, want) in [
             (
                 r#"[{"subscriptionId": "nope", "resourceGroup": "r", "gallery": "shared"}]"#,
@@ -253,6 +359,114 @@ mod tests {
         }
     }
 
+    const TEAM: &str = r#""subscriptionId": "11111111-2222-3333-4444-555555555555", "resourceGroup": "r", "gallery": "shared""#;
+
+    #[test]
+    fn a_targets_replication_is_checked_at_start_up_and_names_the_fix() {
+        let p = policy();
+        let ok = format!(
+            r#"[{{{TEAM}, "replicaCount": 2, "storageAccountType": "standard_zrs",
+            "regions": ["NorthEurope", {{"name": "eastus2", "regionalReplicaCount": 3, "storageAccountType": "premium_lrs"}}]}}]"#
+        );
+        let t = &parse(&ok, &p).expect("valid")[0];
+        assert_eq!(t.replica_count, Some(2));
+        assert_eq!(t.storage_account_type.as_deref(), Some("Standard_ZRS"));
+        assert_eq!(
+            t.regions,
+            [
+                Region {
+                    name: "northeurope".into(),
+                    ..Region::default()
+                },
+                Region {
+                    name: "eastus2".into(),
+                    regional_replica_count: Some(3),
+                    storage_account_type: Some("Premium_LRS".into()),
+                }
+            ]
+        );
+        for (fields, want) in [
+            (r#""replicaCount": 0"#, "replicaCount 0 is outside 1-100"),
+            (r#""replicaCount": 101"#, "give 1 to 100 replicas"),
+            (r#""storageAccountType": "Premium_ZRS""#, "'Premium_ZRS'"),
+            (
+                r#""regions": [{"name": "eastus2", "regionalReplicaCount": 0}]"#,
+                "regionalReplicaCount of eastus2 0 is outside 1-100",
+            ),
+            (
+                r#""regions": [{"name": "eastus2", "storageAccountType": "StandardSSD_LRS"}]"#,
+                "Standard_LRS, Standard_ZRS, Premium_LRS or PremiumV2_LRS",
+            ),
+            (r#""regions": ["eastus2", "EastUS2"]"#, "listed twice"),
+            (
+                r#""regions": [{"name": "eastus2", "replicas": 2}]"#,
+                "unknown field",
+            ),
+            (
+                r#""regions": [{"regionalReplicaCount": 2}]"#,
+                "missing field",
+            ),
+            (r#""regions": [2]"#, "a region is a name or"),
+        ] {
+            let text = format!("[{{{TEAM}, {fields}}}]");
+            let e = parse(&text, &p).expect_err(&text);
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_targets_copy_is_replicated_as_the_target_says() {
+        let p = policy();
+        let example: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../events/vhd.accepted.v1.example.json"
+        ))
+        .unwrap_or_default();
+        let mut source: Plan = serde_json::from_value(example["data"]["plan"].clone())
+            .unwrap_or_else(|e| panic!("example plan: {e}"));
+        source.target_regions =
+            policy::parse_regions("westeurope=3:Standard_ZRS,northeurope=2").expect("regions");
+        let plan_of = |fields: &str| {
+            let text = format!("[{{{TEAM}, {fields}}}]");
+            let targets = parse(&text, &p).expect("valid");
+            target_plan(&source, &targets[0], "/source")
+                .target_regions
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        r.regional_replica_count,
+                        r.storage_account_type.clone().unwrap_or_default(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let r = |name: &str, n: u32, sat: &str| (name.to_owned(), n, sat.to_owned());
+        // Nothing said: the source's regions, as the source replicates them.
+        assert_eq!(
+            plan_of(r#""regions": []"#),
+            [r("westeurope", 3, "Standard_ZRS"), r("northeurope", 2, "")]
+        );
+        // The target's own count and type, over the source's regions.
+        assert_eq!(
+            plan_of(r#""replicaCount": 1, "storageAccountType": "Premium_LRS""#),
+            [
+                r("westeurope", 1, "Premium_LRS"),
+                r("northeurope", 1, "Premium_LRS")
+            ]
+        );
+        // Its own regions: a region's own values first, then the target's, then 1 and Azure's default.
+        assert_eq!(
+            plan_of(
+                r#""replicaCount": 2, "regions": [{"name": "eastus2", "regionalReplicaCount": 4, "storageAccountType": "Standard_LRS"}, "westus3"]"#
+            ),
+            [r("eastus2", 4, "Standard_LRS"), r("westus3", 2, "")]
+        );
+        assert_eq!(
+            plan_of(r#""storageAccountType": "Standard_ZRS", "regions": ["eastus2"]"#),
+            [r("eastus2", 1, "Standard_ZRS")]
+        );
+    }
+
     #[test]
     fn targets_in_other_tenants_need_the_app_and_the_home_tenant() {
         const HOME: &str = "5f1c3e2a-7b4d-4c8e-9a61-0d2b9e4f7a10";
@@ -264,6 +478,8 @@ mod tests {
             gallery: "shared".into(),
             tenant_id: tenant.map(Into::into),
             regions: Vec::new(),
+            replica_count: None,
+            storage_account_type: None,
         };
         // No other tenant: nothing needed, whatever is set.
         assert_eq!(cross_tenant(&[target(None)], None, None), Ok(None));

@@ -179,8 +179,8 @@ fn numeric(name: &str) -> Vec<u64> {
     name.split('.').map(|p| p.parse().unwrap_or(0)).collect()
 }
 
-/// What the policy does now to `versions`: nothing to the newest, to pinned versions, to versions Azure
-/// is still making or removing, or to versions the policy keeps (the newest `keep` not marked bad, and
+/// What the policy does now to `versions`: nothing to the newest, to the newest usable one (succeeded,
+/// not marked bad), to pinned versions, to versions Azure is still making or removing, or to versions the policy keeps (the newest `keep` not marked bad, and
 /// those younger than `maxAgeDays`); one step further for each other version.
 pub fn decide(policy: &Policy, versions: &[Version], now: DateTime<Utc>) -> Vec<Decision> {
     let mut sorted: Vec<&Version> = versions.iter().collect();
@@ -191,6 +191,12 @@ pub fn decide(policy: &Policy, versions: &[Version], now: DateTime<Utc>) -> Vec<
             .then_with(|| numeric(&b.name).cmp(&numeric(&a.name)))
     });
     let newest = sorted.first().map(|v| v.id.clone());
+    // The newest version a VM can be made from: a newer one Azure is still making (or failed to make), or
+    // one marked bad, does not replace it, so it is never retired, whatever the policy.
+    let newest_usable = sorted
+        .iter()
+        .find(|v| v.state == "Succeeded" && !v.bad)
+        .map(|v| v.id.clone());
     let mut kept_by_count = 0u32;
     let mut decisions = Vec::new();
     for v in sorted {
@@ -198,7 +204,7 @@ pub fn decide(policy: &Policy, versions: &[Version], now: DateTime<Utc>) -> Vec<
         if v.pinned || !matches!(v.state.as_str(), "Succeeded" | "Failed") {
             continue;
         }
-        if Some(&v.id) == newest.as_ref() {
+        if Some(&v.id) == newest.as_ref() || Some(&v.id) == newest_usable.as_ref() {
             kept_by_count += 1;
             continue;
         }

@@ -124,6 +124,69 @@ fn the_newest_pinned_and_unfinished_versions_are_never_touched_and_bad_ones_go_f
 }
 
 #[test]
+fn the_newest_usable_version_is_never_retired_while_a_newer_one_is_not_usable() {
+    let now = day(20);
+    let max_age = Policy {
+        keep: None,
+        max_age_days: Some(5.0),
+        grace_days: None,
+        delete_sources: false,
+    };
+    let newest = |state: &str, published: Option<DateTime<Utc>>, bad: bool| Version {
+        state: state.into(),
+        published,
+        bad,
+        ..version(4)
+    };
+    // 1.0.1-1.0.3 succeeded long ago; 1.0.4 is the newest; what is retired.
+    let table: [(&Policy, Version, &[&str]); 6] = [
+        // Azure is still making 1.0.4 (or still replicating it, or failed): 1.0.3 stays until it succeeds.
+        (
+            &max_age,
+            newest("Creating", Some(day(19)), false),
+            &["1.0.2", "1.0.1"],
+        ),
+        (
+            &max_age,
+            newest("Updating", Some(day(19)), false),
+            &["1.0.2", "1.0.1"],
+        ),
+        (
+            &max_age,
+            newest("Failed", Some(day(19)), false),
+            &["1.0.2", "1.0.1"],
+        ),
+        // 1.0.4 is marked bad: it stays as the newest (an operator's tag), and so does 1.0.3.
+        (
+            &max_age,
+            newest("Succeeded", Some(day(19)), true),
+            &["1.0.2", "1.0.1"],
+        ),
+        // keep 1 counts the failed newest, and still keeps the last good one.
+        (
+            &keep(1),
+            newest("Failed", Some(day(19)), false),
+            &["1.0.2", "1.0.1"],
+        ),
+        // A usable newest: every old one goes.
+        (
+            &max_age,
+            newest("Succeeded", Some(day(19)), false),
+            &["1.0.3", "1.0.2", "1.0.1"],
+        ),
+    ];
+    for (policy, fourth, retired) in table {
+        let mut vs: Vec<Version> = (1..=3).map(version).collect();
+        vs.push(fourth.clone());
+        let names: Vec<String> = decide(policy, &vs, now)
+            .into_iter()
+            .map(|d| d.version.name)
+            .collect();
+        assert_eq!(names, retired, "1.0.4 {} bad {}", fourth.state, fourth.bad);
+    }
+}
+
+#[test]
 fn age_grace_and_safety_profiles() {
     let now = day(20);
     let vs: Vec<Version> = (1..=6).map(version).collect();

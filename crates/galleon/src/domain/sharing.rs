@@ -183,6 +183,96 @@ mod tests {
         }
     }
 
+    fn policy() -> policy::Policy {
+        let scope = |s: &str| policy::GalleryScope::parse(s).expect("scope");
+        policy::Policy {
+            subscription_id: "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b".into(),
+            resource_group: "rg-images".into(),
+            gallery: "golden".into(),
+            location: "westeurope".into(),
+            target_regions: policy::parse_regions("westeurope").expect("regions"),
+            publish_from: crate::events::PublishFrom::Vhd,
+            publisher: "contoso".into(),
+            allowed: vec![
+                scope("8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/rg-images/golden"),
+                scope("11111111-2222-3333-4444-555555555555/*/shared"),
+            ],
+            features: Default::default(),
+        }
+    }
+
+    #[test]
+    fn shares_are_checked_at_start_up_each_refusal_naming_the_entry_and_the_fix() {
+        let p = policy();
+        let ok = format!(
+            r#"[{{"subscriptions": ["{SUB}"], "tenants": ["{TENANT}"]}},
+            {{"gallery": "{SUB}/rg-team/shared", "community": {{"publisherUri": "https://contoso.example",
+              "publisherContact": "images@contoso.example", "eula": "https://contoso.example/eula", "publicNamePrefix": "contoso"}}}}]"#
+        );
+        let shares = parse(&ok, &p).expect("valid");
+        assert_eq!(
+            shares[0].gallery_parts(&p).2,
+            "golden",
+            "the default gallery"
+        );
+        assert_eq!(
+            shares[1].gallery_parts(&p),
+            (SUB.to_owned(), "rg-team".to_owned(), "shared".to_owned())
+        );
+        let community = r#""community": {"publisherUri": "https://c.example", "publisherContact": "a@c.example", "eula": "https://c.example/eula", "publicNamePrefix": "c"}"#;
+        for (entry, want) in [
+            // A malformed id, of a subscription or of a tenant.
+            (
+                r#"{"subscriptions": ["team-a"]}"#.to_owned(),
+                "share 1: 'team-a' is not a subscription or tenant id (a GUID)",
+            ),
+            (
+                format!(
+                    r#"{{"subscriptions": ["{SUB}"], "tenants": ["contoso.onmicrosoft.com"]}}"#
+                ),
+                "'contoso.onmicrosoft.com' is not a subscription or tenant id",
+            ),
+            // A gallery that is not <subscription>/<resource group>/<gallery>, or off the allow-list.
+            (
+                format!(r#"{{"gallery": "golden", "subscriptions": ["{SUB}"]}}"#),
+                "gallery is <subscription>/<resource group>/<gallery>",
+            ),
+            (
+                format!(r#"{{"gallery": "{SUB}/rg-team/other", "subscriptions": ["{SUB}"]}}"#),
+                "not on the allow-list (GALLEON_ALLOWED_GALLERIES)",
+            ),
+            // Nobody to share with.
+            (
+                "{}".to_owned(),
+                "shares with nobody: give subscriptions, tenants or community",
+            ),
+            (
+                r#"{"subscriptions": [], "tenants": []}"#.to_owned(),
+                "shares with nobody",
+            ),
+            // A community gallery is everyone's: no groups besides.
+            (
+                format!(r#"{{"subscriptions": ["{SUB}"], {community}}}"#),
+                "a community gallery is shared with everyone; leave subscriptions and tenants out",
+            ),
+            (
+                format!(r#"{{"tenants": ["{TENANT}"], {community}}}"#),
+                "leave subscriptions and tenants out",
+            ),
+            // A community gallery's details are all required; unknown fields are refused.
+            (
+                r#"{"community": {"publisherUri": "https://c.example"}}"#.to_owned(),
+                "missing field",
+            ),
+            (format!(r#"{{"subscription": ["{SUB}"]}}"#), "unknown field"),
+        ] {
+            let text = format!("[{entry}]");
+            let e = parse(&text, &p).expect_err(&text);
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        assert!(parse(r#"{"subscriptions": []}"#, &p).is_err_and(|e| e.contains("not a list")));
+    }
+
     #[test]
     fn only_what_is_missing_is_shared() {
         let private = json!({"properties": {"sharingProfile": {"permissions": "Private"}}});

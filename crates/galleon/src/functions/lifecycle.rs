@@ -119,13 +119,18 @@ async fn delete_sources(
         .collect();
     let mut emits = Vec::new();
     for blob in blobs {
-        let gone = dry_run
-            || ctx
-                .blobs
+        let gone = if dry_run {
+            // What a real run would do: delete the blob only while it is the one accepted (or find it gone).
+            ctx.blobs.properties(&blob.url).await?.is_none_or(|now| {
+                super::owned::etag_tag(&now.e_tag) == super::owned::etag_tag(&blob.e_tag)
+            })
+        } else {
+            ctx.blobs
                 .delete_if_unchanged(&blob.url, &blob.e_tag)
-                .await?;
+                .await?
+        };
         let (step, why) = if gone {
-            tracing::info!(blob = %blob.url, dry_run, "source VHD deleted: the version is ready in every region");
+            tracing::info!(blob = %blob.url, dry_run, "source VHD deleted (or would be, in a dry run): the version is ready in every region");
             (
                 LifecycleStep::DeleteSource,
                 format!(
