@@ -12,6 +12,7 @@ pub mod pace;
 pub mod policy;
 pub mod replicate_again;
 pub mod replication;
+pub mod resume;
 pub mod retention;
 pub mod runs;
 pub mod sharing;

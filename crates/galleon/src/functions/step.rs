@@ -265,7 +265,12 @@ pub fn failed_fact(
         step: step.to_owned(),
         error: stop.error,
         attempts: attempts.max(1),
-        advice: stop.advice,
+        advice: crate::domain::resume::advice(
+            step,
+            input.cloud_event_type(),
+            input.subject(),
+            &stop.advice,
+        ),
         input: FailedInput {
             ty: input.cloud_event_type().to_owned(),
             id: input.id().to_owned(),
