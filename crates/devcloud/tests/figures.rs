@@ -46,6 +46,18 @@ const RUNS: [&str; 5] = [
     "#### Fuzzing",
 ];
 
+/// `scripts/figures.sh --from outputs --readme readme`.
+fn figures_from(outputs: &Path, readme: &Path) -> std::process::ExitStatus {
+    Command::new("bash")
+        .arg(repo().join("scripts/figures.sh"))
+        .arg("--from")
+        .arg(outputs)
+        .arg("--readme")
+        .arg(readme)
+        .status()
+        .expect("bash runs")
+}
+
 fn write(dir: &Path, name: &str, cmd: &str, out: &str) {
     std::fs::write(dir.join(format!("{name}.cmd")), cmd).expect("write cmd");
     std::fs::write(dir.join(format!("{name}.out")), out).expect("write out");
@@ -92,14 +104,7 @@ fn the_scripts_section_passes_and_a_figure_typed_by_hand_fails() {
         "# Title\n\n## Figures\n\n<!-- figures:begin -->\nold\n<!-- figures:end sha256=0000000000000000000000000000000000000000000000000000000000000000 -->\n\n## After\n",
     )
     .expect("write readme");
-    let status = Command::new("bash")
-        .arg(repo().join("scripts/figures.sh"))
-        .arg("--from")
-        .arg(&outputs)
-        .arg("--readme")
-        .arg(&readme)
-        .status()
-        .expect("bash runs");
+    let status = figures_from(&outputs, &readme);
     assert!(status.success(), "scripts/figures.sh --from failed");
     let text = std::fs::read_to_string(&readme).expect("read readme");
     let body = generated_body(&text).unwrap_or_else(|why| panic!("{why}\n{text}"));
@@ -122,14 +127,7 @@ fn the_scripts_section_passes_and_a_figure_typed_by_hand_fails() {
     );
     // A missing output is refused and the README is left as it was.
     std::fs::remove_file(outputs.join("chaos.out")).expect("remove");
-    let status = Command::new("bash")
-        .arg(repo().join("scripts/figures.sh"))
-        .arg("--from")
-        .arg(&outputs)
-        .arg("--readme")
-        .arg(&readme)
-        .status()
-        .expect("bash runs");
+    let status = figures_from(&outputs, &readme);
     assert!(!status.success());
     assert_eq!(std::fs::read_to_string(&readme).expect("read"), text);
 }
