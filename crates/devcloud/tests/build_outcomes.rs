@@ -1,0 +1,99 @@
+//! How builds end beyond the plain cases, end to end on the local cloud: a managed image output is
+//! published from the image region by region.
+
+mod common;
+
+use common::{builds::*, *};
+use serde_json::{Value, json};
+
+fn image_id(name: &str) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/images/{name}",
+        sub(),
+        devcloud::RESOURCE_GROUP
+    )
+}
+
+/// The regions named by the distinct facts of `ty` about version `version_id`, sorted.
+fn regions_of(s: &Scenario, ty: &str, version_id: &Value) -> Vec<String> {
+    let mut names: Vec<String> = distinct(&s.receiver.received.of_type(ty))
+        .into_iter()
+        .filter(|r| &r["data"]["versionId"] == version_id)
+        .filter_map(|r| r["data"]["region"]["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+#[tokio::test]
+async fn a_managed_image_output_is_published_from_the_image_region_by_region() {
+    let (s, _dir) = start_building(vec![entry(
+        "ubuntu-image",
+        json!({"publish": {"imageDefinition": "ubuntu-image", "osType": "Linux", "hyperVGeneration": "V2",
+            "identifier": {"publisher": "contoso", "offer": "ubuntu-image", "sku": "monthly"},
+            "targetRegions": [{"name": "westeurope"}, {"name": "northeurope"}]}}),
+    )])
+    .await;
+    let image = image_id("ubuntu-image-built");
+    s.template(
+        "ubuntu-image",
+        ubuntu(),
+        json!([{"type": "ManagedImage", "runOutputName": "image", "imageId": image,
+                "location": devcloud::HOME_REGION}]),
+        60,
+    )
+    .await;
+    // A rebuild of just this template.
+    s.request_build("ubuntu-image").await;
+    let finished = s
+        .wait_about("io.galleon.build.finished.v1", "ubuntu-image", 1, 120)
+        .await;
+    let f = &finished[0]["data"];
+    assert_eq!(f["runState"], "Succeeded", "{f}");
+    let out = &f["runOutputs"][0];
+    assert_eq!(f["runOutputs"].as_array().map(Vec::len), Some(1), "{f}");
+    assert_eq!(
+        (&out["name"], &out["kind"], &out["artifactId"]),
+        (&json!("image"), &json!("ManagedImage"), &json!(image)),
+        "{f}"
+    );
+    let ready = s
+        .wait_about("io.galleon.image.ready.v1", "ubuntu-image", 1, 180)
+        .await;
+    let v = &ready[0]["data"];
+    assert!(
+        v["versionId"]
+            .as_str()
+            .is_some_and(|id| id.contains("/images/ubuntu-image/versions/")),
+        "{v}"
+    );
+    assert_eq!(v["sourceImageId"], image, "made from the image: {v}");
+    assert!(v["sourceVhd"].is_null(), "{v}");
+    assert_eq!(v["build"]["runOutputName"], "image", "{v}");
+    let regions: Vec<&str> = v["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(regions, ["westeurope", "northeurope"]);
+    // One fact per region.
+    assert_eq!(
+        regions_of(&s, "io.galleon.image.replica.ready.v1", &v["versionId"]),
+        ["northeurope", "westeurope"]
+    );
+    let version = s.arm_get(v["versionId"].as_str().unwrap_or_default()).await;
+    let source = version["properties"]["storageProfile"]["source"]["id"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(source.eq_ignore_ascii_case(&image), "{version}");
+    // Galleon did not make the image: it stays.
+    assert_eq!(
+        s.arm_get(&image).await["properties"]["provisioningState"],
+        "Succeeded"
+    );
+    assert!(s.failures().is_empty(), "{:#?}", s.failures());
+    assert_catalog_valid(&s.receiver.received.all());
+    s.assert_role_allows_what_galleon_did().await;
+    s.stop().await;
+}
