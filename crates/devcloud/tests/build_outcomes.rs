@@ -1,7 +1,10 @@
 //! How builds end beyond the plain cases, end to end on the local cloud: a managed image output is
-//! published from the image region by region.
+//! published from the image region by region, and a partially succeeded run is told with Image
+//! Builder's message and only its made outputs go on.
 
 mod common;
+
+use std::time::Duration;
 
 use common::{builds::*, *};
 use serde_json::{Value, json};
@@ -95,5 +98,86 @@ async fn a_managed_image_output_is_published_from_the_image_region_by_region() {
     assert!(s.failures().is_empty(), "{:#?}", s.failures());
     assert_catalog_valid(&s.receiver.received.all());
     s.assert_role_allows_what_galleon_did().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_partially_succeeded_run_is_told_verbatim_and_only_its_made_outputs_go_on() {
+    let (s, _dir) = start_building(vec![entry("partial", json!({}))]).await;
+    for d in ["partial-kept", "partial-lost"] {
+        s.gallery_definition(d).await;
+    }
+    s.template(
+        "partial",
+        ubuntu(),
+        json!([
+            {"type": "SharedImage", "runOutputName": "kept", "galleryImageId": definition_id("partial-kept"),
+             "targetRegions": [{"name": devcloud::HOME_REGION}]},
+            {"type": "SharedImage", "runOutputName": "lost", "galleryImageId": definition_id("partial-lost"),
+             "targetRegions": [{"name": devcloud::HOME_REGION}]}]),
+        60,
+    )
+    .await;
+    s.fault(
+        json!({"kind": "VirtualMachineImageTemplates_Run", "count": 1,
+        "action": {"type": "failDistribute", "runOutputName": "lost",
+                   "message": "Gallery image quota exceeded in westeurope."}}),
+    )
+    .await;
+    s.request_build("partial").await;
+    let finished = s
+        .wait_about("io.galleon.build.finished.v1", "partial", 1, 120)
+        .await;
+    let f = &finished[0]["data"];
+    assert_eq!(f["runState"], "PartiallySucceeded", "{f}");
+    // Image Builder's message, verbatim, as the template shows it.
+    let template = s
+        .arm_call(reqwest::Method::GET, &template_id("partial"), AIB_API, None)
+        .await;
+    let shown = &template["properties"]["lastRunStatus"]["message"];
+    assert!(
+        shown
+            .as_str()
+            .is_some_and(|m| m.contains("'lost'") && m.contains("quota exceeded")),
+        "{template}"
+    );
+    assert_eq!(&f["message"], shown, "{f}");
+    // Galleon's advice: the customization log and the staging resource group.
+    let staging = template["properties"]["exactStagingResourceGroup"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!staging.is_empty(), "{template}");
+    assert_eq!(f["stagingResourceGroup"], staging, "{f}");
+    let advice = f["advice"].as_str().unwrap_or_default();
+    assert!(
+        advice.contains("customization.log") && advice.contains(staging),
+        "{advice}"
+    );
+    // Only the made output goes on.
+    let outputs: Vec<&str> = f["runOutputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .filter_map(|o| o["name"].as_str())
+        .collect();
+    assert_eq!(outputs, ["kept"], "{f}");
+    let ready = s
+        .wait_about("io.galleon.image.ready.v1", "partial", 1, 180)
+        .await;
+    assert_eq!(ready[0]["data"]["build"]["runOutputName"], "kept");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.about("io.galleon.image.ready.v1", "partial").len(), 1);
+    assert_eq!(s.about("io.galleon.build.finished.v1", "partial").len(), 1);
+    let lost = s
+        .arm_call(
+            reqwest::Method::GET,
+            &format!("{}/versions", definition_id("partial-lost")),
+            GALLERY_API,
+            None,
+        )
+        .await;
+    assert_eq!(lost["value"], json!([]), "{lost}");
+    assert!(s.failures().is_empty(), "{:#?}", s.failures());
+    assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
