@@ -2,11 +2,12 @@
 //! API fires it) runs Image Builder templates, galleon follows the runs without blocking and carries
 //! their outputs on: a VHD through ingest's checks, a gallery version straight to replication, region by
 //! region. Failed and stuck runs end with one announcement; a second firing starts nothing twice; an
-//! unchanged source is skipped; a request blob starts a build.
+//! unchanged source (a platform image's or a gallery image's latest version) is skipped; a request
+//! blob starts a build.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{builds::*, *};
 use serde_json::{Value, json};
@@ -352,6 +353,109 @@ async fn rebuilding_only_on_change_skips_an_unchanged_source_and_builds_a_change
     assert!(s.failures().is_empty(), "{:#?}", s.failures());
     assert_catalog_valid(&s.receiver.received.all());
     s.assert_role_allows_what_galleon_did().await;
+    s.stop().await;
+}
+
+/// Runs template `name` straight through ARM (not galleon) to a successful end.
+async fn run_directly(s: &Scenario, name: &str) {
+    let id = template_id(name);
+    let run = s
+        .arm_call(reqwest::Method::POST, &format!("{id}/run"), AIB_API, None)
+        .await;
+    assert_eq!(run["_status"], 202, "{run}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let t = s.arm_call(reqwest::Method::GET, &id, AIB_API, None).await;
+        let status = &t["properties"]["lastRunStatus"];
+        if status["runState"] == "Succeeded" {
+            return;
+        }
+        assert!(
+            status["runState"] == "Running" && Instant::now() < deadline,
+            "{name}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn rebuilding_only_on_change_follows_a_gallery_sources_latest_version() {
+    let (s, _dir) = start_building(vec![entry(
+        "derived",
+        json!({"onlyWhenSourceChanged": true}),
+    )])
+    .await;
+    for d in ["base", "derived"] {
+        s.gallery_definition(d).await;
+    }
+    // The base image is itself built (outside galleon): 1.0.0; a hidden one is excluded from latest.
+    let to_base = |exclude: bool| {
+        json!([{"type": "SharedImage", "runOutputName": "base", "galleryImageId": definition_id("base"),
+                "targetRegions": [{"name": devcloud::HOME_REGION}], "excludeFromLatest": exclude}])
+    };
+    s.template("base-maker", ubuntu(), to_base(false), 60).await;
+    s.template("base-hidden", ubuntu(), to_base(true), 60).await;
+    run_directly(&s, "base-maker").await;
+    s.template(
+        "derived",
+        json!({"type": "SharedImageVersion", "imageVersionId": format!("{}/versions/latest", definition_id("base"))}),
+        json!([{"type": "SharedImage", "runOutputName": "acg", "galleryImageId": definition_id("derived"),
+                "targetRegions": [{"name": devcloud::HOME_REGION}]}]),
+        60,
+    )
+    .await;
+    s.fire_schedule().await;
+    let started = s
+        .wait_about("io.galleon.build.started.v1", "derived", 1, 60)
+        .await;
+    let source = &started[0]["data"]["source"];
+    assert_eq!(source["kind"], "SharedImageVersion", "{source}");
+    assert_eq!(source["version"], "1.0.0", "latest resolved: {source}");
+    s.wait_about("io.galleon.image.ready.v1", "derived", 1, 180)
+        .await;
+    let finished = s.about("io.galleon.build.finished.v1", "derived");
+    assert_eq!(
+        finished[0]["data"]["source"]["version"], "1.0.0",
+        "the version of Image Builder's exactVersion (the version's id): {:#}",
+        finished[0]
+    );
+
+    // A new base version excluded from latest is not a change.
+    run_directly(&s, "base-hidden").await;
+    s.fire_schedule().await;
+    let skipped = s
+        .wait_about("io.galleon.build.skipped.v1", "derived", 1, 60)
+        .await;
+    let why = skipped[0]["data"]["why"].as_str().unwrap_or_default();
+    assert!(why.contains("1.0.0"), "{why}");
+
+    // A new base version in latest is: the next firing builds from it.
+    run_directly(&s, "base-maker").await;
+    s.fire_schedule().await;
+    let started = s
+        .wait_about("io.galleon.build.started.v1", "derived", 2, 60)
+        .await;
+    assert!(
+        started
+            .iter()
+            .any(|e| e["data"]["source"]["version"] == "1.0.2"),
+        "{started:#?}"
+    );
+    s.wait_about("io.galleon.image.ready.v1", "derived", 2, 180)
+        .await;
+    let template = s
+        .arm_call(reqwest::Method::GET, &template_id("derived"), AIB_API, None)
+        .await;
+    let exact = template["properties"]["source"]["exactVersion"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        exact.eq_ignore_ascii_case(&format!("{}/versions/1.0.2", definition_id("base"))),
+        "{template}"
+    );
+    assert_eq!(s.about("io.galleon.build.skipped.v1", "derived").len(), 1);
+    assert!(s.failures().is_empty(), "{:#?}", s.failures());
+    assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
 

@@ -328,3 +328,43 @@ fn advice_says_where_the_log_is_and_what_to_do() {
         );
     }
 }
+
+#[test]
+fn a_gallery_sources_latest_is_the_highest_version_made_and_included_in_latest() {
+    let v = |name: &str, state: &str, profile: Value| json!({"name": name, "properties": {"provisioningState": state, "publishingProfile": profile}});
+    let versions = [
+        v("1.0.0", "Succeeded", json!({"excludeFromLatest": false})),
+        v("1.9.0", "Succeeded", json!({})),
+        v(
+            "1.10.0",
+            "Succeeded",
+            json!({"targetRegions": [{"name": "northeurope", "excludeFromLatest": true}]}),
+        ),
+        v("2.0.0", "Succeeded", json!({"excludeFromLatest": true})),
+        v(
+            "1.11.0",
+            "Succeeded",
+            json!({"targetRegions": [{"name": "West Europe", "excludeFromLatest": true}]}),
+        ),
+        v("1.12.0", "Creating", json!({})),
+        v("1.13.0", "Failed", json!({})),
+    ];
+    // Excluded in another region only: still westeurope's latest.
+    assert_eq!(
+        latest_gallery_version(&versions, "westeurope").as_deref(),
+        Some("1.10.0")
+    );
+    assert_eq!(
+        latest_gallery_version(&versions, "northeurope").as_deref(),
+        Some("1.11.0")
+    );
+    assert_eq!(latest_gallery_version(&versions[3..], "westeurope"), None);
+    // Image Builder's exactVersion: a gallery version's whole id, a platform image's version.
+    assert_eq!(
+        exact_version_name(
+            "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/galleries/g/images/base/versions/1.10.0"
+        ),
+        "1.10.0"
+    );
+    assert_eq!(exact_version_name("24.04.202611200"), "24.04.202611200");
+}
