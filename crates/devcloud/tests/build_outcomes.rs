@@ -1,6 +1,7 @@
 //! How builds end beyond the plain cases, end to end on the local cloud: a managed image output is
-//! published from the image region by region, and a partially succeeded run is told with Image
-//! Builder's message and only its made outputs go on.
+//! published from the image region by region, a partially succeeded run is told with Image Builder's
+//! message and only its made outputs go on, and a template galleon cannot publish is refused before
+//! anything runs.
 
 mod common;
 
@@ -178,6 +179,64 @@ async fn a_partially_succeeded_run_is_told_verbatim_and_only_its_made_outputs_go
         .await;
     assert_eq!(lost["value"], json!([]), "{lost}");
     assert!(s.failures().is_empty(), "{:#?}", s.failures());
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_template_galleon_cannot_publish_is_refused_once_and_nothing_runs() {
+    // A VHD output, but no publish in the builds file: galleon would not know where to publish it.
+    let (s, _dir) = start_building(vec![entry("unpublishable", json!({}))]).await;
+    s.template(
+        "unpublishable",
+        ubuntu(),
+        json!([{"type": "VHD", "runOutputName": "disk"}]),
+        60,
+    )
+    .await;
+    s.request_build("unpublishable").await;
+    let failed = s.wait_for("io.galleon.step.failed.v1", 60).await;
+    let d = &failed["data"];
+    assert_eq!(d["step"], "BuildImage", "{failed}");
+    assert_eq!(d["error"]["code"], "BuildPublishMissing", "{failed}");
+    assert!(
+        d["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'disk'") && m.contains("imageDefinition")),
+        "{failed}"
+    );
+    assert!(
+        d["advice"]
+            .as_str()
+            .is_some_and(|a| a.contains("\"publish\"")),
+        "{failed}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        distinct(&s.receiver.received.of_type("io.galleon.step.failed.v1")).len(),
+        1,
+        "one announcement"
+    );
+    assert!(
+        s.about("io.galleon.build.started.v1", "unpublishable")
+            .is_empty()
+    );
+    assert!(
+        s.about("io.galleon.build.finished.v1", "unpublishable")
+            .is_empty()
+    );
+    let template = s
+        .arm_call(
+            reqwest::Method::GET,
+            &template_id("unpublishable"),
+            AIB_API,
+            None,
+        )
+        .await;
+    assert!(
+        template["properties"]["lastRunStatus"].is_null(),
+        "never run: {template}"
+    );
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
