@@ -1,6 +1,6 @@
 //! The simulator's own small Azurite client: checks that a source VHD exists and is a fixed VHD with a
 //! virtual size that is a whole number of MiB (footer read with a ranged GET and a storage bearer token),
-//! and writes the small fixed VHDs that Image Builder runs produce.
+//! and uploads the fixed VHDs that Image Builder runs produce (made by [`crate::qemu`]) as page blobs.
 
 use devcloud_core::Identity;
 use reqwest::StatusCode;
@@ -9,6 +9,8 @@ use crate::error::ArmError;
 
 const MIB: u64 = 1024 * 1024;
 const X_MS_VERSION: &str = "2025-01-05";
+/// The most one Put Page writes.
+const MAX_PAGE_WRITE: u64 = 4 * MIB;
 
 /// A client for the Azurite account all storage URLs are mapped to.
 #[derive(Clone)]
@@ -174,22 +176,28 @@ impl Blob {
         Ok(virtual_size)
     }
 
-    /// Writes a fixed VHD of `virtual_size` bytes (a multiple of 1 MiB) at
-    /// `<endpoint>/<container>/<name>`: the `pages` (byte offset, 512-byte-multiple data, e.g. an OS
-    /// disk layout from [`crate::osdisk::layout`]) and the footer; the rest reads as zeros. Returns
-    /// its URL.
-    pub async fn write_fixed_vhd(
+    /// Uploads the fixed VHD `disk` as the page blob `<endpoint>/<container>/<name>`: its data
+    /// extents in pages of at most 4 MiB (all-zero ones skipped: a page blob reads as zeros where
+    /// nothing was written). Returns its URL.
+    pub async fn write_page_blob(
         &self,
         container: &str,
         name: &str,
-        virtual_size: u64,
-        pages: &[(u64, Vec<u8>)],
+        disk: &crate::qemu::FixedVhd,
     ) -> Result<String, WriteError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let url = format!("{}/{container}/{name}", self.endpoint);
         let fail = |what: String| WriteError {
             url: url.clone(),
             what,
         };
+        if !disk.len.is_multiple_of(512) {
+            return Err(fail(format!(
+                "{} is {} bytes, not a whole number of 512-byte pages",
+                disk.path.display(),
+                disk.len
+            )));
+        }
         let r = self
             .client
             .put(format!("{}/{container}?restype=container", self.endpoint))
@@ -208,7 +216,7 @@ impl Blob {
             .bearer_auth(self.token())
             .header("x-ms-version", X_MS_VERSION)
             .header("x-ms-blob-type", "PageBlob")
-            .header("x-ms-blob-content-length", (virtual_size + 512).to_string())
+            .header("x-ms-blob-content-length", disk.len.to_string())
             .header("content-length", "0")
             .send()
             .await
@@ -216,27 +224,48 @@ impl Blob {
         if !r.status().is_success() {
             return Err(fail(format!("create page blob: {}", r.status())));
         }
-        let footer = (virtual_size, fixed_vhd_footer(virtual_size).to_vec());
-        for (at, data) in pages.iter().chain(std::iter::once(&footer)) {
-            let r = self
-                .client
-                .put(format!("{url}?comp=page"))
-                .bearer_auth(self.token())
-                .header("x-ms-version", X_MS_VERSION)
-                .header("x-ms-page-write", "update")
-                .header(
-                    "x-ms-range",
-                    format!("bytes={at}-{}", at + data.len() as u64 - 1),
-                )
-                .body(data.clone())
-                .send()
-                .await
-                .map_err(|e| fail(format!("put page at {at}: {e}")))?;
-            if !r.status().is_success() {
-                return Err(fail(format!("put page at {at}: {}", r.status())));
+        let mut file = tokio::fs::File::open(&disk.path)
+            .await
+            .map_err(|e| fail(format!("open {}: {e}", disk.path.display())))?;
+        for &(start, length) in &disk.extents {
+            // Pages are 512-byte aligned: widen the extent to whole pages.
+            let mut at = start - start % 512;
+            let end = (start + length).next_multiple_of(512).min(disk.len);
+            while at < end {
+                let n = (end - at).min(MAX_PAGE_WRITE);
+                let mut data = vec![0u8; n as usize];
+                file.seek(std::io::SeekFrom::Start(at))
+                    .await
+                    .map_err(|e| fail(format!("read at {at}: {e}")))?;
+                file.read_exact(&mut data)
+                    .await
+                    .map_err(|e| fail(format!("read at {at}: {e}")))?;
+                if data.iter().any(|b| *b != 0) {
+                    self.put_page(&url, at, data).await.map_err(fail)?;
+                }
+                at += n;
             }
         }
         Ok(url)
+    }
+
+    async fn put_page(&self, url: &str, at: u64, data: Vec<u8>) -> Result<(), String> {
+        let range = format!("bytes={at}-{}", at + data.len() as u64 - 1);
+        let r = self
+            .client
+            .put(format!("{url}?comp=page"))
+            .bearer_auth(self.token())
+            .header("x-ms-version", X_MS_VERSION)
+            .header("x-ms-page-write", "update")
+            .header("x-ms-range", range)
+            .body(data)
+            .send()
+            .await
+            .map_err(|e| format!("put page at {at}: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("put page at {at}: {}", r.status()));
+        }
+        Ok(())
     }
 }
 
@@ -255,78 +284,4 @@ fn not_vhd(disk: &str, uri: &str, target: &str) -> ArmError {
         ),
         target,
     )
-}
-
-/// A 512-byte fixed-VHD footer (VHD specification 1.0).
-pub fn fixed_vhd_footer(size: u64) -> [u8; 512] {
-    let mut f = [0u8; 512];
-    f[0..8].copy_from_slice(b"conectix");
-    f[8..12].copy_from_slice(&2u32.to_be_bytes()); // features: reserved bit
-    f[12..16].copy_from_slice(&0x0001_0000u32.to_be_bytes()); // format version
-    f[16..24].copy_from_slice(&u64::MAX.to_be_bytes()); // data offset: none (fixed)
-    let secs_since_2000 = (chrono::Utc::now().timestamp() - 946_684_800).max(0) as u32;
-    f[24..28].copy_from_slice(&secs_since_2000.to_be_bytes());
-    f[28..32].copy_from_slice(b"dvcl");
-    f[32..36].copy_from_slice(&0x0001_0000u32.to_be_bytes());
-    f[36..40].copy_from_slice(b"Wi2k");
-    f[40..48].copy_from_slice(&size.to_be_bytes());
-    f[48..56].copy_from_slice(&size.to_be_bytes());
-    let (c, h, s) = chs(size);
-    f[56..58].copy_from_slice(&c.to_be_bytes());
-    f[58] = h;
-    f[59] = s;
-    f[60..64].copy_from_slice(&2u32.to_be_bytes()); // fixed
-    f[68..84].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let sum: u32 = f.iter().map(|b| *b as u32).sum();
-    f[64..68].copy_from_slice(&(!sum).to_be_bytes());
-    f
-}
-
-fn chs(size: u64) -> (u16, u8, u8) {
-    let mut total = size / 512;
-    total = total.min(65535 * 16 * 255);
-    let (spt, heads, cth);
-    if total >= 65535 * 16 * 63 {
-        spt = 255;
-        heads = 16;
-        cth = total / spt;
-    } else {
-        let mut s = 17;
-        let mut c = total / s;
-        let mut h = c.div_ceil(1024);
-        if h < 4 {
-            h = 4;
-        }
-        if c >= h * 1024 || h > 16 {
-            s = 31;
-            h = 12;
-            c = total / s;
-        }
-        if c >= h * 1024 {
-            s = 63;
-            h = 16;
-            c = total / s;
-        }
-        spt = s;
-        heads = h;
-        cth = c;
-    }
-    ((cth / heads) as u16, heads as u8, spt as u8)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn footer_is_fixed_with_valid_checksum() {
-        let f = fixed_vhd_footer(4 * MIB);
-        assert_eq!(&f[..8], b"conectix");
-        let stored = u32::from_be_bytes([f[64], f[65], f[66], f[67]]);
-        let mut g = f;
-        g[64..68].fill(0);
-        let sum: u32 = g.iter().map(|b| *b as u32).sum();
-        assert_eq!(stored, !sum);
-        assert_eq!(u32::from_be_bytes([f[60], f[61], f[62], f[63]]), 2);
-    }
 }

@@ -23,6 +23,7 @@ pub mod model;
 pub mod names;
 pub mod osdisk;
 pub mod platform;
+pub mod qemu;
 pub mod running;
 pub mod server;
 pub mod stack;

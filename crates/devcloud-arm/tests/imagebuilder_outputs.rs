@@ -175,6 +175,7 @@ async fn a_vhd_output_is_a_real_fixed_vhd_of_the_templates_disk_size() {
         .map(|(_, b)| *b as u32)
         .sum();
     assert_eq!(be32(64), !sum, "footer checksum");
+    assert_eq!(&footer[28..32], b"qem2", "made by qemu-img with force_size");
     // The disk is laid out as a generation 2 build of Ubuntu leaves it: a protective MBR, a GPT, and
     // an EFI System Partition at 1 MiB holding \EFI\BOOT\BOOTX64.EFI.
     let read = |from: u64, to: u64| {
@@ -203,6 +204,69 @@ async fn a_vhd_output_is_a_real_fixed_vhd_of_the_templates_disk_size() {
     let pe = read(loader_at, loader_at + 511).await;
     assert_eq!(&pe[..2], b"MZ");
     assert_eq!(&pe[0x40..0x46], b"PE\0\0\x64\x86");
+    // qemu-img reads the downloaded blob as a fixed VHD (vpc) of the template's disk size.
+    let local = download_page_blob(&env, uri, &token, len).await;
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-f", "vpc", "--output=json"])
+        .arg(local.path())
+        .output()
+        .expect("qemu-img runs");
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "vpc", "{info}");
+    assert_eq!(info["virtual-size"], 1u64 << 30, "{info}");
+}
+
+/// Downloads the page blob at `uri` (`len` bytes) into a sparse temporary file: only its valid page
+/// ranges are read, the rest stays a hole (zeros), as the blob reads.
+async fn download_page_blob(
+    env: &Env,
+    uri: &str,
+    token: &str,
+    len: u64,
+) -> tempfile::NamedTempFile {
+    use std::io::{Seek, SeekFrom, Write};
+    let list = env
+        .client
+        .get(format!("{uri}?comp=pagelist"))
+        .bearer_auth(token)
+        .header("x-ms-version", "2025-01-05")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ranges = regex::Regex::new(r"<Start>(\d+)</Start><End>(\d+)</End>").unwrap();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.as_file().set_len(len).unwrap();
+    let mut seen = 0;
+    for c in ranges.captures_iter(&list) {
+        let (from, to): (u64, u64) = (c[1].parse().unwrap(), c[2].parse().unwrap());
+        let bytes = env
+            .client
+            .get(uri)
+            .bearer_auth(token)
+            .header("x-ms-version", "2025-01-05")
+            .header("x-ms-range", format!("bytes={from}-{to}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(bytes.len() as u64, to - from + 1);
+        file.seek(SeekFrom::Start(from)).unwrap();
+        file.write_all(&bytes).unwrap();
+        seen += 1;
+    }
+    assert!(seen > 0, "no page ranges: {list}");
+    file.flush().unwrap();
+    file
 }
 
 #[tokio::test]

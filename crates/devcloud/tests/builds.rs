@@ -2,206 +2,15 @@
 //! API fires it) runs Image Builder templates, galleon follows the runs without blocking and carries
 //! their outputs on: a VHD through ingest's checks, a gallery version straight to replication, region by
 //! region. Failed and stuck runs end with one announcement; a second firing starts nothing twice; an
-//! unchanged source is skipped; a request blob starts a build.
+//! unchanged source (a platform image's or a gallery image's latest version) is skipped; a request
+//! blob starts a build.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::{builds::*, *};
 use serde_json::{Value, json};
-
-const AIB_API: &str = "2024-02-01";
-const GALLERY_API: &str = "2025-03-03";
-
-fn sub() -> &'static str {
-    devcloud_arm::DEFAULT_SUBSCRIPTION_ID
-}
-
-fn template_id(name: &str) -> String {
-    format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/{name}",
-        sub(),
-        devcloud::RESOURCE_GROUP
-    )
-}
-
-fn definition_id(name: &str) -> String {
-    format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}/images/{name}",
-        sub(),
-        devcloud::RESOURCE_GROUP,
-        devcloud::GALLERY
-    )
-}
-
-fn ubuntu() -> Value {
-    json!({"type": "PlatformImage", "publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"})
-}
-
-/// A template entry of the builds file.
-fn entry(name: &str, extra: Value) -> Value {
-    let mut e = json!({"templateId": template_id(name)});
-    if let (Some(e), Some(extra)) = (e.as_object_mut(), extra.as_object()) {
-        e.extend(extra.clone());
-    }
-    e
-}
-
-/// Starts the local cloud with galleon configured by a builds file holding `entries`.
-async fn start_building(entries: Vec<Value>) -> (Scenario, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("builds.json");
-    std::fs::write(&file, json!({"templates": entries}).to_string()).expect("builds file");
-    let path = file.display().to_string();
-    let s = start(&[("GALLEON_BUILDS_FILE", path.as_str())]).await;
-    (s, dir)
-}
-
-impl Scenario {
-    async fn arm_call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        api: &str,
-        body: Option<Value>,
-    ) -> Value {
-        let token = self.cloud.identity.issue("https://management.azure.com");
-        let mut request = self
-            .cloud
-            .client()
-            .expect("client")
-            .request(
-                method,
-                format!("{}{path}?api-version={api}", self.cloud.arm.base_url),
-            )
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        with_status(request.send().await.expect("ARM answers")).await
-    }
-
-    /// Waits until the resource's provisioningState is Succeeded.
-    async fn settled(&self, id: &str, api: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = self.arm_call(reqwest::Method::GET, id, api, None).await;
-            if r["properties"]["provisioningState"] == "Succeeded" {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "{id} did not settle: {r}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// An Image Builder template, as a platform team makes it (az image builder create).
-    async fn template(&self, name: &str, source: Value, distribute: Value, timeout_minutes: u32) {
-        let id = template_id(name);
-        let put = self
-            .arm_call(
-                reqwest::Method::PUT,
-                &id,
-                AIB_API,
-                Some(json!({"location": devcloud::HOME_REGION, "identity": {"type": "None"}, "properties": {
-                    "source": source,
-                    "customize": [{"type": "Shell", "name": "patch", "inline": ["apt-get -y upgrade"]}],
-                    "distribute": distribute,
-                    "vmProfile": {"vmSize": "Standard_D2ds_v5", "osDiskSizeGB": 0},
-                    "buildTimeoutInMinutes": timeout_minutes}})),
-            )
-            .await;
-        assert!(put["_status"] == 200 || put["_status"] == 201, "{put}");
-        self.settled(&id, AIB_API).await;
-    }
-
-    /// The gallery and an image definition a SharedImage distribution publishes into.
-    async fn gallery_definition(&self, name: &str) {
-        let gallery = format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}",
-            sub(),
-            devcloud::RESOURCE_GROUP,
-            devcloud::GALLERY
-        );
-        self.arm_put(
-            &gallery,
-            GALLERY_API,
-            &json!({"location": devcloud::HOME_REGION, "properties": {}}),
-        )
-        .await;
-        self.settled(&gallery, GALLERY_API).await;
-        let def = definition_id(name);
-        self.arm_put(
-            &def,
-            GALLERY_API,
-            &json!({"location": devcloud::HOME_REGION, "properties": {"osType": "Linux", "osState": "Generalized",
-                "hyperVGeneration": "V2", "identifier": {"publisher": "contoso", "offer": name, "sku": "monthly"}}}),
-        )
-        .await;
-        self.settled(&def, GALLERY_API).await;
-    }
-
-    async fn fire_schedule(&self) {
-        self.cloud
-            .host
-            .fire_timer("ScheduleBuilds")
-            .await
-            .expect("the timer fires");
-    }
-
-    /// Distinct public facts of `ty` about template `name`.
-    fn about(&self, ty: &str, name: &str) -> Vec<Value> {
-        distinct(&self.receiver.received.of_type(ty))
-            .into_iter()
-            .filter(|e| {
-                e["data"]["templateId"] == template_id(name)
-                    || e["data"]["build"]["templateId"] == template_id(name)
-            })
-            .collect()
-    }
-
-    /// Waits until `n` distinct facts of `ty` about template `name` arrived.
-    async fn wait_about(&self, ty: &str, name: &str, n: usize, seconds: u64) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            let got = self.about(ty, name);
-            if got.len() >= n {
-                return got;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{} of {n} {ty} about {name} within {seconds} s; received {:#?}\nhost log (newest first):\n{}",
-                    got.len(),
-                    self.receiver.received.all(),
-                    self.recent_host_log(80)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Writes a request blob for template `name`, as a pipeline that can only write to storage does.
-    async fn request_build(&self, name: &str) {
-        let storage = self.cloud.storage().expect("storage");
-        // Made by the first request (409 ContainerAlreadyExists after).
-        let _ = storage.create_container("build-requests").await;
-        storage
-            .upload_block_blob(
-                "build-requests",
-                &format!("{name}.json"),
-                json!({"template": name}).to_string().as_bytes(),
-            )
-            .await
-            .expect("request");
-    }
-
-    fn failures(&self) -> Vec<Value> {
-        ["io.galleon.step.failed.v1", "io.galleon.vhd.rejected.v1"]
-            .iter()
-            .flat_map(|t| self.receiver.received.of_type(t))
-            .collect()
-    }
-}
 
 #[tokio::test]
 async fn the_timer_builds_two_templates_into_ready_images_region_by_region() {
@@ -544,6 +353,109 @@ async fn rebuilding_only_on_change_skips_an_unchanged_source_and_builds_a_change
     assert!(s.failures().is_empty(), "{:#?}", s.failures());
     assert_catalog_valid(&s.receiver.received.all());
     s.assert_role_allows_what_galleon_did().await;
+    s.stop().await;
+}
+
+/// Runs template `name` straight through ARM (not galleon) to a successful end.
+async fn run_directly(s: &Scenario, name: &str) {
+    let id = template_id(name);
+    let run = s
+        .arm_call(reqwest::Method::POST, &format!("{id}/run"), AIB_API, None)
+        .await;
+    assert_eq!(run["_status"], 202, "{run}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let t = s.arm_call(reqwest::Method::GET, &id, AIB_API, None).await;
+        let status = &t["properties"]["lastRunStatus"];
+        if status["runState"] == "Succeeded" {
+            return;
+        }
+        assert!(
+            status["runState"] == "Running" && Instant::now() < deadline,
+            "{name}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn rebuilding_only_on_change_follows_a_gallery_sources_latest_version() {
+    let (s, _dir) = start_building(vec![entry(
+        "derived",
+        json!({"onlyWhenSourceChanged": true}),
+    )])
+    .await;
+    for d in ["base", "derived"] {
+        s.gallery_definition(d).await;
+    }
+    // The base image is itself built (outside galleon): 1.0.0; a hidden one is excluded from latest.
+    let to_base = |exclude: bool| {
+        json!([{"type": "SharedImage", "runOutputName": "base", "galleryImageId": definition_id("base"),
+                "targetRegions": [{"name": devcloud::HOME_REGION}], "excludeFromLatest": exclude}])
+    };
+    s.template("base-maker", ubuntu(), to_base(false), 60).await;
+    s.template("base-hidden", ubuntu(), to_base(true), 60).await;
+    run_directly(&s, "base-maker").await;
+    s.template(
+        "derived",
+        json!({"type": "SharedImageVersion", "imageVersionId": format!("{}/versions/latest", definition_id("base"))}),
+        json!([{"type": "SharedImage", "runOutputName": "acg", "galleryImageId": definition_id("derived"),
+                "targetRegions": [{"name": devcloud::HOME_REGION}]}]),
+        60,
+    )
+    .await;
+    s.fire_schedule().await;
+    let started = s
+        .wait_about("io.galleon.build.started.v1", "derived", 1, 60)
+        .await;
+    let source = &started[0]["data"]["source"];
+    assert_eq!(source["kind"], "SharedImageVersion", "{source}");
+    assert_eq!(source["version"], "1.0.0", "latest resolved: {source}");
+    s.wait_about("io.galleon.image.ready.v1", "derived", 1, 180)
+        .await;
+    let finished = s.about("io.galleon.build.finished.v1", "derived");
+    assert_eq!(
+        finished[0]["data"]["source"]["version"], "1.0.0",
+        "the version of Image Builder's exactVersion (the version's id): {:#}",
+        finished[0]
+    );
+
+    // A new base version excluded from latest is not a change.
+    run_directly(&s, "base-hidden").await;
+    s.fire_schedule().await;
+    let skipped = s
+        .wait_about("io.galleon.build.skipped.v1", "derived", 1, 60)
+        .await;
+    let why = skipped[0]["data"]["why"].as_str().unwrap_or_default();
+    assert!(why.contains("1.0.0"), "{why}");
+
+    // A new base version in latest is: the next firing builds from it.
+    run_directly(&s, "base-maker").await;
+    s.fire_schedule().await;
+    let started = s
+        .wait_about("io.galleon.build.started.v1", "derived", 2, 60)
+        .await;
+    assert!(
+        started
+            .iter()
+            .any(|e| e["data"]["source"]["version"] == "1.0.2"),
+        "{started:#?}"
+    );
+    s.wait_about("io.galleon.image.ready.v1", "derived", 2, 180)
+        .await;
+    let template = s
+        .arm_call(reqwest::Method::GET, &template_id("derived"), AIB_API, None)
+        .await;
+    let exact = template["properties"]["source"]["exactVersion"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        exact.eq_ignore_ascii_case(&format!("{}/versions/1.0.2", definition_id("base"))),
+        "{template}"
+    );
+    assert_eq!(s.about("io.galleon.build.skipped.v1", "derived").len(), 1);
+    assert!(s.failures().is_empty(), "{:#?}", s.failures());
+    assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }
 

@@ -24,7 +24,8 @@ pub(crate) fn split_blob_uri(arm: &Arm, uri: &str) -> Option<(String, String)> {
     Some((c.to_string(), b.to_string()))
 }
 
-/// Writes the OS disk a build leaves: a fixed VHD of `size` bytes laid out to boot as `boot` says.
+/// Writes the OS disk a build leaves: a fixed VHD of `size` bytes laid out to boot as `boot` says,
+/// made with qemu-img and uploaded as a page blob.
 pub(crate) async fn write_vhd(
     arm: &Arm,
     container: &str,
@@ -33,10 +34,12 @@ pub(crate) async fn write_vhd(
     boot: crate::osdisk::Boot<'_>,
 ) -> Result<String, String> {
     match &arm.blob {
-        Some(blob) => blob
-            .write_fixed_vhd(container, name, size, &crate::osdisk::layout(size, boot))
-            .await
-            .map_err(|e| format!("{e}")),
+        Some(blob) => {
+            let disk = crate::qemu::fixed_vhd(size, &crate::osdisk::layout(size, boot)).await?;
+            blob.write_page_blob(container, name, &disk)
+                .await
+                .map_err(|e| format!("{e}"))
+        }
         None => Ok(format!(
             "https://devcloud.blob.core.windows.net/{container}/{name}"
         )),

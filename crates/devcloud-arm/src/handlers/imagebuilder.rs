@@ -12,7 +12,7 @@ use super::route::Target;
 use crate::arm::{Arm, Reply, now};
 use crate::config::Work;
 use crate::error::ArmError;
-use crate::model::{Kind, OpFamily, Resource, Run, Verb};
+use crate::model::{Kind, OpFamily, Resource, Run, State, Verb};
 use crate::platform::PlatformImage;
 
 pub fn action(ctx: &mut Ctx, target: &Target) -> Result<Reply, ArmError> {
@@ -182,6 +182,50 @@ fn resolve_platform(
             template.location
         )
     }))
+}
+
+/// The key of the version a `SharedImageVersion` source names: itself, or for `/versions/latest` (as
+/// Azure, evaluated when the build takes place) the highest version of the definition that is made
+/// and not excluded from latest, for the whole version or in the template's region.
+fn source_version_key(st: &State, id: &str, location: &str) -> Result<String, String> {
+    let lower = id.to_lowercase();
+    let Some(def) = lower.strip_suffix("/versions/latest") else {
+        return Ok(lower);
+    };
+    let t = now();
+    let prefix = format!("{def}/versions/");
+    let region = location.replace(' ', "").to_lowercase();
+    let excluded = |r: &Resource| {
+        let pp = &r.body["properties"]["publishingProfile"];
+        pp["excludeFromLatest"].as_bool() == Some(true)
+            || pp["targetRegions"].as_array().is_some_and(|regions| {
+                regions.iter().any(|g| {
+                    g["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .replace(' ', "")
+                        .to_lowercase()
+                        == region
+                        && g["excludeFromLatest"].as_bool() == Some(true)
+                })
+            })
+    };
+    let order =
+        |name: &str| -> Vec<u64> { name.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    st.resources
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter(|(_, r)| r.kind == Kind::Version && st.provisioning_state(r, t) == "Succeeded")
+        .filter(|(_, r)| !excluded(r))
+        .max_by(|(_, a), (_, b)| order(&a.name).cmp(&order(&b.name)))
+        .map(|(k, _)| k.clone())
+        // INVENTED wording; the code is Image Builder's.
+        .ok_or_else(|| {
+            format!(
+                "BadSharedImageVersionSource: the gallery image '{}' has no version to build from as 'latest' (none is made and included in latest).",
+                id.get(..def.len()).unwrap_or(def)
+            )
+        })
 }
 
 async fn run_task(
@@ -376,11 +420,15 @@ async fn build(
             }
             Some("SharedImageVersion") => {
                 let id = src["imageVersionId"].as_str().unwrap_or("");
-                let lower = id.to_lowercase();
-                if let Some(v) = st.resources.get(&lower) {
+                let lower = match source_version_key(&st, id, &template.location) {
+                    Ok(key) => key,
+                    Err(message) => return (Vec::new(), vec![message], None),
+                };
+                if let Some(v) = st.resources.get(&lower).filter(|v| v.kind == Kind::Version) {
                     let disk = &v.body["properties"]["storageProfile"]["osDiskImage"];
                     source_gb = disk["sizeInGB"].as_u64().unwrap_or(source_gb);
-                    exact = Some(v.name.clone());
+                    // The exact ARM resource id of the version used [spec: exactVersion].
+                    exact = Some(v.id.clone());
                     if let Some(def) = lower
                         .rsplit_once("/versions/")
                         .and_then(|(d, _)| st.resources.get(d))
@@ -414,6 +462,10 @@ async fn build(
         architecture: &architecture,
         os_type: &os_type,
     };
+    // The source's version name (exactVersion is a gallery version's whole id).
+    let source_version = exact
+        .as_deref()
+        .map(|e| e.rsplit('/').next().unwrap_or(e).to_string());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     for (i, d) in p["distribute"]
         .as_array()
@@ -456,7 +508,7 @@ async fn build(
                         template,
                         d,
                         &uri,
-                        (exact.as_deref(), size),
+                        (source_version.as_deref(), size),
                         &faults.fail_regions,
                     )
                     .map(|id| (Some(id), None)),

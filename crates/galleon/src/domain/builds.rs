@@ -470,6 +470,40 @@ pub fn latest_version<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<St
         .map(str::to_owned)
 }
 
+/// The version Image Builder builds from for a gallery source at `latest`, of the versions of its
+/// definition (as the versions list answers): the highest that is made and not excluded from latest,
+/// for the whole version or in the template's `location`.
+pub fn latest_gallery_version(versions: &[Value], location: &str) -> Option<String> {
+    let norm = |s: &str| s.replace(' ', "").to_ascii_lowercase();
+    let usable = versions.iter().filter(|v| {
+        let excluded =
+            |r: &Value| r.get("excludeFromLatest").and_then(Value::as_bool) == Some(true);
+        let profile = v.pointer("/properties/publishingProfile");
+        v.pointer("/properties/provisioningState")
+            .and_then(Value::as_str)
+            == Some("Succeeded")
+            && !profile.is_some_and(excluded)
+            && !profile
+                .and_then(|p| p.get("targetRegions"))
+                .and_then(Value::as_array)
+                .is_some_and(|regions| {
+                    regions.iter().any(|r| {
+                        r.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| norm(n) == norm(location))
+                            && excluded(r)
+                    })
+                })
+    });
+    latest_version(usable.filter_map(|v| v.get("name").and_then(Value::as_str)))
+}
+
+/// The version name in a template's `source.exactVersion`: a platform image's version as it is, a
+/// gallery version's whole resource id (`…/versions/1.2.3`) as its last segment.
+pub fn exact_version_name(exact: &str) -> &str {
+    exact.rsplit('/').next().unwrap_or(exact)
+}
+
 /// What galleon remembers of a template's last successful build (`builds/<template>.json` in its state
 /// container).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

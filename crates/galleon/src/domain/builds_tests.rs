@@ -328,3 +328,125 @@ fn advice_says_where_the_log_is_and_what_to_do() {
         );
     }
 }
+
+#[test]
+fn a_managed_image_made_elsewhere_is_checked_against_the_plan() {
+    let plan: crate::events::Plan = serde_json::from_value(
+        serde_json::from_str::<Value>(include_str!(
+            "../../../../events/vhd.accepted.v1.example.json"
+        ))
+        .map(|e| e["data"]["plan"].clone())
+        .unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("example plan: {e}"));
+    assert_eq!(
+        (plan.location.as_str(), plan.os_type, plan.os_state),
+        (
+            "westeurope",
+            crate::events::OsType::Linux,
+            crate::events::OsState::Generalized
+        )
+    );
+    let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/built";
+    // An image as Azure answers it, matching the plan (generation 2 Linux, generalized, westeurope).
+    let good = json!({"id": id, "location": "West Europe", "properties": {
+        "provisioningState": "Succeeded", "hyperVGeneration": "V2",
+        "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized"}}}});
+    assert_eq!(
+        image_problem(&good, &plan),
+        None,
+        "West Europe is westeurope"
+    );
+    type Change = fn(&mut Value);
+    // (what differs, the change, what the reason names)
+    let table: [(&str, Change, &[&str]); 7] = [
+        (
+            "OS type",
+            |i| i["properties"]["storageProfile"]["osDisk"]["osType"] = json!("Windows"),
+            &["osType Windows", "Linux"],
+        ),
+        (
+            "OS state",
+            |i| i["properties"]["storageProfile"]["osDisk"]["osState"] = json!("Specialized"),
+            &["osState Specialized", "Generalized"],
+        ),
+        (
+            "generation",
+            |i| i["properties"]["hyperVGeneration"] = json!("V1"),
+            &["hyperVGeneration V1", "V2"],
+        ),
+        (
+            "no generation (made before generations: V1)",
+            |i| {
+                if let Some(p) = i["properties"].as_object_mut() {
+                    p.remove("hyperVGeneration");
+                }
+            },
+            &["hyperVGeneration V1"],
+        ),
+        (
+            "region",
+            |i| i["location"] = json!("eastus2"),
+            &["is in eastus2", "made in westeurope"],
+        ),
+        (
+            "still being made",
+            |i| i["properties"]["provisioningState"] = json!("Creating"),
+            &["provisioningState 'Creating'"],
+        ),
+        (
+            "failed",
+            |i| i["properties"]["provisioningState"] = json!("Failed"),
+            &["provisioningState 'Failed'"],
+        ),
+    ];
+    for (what, change, names) in table {
+        let mut image = good.clone();
+        change(&mut image);
+        let why = image_problem(&image, &plan).unwrap_or_else(|| panic!("{what}: not refused"));
+        assert!(why.contains(id), "{what}: {why}");
+        for n in names {
+            assert!(why.contains(n), "{what}: {why}");
+        }
+    }
+}
+
+#[test]
+fn a_gallery_sources_latest_is_the_highest_version_made_and_included_in_latest() {
+    let v = |name: &str, state: &str, profile: Value| json!({"name": name, "properties": {"provisioningState": state, "publishingProfile": profile}});
+    let versions = [
+        v("1.0.0", "Succeeded", json!({"excludeFromLatest": false})),
+        v("1.9.0", "Succeeded", json!({})),
+        v(
+            "1.10.0",
+            "Succeeded",
+            json!({"targetRegions": [{"name": "northeurope", "excludeFromLatest": true}]}),
+        ),
+        v("2.0.0", "Succeeded", json!({"excludeFromLatest": true})),
+        v(
+            "1.11.0",
+            "Succeeded",
+            json!({"targetRegions": [{"name": "West Europe", "excludeFromLatest": true}]}),
+        ),
+        v("1.12.0", "Creating", json!({})),
+        v("1.13.0", "Failed", json!({})),
+    ];
+    // Excluded in another region only: still westeurope's latest.
+    assert_eq!(
+        latest_gallery_version(&versions, "westeurope").as_deref(),
+        Some("1.10.0")
+    );
+    assert_eq!(
+        latest_gallery_version(&versions, "northeurope").as_deref(),
+        Some("1.11.0")
+    );
+    assert_eq!(latest_gallery_version(&versions[3..], "westeurope"), None);
+    // Image Builder's exactVersion: a gallery version's whole id, a platform image's version.
+    assert_eq!(
+        exact_version_name(
+            "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/galleries/g/images/base/versions/1.10.0"
+        ),
+        "1.10.0"
+    );
+    assert_eq!(exact_version_name("24.04.202611200"), "24.04.202611200");
+}

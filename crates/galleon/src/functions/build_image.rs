@@ -335,15 +335,7 @@ async fn resolve(ctx: &Ctx, shape: &Shape, template_id: &str) -> Result<BuildSou
                     50,
                 )
                 .await?;
-            let usable = all.iter().filter(|v| {
-                v.pointer("/properties/provisioningState")
-                    .and_then(Value::as_str)
-                    == Some("Succeeded")
-                    && v.pointer("/properties/publishingProfile/excludeFromLatest")
-                        .and_then(Value::as_bool)
-                        != Some(true)
-            });
-            builds::latest_version(usable.filter_map(|v| v.get("name").and_then(Value::as_str)))
+            builds::latest_gallery_version(&all, &shape.location)
         }
         Source::ManagedImage { .. } => None,
     };
@@ -505,14 +497,15 @@ async fn finished(
         .map(str::to_owned);
     let timed_out = cancel_requested && status.state == "Canceled";
     let finished_at = status.end.unwrap_or_else(Utc::now);
-    // A source Image Builder resolved itself (exactVersion) is what the run really used.
+    // A source Image Builder resolved itself (exactVersion) is what the run really used: a platform
+    // image's version, or a gallery version's whole id (its last segment is the version).
     let source = source.clone().map(|mut s| {
         if let Some(exact) = template
             .pointer("/properties/source/exactVersion")
             .and_then(Value::as_str)
             .filter(|_| s.kind != "ManagedImage")
         {
-            s.version = Some(exact.to_owned());
+            s.version = Some(builds::exact_version_name(exact).to_owned());
         }
         s
     });
