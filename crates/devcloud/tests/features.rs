@@ -372,3 +372,92 @@ async fn bad_feature_combinations_are_rejected_before_any_write() {
     );
     s.stop().await;
 }
+
+/// An image definition that exists keeps its immutable properties: a manifest stating another
+/// architecture and another identifier is one `vhd.rejected` naming both (with both values and the
+/// fix), before any ARM write, even publishing from a managed image (whose image CreateImage would make
+/// first); the VHD stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_definition_is_not_contradicted_before_any_write() {
+    let work = tempfile::tempdir().expect("dir");
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
+    let gallery = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}",
+        devcloud_arm::DEFAULT_SUBSCRIPTION_ID,
+        devcloud::RESOURCE_GROUP,
+        devcloud::GALLERY
+    );
+    let definition = format!("{gallery}/images/ubuntu-arm");
+    let made = s
+        .arm_put(
+            &gallery,
+            "2025-03-03",
+            &json!({"location": "westeurope", "properties": {}}),
+        )
+        .await;
+    assert!(made["_status"] == 200 || made["_status"] == 201, "{made}");
+    let made = s
+        .arm_put(
+            &definition,
+            "2025-03-03",
+            &json!({"location": "westeurope", "properties": {"osType": "Linux", "osState": "Generalized",
+                "hyperVGeneration": "V2", "architecture": "Arm64",
+                "identifier": {"publisher": "contoso", "offer": "ubuntu-arm", "sku": "arm64"}}}),
+        )
+        .await;
+    assert!(made["_status"] == 200 || made["_status"] == 201, "{made}");
+    let before = s.cloud.arm.request_log().len();
+
+    let disk = make_vhd(work.path(), "os.vhd", "fixed", "8M");
+    let manifest = merged(
+        base("os.vhd", "ubuntu-arm"),
+        json!({"architecture": "x64", "publishFrom": "managedImage",
+               "identifier": {"publisher": "contoso", "offer": "ubuntu-arm", "sku": "x64"}}),
+    );
+    s.upload("ubuntu-arm", &[("os.vhd", &disk)], manifest).await;
+    let rejected = s.wait_for("io.galleon.vhd.rejected.v1", 120).await;
+    let reason = &rejected["data"]["reason"];
+    assert_eq!(reason["code"], "ImageDefinitionMismatch", "{rejected:#}");
+    let message = reason["message"].as_str().unwrap_or_default();
+    for part in [
+        "architecture is Arm64 there, the manifest states x64",
+        "identifier is contoso/ubuntu-arm/arm64 there, the manifest states contoso/ubuntu-arm/x64",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    let fix = reason["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains("new image definition name") && fix.contains("architecture Arm64"),
+        "{fix}"
+    );
+    // Give a wrongly accepted VHD time to reach CreateImage.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.vhd.accepted.v1")
+            .is_empty(),
+        "the VHD was accepted"
+    );
+    let writes: Vec<String> = s
+        .cloud
+        .arm
+        .request_log()
+        .into_iter()
+        .skip(before)
+        .filter(|e| e.method != "GET")
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert!(writes.is_empty(), "no ARM write: {writes:#?}");
+    let now = s
+        .cloud
+        .storage()
+        .expect("storage")
+        .download("images", "ubuntu-arm/os.vhd")
+        .await
+        .expect("read back");
+    assert!(now.as_deref() == Some(&disk[..]), "the VHD was changed");
+    let kept = s.arm_get(&definition).await;
+    assert_eq!(kept["properties"]["architecture"], "Arm64", "{kept:#}");
+    s.stop().await;
+}

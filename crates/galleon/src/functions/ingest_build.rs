@@ -222,6 +222,7 @@ async fn vhd(
             vprops: &vprops,
             manifest: None,
             allow_generation_mismatch: manifest.allow_generation_mismatch,
+            stated_identifier: manifest.identifier.as_ref(),
         },
         plan,
     )
