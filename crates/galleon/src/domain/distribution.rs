@@ -162,6 +162,8 @@ pub fn cross_tenant(
 /// The plan of the target's copy: the same definition name, version and image, in the target's gallery
 /// and regions.
 pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> Plan {
+    // A target region takes the version's replica count, as the source's regions did.
+    let replicas = source.publishing.replica_count.unwrap_or(1);
     let regions: Vec<TargetRegion> = if target.regions.is_empty() {
         source.target_regions.clone()
     } else {
@@ -170,7 +172,7 @@ pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> P
             .iter()
             .map(|r| TargetRegion {
                 name: r.to_ascii_lowercase(),
-                regional_replica_count: 1,
+                regional_replica_count: replicas,
                 ..TargetRegion::default()
             })
             .collect()
@@ -182,7 +184,7 @@ pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> P
         subscription_id: target.subscription_id.clone(),
         resource_group: target.resource_group.clone(),
         gallery: target.gallery.clone(),
-        target_regions: policy::home_first(&location, &regions),
+        target_regions: policy::home_first(&location, &regions, replicas),
         location,
         storage_account_id: String::new(),
         publish_from: crate::events::PublishFrom::ManagedImage,
