@@ -1,13 +1,13 @@
-//! Tests of what the settings and a manifest together put in the image version galleon sends: the
-//! regions' replica counts and the version's own (`publishingProfile.replicaCount`).
+//! Tests of what the settings and a manifest together put in the plan and the image version galleon
+//! sends: the regions' replica counts and the version's own, and the feature defaults a manifest overrides.
 
-use chrono::Utc;
+use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::tests::config;
 use crate::{
     domain::{features, manifest::Manifest},
-    events::{BlobRef, Plan},
+    events::{Architecture, BlobRef, DiskController, Plan, SecurityType},
 };
 
 const MANIFEST_URL: &str = "https://ingest.blob.core.windows.net/images/ubuntu/u.manifest.json";
@@ -146,6 +146,91 @@ fn replica_counts_from_the_manifest_and_the_settings() {
             profile.get("replicaCount").and_then(Value::as_u64),
             want_count.map(u64::from),
             "{case}: {profile:#}"
+        );
+    }
+}
+
+#[test]
+fn feature_settings_fill_what_the_manifest_leaves_out() {
+    let settings = [
+        ("GALLEON_ARCHITECTURE", "Arm64"),
+        ("GALLEON_SECURITY_TYPE", "TrustedLaunch"),
+        ("GALLEON_DISK_CONTROLLER_TYPES", "SCSI, NVMe"),
+        ("GALLEON_REPLICA_COUNT", "2"),
+        ("GALLEON_VERSION_LIFETIME_DAYS", "30"),
+    ];
+    let before = Utc::now();
+    let p = plan(&settings, json!({}));
+    let after = Utc::now();
+    assert_eq!(p.definition.architecture, Some(Architecture::Arm64));
+    assert_eq!(
+        p.definition.security_type,
+        Some(SecurityType::TrustedLaunch)
+    );
+    assert_eq!(
+        p.definition.disk_controller_types,
+        [DiskController::Scsi, DiskController::Nvme]
+    );
+    assert_eq!(p.publishing.replica_count, Some(2));
+    let end = p.publishing.end_of_life_date.expect("a lifetime");
+    assert!(
+        end >= before + Duration::days(30) && end <= after + Duration::days(30),
+        "30 days after publication: {end}"
+    );
+    // The definition galleon makes, and the version, carry them.
+    let definition = features::definition_body(&p);
+    assert_eq!(definition["properties"]["architecture"], "Arm64");
+    assert_eq!(
+        definition["properties"]["features"],
+        json!([
+            {"name": "SecurityType", "value": "TrustedLaunch"},
+            {"name": "DiskControllerTypes", "value": "SCSI, NVMe"},
+        ])
+    );
+    assert_eq!(publishing_profile(&p)["replicaCount"], 2);
+
+    // The manifest speaks: its values win.
+    let p = plan(
+        &settings,
+        json!({"architecture": "x64", "securityType": "Standard", "diskControllerTypes": ["SCSI"],
+               "replicaCount": 4, "endOfLifeDate": "2030-01-01T00:00:00Z"}),
+    );
+    assert_eq!(p.definition.architecture, Some(Architecture::X64));
+    assert_eq!(p.definition.security_type, Some(SecurityType::Standard));
+    assert_eq!(p.definition.disk_controller_types, [DiskController::Scsi]);
+    assert_eq!(p.publishing.replica_count, Some(4));
+    assert_eq!(
+        p.publishing.end_of_life_date,
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single()
+    );
+
+    // Both silent: nothing stated, Azure's defaults apply.
+    let p = plan(&[], json!({}));
+    assert_eq!(p.definition.architecture, None);
+    assert_eq!(p.definition.security_type, None);
+    assert!(p.definition.disk_controller_types.is_empty());
+    assert_eq!(p.publishing.replica_count, None);
+    assert_eq!(p.publishing.end_of_life_date, None);
+    let definition = features::definition_body(&p);
+    assert!(definition["properties"].get("architecture").is_none());
+    assert!(definition["properties"].get("features").is_none());
+}
+
+#[test]
+fn a_bad_feature_setting_is_named() {
+    for (setting, value) in [
+        ("GALLEON_ARCHITECTURE", "x86"),
+        ("GALLEON_SECURITY_TYPE", "Secure"),
+        ("GALLEON_DISK_CONTROLLER_TYPES", "SCSI,IDE"),
+        ("GALLEON_REPLICA_COUNT", "0"),
+        ("GALLEON_REPLICA_COUNT", "101"),
+        ("GALLEON_VERSION_LIFETIME_DAYS", "0"),
+    ] {
+        let got = config(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "7072"), (setting, value)]);
+        assert!(
+            got.as_ref().is_err_and(|e| e.setting == setting),
+            "{setting}={value}: {:?}",
+            got.map(|_| ())
         );
     }
 }
