@@ -376,7 +376,8 @@ async fn bad_feature_combinations_are_rejected_before_any_write() {
 /// An image definition that exists keeps its immutable properties: a manifest stating another
 /// architecture and another identifier is one `vhd.rejected` naming both (with both values and the
 /// fix), before any ARM write, even publishing from a managed image (whose image CreateImage would make
-/// first); the VHD stays as it was.
+/// first); the VHD stays as it was. The same disk for a new definition is accepted, with a note that its
+/// architecture could not be checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_definition_is_not_contradicted_before_any_write() {
     let work = tempfile::tempdir().expect("dir");
@@ -430,15 +431,11 @@ async fn an_existing_definition_is_not_contradicted_before_any_write() {
         fix.contains("new image definition name") && fix.contains("architecture Arm64"),
         "{fix}"
     );
-    // Give a wrongly accepted VHD time to reach CreateImage.
+    // Give a wrongly accepted VHD time to reach CreateImage (vhd.accepted is internal: subscribers do
+    // not get it, so the writes and failures tell).
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert!(
-        s.receiver
-            .received
-            .of_type("io.galleon.vhd.accepted.v1")
-            .is_empty(),
-        "the VHD was accepted"
-    );
+    let failed = s.receiver.received.of_type("io.galleon.step.failed.v1");
+    assert!(failed.is_empty(), "{failed:#?}");
     let writes: Vec<String> = s
         .cloud
         .arm
@@ -459,5 +456,42 @@ async fn an_existing_definition_is_not_contradicted_before_any_write() {
     assert!(now.as_deref() == Some(&disk[..]), "the VHD was changed");
     let kept = s.arm_get(&definition).await;
     assert_eq!(kept["properties"]["architecture"], "Arm64", "{kept:#}");
+
+    // The same disk (no partition table, so no EFI System Partition to read a boot loader from) for a
+    // new definition: accepted as declared, and vhd.accepted says the architecture was not checked.
+    let manifest = merged(base("os.vhd", "blank-x64"), json!({"architecture": "x64"}));
+    s.upload("blank-x64", &[("os.vhd", &disk)], manifest).await;
+    let ready = s.wait_for_n("io.galleon.image.ready.v1", 1, 120).await;
+    let Some(run) = ready.first().and_then(|e| e["correlationid"].as_str()) else {
+        panic!(
+            "blank-x64 did not get ready: {:#?}",
+            s.receiver.received.all()
+        );
+    };
+    // vhd.accepted is internal: the run's journal holds it.
+    let journal = s
+        .cloud
+        .storage()
+        .expect("storage")
+        .download("galleon-state", &format!("journal/{run}.jsonl"))
+        .await
+        .expect("read the journal")
+        .expect("the run has a journal");
+    let accepted: Value = String::from_utf8_lossy(&journal)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|l| l["fact"].clone())
+        .find(|f| f["type"] == "io.galleon.vhd.accepted.v1")
+        .unwrap_or_else(|| panic!("no vhd.accepted in the journal of {run}"));
+    let notes: Vec<&str> = accepted["data"]["notes"]
+        .as_array()
+        .map(|n| n.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        notes.iter().any(|n| n.contains(
+            "Architecture x64 accepted as declared; could not check it: the disk has no EFI System Partition"
+        )),
+        "{notes:#?}"
+    );
     s.stop().await;
 }
