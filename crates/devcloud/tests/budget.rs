@@ -78,7 +78,9 @@ async fn calls_per_image(publish_from: &str) -> [(u64, Vec<(String, u64)>); 2] {
 /// a VHD it takes 6: ingest's version check, the version's GET, PUT and one look, the PATCH and one
 /// replication look (one more look is allowed for the simulator's jitter). From a managed image, the
 /// intermediate image adds its own check, PUT and look, and the ownership check and DELETE at image
-/// ready.
+/// ready. The first image of a definition also makes the gallery and the definition, and ingest reads
+/// the definition (missing then) before any write, to hold a manifest to an existing one's immutable
+/// properties; the next image reads it from the instance's cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_at_three_regions_takes_at_most_ten_arm_calls() {
     for (from, most) in [("vhd", 7), ("managedImage", 12)] {
@@ -90,7 +92,7 @@ async fn an_image_at_three_regions_takes_at_most_ten_arm_calls() {
             "publishFrom {from}: {next} ARM calls for one image at three regions (at most {most}): {kinds:?}"
         );
         assert!(
-            first <= most + 8,
+            first <= most + 9,
             "publishFrom {from}: {first} ARM calls for the first image (gallery and definition made too): {first_kinds:?}"
         );
     }

@@ -372,3 +372,126 @@ async fn bad_feature_combinations_are_rejected_before_any_write() {
     );
     s.stop().await;
 }
+
+/// An image definition that exists keeps its immutable properties: a manifest stating another
+/// architecture and another identifier is one `vhd.rejected` naming both (with both values and the
+/// fix), before any ARM write, even publishing from a managed image (whose image CreateImage would make
+/// first); the VHD stays as it was. The same disk for a new definition is accepted, with a note that its
+/// architecture could not be checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_definition_is_not_contradicted_before_any_write() {
+    let work = tempfile::tempdir().expect("dir");
+    let s = start(&[("GALLEON_TARGET_REGIONS", "westeurope")]).await;
+    let gallery = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}",
+        devcloud_arm::DEFAULT_SUBSCRIPTION_ID,
+        devcloud::RESOURCE_GROUP,
+        devcloud::GALLERY
+    );
+    let definition = format!("{gallery}/images/ubuntu-arm");
+    let made = s
+        .arm_put(
+            &gallery,
+            "2025-03-03",
+            &json!({"location": "westeurope", "properties": {}}),
+        )
+        .await;
+    assert!(made["_status"] == 200 || made["_status"] == 201, "{made}");
+    let made = s
+        .arm_put(
+            &definition,
+            "2025-03-03",
+            &json!({"location": "westeurope", "properties": {"osType": "Linux", "osState": "Generalized",
+                "hyperVGeneration": "V2", "architecture": "Arm64",
+                "identifier": {"publisher": "contoso", "offer": "ubuntu-arm", "sku": "arm64"}}}),
+        )
+        .await;
+    assert!(made["_status"] == 200 || made["_status"] == 201, "{made}");
+    let before = s.cloud.arm.request_log().len();
+
+    let disk = make_vhd(work.path(), "os.vhd", "fixed", "8M");
+    let manifest = merged(
+        base("os.vhd", "ubuntu-arm"),
+        json!({"architecture": "x64", "publishFrom": "managedImage",
+               "identifier": {"publisher": "contoso", "offer": "ubuntu-arm", "sku": "x64"}}),
+    );
+    s.upload("ubuntu-arm", &[("os.vhd", &disk)], manifest).await;
+    let rejected = s.wait_for("io.galleon.vhd.rejected.v1", 120).await;
+    let reason = &rejected["data"]["reason"];
+    assert_eq!(reason["code"], "ImageDefinitionMismatch", "{rejected:#}");
+    let message = reason["message"].as_str().unwrap_or_default();
+    for part in [
+        "architecture is Arm64 there, the manifest states x64",
+        "identifier is contoso/ubuntu-arm/arm64 there, the manifest states contoso/ubuntu-arm/x64",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    let fix = reason["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains("new image definition name") && fix.contains("architecture Arm64"),
+        "{fix}"
+    );
+    // Give a wrongly accepted VHD time to reach CreateImage (vhd.accepted is internal: subscribers do
+    // not get it, so the writes and failures tell).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let failed = s.receiver.received.of_type("io.galleon.step.failed.v1");
+    assert!(failed.is_empty(), "{failed:#?}");
+    let writes: Vec<String> = s
+        .cloud
+        .arm
+        .request_log()
+        .into_iter()
+        .skip(before)
+        .filter(|e| e.method != "GET")
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert!(writes.is_empty(), "no ARM write: {writes:#?}");
+    let now = s
+        .cloud
+        .storage()
+        .expect("storage")
+        .download("images", "ubuntu-arm/os.vhd")
+        .await
+        .expect("read back");
+    assert!(now.as_deref() == Some(&disk[..]), "the VHD was changed");
+    let kept = s.arm_get(&definition).await;
+    assert_eq!(kept["properties"]["architecture"], "Arm64", "{kept:#}");
+
+    // The same disk (no partition table, so no EFI System Partition to read a boot loader from) for a
+    // new definition: accepted as declared, and vhd.accepted says the architecture was not checked.
+    let manifest = merged(base("os.vhd", "blank-x64"), json!({"architecture": "x64"}));
+    s.upload("blank-x64", &[("os.vhd", &disk)], manifest).await;
+    let ready = s.wait_for_n("io.galleon.image.ready.v1", 1, 120).await;
+    let Some(run) = ready.first().and_then(|e| e["correlationid"].as_str()) else {
+        panic!(
+            "blank-x64 did not get ready: {:#?}",
+            s.receiver.received.all()
+        );
+    };
+    // vhd.accepted is internal: the run's journal holds it.
+    let journal = s
+        .cloud
+        .storage()
+        .expect("storage")
+        .download("galleon-state", &format!("journal/{run}.jsonl"))
+        .await
+        .expect("read the journal")
+        .expect("the run has a journal");
+    let accepted: Value = String::from_utf8_lossy(&journal)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|l| l["fact"].clone())
+        .find(|f| f["type"] == "io.galleon.vhd.accepted.v1")
+        .unwrap_or_else(|| panic!("no vhd.accepted in the journal of {run}"));
+    let notes: Vec<&str> = accepted["data"]["notes"]
+        .as_array()
+        .map(|n| n.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        notes.iter().any(|n| n.contains(
+            "Architecture x64 accepted as declared; could not check it: the disk has no EFI System Partition"
+        )),
+        "{notes:#?}"
+    );
+    s.stop().await;
+}

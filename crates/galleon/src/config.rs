@@ -498,7 +498,7 @@ impl Config {
                 resource_group,
                 gallery,
                 location: location.clone(),
-                target_regions: policy::home_first(&location, &target_regions),
+                target_regions,
                 publish_from,
                 publisher: get("GALLEON_PUBLISHER").unwrap_or_else(|| "galleon".to_owned()),
                 allowed,
@@ -651,3 +651,7 @@ fn host_storage_account(get: &impl Fn(&str) -> Option<String>) -> Option<String>
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "config_plan_tests.rs"]
+mod plan_tests;

@@ -22,7 +22,8 @@ const BASE: &[(&str, &str)] = &[
     ("GALLEON_STORAGE_ACCOUNTS", "ingest.blob.core.windows.net"),
 ];
 
-fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+/// The config from [`BASE`] with `pairs` set (an empty value removes the setting).
+pub(super) fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let mut map: HashMap<String, String> = BASE
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

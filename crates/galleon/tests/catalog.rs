@@ -225,6 +225,25 @@ fn schemas_reject_broken_facts() {
     );
 }
 
+/// A policy with galleon's defaults, for planning the manifest examples.
+fn example_policy() -> galleon::domain::policy::Policy {
+    use galleon::domain::policy::{self, GalleryScope, Policy};
+    let subscription = "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b";
+    Policy {
+        subscription_id: subscription.into(),
+        resource_group: "rg-images".into(),
+        gallery: "golden".into(),
+        location: "westeurope".into(),
+        target_regions: policy::parse_regions("westeurope").unwrap_or_default(),
+        publish_from: galleon::events::PublishFrom::Vhd,
+        publisher: "galleon".into(),
+        allowed: GalleryScope::parse(&format!("{subscription}/rg-images/golden"))
+            .into_iter()
+            .collect(),
+        features: Default::default(),
+    }
+}
+
 #[test]
 fn manifest_schema_and_parser_agree() {
     use galleon::domain::manifest::Manifest;
@@ -234,7 +253,13 @@ fn manifest_schema_and_parser_agree() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert!(!good.is_empty());
+    assert!(
+        good.len() >= 2
+            && good
+                .iter()
+                .any(|m| m.get("dataDisks").is_some() && m.get("securityType").is_some()),
+        "the schema's examples show a plain manifest and one with the image features"
+    );
     let minimal = serde_json::json!({"vhd": "a.vhd", "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"});
     let image = "/subscriptions/s/resourceGroups/rg-packer/providers/Microsoft.Compute/images/ubuntu-2404-20261201";
     let packer = serde_json::json!({"managedImage": image, "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V2"});
@@ -242,6 +267,19 @@ fn manifest_schema_and_parser_agree() {
         assert_valid(&schema, m, "manifest example");
         Manifest::parse(m.to_string().as_bytes(), "m")
             .unwrap_or_else(|r| panic!("parser refuses a schema-valid manifest: {r:?}"));
+    }
+    // The schema's own examples also keep the publishing rules (a plan is made of each).
+    for m in &good {
+        let manifest = Manifest::parse(m.to_string().as_bytes(), "m")
+            .unwrap_or_else(|r| panic!("parser refuses an example: {r:?}"));
+        manifest
+            .plan(
+                &example_policy(),
+                "/subscriptions/8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/resourceGroups/rg-images/providers/Microsoft.Storage/storageAccounts/ingest",
+                "https://ingest.blob.core.windows.net/images/ubuntu/m.manifest.json",
+                Utc::now(),
+            )
+            .unwrap_or_else(|r| panic!("an example breaks a publishing rule: {r:?}\n{m:#}"));
     }
     let bad = [
         serde_json::json!({"imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"}),

@@ -329,3 +329,29 @@ fn luns_are_unique() {
     );
     assert!(p.fix.contains("LUN 2 is free"), "{p}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_misaligned_data_disk_is_rejected_naming_its_lun() {
+    let blob_name = "uploads/data0.vhd";
+    let ex = Expectations::new(blob_name);
+    let aligned = fixed_vhd_in_memory(vec![0u8; DISK]);
+    let reader = crate::BytesReader(aligned.clone().into());
+    let ok = inspect_data_disk(&reader, aligned.len() as u64, &ex, 3).await;
+    assert!(ok.is_ok(), "a 1 MiB-aligned data disk passes: {ok:?}");
+    // One sector past a whole MiB, as qemu-img makes it without force_size.
+    let misaligned = fixed_vhd_in_memory(vec![0u8; DISK + 512]);
+    let reader = crate::BytesReader(misaligned.clone().into());
+    let err = inspect_data_disk(&reader, misaligned.len() as u64, &ex, 3)
+        .await
+        .expect_err("a misaligned data disk is refused");
+    let p = err.problem().expect("a rejection, not an I/O error");
+    assert_eq!(p.code, ProblemCode::VhdSizeNotAligned, "{p}");
+    assert!(
+        p.message.starts_with("Data disk LUN 3: ") && p.message.contains("not a multiple of 1 MiB"),
+        "{p}"
+    );
+    assert!(
+        p.fix.contains("qemu-img") && p.fix.contains("force_size"),
+        "{p}"
+    );
+}

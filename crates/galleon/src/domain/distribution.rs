@@ -246,6 +246,8 @@ pub fn cross_tenant(
 /// and regions, each region replicated as the target says (a region's own count and storage type, else
 /// the target's, else the source's region's or Azure's default).
 pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> Plan {
+    // A region the target names without a count takes the version's replica count, as the source's did.
+    let replicas = source.publishing.replica_count.unwrap_or(1);
     let own = |base: TargetRegion, count: Option<u32>, storage: Option<&String>| TargetRegion {
         regional_replica_count: count
             .or(target.replica_count)
@@ -269,7 +271,7 @@ pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> P
             .map(|r| {
                 let base = TargetRegion {
                     name: r.name.to_ascii_lowercase(),
-                    regional_replica_count: 1,
+                    regional_replica_count: replicas,
                     ..TargetRegion::default()
                 };
                 own(
@@ -287,7 +289,7 @@ pub fn target_plan(source: &Plan, target: &Target, source_version_id: &str) -> P
         subscription_id: target.subscription_id.clone(),
         resource_group: target.resource_group.clone(),
         gallery: target.gallery.clone(),
-        target_regions: policy::home_first(&location, &regions),
+        target_regions: policy::home_first(&location, &regions, replicas),
         location,
         storage_account_id: String::new(),
         publish_from: crate::events::PublishFrom::ManagedImage,
@@ -423,8 +425,16 @@ mod tests {
         .unwrap_or_default();
         let mut source: Plan = serde_json::from_value(example["data"]["plan"].clone())
             .unwrap_or_else(|e| panic!("example plan: {e}"));
-        source.target_regions =
-            policy::parse_regions("westeurope=3:Standard_ZRS,northeurope=2").expect("regions");
+        source.target_regions = policy::parse_regions("westeurope=3:Standard_ZRS,northeurope=2")
+            .expect("regions")
+            .into_iter()
+            .map(|r| TargetRegion {
+                name: r.name,
+                regional_replica_count: r.replicas.unwrap_or(1),
+                storage_account_type: r.storage_account_type,
+                ..TargetRegion::default()
+            })
+            .collect();
         let plan_of = |fields: &str| {
             let text = format!("[{{{TEAM}, {fields}}}]");
             let targets = parse(&text, &p).expect("valid");
@@ -454,7 +464,8 @@ mod tests {
                 r("northeurope", 1, "Premium_LRS")
             ]
         );
-        // Its own regions: a region's own values first, then the target's, then 1 and Azure's default.
+        // Its own regions: a region's own values first, then the target's, then the version's count (1 when
+        // unset) and Azure's default type.
         assert_eq!(
             plan_of(
                 r#""replicaCount": 2, "regions": [{"name": "eastus2", "regionalReplicaCount": 4, "storageAccountType": "Standard_LRS"}, "westus3"]"#

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::events::{
-    BlobRef, DefinitionSpec, HostCaching, HyperVGeneration, Plan, Reason, ReplicationMode,
-    SecurityType, TargetRegion,
+    BlobRef, DefinitionSpec, HostCaching, HyperVGeneration, Identifier, Plan, Reason,
+    ReplicationMode, SecurityType, TargetRegion,
 };
 
 fn reason(code: &str, message: impl Into<String>, fix: impl Into<String>) -> Reason {
@@ -281,11 +281,24 @@ fn feature_value(v: &str) -> String {
     parts.join(",")
 }
 
-/// The first immutable property of an existing definition that differs from what the plan states:
-/// `(property, what the definition has, what the plan states)`. Properties the plan leaves out are not
-/// compared (the existing definition decides them).
-pub fn definition_conflict(existing: &Value, plan: &Plan) -> Option<(String, String, String)> {
-    let props = existing.get("properties")?;
+/// One immutable property an existing definition has otherwise than the plan states:
+/// `(property, what the definition has, what the plan states)`.
+pub type Conflict = (String, String, String);
+
+/// The first immutable property of an existing definition that differs from what the plan states (see
+/// [`definition_conflicts`]).
+pub fn definition_conflict(existing: &Value, plan: &Plan) -> Option<Conflict> {
+    definition_conflicts(existing, plan).into_iter().next()
+}
+
+/// Every immutable property of an existing definition that differs from what the plan states. Properties
+/// the plan leaves out are not compared (the existing definition decides them); nor is the identifier,
+/// which a plan always has (galleon derives one): see [`identifier_conflict`] for a stated one.
+pub fn definition_conflicts(existing: &Value, plan: &Plan) -> Vec<Conflict> {
+    let Some(props) = existing.get("properties") else {
+        return Vec::new();
+    };
+    let mut conflicts = Vec::new();
     let shown = |v: &Value| match v {
         Value::Null => "(not set)".to_owned(),
         Value::String(s) => s.clone(),
@@ -319,7 +332,7 @@ pub fn definition_conflict(existing: &Value, plan: &Plan) -> Option<(String, Str
             _ => same_text(&have, &value),
         };
         if !same {
-            return Some((key.to_owned(), shown(&have), shown(&value)));
+            conflicts.push((key.to_owned(), shown(&have), shown(&value)));
         }
     }
     let existing_features = features_of(existing);
@@ -337,14 +350,67 @@ pub fn definition_conflict(existing: &Value, plan: &Plan) -> Option<(String, Str
             (None, _) => value == "False",
         };
         if !same {
-            return Some((
+            conflicts.push((
                 format!("features.{name}"),
                 have.unwrap_or_else(|| "(not set)".into()),
                 value,
             ));
         }
     }
-    None
+    conflicts
+}
+
+/// The identifier (publisher/offer/sku) an existing definition has, when it is not the one stated. Azure
+/// does not let it change; ARM compares its parts case-insensitively.
+pub fn identifier_conflict(existing: &Value, stated: &Identifier) -> Option<Conflict> {
+    let have = existing.pointer("/properties/identifier");
+    let part = |k: &str| {
+        have.and_then(|h| h.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let has = [part("publisher"), part("offer"), part("sku")];
+    let wants = [&stated.publisher, &stated.offer, &stated.sku];
+    let same = has
+        .iter()
+        .zip(wants)
+        .all(|(h, w)| h.eq_ignore_ascii_case(w));
+    (!same).then(|| {
+        (
+            "identifier".to_owned(),
+            has.join("/"),
+            format!("{}/{}/{}", stated.publisher, stated.offer, stated.sku),
+        )
+    })
+}
+
+/// The rejection of a plan whose image definition exists with other immutable properties: each property
+/// with both values, and the fix.
+pub fn conflict_reason(definition: &str, conflicts: &[Conflict]) -> Reason {
+    let each: Vec<String> = conflicts
+        .iter()
+        .map(|(property, has, wants)| {
+            format!("{property} is {has} there, the manifest states {wants}")
+        })
+        .collect();
+    let keep: Vec<String> = conflicts
+        .iter()
+        .map(|(property, has, _)| format!("{property} {has}"))
+        .collect();
+    let names: Vec<&str> = conflicts.iter().map(|(p, _, _)| p.as_str()).collect();
+    reason(
+        "ImageDefinitionMismatch",
+        format!(
+            "image definition {definition} already exists and Azure does not let {} change: {}",
+            names.join(", "),
+            each.join("; ")
+        ),
+        format!(
+            "Publish to a new image definition name (\"imageDefinition\"), or make the manifest match the existing definition: {} (an optional property left out takes the definition's).",
+            keep.join(", ")
+        ),
+    )
 }
 
 /// The image version's body: the home region only (the others follow in one PATCH), the publishing

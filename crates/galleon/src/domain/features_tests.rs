@@ -4,7 +4,8 @@ use serde_json::json;
 use super::*;
 use crate::events::{
     Architecture, ConfidentialEncryption, ConfidentialVmEncryptionType, DataDisk,
-    DataDiskEncryption, DiskController, Encryption, OsDiskEncryption, PurchasePlan, SafetyProfile,
+    DataDiskEncryption, DiskController, Encryption, Identifier, OsDiskEncryption, PurchasePlan,
+    SafetyProfile,
 };
 
 const DES: &str = "/subscriptions/8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/resourceGroups/rg-keys/providers/Microsoft.Compute/diskEncryptionSets/des-weu";
@@ -333,6 +334,65 @@ fn immutable_properties_of_an_existing_definition_must_match() {
     p.definition.disk_controller_types.clear();
     p.definition.description = Some("other".into());
     assert_eq!(definition_conflict(&trusted, &p), None);
+}
+
+#[test]
+fn every_mismatch_and_a_stated_identifier_are_named_with_both_values_and_the_fix() {
+    let mut p = plan();
+    p.definition.architecture = Some(Architecture::Arm64);
+    p.definition.security_type = Some(SecurityType::TrustedLaunch);
+    let existing = json!({"properties": {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+        "identifier": {"publisher": "Contoso", "offer": "UBUNTU", "sku": "24_04"}}});
+    let all = definition_conflicts(&existing, &p);
+    assert_eq!(
+        all.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        ["architecture", "features.SecurityType"]
+    );
+    let same = Identifier {
+        publisher: "contoso".into(),
+        offer: "ubuntu".into(),
+        sku: "24_04".into(),
+    };
+    assert_eq!(
+        identifier_conflict(&existing, &same),
+        None,
+        "ARM compares the identifier case-insensitively"
+    );
+    let other = Identifier {
+        sku: "24_04-gen2".into(),
+        ..same
+    };
+    assert_eq!(
+        identifier_conflict(&existing, &other),
+        Some((
+            "identifier".into(),
+            "Contoso/UBUNTU/24_04".into(),
+            "contoso/ubuntu/24_04-gen2".into()
+        ))
+    );
+    assert!(
+        identifier_conflict(&json!({"properties": {}}), &other).is_some(),
+        "a definition without an identifier does not have the stated one"
+    );
+    let mut named = all;
+    named.extend(identifier_conflict(&existing, &other));
+    let r = conflict_reason("ubuntu-2404", &named);
+    assert_eq!(r.code, "ImageDefinitionMismatch");
+    for part in [
+        "ubuntu-2404",
+        "architecture is x64 there, the manifest states Arm64",
+        "features.SecurityType is (not set) there, the manifest states TrustedLaunch",
+        "identifier is Contoso/UBUNTU/24_04 there, the manifest states contoso/ubuntu/24_04-gen2",
+    ] {
+        assert!(r.message.contains(part), "{part}: {}", r.message);
+    }
+    assert!(
+        r.fix.contains("new image definition name")
+            && r.fix.contains("architecture x64")
+            && r.fix.contains("identifier Contoso/UBUNTU/24_04"),
+        "{}",
+        r.fix
+    );
 }
 
 #[test]

@@ -307,8 +307,10 @@ impl Manifest {
                 .map_err(|e| reason("VersionInvalid", e.to_string(), "Give the version as Major.Minor.Patch, e.g. 1.4.0, or leave it out to get YYYY.MMDD.HHMMSS of the upload."))?,
             None => naming::version_from_time(vhd_created),
         };
+        // The version's replica count: a region without its own count takes it.
+        let replicas = self.replica_count.or(policy.features.replica_count);
         let target_regions = match &self.target_regions {
-            None => policy.target_regions.clone(),
+            None => policy.target_regions_for(replicas),
             Some(list) => {
                 let mut regions: Vec<TargetRegion> = Vec::new();
                 for r in list {
@@ -339,8 +341,7 @@ impl Manifest {
                         name,
                         regional_replica_count: r
                             .regional_replica_count
-                            .or(self.replica_count)
-                            .or(policy.features.replica_count)
+                            .or(replicas)
                             .unwrap_or(count),
                         storage_account_type: storage,
                         exclude_from_latest: r.exclude_from_latest,
@@ -367,7 +368,11 @@ impl Manifest {
             os_state: self.os_state.unwrap_or(OsState::Generalized),
             hyper_v_generation: self.hyper_v_generation,
             identifier,
-            target_regions: policy::home_first(&policy.location, &target_regions),
+            target_regions: policy::home_first(
+                &policy.location,
+                &target_regions,
+                replicas.unwrap_or(1),
+            ),
             publish_from: self.publish_from.unwrap_or(policy.publish_from),
             storage_account_id: storage_account_id.to_owned(),
             exclude_from_latest: self.exclude_from_latest,

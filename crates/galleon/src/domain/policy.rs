@@ -45,8 +45,8 @@ pub struct Policy {
     pub gallery: String,
     /// Home region: where the image, gallery and first replica live.
     pub location: String,
-    /// Regions every version goes to (the home region first).
-    pub target_regions: Vec<TargetRegion>,
+    /// Regions every version goes to, as the settings name them (see [`Policy::target_regions_for`]).
+    pub target_regions: Vec<Region>,
     pub publish_from: PublishFrom,
     /// Identifier publisher for image definitions galleon creates.
     pub publisher: String,
@@ -65,7 +65,8 @@ pub struct FeatureDefaults {
     pub security_type: Option<SecurityType>,
     /// `GALLEON_DISK_CONTROLLER_TYPES`.
     pub disk_controller_types: Vec<DiskController>,
-    /// `GALLEON_REPLICA_COUNT`: replicas per region where a region names none.
+    /// `GALLEON_REPLICA_COUNT`: the version's replica count (`publishingProfile.replicaCount`), which a
+    /// region takes where neither the settings nor the manifest name its own.
     pub replica_count: Option<u32>,
     /// `GALLEON_VERSION_LIFETIME_DAYS`: a version's end of life, from its publication.
     pub version_lifetime_days: Option<u32>,
@@ -77,12 +78,41 @@ impl Policy {
             .iter()
             .any(|scope| scope.allows(subscription, resource_group, gallery))
     }
+
+    /// The settings' regions for a version of `replica_count` replicas (`publishingProfile.replicaCount`;
+    /// `None` is Azure's default, 1), the home region first: a region the settings give a count keeps it,
+    /// the others take the version's.
+    pub fn target_regions_for(&self, replica_count: Option<u32>) -> Vec<TargetRegion> {
+        let replicas = replica_count.unwrap_or(1);
+        let regions: Vec<TargetRegion> = self
+            .target_regions
+            .iter()
+            .map(|r| TargetRegion {
+                name: r.name.clone(),
+                regional_replica_count: r.replicas.unwrap_or(replicas),
+                storage_account_type: r.storage_account_type.clone(),
+                ..TargetRegion::default()
+            })
+            .collect();
+        home_first(&self.location, &regions, replicas)
+    }
 }
 
-/// Parses `westeurope=2:Standard_ZRS,northeurope,eastus2=1` (replicas default 1; no storage type means
-/// Azure's default for the API version, which galleon leaves to Azure).
-pub fn parse_regions(text: &str) -> Result<Vec<TargetRegion>, String> {
-    let mut regions: Vec<TargetRegion> = Vec::new();
+/// A region as `GALLEON_TARGET_REGIONS` names it: a replica count and a storage type only where the
+/// setting gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub name: String,
+    /// `None`: the version's replica count applies.
+    pub replicas: Option<u32>,
+    /// `None`: Azure's default for the API version.
+    pub storage_account_type: Option<String>,
+}
+
+/// Parses `westeurope=2:Standard_ZRS,northeurope,eastus2=1` (no count means the version's replica count;
+/// no storage type means Azure's default for the API version, which galleon leaves to Azure).
+pub fn parse_regions(text: &str) -> Result<Vec<Region>, String> {
+    let mut regions: Vec<Region> = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, rest) = item.split_once('=').unwrap_or((item, ""));
         let (count, storage) = rest.split_once(':').unwrap_or((rest, ""));
@@ -92,15 +122,19 @@ pub fn parse_regions(text: &str) -> Result<Vec<TargetRegion>, String> {
                 "'{name}' is not an ARM region name (like westeurope)"
             ));
         }
-        let regional_replica_count = if count.trim().is_empty() {
-            1
+        let replicas = if count.trim().is_empty() {
+            None
         } else {
-            count
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| format!("replica count '{count}' for {name} must be 1 to 100"))?
+            Some(
+                count
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        format!("replica count '{count}' for {name} must be 1 to 100")
+                    })?,
+            )
         };
         let storage_account_type = if storage.trim().is_empty() {
             None
@@ -110,11 +144,10 @@ pub fn parse_regions(text: &str) -> Result<Vec<TargetRegion>, String> {
         if regions.iter().any(|r| r.name == name) {
             return Err(format!("region {name} is listed twice"));
         }
-        regions.push(TargetRegion {
+        regions.push(Region {
             name,
-            regional_replica_count,
+            replicas,
             storage_account_type,
-            ..TargetRegion::default()
         });
     }
     if regions.is_empty() {
@@ -163,14 +196,15 @@ pub fn storage_type(text: &str) -> Result<String, String> {
         })
 }
 
-/// Puts the home region first (adding it if missing), keeping the others in order.
-pub fn home_first(home: &str, regions: &[TargetRegion]) -> Vec<TargetRegion> {
+/// Puts the home region first (adding it with `replicas` replicas if missing), keeping the others in
+/// order.
+pub fn home_first(home: &str, regions: &[TargetRegion], replicas: u32) -> Vec<TargetRegion> {
     let mut ordered: Vec<TargetRegion> =
         regions.iter().filter(|r| r.name == home).cloned().collect();
     if ordered.is_empty() {
         ordered.push(TargetRegion {
             name: home.to_owned(),
-            regional_replica_count: 1,
+            regional_replica_count: replicas,
             ..TargetRegion::default()
         });
     }
@@ -189,19 +223,19 @@ mod tests {
         assert_eq!(
             (
                 r[0].name.as_str(),
-                r[0].regional_replica_count,
+                r[0].replicas,
                 r[0].storage_account_type.as_deref()
             ),
-            ("westeurope", 2, Some("Standard_ZRS"))
+            ("westeurope", Some(2), Some("Standard_ZRS"))
         );
         assert_eq!(
             (
                 r[1].name.as_str(),
-                r[1].regional_replica_count,
+                r[1].replicas,
                 r[1].storage_account_type.as_deref()
             ),
-            ("northeurope", 1, None),
-            "no storage type: Azure's default applies (PreferStandard_ZRS in current API versions)"
+            ("northeurope", None, None),
+            "no count: the version's applies; no storage type: Azure's default applies (PreferStandard_ZRS in current API versions)"
         );
         for bad in [
             "",
@@ -238,15 +272,23 @@ mod tests {
 
     #[test]
     fn home_region_goes_first() {
-        let regions = parse_regions("northeurope,westeurope=2").expect("valid");
-        let ordered = home_first("westeurope", &regions);
+        let regions = [("northeurope", 1), ("westeurope", 2)].map(|(name, n)| TargetRegion {
+            name: name.into(),
+            regional_replica_count: n,
+            ..TargetRegion::default()
+        });
+        let ordered = home_first("westeurope", &regions, 1);
         assert_eq!(
             ordered.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
             ["westeurope", "northeurope"]
         );
         assert_eq!(ordered[0].regional_replica_count, 2);
-        let added = home_first("eastus2", &regions);
+        let added = home_first("eastus2", &regions, 3);
         assert_eq!(added[0].name, "eastus2");
+        assert_eq!(
+            added[0].regional_replica_count, 3,
+            "an added home region takes the version's count"
+        );
         assert_eq!(added.len(), 3);
     }
 }

@@ -76,7 +76,7 @@ pub fn decide(
             ..r.clone()
         })
         .collect();
-    regions = policy::home_first(&home, &regions);
+    regions = policy::home_first(&home, &regions, 1);
     let mut added = Vec::new();
     for name in add {
         let key = region_key(name);

@@ -222,6 +222,7 @@ async fn vhd(
             vprops: &vprops,
             manifest: None,
             allow_generation_mismatch: manifest.allow_generation_mismatch,
+            stated_identifier: manifest.identifier.as_ref(),
         },
         plan,
     )
@@ -357,7 +358,11 @@ async fn version(
     if !location.is_empty() {
         plan.location = location.to_ascii_lowercase().replace(' ', "");
     }
-    plan.target_regions = policy::home_first(&plan.location, &regions);
+    plan.target_regions = policy::home_first(
+        &plan.location,
+        &regions,
+        plan.publishing.replica_count.unwrap_or(1),
+    );
     plan.build = Some(build);
     let state = text(&found, "/properties/provisioningState");
     if state != "Succeeded" {

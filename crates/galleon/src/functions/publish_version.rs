@@ -146,18 +146,16 @@ async fn publish(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, Step
         None => features::definition_body(&plan),
     };
     let definition = ensure(ctx, &definition_id, body, "image definition").await?;
-    if let Some((property, has, wants)) = features::definition_conflict(&definition, &plan) {
+    // Ingest refused a mismatch already; this catches a definition changed since (or a copy's).
+    let conflicts = features::definition_conflicts(&definition, &plan);
+    if !conflicts.is_empty() {
         ctx.known.forget(&definition_id);
+        let why = features::conflict_reason(&plan.image_definition, &conflicts);
         return Err(StepError::failed(
             "PropertyChangeNotAllowed",
-            format!(
-                "image definition {} has {property} {has}, the plan states {wants}; Azure does not let it change",
-                plan.image_definition
-            ),
+            why.message,
             Some(definition_id),
-            format!(
-                "{property} of an existing image definition cannot change. Publish to a new image definition name, or make the manifest say {property} {has} (or leave it out)."
-            ),
+            why.fix,
         ));
     }
 

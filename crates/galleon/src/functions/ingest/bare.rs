@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     azure::blob::{BlobProperties, redact},
-    domain::{manifest as manifest_rules, naming, policy},
+    domain::{manifest as manifest_rules, naming},
     events::{
         Cause, Check, DefinitionSpec, HyperVGeneration, Identifier, OsState, Plan, Reason,
         VhdAccepted,
@@ -255,7 +255,7 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
             offer: definition.clone(),
             sku: format!("{definition}-{generation:?}").to_ascii_lowercase(),
         },
-        target_regions: policy::home_first(&policy.location, &policy.target_regions),
+        target_regions: policy.target_regions_for(policy.features.replica_count),
         publish_from: policy.publish_from,
         storage_account_id: storage_account_id.to_owned(),
         exclude_from_latest: false,

@@ -11,7 +11,8 @@ use crate::{
         arm::{self, ids},
         blob::{BlobProperties, VhdReader},
     },
-    events::{Architecture, Cause, DefinitionSpec, HyperVGeneration, Plan, Reason},
+    domain::features,
+    events::{Architecture, Cause, DefinitionSpec, HyperVGeneration, Identifier, Plan, Reason},
 };
 
 /// Resource Manager API version for `Microsoft.Storage/storageAccounts` reads.
@@ -188,6 +189,45 @@ pub fn to_vhd_generation(g: HyperVGeneration) -> vhd::Generation {
         HyperVGeneration::V1 => vhd::Generation::V1,
         HyperVGeneration::V2 => vhd::Generation::V2,
     }
+}
+
+/// The image definition's immutable properties (and the identifier, when the manifest states one) against
+/// the plan, before any write. The definition is read through the instance's known cache, as
+/// PublishVersion reads it, so the next image of a definition costs no more ARM calls; a mismatch seen in
+/// the cache is read again before it rejects. No definition yet: nothing to compare.
+pub async fn definition_mismatch(
+    ctx: &Ctx,
+    plan: &Plan,
+    stated_identifier: Option<&Identifier>,
+) -> Result<Option<Reason>, StepError> {
+    let id = ids::image_definition(
+        &plan.subscription_id,
+        &plan.resource_group,
+        &plan.gallery,
+        &plan.image_definition,
+    );
+    let conflicts = |existing: &Value| {
+        let mut found = features::definition_conflicts(existing, plan);
+        found.extend(stated_identifier.and_then(|i| features::identifier_conflict(existing, i)));
+        found
+    };
+    if let Some(seen) = ctx.known.get(&id) {
+        if conflicts(&seen).is_empty() {
+            return Ok(None);
+        }
+        ctx.known.forget(&id);
+    }
+    let Some(existing) = ctx.arm.get(&id, arm::GALLERY_API, &[]).await? else {
+        return Ok(None);
+    };
+    let state = existing
+        .pointer("/properties/provisioningState")
+        .and_then(Value::as_str);
+    if matches!(state, Some("Succeeded") | None) {
+        ctx.known.put(&id, &existing);
+    }
+    let found = conflicts(&existing);
+    Ok((!found.is_empty()).then(|| features::conflict_reason(&plan.image_definition, &found)))
 }
 
 /// Whether this plan's version was already published by another run. A version made by this very run (a

@@ -123,6 +123,7 @@ pub async fn from_manifest(
             vprops: &vprops,
             manifest: manifest_ref,
             allow_generation_mismatch: manifest.allow_generation_mismatch,
+            stated_identifier: manifest.identifier.as_ref(),
         },
         plan,
     )
@@ -145,6 +146,11 @@ async fn from_image(
         Err(reason) => return reject(ctx, cause, judged, None, reason).await,
     };
     plan.publish_from = crate::events::PublishFrom::ManagedImage;
+    if let Some(reason) =
+        super::checks::definition_mismatch(ctx, &plan, manifest.identifier.as_ref()).await?
+    {
+        return reject(ctx, cause, judged, None, reason).await;
+    }
     match crate::functions::foreign_image::check(ctx, image_id, &plan).await? {
         Ok(()) => crate::functions::foreign_image::created(ctx, cause, image_id, plan),
         Err(reason) => reject(ctx, cause, judged, None, reason).await,

@@ -1,7 +1,7 @@
 //! Ingest's preflight of one VHD against its publication plan, before anything is written to Azure: a
 //! page blob in the home region's storage account, a fixed VHD that reads right (footer, size, partition
-//! table, boot loader), its data disks likewise, and not already published. Used for a manifest's VHD and
-//! for the VHD an Image Builder run leaves.
+//! table, boot loader), its data disks likewise, an existing image definition's immutable properties kept,
+//! and not already published. Used for a manifest's VHD and for the VHD an Image Builder run leaves.
 
 use super::{
     checks::{self, problem_reason, scheme_name, to_vhd_generation},
@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     azure::blob::{BlobProperties, redact},
-    events::{Cause, Plan, Reason, VhdAccepted},
+    events::{Cause, Identifier, Plan, Reason, VhdAccepted},
     functions::step::{self, Ctx, Emit, StepError},
 };
 
@@ -22,6 +22,8 @@ pub struct Candidate<'a> {
     pub vprops: &'a BlobProperties,
     pub manifest: Option<Judged<'a>>,
     pub allow_generation_mismatch: bool,
+    /// The identifier the manifest states (a derived one is not compared with an existing definition's).
+    pub stated_identifier: Option<&'a Identifier>,
 }
 
 /// Checks the VHD (and the plan's data disks) and accepts it with `vhd.accepted` and the run's watchdog,
@@ -39,6 +41,7 @@ pub async fn check_vhd(
         vprops,
         manifest,
         allow_generation_mismatch,
+        stated_identifier,
     } = candidate;
     let vhd_url = vhd_url.to_owned();
     let judged_vhd = || Judged {
@@ -81,6 +84,11 @@ pub async fn check_vhd(
     let inspection = os.inspection;
     for note in &inspection.notes {
         tracing::info!(note = %note, "VHD inspection note");
+    }
+    // An existing image definition's immutable properties decide: a plan stating others is refused here,
+    // before CreateImage or PublishVersion writes anything.
+    if let Some(reason) = checks::definition_mismatch(ctx, &plan, stated_identifier).await? {
+        return reject_naming_vhd(judged_manifest(), reason).await;
     }
     // Each data disk: complete, a page blob, a fixed VHD without an OS layout; pinned by its ETag.
     for disk in &mut plan.publishing.data_disks {
