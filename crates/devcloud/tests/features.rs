@@ -358,6 +358,9 @@ async fn bad_feature_combinations_are_rejected_before_any_write() {
             );
         }
     }
+    // Past the bare-VHD settle time (2 s here): a VHD whose folder holds a manifest that could not be read
+    // (the unknown feature) waits for that manifest; it is not published bare meanwhile.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     let writes: Vec<String> = s
         .cloud
         .arm

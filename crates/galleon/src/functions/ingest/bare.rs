@@ -67,13 +67,22 @@ async fn inspect_upload(
 /// Manifests read per folder at most, looking for one that names a VHD.
 const MANIFESTS_PER_FOLDER: usize = 50;
 
+/// A manifest in the VHD's folder that speaks for it.
+enum Named {
+    /// It names the VHD, as its OS disk or a data disk: that manifest is its commit signal.
+    By(String),
+    /// It cannot be read as a manifest (its own rejection says why): it may well name the VHD, so the VHD
+    /// waits for the manifest to be fixed rather than being published bare.
+    Unreadable(String),
+}
+
 /// The manifest in the VHD's folder that names it, as its OS disk or a data disk, if any: then that
 /// manifest is its commit signal, and a data disk is never published as an image of its own.
 async fn named_by_a_manifest(
     ctx: &Ctx,
     url: &str,
     subject: &str,
-) -> Result<Option<String>, StepError> {
+) -> Result<Option<Named>, StepError> {
     let Some((_, path)) = super::parse_subject(subject) else {
         return Ok(None);
     };
@@ -106,12 +115,12 @@ async fn named_by_a_manifest(
             continue;
         };
         let Ok(manifest) = manifest_rules::Manifest::parse(&bytes, name) else {
-            continue;
+            return Ok(Some(Named::Unreadable(manifest_url)));
         };
         let os = manifest.vhd_url(&manifest_url).ok();
         let data = manifest.data_disk_urls(&manifest_url).unwrap_or_default();
         if os.as_deref() == Some(base) || data.iter().any(|(_, u)| u == base) {
-            return Ok(Some(manifest_url));
+            return Ok(Some(Named::By(manifest_url)));
         }
     }
     Ok(None)
@@ -152,9 +161,16 @@ pub async fn look(ctx: &Ctx, look: BareLook<'_>) -> Result<Vec<Emit>, StepError>
         tracing::info!(blob = %redact(url), "a manifest names this VHD; the manifest is the commit signal");
         return Ok(Vec::new());
     }
-    if let Some(manifest) = named_by_a_manifest(ctx, url, subject).await? {
-        tracing::info!(blob = %redact(url), manifest = %redact(&manifest), "a manifest in this folder names this VHD (a data disk, or its OS disk); the manifest is the commit signal");
-        return Ok(Vec::new());
+    match named_by_a_manifest(ctx, url, subject).await? {
+        Some(Named::By(manifest)) => {
+            tracing::info!(blob = %redact(url), manifest = %redact(&manifest), "a manifest in this folder names this VHD (a data disk, or its OS disk); the manifest is the commit signal");
+            return Ok(Vec::new());
+        }
+        Some(Named::Unreadable(manifest)) => {
+            tracing::info!(blob = %redact(url), manifest = %redact(&manifest), "a manifest in this folder cannot be read (its rejection says why) and may name this VHD; the VHD waits for it rather than being published bare");
+            return Ok(Vec::new());
+        }
+        None => {}
     }
     let Some(props) = ctx.blobs.properties(url).await? else {
         tracing::info!(blob = %redact(url), "bare VHD is gone; nothing to do");
