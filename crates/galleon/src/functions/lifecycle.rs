@@ -98,11 +98,28 @@ fn told(
         data.blob.as_ref().map_or("", |b| b.url.as_str())
     );
     Ok(Emit::now(ctx.fact(
-        cause,
+        &change_cause(cause, version_id, step, dry_run),
         &subject,
         &discriminator,
         &data,
     )?))
+}
+
+/// A change a version goes through once in its life (excluded, given an end of life, deleted) gets one
+/// fact id whichever lifecycle run makes it: when an image ready and the timer meet, both make the same
+/// change and the second copy is dropped as a duplicate. A dry run's report belongs to its run.
+fn change_cause(cause: &Cause, version_id: &str, step: LifecycleStep, dry_run: bool) -> Cause {
+    match step {
+        LifecycleStep::ExcludeFromLatest | LifecycleStep::EndOfLife | LifecycleStep::Delete
+            if !dry_run =>
+        {
+            Cause {
+                id: format!("lifecycle:{}", version_id.to_ascii_lowercase()),
+                ..cause.clone()
+            }
+        }
+        _ => cause.clone(),
+    }
 }
 
 /// Deletes the VHDs the ready version was made from, each only while it is the blob galleon accepted.
@@ -301,5 +318,41 @@ async fn first_word_of_block(
             tracing::warn!(error = %crate::error_chain(&e), "could not note that a blocked deletion was announced; it will be again");
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_made_by_two_runs_is_one_fact() {
+        let run = |id: &str| Cause {
+            id: id.into(),
+            correlation_id: format!("run-of-{id}"),
+            traceparent: None,
+        };
+        let version = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/galleries/g/images/d/versions/1.0.1";
+        let (ready, timer) = (run("image-ready"), run("timer"));
+        for step in [
+            LifecycleStep::ExcludeFromLatest,
+            LifecycleStep::EndOfLife,
+            LifecycleStep::Delete,
+        ] {
+            let a = change_cause(&ready, version, step, false);
+            let b = change_cause(&timer, &version.to_ascii_uppercase(), step, false);
+            assert_eq!(a.id, b.id, "{step:?}");
+            assert_eq!(a.correlation_id, "run-of-image-ready", "the run is kept");
+            // A dry run's report is its run's own.
+            assert_ne!(
+                change_cause(&ready, version, step, true).id,
+                change_cause(&timer, version, step, true).id
+            );
+        }
+        // What is said per run (a blocked deletion, a source kept) keeps the run's cause.
+        assert_eq!(
+            change_cause(&ready, version, LifecycleStep::DeletionBlocked, false).id,
+            "image-ready"
+        );
     }
 }
