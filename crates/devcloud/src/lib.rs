@@ -214,6 +214,16 @@ fn free_port(wanted: u16) -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// A free port for a server that starts later, held bound until then so that nothing else (another
+/// cloud's free port, say) takes it meanwhile: drop the listener just before the server binds.
+fn reserve_port(wanted: u16) -> Result<(u16, Option<std::net::TcpListener>)> {
+    if wanted != 0 {
+        return Ok((wanted, None));
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok((listener.local_addr()?.port(), Some(listener)))
+}
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -260,7 +270,7 @@ impl Cloud {
                 .await
                 .context("starting Azurite")?;
 
-        let host_port = free_port(options.ports.host)?;
+        let (host_port, host_reservation) = reserve_port(options.ports.host)?;
         let routing = devcloud_messaging::Routing::load(&options.routing_file)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("reading events/subscriptions.json")?;
@@ -373,9 +383,11 @@ impl Cloud {
         let functions_key = uuid::Uuid::new_v4().simple().to_string();
         let app = stage_app(&options.app_root, &options.state_dir.join("app"))
             .context("laying out the function app as the Functions host reads it")?;
-        let host = devcloud_host::Host::load(&app, settings.clone())
+        let loaded = devcloud_host::Host::load(&app, settings.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("loading the function app")?
+            .context("loading the function app")?;
+        drop(host_reservation);
+        let host = loaded
             .start(devcloud_host::HostConfig {
                 http_addr: addr(host_port),
                 ca_cert_pem: Some(tls.ca_pem.clone()),
