@@ -88,6 +88,9 @@ pub struct Options {
     pub arm: devcloud_arm::ArmConfig,
     /// Fault injection: the host makes every message and event arrive twice (at-least-once delivery).
     pub deliver_everything_twice: bool,
+    /// Fault injection: the host makes every message and event arrive this many more times (at least
+    /// once more with `deliver_everything_twice`).
+    pub extra_deliveries: u32,
     /// Creates the Service Bus topic without duplicate detection although events/subscriptions.json
     /// declares it, as in an Azure namespace whose topic was made without it (galleon must stay
     /// idempotent on its own).
@@ -116,6 +119,7 @@ impl Options {
                 ..Default::default()
             },
             deliver_everything_twice: false,
+            extra_deliveries: 0,
             service_bus_duplicate_detection_off: false,
             entra: Default::default(),
         }
@@ -380,7 +384,9 @@ impl Cloud {
                 http_addr: addr(host_port),
                 ca_cert_pem: Some(tls.ca_pem.clone()),
                 receive_timeout_secs: 1,
-                redeliver_every_message_once: options.deliver_everything_twice,
+                extra_deliveries: options
+                    .extra_deliveries
+                    .max(u32::from(options.deliver_everything_twice)),
                 host_keys: vec![functions_key.clone()],
                 ..devcloud_host::HostConfig::default()
             })
