@@ -4,6 +4,7 @@
 //! the end-to-end tests.
 
 pub mod blob;
+pub mod chaos;
 pub mod connection;
 pub mod follow;
 pub mod receiver;
@@ -95,6 +96,9 @@ pub struct Options {
     /// declares it, as in an Azure namespace whose topic was made without it (galleon must stay
     /// idempotent on its own).
     pub service_bus_duplicate_detection_off: bool,
+    /// Azurite keeps its blobs on disk under the state directory (else in memory), so
+    /// [`Cloud::restart_azurite`] keeps them, as Azure Storage does across a node restart.
+    pub azurite_on_disk: bool,
     /// App registrations the Entra token endpoint knows (client id, tenants, secret, federated
     /// credentials); with `arm.subscriptions` naming subscriptions of other tenants.
     pub entra: devcloud_core::EntraConfig,
@@ -121,6 +125,7 @@ impl Options {
             deliver_everything_twice: false,
             extra_deliveries: 0,
             service_bus_duplicate_detection_off: false,
+            azurite_on_disk: false,
             entra: Default::default(),
         }
     }
@@ -259,10 +264,13 @@ impl Cloud {
 
         // Azurite itself listens on a free port; everyone is given the blob proxy in front of it
         // (on `ports.azurite`), which raises the storage events where Azure does.
-        let azurite =
-            devcloud_core::azurite::start(&tls, free_port(0)?, &options.state_dir.join("azurite"))
-                .await
-                .context("starting Azurite")?;
+        let azurite_dir = options.state_dir.join("azurite");
+        let azurite = if options.azurite_on_disk {
+            devcloud_core::azurite::start_on_disk(&tls, free_port(0)?, &azurite_dir).await
+        } else {
+            devcloud_core::azurite::start(&tls, free_port(0)?, &azurite_dir).await
+        }
+        .context("starting Azurite")?;
 
         let host_port = free_port(options.ports.host)?;
         let routing = devcloud_messaging::Routing::load(&options.routing_file)
