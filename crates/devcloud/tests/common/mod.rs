@@ -2,6 +2,8 @@
 //! subscriber on galleon's public topic, VHDs made by qemu-img, and checks against the event catalog.
 #![allow(dead_code)]
 
+pub mod chaos;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
