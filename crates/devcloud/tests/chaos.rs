@@ -3,9 +3,13 @@
 
 mod common;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
-use common::chaos::*;
+use common::{chaos::*, *};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_three_times_changes_nothing() {
@@ -64,4 +68,148 @@ async fn every_message_delivered_three_times_changes_nothing() {
         "each version written once, however often its fact came"
     );
     s.stop().await;
+}
+
+/// Kills galleon with SIGKILL; waits until the host has started it again.
+async fn kill_handler(s: &Scenario) -> bool {
+    let (pid, starts) = s.cloud.host.handler_process().await;
+    if pid == 0 {
+        return false;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .is_ok_and(|st| st.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while killed && Instant::now() < deadline {
+        let (now_pid, now_starts) = s.cloud.host.handler_process().await;
+        if now_starts > starts && now_pid != 0 && now_pid != pid {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    killed
+}
+
+/// The latency rules' applications so far: each is an ARM write that was (or is) in flight.
+async fn writes_slowed(s: &Scenario) -> u64 {
+    fault_rules(s)
+        .await
+        .iter()
+        .filter(|r| r["action"]["type"] == "latency")
+        .filter_map(|r| r["applied"].as_u64())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_survives_the_handler_killed_at_random_and_during_writes() {
+    let sizes = Sizes::from_env();
+    let s = start_chaos(&sizes, &[], |_| {}).await;
+    // Writes are answered late enough to be killed while in flight: ARM has carried the write out,
+    // galleon has not yet heard so nor scheduled what follows it.
+    const WRITE_MS: u64 = 1500;
+    for kind in [
+        "Galleries_CreateOrUpdate",
+        "GalleryImages_CreateOrUpdate",
+        "Images_CreateOrUpdate",
+        "GalleryImageVersions_CreateOrUpdate",
+        "GalleryImageVersions_Update",
+        "Images_Delete",
+    ] {
+        s.fault(
+            json!({"kind": kind, "action": {"type": "latency", "ms": WRITE_MS, "after": true}}),
+        )
+        .await;
+    }
+    let started = s.cloud.host.handler_process().await.1;
+    let mut batch = publish_batch(&s, 0, sizes.images).await;
+    let (mut aimed, mut random) = (0usize, 0usize);
+    let mut seen_writes = 0;
+    let mut next_random = Instant::now() + Duration::from_millis(1500);
+    let mut waves = 1;
+    let mut roll = rand_seed();
+    let deadline = Instant::now() + Duration::from_secs(sizes.patience() + 30 * sizes.kills as u64);
+    while aimed + random < sizes.kills {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} kills in time",
+            aimed + random,
+            sizes.kills
+        );
+        if all_ended(&s, &batch) {
+            // The batch ended before every kill was made: another wave gives them something to hit.
+            let more = publish_batch(&s, batch.len(), sizes.images).await;
+            batch.extend(more);
+            waves += 1;
+        }
+        let writes = writes_slowed(&s).await;
+        if writes > seen_writes && aimed <= random {
+            seen_writes = writes;
+            // Somewhere inside the write's latency.
+            let into = next(&mut roll) % (WRITE_MS - 200);
+            tokio::time::sleep(Duration::from_millis(100 + into)).await;
+            if kill_handler(&s).await {
+                aimed += 1;
+            }
+        } else if Instant::now() >= next_random {
+            if kill_handler(&s).await {
+                random += 1;
+            }
+            next_random = Instant::now() + Duration::from_millis(800 + next(&mut roll) % 2500);
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    wait_all_ended(&s, &batch, sizes.patience()).await;
+    let restarts = s.cloud.host.handler_process().await.1 - started;
+    let slowed = writes_slowed(&s).await;
+    let outcome = check_invariants(&s, &batch).await;
+    print_outcome(
+        "kills",
+        &batch,
+        &outcome,
+        &BTreeMap::from([
+            ("kills during a write", aimed.to_string()),
+            ("kills at random", random.to_string()),
+            ("handler restarts", restarts.to_string()),
+            ("waves", waves.to_string()),
+            ("writes answered late", slowed.to_string()),
+        ]),
+    );
+    assert_eq!(aimed + random, sizes.kills, "every kill asked for was made");
+    assert!(
+        aimed >= 1 && random >= 1,
+        "kills of both kinds: {aimed} aimed, {random} random"
+    );
+    assert!(
+        restarts as usize >= sizes.kills,
+        "the host restarted galleon after each kill ({restarts} restarts for {} kills)",
+        sizes.kills
+    );
+    // A kill may land on one message again and again until Service Bus dead-letters it; that is the
+    // one explained way a run may end without its image.
+    for failed in &outcome.failed {
+        assert_eq!(
+            failed["data"]["error"]["code"], "MaxDeliveryCountExceeded",
+            "a kill must not fail a run any other way: {failed:#}"
+        );
+    }
+    assert!(outcome.ready >= 1, "{outcome:#?}");
+    s.stop().await;
+}
+
+/// A small xorshift generator seeded from the clock: kills land differently each run.
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9e37_79b9_7f4a_7c15)
+        | 1
+}
+
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
