@@ -213,3 +213,49 @@ fn next(state: &mut u64) -> u64 {
     *state ^= *state << 17;
     *state
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_rides_out_server_errors_dropped_connections_and_retry_after_storms() {
+    let sizes = Sizes::from_env();
+    let s = start_chaos(&sizes, &[("GALLEON_MAX_ATTEMPTS", "30")], |_| {}).await;
+    // About 15% of every ARM call answers 5xx, 4% lose their connection, and a storm of 429s with
+    // Retry-After answers every call for a while, at the start and again once a version is out.
+    s.fault(json!({"id": "500s", "rate": 0.08, "action": {"type": "error", "status": 500, "code": "InternalServerError", "message": "Encountered internal server error."}})).await;
+    s.fault(json!({"id": "503s", "rate": 0.07, "action": {"type": "error", "status": 503, "code": "ServiceUnavailable", "message": "The service is unavailable."}})).await;
+    s.fault(json!({"id": "resets", "rate": 0.04, "action": {"type": "reset"}}))
+        .await;
+    let storm = |id: &str| json!({"id": id, "count": 12, "action": {"type": "error", "status": 429, "code": "TooManyRequests", "message": "Too many requests.", "retryAfter": 1}});
+    s.fault(storm("storm-1")).await;
+    let batch = publish_batch(&s, 0, sizes.images).await;
+    s.wait_for_n("io.galleon.image.version.published.v1", 1, sizes.patience())
+        .await;
+    s.fault(storm("storm-2")).await;
+    wait_all_ended(&s, &batch, sizes.patience()).await;
+    let applied: BTreeMap<String, u64> = fault_rules(&s)
+        .await
+        .iter()
+        .filter_map(|r| Some((r["id"].as_str()?.to_owned(), r["applied"].as_u64()?)))
+        .collect();
+    let calls: u64 = s.cloud.arm.requests_by_kind().values().sum();
+    let outcome = check_invariants(&s, &batch).await;
+    let mut printed: BTreeMap<&str, String> = applied
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_string()))
+        .collect();
+    printed.insert("ARM calls", calls.to_string());
+    print_outcome("arm-faults", &batch, &outcome, &printed);
+    for id in ["500s", "503s", "resets", "storm-1", "storm-2"] {
+        assert!(
+            applied.get(id).is_some_and(|n| *n > 0),
+            "the fault {id} never applied: {applied:?}"
+        );
+    }
+    assert_eq!(
+        applied.get("storm-1"),
+        Some(&12),
+        "the first storm blew out"
+    );
+    // Azure at its worst here still lets every image through within the attempts galleon allows.
+    assert_eq!(outcome.ready, batch.len(), "{outcome:#?}");
+    s.stop().await;
+}
