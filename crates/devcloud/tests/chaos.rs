@@ -259,3 +259,76 @@ async fn the_batch_rides_out_server_errors_dropped_connections_and_retry_after_s
     assert_eq!(outcome.ready, batch.len(), "{outcome:#?}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_failing_for_good_ends_each_run_partially_ready_naming_it() {
+    let mut sizes = Sizes::from_env();
+    sizes.regions = sizes.regions.max(2);
+    let regions = sizes.regions();
+    let lost = regions.last().copied().unwrap_or("eastus2");
+    let s = start_chaos(&sizes, &[("GALLEON_MAX_ATTEMPTS", "2")], |_| {}).await;
+    // Galleon publishes the home region first, then adds the others with updates: those fail there.
+    s.fault(json!({"kind": "GalleryImageVersions_Update", "action": {"type": "failRegion", "region": lost, "details": format!("no capacity left in {lost}")}})).await;
+    let batch = publish_batch(&s, 0, sizes.images).await;
+    wait_all_ended(&s, &batch, sizes.patience()).await;
+    let failed_replications: u64 = fault_rules(&s)
+        .await
+        .iter()
+        .filter_map(|r| r["applied"].as_u64())
+        .sum();
+    let outcome = check_invariants(&s, &batch).await;
+    print_outcome(
+        "region-down",
+        &batch,
+        &outcome,
+        &BTreeMap::from([
+            ("region down", lost.to_owned()),
+            ("replications failed", failed_replications.to_string()),
+        ]),
+    );
+    assert!(
+        failed_replications >= batch.len() as u64,
+        "{failed_replications}"
+    );
+    assert_eq!(outcome.failed.len(), batch.len(), "{outcome:#?}");
+    let partial = distinct(
+        &s.receiver
+            .received
+            .of_type("io.galleon.image.partially.ready.v1"),
+    );
+    for failed in &outcome.failed {
+        assert_eq!(
+            failed["data"]["error"]["code"], "ReplicationFailed",
+            "{failed:#}"
+        );
+        assert!(
+            failed["data"]["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(lost)),
+            "the failure names {lost}: {failed:#}"
+        );
+        let mine: Vec<_> = partial
+            .iter()
+            .filter(|p| p["correlationid"] == failed["correlationid"])
+            .collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "one image.partially.ready per run: {partial:#?}"
+        );
+        let failed_regions: Vec<&str> = mine[0]["data"]["failedRegions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["region"].as_str())
+            .collect();
+        assert_eq!(failed_regions, [lost], "{:#}", mine[0]);
+        assert_eq!(
+            mine[0]["data"]["usableRegions"].as_array().map(Vec::len),
+            Some(regions.len() - 1),
+            "every other region is usable: {:#}",
+            mine[0]
+        );
+    }
+    s.stop().await;
+}
