@@ -332,3 +332,43 @@ async fn a_region_failing_for_good_ends_each_run_partially_ready_naming_it() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_survives_azurite_restarting_mid_run() {
+    let sizes = Sizes::from_env();
+    let mut s = start_chaos(&sizes, &[], |o| o.azurite_on_disk = true).await;
+    let batch = publish_batch(&s, 0, sizes.images).await;
+    // The first restart lands while galleon reads the VHDs and writes its ledger, the others 3 s apart.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let port = s.cloud.azurite.port();
+    let mut mid_run = 0;
+    let mut down = Vec::new();
+    for i in 0..sizes.azurite_restarts {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let open = batch.len() - ended_count(&s, &batch);
+        let began = Instant::now();
+        s.cloud.restart_azurite().await.expect("Azurite restarts");
+        down.push(format!("{:.1}s", began.elapsed().as_secs_f64()));
+        if open > 0 {
+            mid_run += 1;
+        }
+        assert_eq!(s.cloud.azurite.port(), port, "Azurite is back on its port");
+    }
+    wait_all_ended(&s, &batch, sizes.patience()).await;
+    let outcome = check_invariants(&s, &batch).await;
+    print_outcome(
+        "azurite-restart",
+        &batch,
+        &outcome,
+        &BTreeMap::from([
+            ("restarts", sizes.azurite_restarts.to_string()),
+            ("restarts while runs were open", mid_run.to_string()),
+            ("down for", down.join(" ")),
+        ]),
+    );
+    assert!(mid_run >= 1, "no restart happened while a run was open");
+    assert_eq!(outcome.ready, batch.len(), "{outcome:#?}");
+    s.stop().await;
+}
