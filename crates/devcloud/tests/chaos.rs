@@ -372,3 +372,52 @@ async fn the_batch_survives_azurite_restarting_mid_run() {
     assert_eq!(outcome.ready, batch.len(), "{outcome:#?}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_survives_service_bus_unavailable_for_a_while() {
+    let sizes = Sizes::from_env();
+    let s = start_chaos(&sizes, &[], |_| {}).await;
+    let batch = publish_batch(&s, 0, sizes.images).await;
+    // Down while versions replicate: galleon's follow-ups cannot be sent, nor its messages settled.
+    s.wait_for_n("io.galleon.image.version.published.v1", 1, sizes.patience())
+        .await;
+    let client = s.cloud.client().expect("client");
+    let outage = format!("{}/_devcloud/outage", s.cloud.service_bus.url());
+    let open = batch.len() - ended_count(&s, &batch);
+    let began = client
+        .post(&outage)
+        .json(&json!({"seconds": sizes.outage_seconds}))
+        .send()
+        .await
+        .expect("outage set");
+    assert!(began.status().is_success(), "{}", began.status());
+    tokio::time::sleep(Duration::from_secs(sizes.outage_seconds)).await;
+    // A lock taken before the outage whose settling failed during it comes back after its lock (1 min).
+    wait_all_ended(&s, &batch, sizes.patience() + 60).await;
+    let status: serde_json::Value = client
+        .get(&outage)
+        .send()
+        .await
+        .expect("outage status")
+        .json()
+        .await
+        .expect("JSON");
+    let outcome = check_invariants(&s, &batch).await;
+    print_outcome(
+        "service-bus-outage",
+        &batch,
+        &outcome,
+        &BTreeMap::from([
+            ("outage seconds", sizes.outage_seconds.to_string()),
+            ("calls refused", status["refused"].to_string()),
+            ("runs open when it began", open.to_string()),
+        ]),
+    );
+    assert!(open >= 1, "the outage began after every run had ended");
+    assert!(
+        status["refused"].as_u64().is_some_and(|n| n > 0),
+        "Service Bus refused nothing: {status}"
+    );
+    assert_eq!(outcome.ready, batch.len(), "{outcome:#?}");
+    s.stop().await;
+}
