@@ -1,6 +1,7 @@
 //! DeadLetters: a message Service Bus dead-lettered (too many deliveries, expired, refused by a filter)
 //! is never dropped silently. Every subscription forwards its dead letters to one queue; this function
-//! announces each as `step.failed` of the run it belonged to, with Service Bus's reason and what to do.
+//! announces each as `step.failed` of the run it belonged to, with Service Bus's reason and what to do
+//! (once: a dead letter of a run that already ended is kept for operators, not announced again).
 
 use std::sync::Arc;
 
@@ -160,13 +161,53 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
     if let Err(e) = ctx.ledger.write_note(&note_name(fact.id()), body).await {
         tracing::warn!(error = %crate::error_chain(&e), fact_id = fact.id(), "could not keep the dead letter for operators");
     }
-    let failed = step::failed_fact(&ctx, NAME, &fact, attempts, stop)
-        .map_err(|e| Failure::new(format!("{e:?}")))?;
-    step::send(&ctx, &[Emit::now(failed)]).await?;
+    if let Some(ending) = ended_already(&ctx, &fact).await {
+        // A run ends once. A step can have sent what follows it and still be dead-lettered (killed
+        // before it settled its message, delivery after delivery); its run may since have ended.
+        tracing::warn!(
+            fact_id = fact.id(),
+            ending,
+            "a fact of a run that already ended was dead-lettered; kept for operators, no second ending announced"
+        );
+    } else {
+        let failed = step::failed_fact(&ctx, NAME, &fact, attempts, stop)
+            .map_err(|e| Failure::new(format!("{e:?}")))?;
+        step::send(&ctx, &[Emit::now(failed)]).await?;
+    }
     if let Err(e) = ctx.ledger.done(token).await {
         tracing::warn!(error = %e, "could not mark the dead letter handled in the ledger");
     }
     Ok(Output::default())
+}
+
+/// The ending (`step.failed`, `image.ready`, `vhd.rejected`) the fact's run already has in its journal,
+/// other than the fact itself; `None` when it has none or the journal cannot be read (then the failure
+/// is announced: never lost).
+async fn ended_already(ctx: &Ctx, fact: &Fact) -> Option<String> {
+    let run = fact.correlation_id()?;
+    let entries = match ctx.journal.run(&run).await {
+        Ok(entries) => entries?,
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), run, "could not read the run's journal");
+            return None;
+        }
+    };
+    let endings: Vec<String> = [
+        FactType::StepFailed,
+        FactType::ImageReady,
+        FactType::VhdRejected,
+    ]
+    .into_iter()
+    .map(FactType::cloud_event_type)
+    .collect();
+    // The dead-lettered fact may be the ending itself (never announced): that is no earlier ending.
+    entries
+        .iter()
+        .filter(|e| e.id() != fact.id())
+        .find_map(|e| {
+            let ty = e.fact.get("type")?.as_str()?;
+            endings.iter().any(|t| t == ty).then(|| ty.to_owned())
+        })
 }
 
 #[cfg(test)]
