@@ -52,9 +52,8 @@ pub fn failure_of(message: &BusMessage) -> Stop {
     let mut error = ErrorDetail::new(
         reason.clone(),
         format!(
-            "Service Bus dead-lettered message {} in {source} after {} deliveries: {description}",
+            "Service Bus dead-lettered message {} in {source}: {description}",
             message.message_id.as_deref().unwrap_or("(no id)"),
-            message.delivery_count.unwrap_or(0)
         ),
     );
     error.target = Some(source);
@@ -154,7 +153,10 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         Err(e) => return Err(Failure::new(e)),
     };
     tracing::warn!(fact_id = fact.id(), fact_type = fact.cloud_event_type(), reason = %stop.error.code, "a fact was dead-lettered; announcing the run's failure");
-    let attempts = message.delivery_count.unwrap_or(1);
+    // What is announced is the same on every delivery of the dead letter (a redelivery after a crash
+    // sends the same fact again): the attempts Service Bus counted, the time the dead letter arrived.
+    let attempts = attempts_of(&stop.error.message);
+    let at = message.enqueued_time.unwrap_or_else(Utc::now);
     // Kept for operators (`galleon dead-letters`, `galleon resubmit`); the announcement below is the must.
     let note = kept(&message, &fact, &stop);
     let body = bytes::Bytes::from(serde_json::to_vec(&note).unwrap_or_default());
@@ -170,7 +172,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
             "a fact of a run that already ended was dead-lettered; kept for operators, no second ending announced"
         );
     } else {
-        let failed = step::failed_fact(&ctx, NAME, &fact, attempts, stop)
+        let failed = step::failed_fact_at(&ctx, NAME, &fact, attempts, stop, at)
             .map_err(|e| Failure::new(format!("{e:?}")))?;
         step::send(&ctx, &[Emit::now(failed)]).await?;
     }
@@ -178,6 +180,19 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         tracing::warn!(error = %e, "could not mark the dead letter handled in the ledger");
     }
     Ok(Output::default())
+}
+
+/// The delivery attempts Service Bus's description counts (`… after 10 delivery attempts.`), else 1:
+/// the dead letter's own delivery count is the `galleon-deadletters` queue's, not the dead message's.
+fn attempts_of(description: &str) -> u32 {
+    description
+        .split("after ")
+        .nth(1)
+        .and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or(1)
 }
 
 /// The ending (`step.failed`, `image.ready`, `vhd.rejected`) the fact's run already has in its journal,
@@ -234,6 +249,8 @@ mod tests {
         assert_eq!(stop.error.code, "MaxDeliveryCountExceeded");
         assert!(stop.error.message.contains("publish-version"));
         assert!(stop.error.message.contains("10 delivery attempts"));
+        assert_eq!(attempts_of(&stop.error.message), 10);
+        assert_eq!(attempts_of("Message expired."), 1);
         assert!(stop.advice.contains("upload the manifest again"));
         let bare = failure_of(&BusMessage::default());
         assert_eq!(bare.error.code, "DeadLettered");
