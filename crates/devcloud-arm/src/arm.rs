@@ -228,7 +228,8 @@ impl Arm {
             }
             rule.applied += 1;
             match &rule.action {
-                FaultAction::Latency { ms } => applied.latency_ms += ms,
+                FaultAction::Latency { ms, after: false } => applied.latency_ms += ms,
+                FaultAction::Latency { ms, after: true } => applied.answer_latency_ms += ms,
                 FaultAction::Reset => applied.reset = true,
                 FaultAction::Stall => applied.op.stall = true,
                 FaultAction::LocationOnly => applied.op.location_only = true,
@@ -262,7 +263,8 @@ impl Arm {
                 }
             }
         }
-        rules.retain(|r| r.count.is_none_or(|c| r.applied < c));
+        // A rule used up stays listed (`GET /_devcloud/faults` tells how often each applied); the count
+        // check above keeps it from applying again.
         applied
     }
 

@@ -89,6 +89,9 @@ impl Blob {
                 target,
             ));
         }
+        if head.status().is_server_error() {
+            return Err(storage_failed(uri, head.status()));
+        }
         if !head.status().is_success() {
             return Err(ArmError::invalid_parameter(
                 format!(
@@ -129,6 +132,9 @@ impl Blob {
             .send()
             .await
             .map_err(|e| storage_unreachable(uri, &e))?;
+        if resp.status().is_server_error() {
+            return Err(storage_failed(uri, resp.status()));
+        }
         if !resp.status().is_success() {
             return Err(ArmError::invalid_parameter(
                 format!(
@@ -274,6 +280,16 @@ fn storage_unreachable(uri: &str, e: &reqwest::Error) -> ArmError {
         500,
         "InternalServerError",
         format!("The storage account behind {uri} could not be reached: {e}"),
+    )
+}
+
+/// Storage failing (5xx, e.g. restarting) is Azure's trouble, not a bad parameter: a retryable 500, as
+/// when it cannot be reached at all.
+fn storage_failed(uri: &str, status: StatusCode) -> ArmError {
+    ArmError::new(
+        500,
+        "InternalServerError",
+        format!("The storage account behind {uri} failed: it answered {status}."),
     )
 }
 

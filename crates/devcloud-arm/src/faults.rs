@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 /// One rule. It matches requests of `kind` (an operation id such as `GalleryImageVersions_CreateOrUpdate`,
-/// or `None` for every ARM request), applies with probability `rate` (default 1) and at most `count` times.
+/// or `None` for every ARM request), applies with probability `rate` (default 1) and at most `count` times;
+/// used up, it stays listed with its `applied` count until the rules are cleared.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultRule {
@@ -41,8 +42,14 @@ pub enum FaultAction {
         #[serde(default)]
         in_operation: bool,
     },
-    /// Delay the answer.
-    Latency { ms: u64 },
+    /// Delay the request by `ms` before it is carried out; with `after`, carry it out first and delay
+    /// only the answer (a write has then happened though its client may never hear of it: a client
+    /// that gives up or dies meanwhile, as against Azure).
+    Latency {
+        ms: u64,
+        #[serde(default)]
+        after: bool,
+    },
     /// The operation started by the request never finishes until `POST /_devcloud/operations/{id}/release`.
     Stall,
     /// Drop the connection without an answer.
@@ -73,6 +80,8 @@ pub enum FaultAction {
 #[derive(Debug, Default, Clone)]
 pub struct Applied {
     pub latency_ms: u64,
+    /// Latency after the request was carried out, before its answer.
+    pub answer_latency_ms: u64,
     pub reset: bool,
     pub error: Option<crate::error::ArmError>,
     pub retry_after: Option<u64>,

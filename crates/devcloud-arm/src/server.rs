@@ -213,6 +213,9 @@ async fn handle(arm: Arc<Arm>, mut req: Req, https: bool) -> warp::reply::Respon
         } else {
             crate::handlers::dispatch(&arm, &req, &route, &base, applied.op).await
         };
+        if applied.answer_latency_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(applied.answer_latency_ms)).await;
+        }
         if let Some((k, v)) = rl_header {
             reply = reply.header(&k, v.clone());
             reply = reply.header(&k.replace("subscription", "global"), v);

@@ -1,5 +1,6 @@
 //! Azurite, the real Blob Storage emulator: installed from npm when missing (`tools/azurite`) and started
-//! in HTTPS + OAuth mode with the devcloud leaf certificate; the returned guard kills it on drop.
+//! in HTTPS + OAuth mode with the devcloud leaf certificate (in memory, or on disk and then restartable);
+//! the returned guard kills it on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,6 +31,8 @@ pub enum AzuriteError {
     },
     #[error("Azurite did not become ready within {0:?}; output: {1}")]
     NotReady(Duration, String),
+    #[error("Azurite runs in memory: a restart would lose every blob (start it on disk)")]
+    InMemory,
 }
 
 /// A running Azurite blob service. Dropping it kills the process group.
@@ -38,6 +41,17 @@ pub struct Azurite {
     child: Option<Child>,
     pgid: Option<u32>,
     port: u16,
+    /// How it was started, to start it again the same way.
+    launch: Launch,
+}
+
+/// The command line Azurite runs with.
+#[derive(Debug, Clone)]
+struct Launch {
+    bin: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    work_dir: PathBuf,
+    on_disk: bool,
 }
 
 impl Azurite {
@@ -49,6 +63,40 @@ impl Azurite {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stops Azurite the way a service stop does (SIGTERM: it saves its data and closes), then starts
+    /// it again on the same port with the same data directory, as a storage node restart. Only an
+    /// Azurite started [`on_disk`](start_on_disk) keeps its blobs across this.
+    pub async fn restart(&mut self) -> Result<(), AzuriteError> {
+        if !self.launch.on_disk {
+            return Err(AzuriteError::InMemory);
+        }
+        if let Some(pgid) = self.pgid.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", "--", &format!("-{pgid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if let Some(mut child) = self.child.take()
+            && tokio::time::timeout(Duration::from_secs(15), child.wait())
+                .await
+                .is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        let mut launch = self.launch.clone();
+        // The same port, now that it is known (the first start may have asked for any).
+        if let Some(i) = launch.args.iter().position(|a| a == "--blobPort")
+            && let Some(port) = launch.args.get_mut(i + 1)
+        {
+            *port = self.port.to_string().into();
+        }
+        let again = spawn(launch).await?;
+        *self = again;
+        Ok(())
     }
 
     /// Stops Azurite now (also done on drop).
@@ -119,28 +167,59 @@ pub async fn ensure_installed() -> Result<PathBuf, AzuriteError> {
 /// Starts `azurite-blob` over HTTPS with `--oauth basic` on `127.0.0.1:port` (0 = ephemeral), in memory,
 /// and waits until it listens. `work_dir` is its working directory (it may write logs there).
 pub async fn start(tls: &Tls, port: u16, work_dir: &Path) -> Result<Azurite, AzuriteError> {
+    start_in(tls, port, work_dir, false).await
+}
+
+/// As [`start`], but Azurite keeps its blobs on disk in `work_dir`, so it can be
+/// [restarted](Azurite::restart) without losing them.
+pub async fn start_on_disk(tls: &Tls, port: u16, work_dir: &Path) -> Result<Azurite, AzuriteError> {
+    start_in(tls, port, work_dir, true).await
+}
+
+async fn start_in(
+    tls: &Tls,
+    port: u16,
+    work_dir: &Path,
+    on_disk: bool,
+) -> Result<Azurite, AzuriteError> {
     let bin = ensure_installed().await?;
     std::fs::create_dir_all(work_dir).map_err(|source| AzuriteError::Spawn {
         what: format!("mkdir {}", work_dir.display()),
         source,
     })?;
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--blobHost".into(),
+        "127.0.0.1".into(),
+        "--blobPort".into(),
+        port.to_string().into(),
+        "--cert".into(),
+        tls.cert_pem.clone().into(),
+        "--key".into(),
+        tls.key_pem.clone().into(),
+        "--oauth".into(),
+        "basic".into(),
+    ];
+    if on_disk {
+        args.extend(["--location".into(), work_dir.as_os_str().to_owned()]);
+    } else {
+        args.push("--inMemoryPersistence".into());
+    }
+    args.extend(["--disableTelemetry".into(), "--skipApiVersionCheck".into()]);
+    spawn(Launch {
+        bin,
+        args,
+        work_dir: work_dir.to_path_buf(),
+        on_disk,
+    })
+    .await
+}
+
+/// Runs Azurite as `launch` says and waits until it listens.
+async fn spawn(launch: Launch) -> Result<Azurite, AzuriteError> {
+    let bin = launch.bin.clone();
     let mut cmd = Command::new(&bin);
-    cmd.arg("--blobHost")
-        .arg("127.0.0.1")
-        .arg("--blobPort")
-        .arg(port.to_string())
-        .arg("--cert")
-        .arg(&tls.cert_pem)
-        .arg("--key")
-        .arg(&tls.key_pem)
-        .args([
-            "--oauth",
-            "basic",
-            "--inMemoryPersistence",
-            "--disableTelemetry",
-            "--skipApiVersionCheck",
-        ])
-        .current_dir(work_dir)
+    cmd.args(&launch.args)
+        .current_dir(&launch.work_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -151,10 +230,18 @@ pub async fn start(tls: &Tls, port: u16, work_dir: &Path) -> Result<Azurite, Azu
         source,
     })?;
     let pgid = child.id();
+    let port = launch
+        .args
+        .iter()
+        .position(|a| a == "--blobPort")
+        .and_then(|i| launch.args.get(i + 1))
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or(0);
     let mut guard = Azurite {
         child: None,
         pgid,
         port,
+        launch,
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

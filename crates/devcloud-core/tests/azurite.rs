@@ -54,3 +54,59 @@ async fn azurite_accepts_identity_tokens_over_https() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn azurite_on_disk_restarts_on_its_port_with_its_blobs_and_in_memory_refuses_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = Tls::load_or_create(dir.path()).unwrap();
+    let identity = Identity::load_or_create(dir.path()).unwrap();
+    devcloud_core::install_crypto_provider();
+    let ca = reqwest::Certificate::from_pem(&tls.ca_pem_bytes().unwrap()).unwrap();
+    let c = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let token = identity.issue("https://storage.azure.com/.default");
+    let mut az = azurite::start_on_disk(&tls, 0, &dir.path().join("azurite"))
+        .await
+        .unwrap();
+    let (port, endpoint) = (az.port(), az.blob_endpoint());
+    let blob = format!("{endpoint}/kept/b.txt");
+    let r = c
+        .put(format!("{endpoint}/kept?restype=container"))
+        .bearer_auth(&token)
+        .header("x-ms-version", "2025-01-05")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .put(&blob)
+        .bearer_auth(&token)
+        .header("x-ms-version", "2025-01-05")
+        .header("x-ms-blob-type", "BlockBlob")
+        .body("still here")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    az.restart().await.unwrap();
+    assert_eq!(az.port(), port, "the same port");
+    let r = c
+        .get(&blob)
+        .bearer_auth(&token)
+        .header("x-ms-version", "2025-01-05")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the blob outlived the restart");
+    assert_eq!(r.text().await.unwrap(), "still here");
+
+    let mut memory = azurite::start(&tls, 0, &dir.path().join("memory"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        memory.restart().await,
+        Err(azurite::AzuriteError::InMemory)
+    ));
+}

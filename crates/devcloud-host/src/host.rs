@@ -100,7 +100,7 @@ impl Host {
             tokens,
             sb_clients: Mutex::new(HashMap::new()),
             timer_status: Mutex::new(HashMap::new()),
-            redelivered: Mutex::new(std::collections::HashSet::new()),
+            redelivered: Mutex::new(std::collections::HashMap::new()),
             config,
             started: Utc::now(),
         });
@@ -330,7 +330,7 @@ async fn handle_message(
     let result = core.invoke(f, &ctx, body).await;
     renewer.abort();
     let settle = match &result {
-        Ok(_) if core.config.redeliver_every_message_once && msg.delivery_count <= 1 => {
+        Ok(_) if i64::from(core.config.extra_deliveries) >= msg.delivery_count => {
             core.log.info(
                 &f.name,
                 &format!(

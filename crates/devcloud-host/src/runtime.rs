@@ -41,9 +41,10 @@ pub struct HostConfig {
     /// How long shutdown waits for running invocations before killing the handler.
     pub drain_timeout: Duration,
     /// Fault injection for at-least-once tests: every Service Bus message and every Event Grid event is
-    /// delivered twice. After a first successful invocation the host abandons the message (as after a lost
-    /// lock) or answers Event Grid 500, so the broker or Event Grid delivers it again.
-    pub redeliver_every_message_once: bool,
+    /// delivered this many more times (0: off). After a successful invocation the host abandons the
+    /// message (as after a lost lock) or answers Event Grid 500, so the broker or Event Grid delivers it
+    /// again, until it was delivered `1 + extra_deliveries` times.
+    pub extra_deliveries: u32,
 }
 
 impl Default for HostConfig {
@@ -57,7 +58,7 @@ impl Default for HostConfig {
             ready_timeout: crate::worker::DEFAULT_READY_TIMEOUT,
             receive_timeout_secs: 5,
             drain_timeout: Duration::from_secs(10),
-            redeliver_every_message_once: false,
+            extra_deliveries: 0,
         }
     }
 }
@@ -74,8 +75,8 @@ pub(crate) struct Core {
     pub(crate) tokens: Arc<TokenSource>,
     pub(crate) sb_clients: Mutex<HashMap<String, ServiceBusClient>>,
     pub(crate) timer_status: Mutex<HashMap<String, TimerState>>,
-    /// Event Grid event ids already failed once on purpose (`redeliver_every_message_once`).
-    pub redelivered: Mutex<std::collections::HashSet<String>>,
+    /// Event Grid event ids failed on purpose, with how many times (`extra_deliveries`).
+    pub redelivered: Mutex<HashMap<String, u32>>,
     pub config: HostConfig,
     pub(crate) started: chrono::DateTime<Utc>,
     pub(crate) invocation_timeout: Duration,

@@ -340,22 +340,27 @@ async fn event_grid_webhook(core: Arc<Core>, req: Request<Incoming>) -> Resp {
     });
     let results = futures::future::join_all(runs).await;
     if results.iter().all(Result::is_ok) {
-        if core.config.redeliver_every_message_once {
+        if core.config.extra_deliveries > 0 {
             let ids: Vec<String> = events
                 .iter()
                 .filter_map(|e| e.get("id").and_then(Value::as_str))
                 .map(str::to_owned)
                 .collect();
+            let extra = core.config.extra_deliveries;
             let first_time = core
                 .redelivered
                 .lock()
                 .map(|mut seen| {
-                    // Record every id (no short-circuit): each event is failed once.
-                    let mut any_new = false;
+                    // Count every id (no short-circuit): each event is failed `extra` times.
+                    let mut again = false;
                     for id in &ids {
-                        any_new |= seen.insert(id.clone());
+                        let failed = seen.entry(id.clone()).or_insert(0);
+                        if *failed < extra {
+                            *failed += 1;
+                            again = true;
+                        }
                     }
-                    any_new
+                    again
                 })
                 .unwrap_or(false);
             if first_time {

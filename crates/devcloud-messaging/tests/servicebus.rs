@@ -775,3 +775,63 @@ async fn admin_update_cannot_switch_duplicate_detection() {
         .expect("put");
     assert_eq!(r.status(), 200, "a new entity can be created with it");
 }
+
+#[tokio::test]
+async fn an_outage_answers_503_to_every_call_until_it_ends_and_loses_nothing() {
+    let sb = start(queue("q", EntityConfig::default())).await;
+    let (c, base) = (client(), sb.url());
+    let sent = send(&c, &base, "q", "before", json!({"MessageId": "m1"}), &[]).await;
+    assert_eq!(sent.status(), 201);
+    let outage = format!("{base}/_devcloud/outage");
+    let began = c
+        .post(&outage)
+        .json(&json!({"seconds": 60}))
+        .send()
+        .await
+        .expect("outage");
+    assert_eq!(began.status(), 200);
+    let refused = send(&c, &base, "q", "during", json!({"MessageId": "m2"}), &[]).await;
+    assert_eq!(refused.status(), 503);
+    let body = refused.text().await.expect("body");
+    assert!(
+        body.starts_with("<Error><Code>503</Code><Detail>") && body.contains("TrackingId:"),
+        "the service's error shape: {body}"
+    );
+    assert_eq!(
+        receive(&c, &base, "q", 1).await.status,
+        503,
+        "receiving too"
+    );
+    let status: Value = c
+        .get(&outage)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (status["active"].clone(), status["refused"].clone()),
+        (json!(true), json!(2))
+    );
+    let ended = c
+        .post(&outage)
+        .json(&json!({"seconds": 0}))
+        .send()
+        .await
+        .expect("end");
+    assert_eq!(ended.status(), 200);
+    let got = receive(&c, &base, "q", 1).await;
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (201, "before"),
+        "what was there before the outage is still there"
+    );
+    let bad = c
+        .post(&outage)
+        .json(&json!({"seconds": "long"}))
+        .send()
+        .await
+        .expect("bad");
+    assert_eq!(bad.status(), 400);
+}

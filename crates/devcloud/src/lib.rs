@@ -4,6 +4,7 @@
 //! the end-to-end tests.
 
 pub mod blob;
+pub mod chaos;
 pub mod connection;
 pub mod follow;
 pub mod receiver;
@@ -88,10 +89,16 @@ pub struct Options {
     pub arm: devcloud_arm::ArmConfig,
     /// Fault injection: the host makes every message and event arrive twice (at-least-once delivery).
     pub deliver_everything_twice: bool,
+    /// Fault injection: the host makes every message and event arrive this many more times (at least
+    /// once more with `deliver_everything_twice`).
+    pub extra_deliveries: u32,
     /// Creates the Service Bus topic without duplicate detection although events/subscriptions.json
     /// declares it, as in an Azure namespace whose topic was made without it (galleon must stay
     /// idempotent on its own).
     pub service_bus_duplicate_detection_off: bool,
+    /// Azurite keeps its blobs on disk under the state directory (else in memory), so
+    /// [`Cloud::restart_azurite`] keeps them, as Azure Storage does across a node restart.
+    pub azurite_on_disk: bool,
     /// App registrations the Entra token endpoint knows (client id, tenants, secret, federated
     /// credentials); with `arm.subscriptions` naming subscriptions of other tenants.
     pub entra: devcloud_core::EntraConfig,
@@ -116,7 +123,9 @@ impl Options {
                 ..Default::default()
             },
             deliver_everything_twice: false,
+            extra_deliveries: 0,
             service_bus_duplicate_detection_off: false,
+            azurite_on_disk: false,
             entra: Default::default(),
         }
     }
@@ -265,10 +274,13 @@ impl Cloud {
 
         // Azurite itself listens on a free port; everyone is given the blob proxy in front of it
         // (on `ports.azurite`), which raises the storage events where Azure does.
-        let azurite =
-            devcloud_core::azurite::start(&tls, free_port(0)?, &options.state_dir.join("azurite"))
-                .await
-                .context("starting Azurite")?;
+        let azurite_dir = options.state_dir.join("azurite");
+        let azurite = if options.azurite_on_disk {
+            devcloud_core::azurite::start_on_disk(&tls, free_port(0)?, &azurite_dir).await
+        } else {
+            devcloud_core::azurite::start(&tls, free_port(0)?, &azurite_dir).await
+        }
+        .context("starting Azurite")?;
 
         let (host_port, host_reservation) = reserve_port(options.ports.host)?;
         let routing = devcloud_messaging::Routing::load(&options.routing_file)
@@ -392,7 +404,9 @@ impl Cloud {
                 http_addr: addr(host_port),
                 ca_cert_pem: Some(tls.ca_pem.clone()),
                 receive_timeout_secs: 1,
-                redeliver_every_message_once: options.deliver_everything_twice,
+                extra_deliveries: options
+                    .extra_deliveries
+                    .max(u32::from(options.deliver_everything_twice)),
                 host_keys: vec![functions_key.clone()],
                 ..devcloud_host::HostConfig::default()
             })

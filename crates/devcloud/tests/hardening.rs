@@ -421,6 +421,47 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
         "the failure belongs to the fact's run"
     );
     assert_eq!(failed["data"]["input"]["id"], example["id"]);
+    // Another fact of the same run dead-lettered later (a step that sent what follows it, then was
+    // killed delivery after delivery): the run has ended, so it is kept but not announced again.
+    let mut later = example.clone();
+    later["id"] = json!("0b6f3a9e-4c1d-5e2f-8a7b-00000000dead");
+    s.send_to_queue(
+        "galleon-deadletters",
+        "0b6f3a9e-4c1d-5e2f-8a7b-00000000dead",
+        &later.to_string(),
+        &[("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (url, key) = s.tool_env();
+    loop {
+        let kept: Value = s
+            .cloud
+            .client()
+            .expect("client")
+            .get(format!("{url}/api/deadletters"))
+            .header("x-functions-key", &key)
+            .send()
+            .await
+            .expect("listed")
+            .json()
+            .await
+            .expect("JSON");
+        if kept["deadLetters"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the later dead letter was not kept: {kept:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        distinct(&s.receiver.received.of_type("io.galleon.step.failed.v1")).len(),
+        1,
+        "a run ends once"
+    );
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
 }

@@ -204,7 +204,8 @@ def test_location_only_operations(group, compute, arm):
     gallery = compute.galleries.begin_create_or_update(group, "located_gallery", {"location": LOC}).result()
     assert props(gallery)["provisioningState"] == "Succeeded"
     faults = requests.get(f"{arm}/_devcloud/faults", timeout=10).json()["value"]
-    assert not [f for f in faults if f["id"] == rule.json()["id"]], "the rule did not apply"
+    applied = [f["applied"] for f in faults if f["id"] == rule.json()["id"]]
+    assert applied == [1], f"the rule did not apply once: {faults}"
     compute.galleries.begin_delete(group, "located_gallery").result()
 
 

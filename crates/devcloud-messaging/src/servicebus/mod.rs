@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod filter;
 pub mod message;
+pub mod outage;
 pub mod rest;
 
 #[cfg(test)]

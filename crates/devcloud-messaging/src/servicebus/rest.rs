@@ -52,6 +52,8 @@ pub struct ServiceBusConfig {
 pub struct ServiceBus {
     ns: Arc<Mutex<Namespace>>,
     changed: Arc<Notify>,
+    /// While on, every REST call answers 503 (`POST /_devcloud/outage`).
+    pub outage: super::outage::Outage,
 }
 
 impl Default for ServiceBus {
@@ -65,6 +67,7 @@ impl ServiceBus {
         ServiceBus {
             ns: Arc::new(Mutex::new(Namespace::new())),
             changed: Arc::new(Notify::new()),
+            outage: Default::default(),
         }
     }
 
@@ -433,6 +436,9 @@ async fn handle(
     if let Some(rest) = path.strip_prefix("/_devcloud/") {
         return admin(&sb, &req, rest).await;
     }
+    if sb.outage.refuses() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, super::outage::DETAIL);
+    }
     // auth first, as the service does
     let header = req
         .headers()
@@ -592,6 +598,8 @@ async fn handle(
 ///   "duplicateDetectionWindowSeconds": n, 0 = off; off by default as in Azure, and 400 when an update
 ///   would switch it), "rules": [{"name", "sqlFilter"} | {"name", "correlationFilter": {"label", "correlationId", "messageId", "contentType", "to", "replyTo", "sessionId", "properties": {…}}}]}`
 /// - `GET /_devcloud/recent?max=N`: recent operations (sent, scheduled, routed, locked, completed, abandoned, dead-lettered, duplicates)
+/// - `POST /_devcloud/outage` `{"seconds": n}` (0 ends it): every REST call answers 503 for that long;
+///   `GET /_devcloud/outage`: `{"active", "remainingSeconds", "outages", "refused"}`
 async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
     let now = Utc::now();
     let max = query_param(req, "max")
@@ -617,6 +625,24 @@ async fn admin(sb: &ServiceBus, req: &Req, rest: &str) -> Resp {
         (&Method::GET, "entities") => {
             let v = sb.with(|ns| ns.overview(now)).await;
             httpserv::json(StatusCode::OK, &v)
+        }
+        (&Method::GET, "outage") => httpserv::json(StatusCode::OK, &sb.outage.status()),
+        (&Method::POST, "outage") => {
+            let seconds = serde_json::from_slice::<Value>(req.body())
+                .ok()
+                .and_then(|v| v["seconds"].as_f64())
+                .filter(|s| s.is_finite() && *s >= 0.0);
+            match seconds {
+                Some(s) if s > 0.0 => sb.outage.begin(StdDuration::from_secs_f64(s)),
+                Some(_) => sb.outage.end(),
+                None => {
+                    return admin_error(
+                        StatusCode::BAD_REQUEST,
+                        "the body must be {\"seconds\": n} with n >= 0",
+                    );
+                }
+            }
+            httpserv::json(StatusCode::OK, &sb.outage.status())
         }
         (&Method::GET, "recent") => {
             let v = sb.with(|ns| ns.recent(max)).await;

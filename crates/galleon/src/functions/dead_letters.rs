@@ -1,6 +1,7 @@
 //! DeadLetters: a message Service Bus dead-lettered (too many deliveries, expired, refused by a filter)
 //! is never dropped silently. Every subscription forwards its dead letters to one queue; this function
-//! announces each as `step.failed` of the run it belonged to, with Service Bus's reason and what to do.
+//! announces each as `step.failed` of the run it belonged to, with Service Bus's reason and what to do
+//! (once: a dead letter of a run that already ended is kept for operators, not announced again).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use super::step::{self, Ctx, Emit, Stop};
 use crate::{
-    events::{ErrorDetail, Fact, FactType},
+    events::{BlobRef, ErrorDetail, Fact, FactType},
     host::{BusMessage, Failure, Invocation, Output, Trigger},
     ledger::Claim,
 };
@@ -51,9 +52,8 @@ pub fn failure_of(message: &BusMessage) -> Stop {
     let mut error = ErrorDetail::new(
         reason.clone(),
         format!(
-            "Service Bus dead-lettered message {} in {source} after {} deliveries: {description}",
+            "Service Bus dead-lettered message {} in {source}: {description}",
             message.message_id.as_deref().unwrap_or("(no id)"),
-            message.delivery_count.unwrap_or(0)
         ),
     );
     error.target = Some(source);
@@ -164,22 +164,139 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         Err(e) => return Err(Failure::new(e)),
     };
     tracing::warn!(fact_id = fact.id(), fact_type = fact.cloud_event_type(), reason = %stop.error.code, "a fact was dead-lettered; announcing the run's failure");
-    let attempts = message.delivery_count.unwrap_or(1);
+    // What is announced is the same on every delivery of the dead letter (a redelivery after a crash
+    // sends the same fact again): the attempts Service Bus counted, the time the dead letter arrived.
+    let attempts = attempts_of(&stop.error.message);
+    let at = message.enqueued_time.unwrap_or_else(Utc::now);
     // Kept for operators (`galleon dead-letters`, `galleon resubmit`); the announcement below is the must.
     keep(&ctx, &message, &fact, &stop).await;
-    let failed = step::failed_fact(&ctx, NAME, &fact, attempts, stop)
-        .map_err(|e| Failure::new(format!("{e:?}")))?;
-    step::send(&ctx, &[Emit::now(failed)]).await?;
+    if let Some(ending) = ended_already(&ctx, &fact).await {
+        // A run ends once. A step can have sent what follows it and still be dead-lettered (killed
+        // before it settled its message, delivery after delivery); its run may since have ended.
+        tracing::warn!(
+            fact_id = fact.id(),
+            ending,
+            "a fact of a run that already ended was dead-lettered; kept for operators, no second ending announced"
+        );
+    } else {
+        let mut stop = stop;
+        // The run ends here: the managed image it made only as a step towards its version goes too, as at
+        // image ready (or the failure names it in leftBehind).
+        if let (Some((image, vhd)), false) = (made_image(&fact), ctx.config.keep_managed_images)
+            && let Some(run) = fact.correlation_id()
+            && let Err(left) = super::owned::remove(
+                &ctx,
+                &image,
+                &run,
+                super::owned::Origin::of(vhd.as_ref(), &image),
+            )
+            .await
+        {
+            stop.left_behind.push(left);
+        }
+        let failed = step::failed_fact_at(&ctx, NAME, &fact, attempts, stop, at)
+            .map_err(|e| Failure::new(format!("{e:?}")))?;
+        step::send(&ctx, &[Emit::now(failed)]).await?;
+    }
     if let Err(e) = ctx.ledger.done(token).await {
         tracing::warn!(error = %e, "could not mark the dead letter handled in the ledger");
     }
     Ok(Output::default())
 }
 
+/// The managed image a fact says its run made on the way to the version (`image.created`,
+/// `image.version.published`, a replication follow-up), with the VHD it was made from. Whether the run
+/// really owns it is [`super::owned::remove`]'s to check (an image made elsewhere is never deleted).
+fn made_image(fact: &Fact) -> Option<(String, Option<BlobRef>)> {
+    let json = fact.to_json();
+    let data = json.get("data")?;
+    let image = data
+        .get("imageId")
+        .or_else(|| data.pointer("/check/imageId"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())?;
+    let vhd = data
+        .get("vhd")
+        .or_else(|| data.pointer("/then/data/sourceVhd"))
+        .and_then(|v| serde_json::from_value::<BlobRef>(v.clone()).ok());
+    Some((image.to_owned(), vhd))
+}
+
+/// The delivery attempts Service Bus's description counts (`… after 10 delivery attempts.`), else 1:
+/// the dead letter's own delivery count is the `galleon-deadletters` queue's, not the dead message's.
+fn attempts_of(description: &str) -> u32 {
+    description
+        .split("after ")
+        .nth(1)
+        .and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or(1)
+}
+
+/// The ending (`step.failed`, `image.ready`, `vhd.rejected`) the fact's run already has in its journal,
+/// other than the fact itself; `None` when it has none or the journal cannot be read (then the failure
+/// is announced: never lost).
+async fn ended_already(ctx: &Ctx, fact: &Fact) -> Option<String> {
+    let run = fact.correlation_id()?;
+    let entries = match ctx.journal.run(&run).await {
+        Ok(entries) => entries?,
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), run, "could not read the run's journal");
+            return None;
+        }
+    };
+    let endings: Vec<String> = [
+        FactType::StepFailed,
+        FactType::ImageReady,
+        FactType::VhdRejected,
+    ]
+    .into_iter()
+    .map(FactType::cloud_event_type)
+    .collect();
+    // The dead-lettered fact may be the ending itself (never announced): that is no earlier ending.
+    entries
+        .iter()
+        .filter(|e| e.id() != fact.id())
+        .find_map(|e| {
+            let ty = e.fact.get("type")?.as_str()?;
+            endings.iter().any(|t| t == ty).then(|| ty.to_owned())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_managed_image_a_run_made_is_read_off_its_facts() {
+        let example = |name: &str| {
+            let path = format!(
+                "{}/../../events/{name}.v1.example.json",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            Fact::from_json(&text).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+        };
+        let created = made_image(&example("image.created")).expect("image.created names its image");
+        assert!(
+            created.0.contains("/providers/Microsoft.Compute/images/"),
+            "{created:?}"
+        );
+        assert!(created.1.is_some(), "made from a VHD: {created:?}");
+        // A fact about a blob, or a replication follow-up without an image, names none.
+        assert_eq!(made_image(&example("vhd.rejected")), None);
+        let mut follow_up = example("operation.followup").to_json();
+        follow_up["data"]["check"]["imageId"] =
+            json!("/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/images/i-1.0.0");
+        let follow_up = Fact::from_json(&follow_up.to_string()).expect("a fact");
+        assert_eq!(
+            made_image(&follow_up).map(|(id, _)| id).as_deref(),
+            Some("/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/images/i-1.0.0")
+        );
+    }
 
     #[test]
     fn a_dead_letter_becomes_a_failure_with_service_bus_reason() {
@@ -200,6 +317,8 @@ mod tests {
         assert_eq!(stop.error.code, "MaxDeliveryCountExceeded");
         assert!(stop.error.message.contains("publish-version"));
         assert!(stop.error.message.contains("10 delivery attempts"));
+        assert_eq!(attempts_of(&stop.error.message), 10);
+        assert_eq!(attempts_of("Message expired."), 1);
         assert!(stop.advice.contains("upload the manifest again"));
         let bare = failure_of(&BusMessage::default());
         assert_eq!(bare.error.code, "DeadLettered");

@@ -350,6 +350,15 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
     }
 
     if decided.settled_with_failures {
+        // The version is usable where it replicated and is replicated again from itself, as after
+        // image.ready: the intermediate managed image goes now too, or is named as left behind.
+        let mut left_behind = Vec::new();
+        if let Some(image) = image_id
+            && !ctx.config.keep_managed_images
+            && let Err(left) = owned::remove(ctx, image, &run, origin_of(&ready, image)).await
+        {
+            left_behind.push(left);
+        }
         let usable: Vec<TargetRegion> = ready
             .regions
             .iter()
@@ -389,7 +398,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
                 ready_definition(&ready),
                 ready.version
             ),
-            left_behind: Vec::new(),
+            left_behind,
         };
         emits.push(Emit::now(step::failed_fact(
             ctx,

@@ -170,15 +170,20 @@ impl Ctx {
         discriminator: &str,
         data: &P,
     ) -> Result<Fact, StepError> {
-        Fact::new(
-            self.instance(),
-            cause,
-            subject,
-            discriminator,
-            data,
-            Utc::now(),
-        )
-        .map_err(StepError::unreadable)
+        self.fact_at(cause, subject, discriminator, data, Utc::now())
+    }
+
+    /// Builds a fact caused by `cause` at time `at`.
+    pub fn fact_at<P: Payload>(
+        &self,
+        cause: &Cause,
+        subject: &str,
+        discriminator: &str,
+        data: &P,
+        at: DateTime<Utc>,
+    ) -> Result<Fact, StepError> {
+        Fact::new(self.instance(), cause, subject, discriminator, data, at)
+            .map_err(StepError::unreadable)
     }
 
     /// When to look again: Azure's `Retry-After` if longer than galleon's own interval.
@@ -261,6 +266,18 @@ pub fn failed_fact(
     attempts: u32,
     stop: Stop,
 ) -> Result<Fact, StepError> {
+    failed_fact_at(ctx, step, input, attempts, stop, Utc::now())
+}
+
+/// [`failed_fact`] at time `at` (one a redelivery agrees on, so the fact it sends again is the same).
+pub fn failed_fact_at(
+    ctx: &Ctx,
+    step: &str,
+    input: &Fact,
+    attempts: u32,
+    stop: Stop,
+    at: DateTime<Utc>,
+) -> Result<Fact, StepError> {
     let data = StepFailed {
         step: step.to_owned(),
         error: stop.error,
@@ -278,11 +295,12 @@ pub fn failed_fact(
         },
         left_behind: stop.left_behind,
     };
-    ctx.fact(
+    ctx.fact_at(
         &Cause::of(input),
         input.subject().unwrap_or(step),
         step,
         &data,
+        at,
     )
 }
 
