@@ -461,7 +461,9 @@ async fn dead_letters(s: &Scenario) -> Vec<Value> {
 /// queue galleon does not take (each forwards to `galleon-deadletters`, which galleon takes): nothing
 /// lost between the cracks. Scheduled looks may remain (they find their run ended and stop).
 async fn assert_service_bus_settled(s: &Scenario) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // A message whose settle call failed (Service Bus was down) stays locked until its lock expires (the
+    // subscriptions' lockDuration, 60 s, as in Azure) and is then delivered again: wait longer than that.
+    let deadline = Instant::now() + Duration::from_secs(100);
     loop {
         let overview: Value = s
             .cloud
