@@ -28,20 +28,26 @@ async fn run_to_end(env: &Env, t: &str) -> Value {
     }
 }
 
-#[tokio::test]
-async fn a_run_fills_exact_version_honours_major_and_waits_for_its_version() {
+/// ARM at real time, with `works` taking 50 ms each.
+fn quick(works: &[Work]) -> ArmConfig {
     let mut c = ArmConfig::fast();
     c.time_factor = 1.0;
-    for w in [
+    for w in works {
+        c.latency.base_secs.insert(*w, 0.05);
+    }
+    c
+}
+
+#[tokio::test]
+async fn a_run_fills_exact_version_honours_major_and_waits_for_its_version() {
+    let mut c = quick(&[
         Work::GalleryCreate,
         Work::DefinitionCreate,
         Work::ImageCreate,
         Work::TemplateCreate,
         Work::TemplateUpdate,
         Work::TemplateRun,
-    ] {
-        c.latency.base_secs.insert(w, 0.05);
-    }
+    ]);
     // The distributed version takes much longer than the build itself.
     c.latency.base_secs.insert(Work::VersionHomeRegion, 1.0);
     let env = Env::start(false, c).await;
@@ -121,18 +127,14 @@ async fn settled(env: &Env, path: &str) {
 
 #[tokio::test]
 async fn a_gallery_source_at_latest_builds_from_the_highest_version_included_in_latest() {
-    let mut c = ArmConfig::fast();
-    c.time_factor = 1.0;
-    for w in [
+    let c = quick(&[
         Work::GalleryCreate,
         Work::DefinitionCreate,
         Work::ImageCreate,
         Work::TemplateCreate,
         Work::TemplateRun,
         Work::VersionHomeRegion,
-    ] {
-        c.latency.base_secs.insert(w, 0.05);
-    }
+    ]);
     let env = Env::start(false, c).await;
     let d = gallery_and_definition(&env).await;
     let img = managed_image(&env).await;

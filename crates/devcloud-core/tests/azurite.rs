@@ -2,21 +2,44 @@
 
 use devcloud_core::{Identity, Tls, azurite};
 
-#[tokio::test]
-async fn azurite_accepts_identity_tokens_over_https() {
+/// A folder with the local cloud's TLS and identity, and a client that trusts its CA.
+struct Local {
+    dir: tempfile::TempDir,
+    tls: Tls,
+    identity: Identity,
+    client: reqwest::Client,
+}
+
+fn local() -> Local {
     let dir = tempfile::tempdir().unwrap();
     let tls = Tls::load_or_create(dir.path()).unwrap();
     let identity = Identity::load_or_create(dir.path()).unwrap();
+    devcloud_core::install_crypto_provider();
+    let ca = reqwest::Certificate::from_pem(&tls.ca_pem_bytes().unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    Local {
+        dir,
+        tls,
+        identity,
+        client,
+    }
+}
+
+#[tokio::test]
+async fn azurite_accepts_identity_tokens_over_https() {
+    let Local {
+        dir,
+        tls,
+        identity,
+        client: c,
+    } = local();
     let az = azurite::start(&tls, 0, &dir.path().join("azurite"))
         .await
         .unwrap();
     assert_ne!(az.port(), 0);
-    devcloud_core::install_crypto_provider();
-    let ca = reqwest::Certificate::from_pem(&tls.ca_pem_bytes().unwrap()).unwrap();
-    let c = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
     let token = identity.issue("https://storage.azure.com/.default");
     let url = format!("{}/cont1?restype=container", az.blob_endpoint());
     let r = c
@@ -57,15 +80,12 @@ async fn azurite_accepts_identity_tokens_over_https() {
 
 #[tokio::test]
 async fn azurite_on_disk_restarts_on_its_port_with_its_blobs_and_in_memory_refuses_to() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = Tls::load_or_create(dir.path()).unwrap();
-    let identity = Identity::load_or_create(dir.path()).unwrap();
-    devcloud_core::install_crypto_provider();
-    let ca = reqwest::Certificate::from_pem(&tls.ca_pem_bytes().unwrap()).unwrap();
-    let c = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
+    let Local {
+        dir,
+        tls,
+        identity,
+        client: c,
+    } = local();
     let token = identity.issue("https://storage.azure.com/.default");
     let mut az = azurite::start_on_disk(&tls, 0, &dir.path().join("azurite"))
         .await

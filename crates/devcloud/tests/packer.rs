@@ -156,12 +156,7 @@ async fn a_tagged_image_announced_by_its_resource_event_ends_as_image_ready() {
             .is_some_and(|v| v.ends_with("/images/ubuntu-events/versions/2026.12.1")),
         "{d}"
     );
-    let regions: Vec<&str> = d["regions"]
-        .as_array()
-        .expect("regions")
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
+    let regions = region_names(d);
     assert_eq!(regions, ["westeurope", "northeurope"]);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(

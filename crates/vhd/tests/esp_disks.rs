@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::disks::{Fat, Table, disk, fat_image, pe_stub, tools_available};
+use common::disks::{Fat, Table, boot_disk, disk, fat_image, pe_stub, tools_available};
 use vhd::{
     Architecture, CountingReader, ESP_READ_CAP, Expectations, FatKind, FileReader, Generation,
     LoaderOutcome, LoaderScan, Unchecked, find_boot_loaders, inspect,
@@ -473,19 +473,14 @@ async fn damaged_esps_never_panic_nor_pass_the_cap() {
         ("m16", 16, 2, 8192, 12),
         ("m32", 32, 1, 34816, 40),
     ] {
-        let fat = fat_image(
+        disks.push(boot_disk(
             dir.path(),
             name,
-            &Fat {
-                bits,
-                sectors_per_cluster: spc,
-                size_kib: kib,
-                dirs: &["/EFI", "/EFI/BOOT"],
-                files: &files,
-            },
-        );
-        let vhd = disk(dir.path(), &format!("{name}.vhd"), mib, Table::GptEsp, &fat);
-        disks.push(std::fs::read(&vhd).expect("read disk"));
+            (bits, spc, kib),
+            mib,
+            Table::GptEsp,
+            &files,
+        ));
     }
     // A small xorshift generator: the same damage on every run.
     let mut state = 0x9E37_79B9_7F4A_7C15u64;

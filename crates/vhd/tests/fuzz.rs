@@ -9,7 +9,7 @@ mod common;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use common::disks::{Fat, MIB, Table, disk, fat_image, pe_stub, tools_available};
+use common::disks::{MIB, Table, boot_disk, pe_stub, tools_available};
 use fuzzing::{apply, edits, fuzz};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
@@ -153,19 +153,8 @@ fn seeds() -> &'static [Sparse] {
             ("mbr-gen1", 12, 1, 1024, 4, Table::MbrActiveLinux, vec![]),
         ];
         for (name, bits, spc, kib, mib, table, files) in made {
-            let fat = fat_image(
-                d,
-                name,
-                &Fat {
-                    bits,
-                    sectors_per_cluster: spc,
-                    size_kib: kib,
-                    dirs: &["/EFI", "/EFI/BOOT"],
-                    files: &files,
-                },
-            );
-            let vhd = disk(d, &format!("{name}.vhd"), mib, table, &fat);
-            out.push(Sparse::of(name, &std::fs::read(vhd).expect("read disk")));
+            let vhd = boot_disk(d, name, (bits, spc, kib), mib, table, &files);
+            out.push(Sparse::of(name, &vhd));
         }
         for (name, format, options, size) in [
             ("dynamic", "vpc", "subformat=dynamic", "4M"),

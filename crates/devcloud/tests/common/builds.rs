@@ -197,6 +197,15 @@ impl Scenario {
             .expect("request");
     }
 
+    /// Ends a build test that went well: nothing failed or was rejected, every event is in the catalog,
+    /// and galleon's role allowed every ARM call it made.
+    pub async fn end_clean(self) {
+        assert!(self.failures().is_empty(), "{:#?}", self.failures());
+        super::assert_catalog_valid(&self.receiver.received.all());
+        self.assert_role_allows_what_galleon_did().await;
+        self.stop().await;
+    }
+
     pub fn failures(&self) -> Vec<Value> {
         ["io.galleon.step.failed.v1", "io.galleon.vhd.rejected.v1"]
             .iter()

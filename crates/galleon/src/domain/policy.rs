@@ -212,6 +212,27 @@ pub fn home_first(home: &str, regions: &[TargetRegion], replicas: u32) -> Vec<Ta
     ordered
 }
 
+/// The policy the domain's table tests share: galleon's own gallery in westeurope, and another
+/// subscription's `shared` galleries allowed as targets.
+#[cfg(test)]
+pub fn for_tests() -> Policy {
+    let scope = |s: &str| GalleryScope::parse(s).expect("scope");
+    Policy {
+        subscription_id: "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b".into(),
+        resource_group: "rg-images".into(),
+        gallery: "golden".into(),
+        location: "westeurope".into(),
+        target_regions: parse_regions("westeurope").expect("regions"),
+        publish_from: crate::events::PublishFrom::Vhd,
+        publisher: "contoso".into(),
+        allowed: vec![
+            scope("8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/rg-images/golden"),
+            scope("11111111-2222-3333-4444-555555555555/*/shared"),
+        ],
+        features: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

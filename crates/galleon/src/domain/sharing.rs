@@ -184,21 +184,7 @@ mod tests {
     }
 
     fn policy() -> policy::Policy {
-        let scope = |s: &str| policy::GalleryScope::parse(s).expect("scope");
-        policy::Policy {
-            subscription_id: "8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b".into(),
-            resource_group: "rg-images".into(),
-            gallery: "golden".into(),
-            location: "westeurope".into(),
-            target_regions: policy::parse_regions("westeurope").expect("regions"),
-            publish_from: crate::events::PublishFrom::Vhd,
-            publisher: "contoso".into(),
-            allowed: vec![
-                scope("8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/rg-images/golden"),
-                scope("11111111-2222-3333-4444-555555555555/*/shared"),
-            ],
-            features: Default::default(),
-        }
+        policy::for_tests()
     }
 
     #[test]

@@ -100,6 +100,31 @@ pub fn fat_image(dir: &Path, name: &str, spec: &Fat<'_>) -> PathBuf {
     img
 }
 
+/// The bytes of a fixed VHD of `disk_mib` MiB, `table` placing a FAT image (`bits`, sectors per
+/// cluster, size in KiB) that holds `/EFI/BOOT` and `files`.
+pub fn boot_disk(
+    dir: &Path,
+    name: &str,
+    (bits, sectors_per_cluster, size_kib): (u8, u8, u64),
+    disk_mib: u64,
+    table: Table,
+    files: &[(&str, &[u8])],
+) -> Vec<u8> {
+    let fat = fat_image(
+        dir,
+        name,
+        &Fat {
+            bits,
+            sectors_per_cluster,
+            size_kib,
+            dirs: &["/EFI", "/EFI/BOOT"],
+            files,
+        },
+    );
+    let vhd = disk(dir, &format!("{name}.vhd"), disk_mib, table, &fat);
+    std::fs::read(vhd).expect("read disk")
+}
+
 /// How the FAT image is placed on the disk.
 #[derive(Clone, Copy)]
 pub enum Table {
