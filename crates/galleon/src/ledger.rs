@@ -53,12 +53,28 @@ pub struct Token {
     record: Record,
 }
 
+impl Token {
+    /// When the fact was first handled: by this delivery, or by the one it took over from.
+    pub fn first_handled_at(&self) -> DateTime<Utc> {
+        self.record.at
+    }
+}
+
 /// The pure decision on an existing record.
 pub fn decide(existing: &Record, sequence_number: Option<i64>) -> Decision {
     match existing.state {
         Handling::Done => Decision::Done,
         Handling::Working if existing.sequence_number == sequence_number => Decision::TakeOver,
         Handling::Working => Decision::Copy,
+    }
+}
+
+/// The record of a delivery taking over from `existing`: it keeps the first delivery's time, since the
+/// facts it sends again are stamped with it and so must be the same facts.
+pub fn taken_over(existing: &Record, delivery: Record) -> Record {
+    Record {
+        at: existing.at,
+        ..delivery
     }
 }
 
@@ -171,6 +187,7 @@ impl Ledger {
                 sequence_number: existing.sequence_number,
             }),
             Decision::TakeOver => {
+                let record = taken_over(&existing, record);
                 match self
                     .put_record(&url, &record, WriteIf::Unchanged(props.e_tag.clone()))
                     .await?
@@ -249,6 +266,25 @@ impl Ledger {
         let body = Bytes::from(serde_json::to_vec(outcome).unwrap_or_default());
         // `None`: the run already had an outcome; the first one stands.
         self.put(&url, body, WriteIf::Absent).await.map(|_| ())
+    }
+
+    /// Claims the run's ending for `outcome`'s fact before it is announced: `true` when the run had no
+    /// ending yet, or its ending is this very fact (a redelivery) or `instead_of` (an ending that was
+    /// recorded but never reached subscribers), `false` when another fact ended it.
+    pub async fn claim_outcome(
+        &self,
+        outcome: &Outcome,
+        instead_of: &str,
+    ) -> Result<bool, AzureError> {
+        let url = self.outcome_url(&outcome.run);
+        let body = Bytes::from(serde_json::to_vec(outcome).unwrap_or_default());
+        if self.put(&url, body, WriteIf::Absent).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(self
+            .outcome(&outcome.run)
+            .await?
+            .is_none_or(|first| first.fact_id == outcome.fact_id || first.fact_id == instead_of))
     }
 
     /// Writes a small shared note (`pace/<subscription>.json`), replacing what is there.
@@ -335,5 +371,16 @@ mod tests {
             );
         }
         assert_eq!(safe("a/b?c"), "a_b_c");
+    }
+
+    #[test]
+    fn a_delivery_taking_over_keeps_the_first_handling_time() {
+        let mut first = record(Handling::Working, Some(7));
+        first.at -= chrono::Duration::minutes(2);
+        let redelivery = record(Handling::Working, Some(7));
+        let kept = taken_over(&first, redelivery.clone());
+        assert_eq!(kept.at, first.at);
+        assert_eq!(kept.sequence_number, redelivery.sequence_number);
+        assert_ne!(redelivery.at, first.at, "the redelivery began later");
     }
 }

@@ -196,7 +196,33 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         }
         let failed = step::failed_fact_at(&ctx, NAME, &fact, attempts, stop, at)
             .map_err(|e| Failure::new(format!("{e:?}")))?;
-        step::send(&ctx, &[Emit::now(failed)]).await?;
+        // A run ends once, even when two of its facts are dead-lettered together (the journal may not
+        // show the first ending yet): the ending that claims the run's outcome first is announced.
+        let claimed = match fact.correlation_id() {
+            Some(run) => ctx
+                .ledger
+                .claim_outcome(
+                    &crate::ledger::Outcome {
+                        run,
+                        fact_type: failed.cloud_event_type().to_owned(),
+                        fact_id: failed.id().to_owned(),
+                        at,
+                    },
+                    // The dead-lettered fact may be the ending itself, recorded but never announced.
+                    fact.id(),
+                )
+                .await
+                .map_err(Failure::new)?,
+            None => true,
+        };
+        if claimed {
+            step::send(&ctx, &[Emit::now(failed)]).await?;
+        } else {
+            tracing::warn!(
+                fact_id = fact.id(),
+                "another fact ended this run first; this dead letter is kept for operators, no second ending announced"
+            );
+        }
     }
     if let Err(e) = ctx.ledger.done(token).await {
         tracing::warn!(error = %e, "could not mark the dead letter handled in the ledger");

@@ -10,6 +10,7 @@ pub mod dead_letters;
 pub mod distribute;
 pub mod follow_up;
 pub mod foreign_image;
+pub mod handled_at;
 pub mod ingest;
 pub mod ingest_build;
 pub mod ingest_image;

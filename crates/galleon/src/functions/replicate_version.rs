@@ -114,7 +114,7 @@ async fn replicate(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, St
             .filter(|_| published.vhd.is_none()),
         build: plan.build.clone(),
         distributed_from: plan.distributed_from.clone(),
-        ready_at: Utc::now(),
+        ready_at: super::handled_at::now(),
         left_behind: Vec::new(),
         replicated_again,
     };
@@ -322,7 +322,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
             version_id: version_id.clone(),
             region: region.clone(),
             remaining_regions: remaining,
-            ready_at: Utc::now(),
+            ready_at: super::handled_at::now(),
         };
         let subject = format!("{}/regions/{key}", then.subject);
         emits.push(Emit::now(ctx.fact(
@@ -336,7 +336,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
 
     if decided.all_done {
         let mut payload = ready.clone();
-        payload.ready_at = Utc::now();
+        payload.ready_at = super::handled_at::now();
         if let Some(image) = image_id
             && !ctx.config.keep_managed_images
             && let Err(left) = owned::remove(ctx, image, &run, origin_of(&ready, image)).await
@@ -371,7 +371,7 @@ pub async fn look(ctx: &Ctx, fact: &Fact, data: &FollowUp) -> Result<Vec<Emit>, 
             usable_regions: usable.clone(),
             failed_regions: decided.given_up.clone(),
             source_vhd: ready.source_vhd.clone(),
-            at: Utc::now(),
+            at: super::handled_at::now(),
         };
         let cause = step::checked_cause(fact, version_id);
         emits.push(Emit::now(ctx.fact(&cause, &then.subject, "", &partial)?));

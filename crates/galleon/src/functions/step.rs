@@ -170,7 +170,13 @@ impl Ctx {
         discriminator: &str,
         data: &P,
     ) -> Result<Fact, StepError> {
-        self.fact_at(cause, subject, discriminator, data, Utc::now())
+        self.fact_at(
+            cause,
+            subject,
+            discriminator,
+            data,
+            super::handled_at::now(),
+        )
     }
 
     /// Builds a fact caused by `cause` at time `at`.
@@ -266,7 +272,7 @@ pub fn failed_fact(
     attempts: u32,
     stop: Stop,
 ) -> Result<Fact, StepError> {
-    failed_fact_at(ctx, step, input, attempts, stop, Utc::now())
+    failed_fact_at(ctx, step, input, attempts, stop, super::handled_at::now())
 }
 
 /// [`failed_fact`] at time `at` (one a redelivery agrees on, so the fact it sends again is the same).
@@ -663,7 +669,13 @@ pub async fn on_message(
         // The ledger is unreachable: let the host deliver the message again later.
         Err(e) => return Err(Failure::new(e)),
     };
-    let emits = run(step, run_step, fact, ctx.clone(), 1, Tries::default(), None).await;
+    // Facts are stamped with when this fact was first handled, so a redelivery after a crash sends
+    // the very same facts.
+    let emits = super::handled_at::scope(
+        token.first_handled_at(),
+        run(step, run_step, fact, ctx.clone(), 1, Tries::default(), None),
+    )
+    .await;
     send(&ctx, &emits).await?;
     if let Err(e) = ctx.ledger.done(token).await {
         // Not fatal: a later copy then finds the fact still "working" and is dropped, a redelivery of
@@ -710,7 +722,7 @@ pub fn promised(
         &then.subject,
         "",
         payload,
-        Utc::now(),
+        super::handled_at::now(),
     )
     .map_err(StepError::unreadable)?;
     Ok(Emit::now(built))
