@@ -130,14 +130,39 @@ pub fn version_from_time(created: DateTime<Utc>) -> Version {
     )
 }
 
-/// The managed image made for a version: `<definition>-<version>`, shortened from the left of the
-/// definition when too long, so it stays unique per version and within 80 characters.
-pub fn managed_image_for(definition: &str, version: Version) -> String {
-    let suffix = format!("-{version}");
+/// The managed image a run makes for a version: `<definition>-<version>-<run mark>`, shortened from the
+/// left of the definition when too long, so it stays within 80 characters. The run's mark (the first 8
+/// letters and digits of its id) makes the name the run's alone: a rerun never meets an earlier run's
+/// image, and at image ready the run deletes its image without reading it first ([`is_runs_image`]).
+pub fn managed_image_for(definition: &str, version: Version, run: &str) -> String {
+    let mark = run_mark(run);
+    let suffix = if mark.is_empty() {
+        format!("-{version}")
+    } else {
+        format!("-{version}-{mark}")
+    };
     let room = 80usize.saturating_sub(suffix.len());
     let stem: String = definition.chars().take(room).collect();
     let stem = stem.trim_end_matches(['.', '-']);
     format!("{stem}{suffix}")
+}
+
+/// A run's mark in the names it makes: the first 8 ASCII letters and digits of its id, lowercased.
+fn run_mark(run: &str) -> String {
+    run.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// Whether a managed image's resource id names an image `run` made ([`managed_image_for`]).
+pub fn is_runs_image(image_id: &str, run: &str) -> bool {
+    let mark = run_mark(run);
+    let name = image_id.rsplit('/').next().unwrap_or_default();
+    mark.len() == 8
+        && image_id.contains("/providers/Microsoft.Compute/images/")
+        && name.ends_with(&format!("-{mark}"))
 }
 
 #[cfg(test)]
@@ -226,13 +251,53 @@ mod tests {
     #[test]
     fn managed_image_names_fit() {
         let v = Version(2026, 1121, 104301);
+        let run = "1E1F6A4D-807e-5c5a-87cb-5f44fb8d7a03";
         assert_eq!(
-            managed_image_for("ubuntu-2404", v),
+            managed_image_for("ubuntu-2404", v, run),
+            "ubuntu-2404-2026.1121.104301-1e1f6a4d"
+        );
+        assert_eq!(
+            managed_image_for("ubuntu-2404", v, ""),
             "ubuntu-2404-2026.1121.104301"
         );
         let long = "d".repeat(80);
-        let name = managed_image_for(&long, v);
+        let name = managed_image_for(&long, v, run);
         assert_eq!(name.len(), 80);
+        assert!(name.ends_with("-2026.1121.104301-1e1f6a4d"), "{name}");
         assert!(managed_image(&name).is_ok(), "{name}");
+    }
+
+    #[test]
+    fn a_runs_image_is_known_by_its_name() {
+        let v = Version(1, 0, 0);
+        let run = "1e1f6a4d-807e-5c5a-87cb-5f44fb8d7a03";
+        let id = |name: &str| {
+            format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/{name}")
+        };
+        for (image_id, runs) in [
+            (id(&managed_image_for("ubuntu", v, run)), true),
+            // Another run's image of the same version, an image named by hand, an older galleon's name.
+            (
+                id(&managed_image_for(
+                    "ubuntu",
+                    v,
+                    "9a9a9a9a-0000-0000-0000-000000000000",
+                )),
+                false,
+            ),
+            (id("ubuntu-golden"), false),
+            (id(&managed_image_for("ubuntu", v, "")), false),
+            // A gallery version is never a managed image.
+            (
+                format!(
+                    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/ubuntu/versions/x-{}",
+                    "1e1f6a4d"
+                ),
+                false,
+            ),
+        ] {
+            assert_eq!(is_runs_image(&image_id, run), runs, "{image_id}");
+        }
+        assert!(!is_runs_image(&id("x-"), ""), "no run, no mark");
     }
 }

@@ -37,7 +37,7 @@ async fn create(fact: Fact, ctx: &Ctx, _attempt: u32) -> Result<Vec<Emit>, StepE
         .version
         .parse::<naming::Version>()
         .map_err(StepError::unreadable)?;
-    let name = naming::managed_image_for(&plan.image_definition, version);
+    let name = naming::managed_image_for(&plan.image_definition, version, &run);
     let id = ids::managed_image(&plan.subscription_id, &plan.resource_group, &name);
     let subject = super::version_subject(plan);
     let data = ImageCreated {

@@ -152,8 +152,8 @@ pub fn api_for(resource_id: &str) -> &'static str {
     }
 }
 
-/// Deletes `resource_id` if this run owns it (made from `origin`); leaves anything else alone. Returns
-/// what could not be deleted, so the failure fact names it.
+/// Deletes `resource_id` if this run owns it (made from `origin`, or a managed image named with the run's
+/// mark); leaves anything else alone. Returns what could not be deleted, so the failure fact names it.
 pub async fn remove(
     ctx: &Ctx,
     resource_id: &str,
@@ -165,16 +165,21 @@ pub async fn remove(
         resource_id: resource_id.to_owned(),
         error,
     };
-    let resource = match ctx.arm.get(resource_id, api, &[]).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return Ok(()),
-        Err(e) => return Err(left(detail_of(&e))),
-    };
-    if let Err(why) = ownership(&resource, run, origin) {
-        tracing::info!(resource = resource_id, why = %why, "not this run's; left alone");
-        return Ok(());
+    // A managed image named with this run's mark is the run's own (CreateImage made it from the checked
+    // VHD): it goes without a read first. Anything else is read, and deleted only when its tags say so.
+    if !crate::domain::naming::is_runs_image(resource_id, run) {
+        let resource = match ctx.arm.get(resource_id, api, &[]).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(left(detail_of(&e))),
+        };
+        if let Err(why) = ownership(&resource, run, origin) {
+            tracing::info!(resource = resource_id, why = %why, "not this run's; left alone");
+            return Ok(());
+        }
     }
     match ctx.arm.write(Method::DELETE, resource_id, api, None).await {
+        Err(e) if e.is_not_found() => Ok(()),
         Ok(_) => {
             tracing::info!(
                 resource = resource_id,
