@@ -18,7 +18,34 @@ fn version_id(version: &str) -> String {
     )
 }
 
+/// Where the local ARM keeps the managed images of galleon's resource group.
+fn managed_images() -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/rg-images/providers/Microsoft.Compute/images",
+        devcloud_arm::DEFAULT_SUBSCRIPTION_ID
+    )
+}
+
 impl Scenario {
+    /// Makes a managed image from `vhd_url` by hand, with `tags`, and waits until it is made (Azure
+    /// refuses to delete an image still being made).
+    async fn make_managed_image(&self, id: &str, vhd_url: &str, tags: Value) {
+        let made = self
+            .arm_put(
+                id,
+                "2025-04-01",
+                &json!({"location": "westeurope", "tags": tags, "properties": {"hyperVGeneration": "V2",
+                    "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized", "blobUri": vhd_url}}}}),
+            )
+            .await;
+        assert!(made["_status"] == 200 || made["_status"] == 201, "{made:#}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.arm_get(id).await["properties"]["provisioningState"] != "Succeeded" {
+            assert!(Instant::now() < deadline, "{id} was not made");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The local ARM's long-running operations, as its admin endpoint lists them.
     async fn operations(&self) -> Vec<Value> {
         let answer: Value = self
@@ -240,67 +267,56 @@ async fn blobs_outside_the_ingest_containers_are_not_galleons() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn someone_elses_managed_image_of_the_same_name_is_never_published_nor_deleted() {
+async fn someone_elses_managed_image_of_a_versions_name_is_never_published_nor_deleted() {
     let s = start(&[
         ("GALLEON_PUBLISH_FROM", "managedImage"),
         ("GALLEON_TARGET_REGIONS", "westeurope"),
     ])
     .await;
-    // An image made by hand, with the name galleon would give version 3.0.0 of the definition.
-    let image = format!(
-        "/subscriptions/{}/resourceGroups/rg-images/providers/Microsoft.Compute/images/{DEFINITION}-3.0.0",
-        devcloud_arm::DEFAULT_SUBSCRIPTION_ID
-    );
-    let work = tempfile::tempdir().expect("dir");
-    let storage = s.cloud.storage().expect("storage");
-    storage
-        .upload_page_blob(
-            "images",
-            "handmade/other.vhd",
-            &make_vhd(work.path(), "h.vhd", "fixed", "8M"),
-        )
-        .await
-        .expect("vhd");
-    let made = s
-        .arm_put(
-            &image,
-            "2025-04-01",
-            &json!({"location": "westeurope", "properties": {"hyperVGeneration": "V2", "storageProfile": {"osDisk": {
-                "osType": "Linux", "osState": "Generalized", "blobUri": storage.url("images", "handmade/other.vhd")}}}}),
-        )
+    // An image made by hand, named `<definition>-<version>` as the version galleon then publishes.
+    let image = format!("{}/{DEFINITION}-3.0.0", managed_images());
+    let hand_made_vhd = s.upload_vhd_elsewhere("handmade/other.vhd").await;
+    s.make_managed_image(&image, &hand_made_vhd, json!({}))
         .await;
-    assert!(made["_status"] == 200 || made["_status"] == 201, "{made:#}");
     s.publish("m", "fixed", "8M", json!({"version": "3.0.0"}))
         .await;
 
-    let failed = s.wait_for("io.galleon.step.failed.v1", 90).await;
+    // The run makes its own image, named with its mark, publishes from it and deletes it at image ready.
+    let ready = s.wait_for("io.galleon.image.ready.v1", 90).await;
+    let run = ready["correlationid"].as_str().expect("run id");
+    let mark: String = run
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    let own = format!("{image}-{mark}");
+    let version = s.arm_get(&version_id("3.0.0")).await;
     assert_eq!(
-        failed["data"]["error"]["code"], "ManagedImageConflict",
-        "{failed:#}"
-    );
-    assert!(
-        failed["data"]["error"]["message"]
+        version["properties"]["storageProfile"]["source"]["id"]
             .as_str()
-            .is_some_and(|m| m.contains("no galleon-run tag")),
-        "{failed:#}"
-    );
-    assert_eq!(failed["data"]["step"], "CreateImage");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        s.receiver
-            .received
-            .of_type("io.galleon.image.ready.v1")
-            .is_empty()
+            .map(str::to_ascii_lowercase),
+        Some(own.to_ascii_lowercase()),
+        "published from the run's own image: {version:#}"
     );
     assert_eq!(
-        s.arm_get(&image).await["_status"],
-        200,
+        s.arm_get(&own).await["_status"],
+        404,
+        "the run's image went"
+    );
+    let hand_made = s.arm_get(&image).await;
+    assert_eq!(
+        hand_made["_status"], 200,
         "the hand-made image is left alone"
     );
     assert_eq!(
-        s.arm_get(&version_id("3.0.0")).await["_status"],
-        404,
-        "nothing published from it"
+        hand_made["properties"]["storageProfile"]["osDisk"]["blobUri"], hand_made_vhd,
+        "and unchanged"
+    );
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.step.failed.v1")
+            .is_empty()
     );
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;
@@ -391,25 +407,38 @@ async fn a_run_that_never_ends_is_ended_by_its_watchdog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
     let s = start(&[]).await;
-    // A fact of a run, as Service Bus forwards it after dead-lettering it in the publish-version subscription.
+    // A fact of a run, as Service Bus forwards it after dead-lettering it in the publish-version
+    // subscription, and another fact of the same run dead-lettered at the same time (a step that sent
+    // what follows it, then was killed delivery after delivery).
     let example: Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("events/vhd.accepted.v1.example.json"))
             .expect("example"),
     )
     .expect("JSON");
-    s.send_to_queue(
-        "galleon-deadletters",
-        example["id"].as_str().unwrap_or_default(),
-        &example.to_string(),
-        &[
-            ("DeadLetterReason", "\"MaxDeliveryCountExceeded\""),
-            (
-                "DeadLetterErrorDescription",
-                "\"Message could not be consumed after 10 delivery attempts.\"",
-            ),
-        ],
-    )
-    .await;
+    let dead_letter = |id: &str| {
+        let mut fact = example.clone();
+        fact["id"] = json!(id);
+        fact
+    };
+    let ids = [
+        example["id"].as_str().unwrap_or_default().to_owned(),
+        "0b6f3a9e-4c1d-5e2f-8a7b-00000000dead".to_owned(),
+    ];
+    for id in &ids {
+        s.send_to_queue(
+            "galleon-deadletters",
+            id,
+            &dead_letter(id).to_string(),
+            &[
+                ("DeadLetterReason", "\"MaxDeliveryCountExceeded\""),
+                (
+                    "DeadLetterErrorDescription",
+                    "\"Message could not be consumed after 10 delivery attempts.\"",
+                ),
+            ],
+        )
+        .await;
+    }
     let failed = s.wait_for("io.galleon.step.failed.v1", 60).await;
     assert_eq!(
         failed["data"]["error"]["code"], "MaxDeliveryCountExceeded",
@@ -420,15 +449,17 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
         failed["correlationid"], example["correlationid"],
         "the failure belongs to the fact's run"
     );
-    assert_eq!(failed["data"]["input"]["id"], example["id"]);
-    // Another fact of the same run dead-lettered later (a step that sent what follows it, then was
-    // killed delivery after delivery): the run has ended, so it is kept but not announced again.
-    let mut later = example.clone();
-    later["id"] = json!("0b6f3a9e-4c1d-5e2f-8a7b-00000000dead");
+    assert!(
+        ids.iter()
+            .any(|id| failed["data"]["input"]["id"] == id.as_str()),
+        "{failed:#}"
+    );
+    // A third, later: the run has ended, so it is kept but not announced again.
+    let later = "0b6f3a9e-4c1d-5e2f-8a7b-00000000deed";
     s.send_to_queue(
         "galleon-deadletters",
-        "0b6f3a9e-4c1d-5e2f-8a7b-00000000dead",
-        &later.to_string(),
+        later,
+        &dead_letter(later).to_string(),
         &[("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")],
     )
     .await;
@@ -447,12 +478,12 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
             .json()
             .await
             .expect("JSON");
-        if kept["deadLetters"].as_array().map(Vec::len) == Some(2) {
+        if kept["deadLetters"].as_array().map(Vec::len) == Some(3) {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the later dead letter was not kept: {kept:#}"
+            "the later dead letters were not kept: {kept:#}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -461,6 +492,82 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
         distinct(&s.receiver.received.of_type("io.galleon.step.failed.v1")).len(),
         1,
         "a run ends once"
+    );
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
+
+/// A run a dead letter ends made a managed image on the way to its version: it goes, as at image ready.
+/// Someone else's image named by another run's dead-lettered fact stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_a_dead_letter_ends_deletes_its_managed_image_and_nothing_else() {
+    let s = start(&[]).await;
+    let vhd_url = s.upload_vhd_elsewhere("dead/disk.vhd").await;
+    let images = managed_images();
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/image.created.v1.example.json"))
+            .expect("example"),
+    )
+    .expect("JSON");
+    // Run A's own image, named with its run's mark (the first 8 letters and digits of its id), and
+    // someone's image that run B's fact names.
+    let (run_a, run_b) = (
+        "3f2a1b0c-9d8e-5f7a-8b6c-5d4e3f2a1b0c",
+        "7c7c7c7c-1111-5222-8333-444444444444",
+    );
+    let own = format!("{images}/ubuntu-2404-2026.1121.1043-3f2a1b0c");
+    let someones = format!("{images}/golden-base");
+    s.make_managed_image(
+        &own,
+        &vhd_url,
+        json!({"galleon-run": run_a, "galleon-source": vhd_url}),
+    )
+    .await;
+    s.make_managed_image(&someones, &vhd_url, json!({})).await;
+    for (id, run, image) in [
+        ("0b6f3a9e-4c1d-5e2f-8a7b-0000000000a1", run_a, &own),
+        ("0b6f3a9e-4c1d-5e2f-8a7b-0000000000b2", run_b, &someones),
+    ] {
+        let mut fact = example.clone();
+        fact["id"] = json!(id);
+        fact["correlationid"] = json!(run);
+        fact["data"]["imageId"] = json!(image);
+        fact["data"]["vhd"]["url"] = json!(vhd_url);
+        s.send_to_queue(
+            "galleon-deadletters",
+            id,
+            &fact.to_string(),
+            &[("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")],
+        )
+        .await;
+    }
+    let failed = s.wait_for_n("io.galleon.step.failed.v1", 2, 60).await;
+    for f in &failed {
+        assert_eq!(
+            f["data"]["error"]["code"], "MaxDeliveryCountExceeded",
+            "{f:#}"
+        );
+        assert!(
+            f["data"]["leftBehind"]
+                .as_array()
+                .is_none_or(|left| left.is_empty()),
+            "nothing left behind: {f:#}"
+        );
+    }
+    // Deleting an image is a long-running operation: it is gone once ARM has carried it out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.arm_get(&own).await["_status"] != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "the run's own image went with its run: {:#}",
+            s.arm_get(&own).await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        s.arm_get(&someones).await["_status"],
+        200,
+        "an image galleon did not make is left alone"
     );
     assert_catalog_valid(&s.receiver.received.all());
     s.stop().await;

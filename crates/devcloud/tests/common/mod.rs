@@ -219,6 +219,21 @@ impl Scenario {
         with_status(response).await
     }
 
+    /// Uploads a fixed 8 MiB VHD made by qemu-img as `<name>` in the container `elsewhere`, outside the
+    /// ingest containers (so galleon does not publish it); its URL.
+    pub async fn upload_vhd_elsewhere(&self, name: &str) -> String {
+        let work = tempfile::tempdir().expect("dir");
+        let storage = self.cloud.storage().expect("storage");
+        let vhd = make_vhd(work.path(), "disk.vhd", "fixed", "8M");
+        // Made once per scenario; a second time it is already there.
+        let _ = storage.create_container("elsewhere").await;
+        storage
+            .upload_page_blob("elsewhere", name, &vhd)
+            .await
+            .expect("vhd");
+        storage.url("elsewhere", name)
+    }
+
     /// Uploads a VHD (`fixed` or `dynamic`) of `size` made by qemu-img as `ubuntu-2404/<stem>.vhd`, then
     /// its manifest.
     pub async fn publish(&self, stem: &str, subformat: &str, size: &str, extra: Value) {
@@ -350,6 +365,16 @@ pub fn manifest(vhd: &str, extra: Value) -> Vec<u8> {
         m.extend(extra.clone());
     }
     m.to_string().into_bytes()
+}
+
+/// The names of a fact's `regions`, in order.
+pub fn region_names(data: &Value) -> Vec<&str> {
+    data["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect()
 }
 
 /// Distinct facts of a type (a subscriber dedupes on the CloudEvents id, which galleon derives from the cause).
