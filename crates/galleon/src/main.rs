@@ -8,6 +8,11 @@ use galleon::{
     telemetry,
 };
 
+/// mimalloc: less CPU per invocation than the system allocator (`cargo bench -p galleon --bench
+/// efficiency -- --galleon <binary>` compares builds).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // One worker per CPU the process may use; with a single CPU (a Consumption plan instance, or a pinned
     // process) the current-thread scheduler does the same work without the cross-thread machinery. A
