@@ -138,20 +138,30 @@ impl Core {
             Err(e) => ("Failed", Some(format!("{e:#}")), 0),
         };
         let tag = format!("{} [{id}]", f.name);
+        // As the real host words it (FunctionExecutor): outcome, invocation id and duration, per invocation.
+        let duration_ms = started.elapsed().as_millis();
         match &error {
-            None => self
-                .log
-                .info(&tag, &format!("Executed '{}' (Succeeded)", f.name)),
-            Some(e) => self
-                .log
-                .error(&tag, &format!("Executed '{}' (Failed): {e}", f.name)),
+            None => self.log.info(
+                &tag,
+                &format!(
+                    "Executed 'Functions.{}' (Succeeded, Id={id}, Duration={duration_ms}ms)",
+                    f.name
+                ),
+            ),
+            Some(e) => self.log.error(
+                &tag,
+                &format!(
+                    "Executed 'Functions.{}' (Failed, Id={id}, Duration={duration_ms}ms): {e}",
+                    f.name
+                ),
+            ),
         }
         self.invocations.push(InvocationRecord {
             id: id.to_string(),
             function: f.name.clone(),
             trigger: f.trigger.type_name().to_string(),
             started: crate::encoding::iso(&ctx.utc_now),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: duration_ms as u64,
             status: status.to_string(),
             error,
             outputs,

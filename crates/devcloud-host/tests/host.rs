@@ -164,6 +164,19 @@ async fn timer_fires_on_schedule_and_on_demand() {
         invs.as_array().unwrap().iter().any(|i| i["id"] == id),
         "{source}"
     );
+    // As Azure's host does, every invocation's outcome is logged with its id and duration (galleon leaves
+    // its own per-invocation line at debug because of it).
+    let executed = format!("Executed 'Functions.Monthly' (Succeeded, Id={id}, Duration=");
+    assert!(
+        logs.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["source"] == source
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(&executed) && m.ends_with("ms)"))),
+        "no '{executed}…ms)' line in the host log"
+    );
     // stdout of the handler process is captured too.
     assert!(logs.as_array().unwrap().iter().any(|l| {
         l["source"] == "handler"
