@@ -44,6 +44,8 @@ pub struct Window {
 pub struct Sample {
     /// CPU time of the server process, in clock ticks.
     pub server_ticks: u64,
+    /// The server's kernel (system) part of `server_ticks`.
+    pub server_system_ticks: u64,
     /// CPU time of the load tool, in clock ticks.
     pub load_ticks: u64,
     /// Lines the server wrote to stdout and stderr so far.
