@@ -169,14 +169,8 @@ async fn bare_vhd_is_published_through_a_managed_image() {
         "published from the managed image: {version:#}"
     );
     // The managed image was only a step towards the version: gone once every region is ready.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s.arm_get(&source).await["_status"] != 404 {
-        assert!(
-            Instant::now() < deadline,
-            "the intermediate managed image {source} was not deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    s.wait_gone(&source, "the intermediate managed image was not deleted")
+        .await;
     assert!(
         ready["data"].get("leftBehind").is_none(),
         "nothing left behind: {ready:#}"

@@ -137,14 +137,11 @@ async fn a_vhd_overwritten_while_azure_copies_it_is_not_published() {
     );
     assert_catalog_valid(&s.receiver.received.all());
     // What Azure made from a changing blob is gone; nothing was announced as published.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s.arm_get(&version_id("1.0.0")).await["_status"] != 404 {
-        assert!(
-            Instant::now() < deadline,
-            "the version made from the changed blob was not removed"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    s.wait_gone(
+        &version_id("1.0.0"),
+        "the version made from the changed blob was not removed",
+    )
+    .await;
     assert!(
         s.receiver
             .received
@@ -298,11 +295,8 @@ async fn someone_elses_managed_image_of_a_versions_name_is_never_published_nor_d
         Some(own.to_ascii_lowercase()),
         "published from the run's own image: {version:#}"
     );
-    assert_eq!(
-        s.arm_get(&own).await["_status"],
-        404,
-        "the run's image went"
-    );
+    s.wait_gone(&own, "the run's image goes at image ready")
+        .await;
     let hand_made = s.arm_get(&image).await;
     assert_eq!(
         hand_made["_status"], 200,
@@ -555,15 +549,8 @@ async fn a_run_a_dead_letter_ends_deletes_its_managed_image_and_nothing_else() {
         );
     }
     // Deleting an image is a long-running operation: it is gone once ARM has carried it out.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s.arm_get(&own).await["_status"] != 404 {
-        assert!(
-            Instant::now() < deadline,
-            "the run's own image went with its run: {:#}",
-            s.arm_get(&own).await
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    s.wait_gone(&own, "the run's own image goes with its run")
+        .await;
     assert_eq!(
         s.arm_get(&someones).await["_status"],
         200,

@@ -168,6 +168,23 @@ impl Scenario {
         }
     }
 
+    /// Waits until `id` answers 404. Deleting is a long-running operation in Azure: a resource galleon
+    /// deleted is still there (deleting) for a while after the fact that follows the DELETE.
+    pub async fn wait_gone(&self, id: &str, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.arm_get(id).await;
+            if answer["_status"] == 404 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{why}: {id} is still there: {answer:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// GETs a resource as any ARM client would, retrying the throttling some tests inject.
     pub async fn arm_get(&self, id: &str) -> Value {
         for _ in 0..20 {
