@@ -119,6 +119,15 @@ param deployImageBuilderExamples bool = false
 @description('Image Builder build network: empty = Image Builder\'s own network (default); else the resource id of an existing subnet (infra/README.md, "Build network").')
 param imageBuilderSubnetId string = ''
 
+@description('Deploy the Azure Monitor alerts of modules/alerts.bicep (docs/alerts.md): dead letters nothing reads, queues nobody drains, events Event Grid could not deliver.')
+param deployAlerts bool = true
+
+@description('Resource id of an existing action group the alerts notify (your on-call routing). Empty: alertEmails, or no notification (the alerts still fire in Azure Monitor).')
+param alertActionGroupId string = ''
+
+@description('E-mail addresses the alerts notify through a new action group, when alertActionGroupId is empty.')
+param alertEmails array = []
+
 @description('Prefix of the custom roles\' names (unique per tenant).')
 param rolePrefix string = 'galleon'
 
@@ -390,6 +399,24 @@ module resourcesSubscriptions 'modules/eventgrid-subscriptions.bicep' = if (crea
   dependsOn: [
     roles
   ]
+}
+
+// Alerts on every place a message or an event can rest unread (docs/alerts.md).
+module alerts 'modules/alerts.bicep' = if (deployAlerts) {
+  name: 'galleon-alerts'
+  params: {
+    namePrefix: namePrefix
+    namespaceId: serviceBus.outputs.namespaceId
+    queues: routing.serviceBus.queues
+    topicName: routing.serviceBus.topic
+    systemTopicIds: [
+      storageTopic.outputs.id
+      resourcesTopic.outputs.id
+    ]
+    actionGroupId: alertActionGroupId
+    alertEmails: alertEmails
+    tags: tags
+  }
 }
 
 // galleon-compute on every allow-listed resource group of this subscription.

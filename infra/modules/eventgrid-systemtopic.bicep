@@ -35,3 +35,4 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2024-06-01-preview' = {
 
 output name string = systemTopic.name
 output principalId string = systemTopic.identity.principalId
+output id string = systemTopic.id

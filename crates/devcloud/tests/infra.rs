@@ -181,11 +181,72 @@ fn inconsistencies(src: &Path, root: &Path) -> Vec<String> {
             }
         }
     }
+    problems.extend(unwatched_resting_places(root));
     for (entity, function) in subscriptions.iter().chain(&queues).chain(&grid) {
         if !function.is_empty() && !triggered.contains(function) {
             problems.push(format!(
                 "{entity} in events/subscriptions.json delivers to {function}, which has no function.json trigger"
             ));
+        }
+    }
+    problems
+}
+
+/// Every place a message or an event can come to rest with nothing to read it has an alert
+/// (infra/modules/alerts.bicep, docs/alerts.md): the dead-letter queue of each queue that forwards no dead
+/// letters, and the dead-lettered and dropped events of every Event Grid system topic main.bicep makes.
+fn unwatched_resting_places(root: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let main = text(&root.join("infra/main.bicep"));
+    let alerts = text(&root.join("infra/modules/alerts.bicep"));
+    // A module's block: from its declaration to the first line that closes it at the left margin.
+    let block = |path: &str| -> Option<String> {
+        let start = main.find(&format!("'{path}'"))?;
+        let rest = &main[start..];
+        let end = rest.find("\n}").map_or(rest.len(), |e| e + 2);
+        Some(rest[..end].to_owned())
+    };
+    let Some(wiring) = block("modules/alerts.bicep") else {
+        return vec![
+            "infra/main.bicep does not deploy modules/alerts.bicep: dead letters nothing reads would go unnoticed"
+                .into(),
+        ];
+    };
+    if !wiring.contains("routing.serviceBus.queues") {
+        problems.push(
+            "the alerts module is not given the routing file's queues (routing.serviceBus.queues)"
+                .into(),
+        );
+    }
+    if !alerts.contains("[for q in queues: if (!contains(q, 'forwardDeadLetteredMessagesTo'))") {
+        problems.push(
+            "alerts.bicep does not watch the dead-letter queue of every queue that forwards none"
+                .into(),
+        );
+    }
+    let topic_module =
+        regex::Regex::new(r"module (\w+) 'modules/eventgrid-systemtopic\.bicep'").expect("regex");
+    let topics: Vec<String> = topic_module
+        .captures_iter(&main)
+        .map(|c| c[1].to_owned())
+        .collect();
+    if topics.is_empty() {
+        problems.push("main.bicep makes no Event Grid system topic module".into());
+    }
+    for topic in topics {
+        if !wiring.contains(&format!("{topic}.outputs.id")) {
+            problems.push(format!(
+                "the Event Grid system topic {topic} has no alert on its dead-lettered and dropped events"
+            ));
+        }
+    }
+    for metric in [
+        "DeadletteredMessages",
+        "DeadLetteredCount",
+        "DroppedEventCount",
+    ] {
+        if !alerts.contains(&format!("metricName: '{metric}'")) {
+            problems.push(format!("alerts.bicep has no alert on {metric}"));
         }
     }
     problems
@@ -274,6 +335,22 @@ fn the_consistency_check_fails_when_one_side_loses_an_entry() {
         std::fs::write(&f, t.replace("GALLEON_LIFECYCLE_SCHEDULE", "X_SCHEDULE")).expect("write");
     }
     expect(dir.path(), "%GALLEON_LIFECYCLE_SCHEDULE%");
+
+    // A system topic loses its alerts; the alerts lose a metric.
+    let dir = fresh();
+    edit(
+        &dir.path().join("infra/main.bicep"),
+        "      resourcesTopic.outputs.id\n",
+        "",
+    );
+    expect(dir.path(), "resourcesTopic has no alert");
+    let dir = fresh();
+    edit(
+        &dir.path().join("infra/modules/alerts.bicep"),
+        "metricName: 'DroppedEventCount'",
+        "metricName: 'DeliverySuccessCount'",
+    );
+    expect(dir.path(), "DroppedEventCount");
 
     // infra stops reading the routing file.
     let dir = fresh();
