@@ -75,6 +75,11 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     // resource of another tenant without an auxiliary token of that tenant (403); see tenancy.rs.
     "InvalidAuthenticationTokenTenant",
     "LinkedAuthorizationFailed",
+    // [obs] ARM's tag rules (tags.rs): too many, a bad or long name, a long value.
+    "InvalidTags",
+    "InvalidTagName",
+    "InvalidTagNameCharacters",
+    "InvalidTagValueLength",
 ];
 
 /// An ARM error: HTTP status plus the `error` object.
@@ -237,6 +242,7 @@ mod tests {
             include_str!("handlers/distribute.rs"),
             include_str!("handlers/sharing.rs"),
             include_str!("tenancy.rs"),
+            include_str!("tags.rs"),
             include_str!("arm.rs"),
             include_str!("names.rs"),
             include_str!("server.rs"),

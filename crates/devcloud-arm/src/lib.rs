@@ -27,6 +27,7 @@ pub mod qemu;
 pub mod running;
 pub mod server;
 pub mod stack;
+pub mod tags;
 pub mod tenancy;
 
 pub use arm::Arm;

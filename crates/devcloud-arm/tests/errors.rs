@@ -433,3 +433,52 @@ async fn gallery_limits_are_enforced() {
     r.expect(400, "InvalidParameter");
     r.expect_message("exceeds the limit of 3 replicas");
 }
+
+#[tokio::test]
+async fn tags_beyond_azures_limits_are_refused_on_put_and_patch() {
+    let env = plain().await;
+    let too_many: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("t{i}"), json!("v"))).collect();
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{}?{G}", gallery_path(&env, "golden")),
+            Some(json!({"location": "westeurope", "tags": too_many})),
+        )
+        .await;
+    r.expect(400, "InvalidTags");
+    r.expect_message("Maximum number of tags allowed - '50'");
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{}?{G}", gallery_path(&env, "golden")),
+            Some(json!({"location": "westeurope", "tags": {"k8s.io/role": "x"}})),
+        )
+        .await;
+    r.expect(400, "InvalidTagNameCharacters");
+    // Nothing was made by the refused requests; a gallery with fitting tags is.
+    let r = env
+        .call(
+            Method::GET,
+            &format!("{}?{G}", gallery_path(&env, "golden")),
+            None,
+        )
+        .await;
+    r.expect(404, "ResourceNotFound");
+    let r = env
+        .call(
+            Method::PUT,
+            &format!("{}?{G}", gallery_path(&env, "golden")),
+            Some(json!({"location": "westeurope", "tags": {"team": "platform"}})),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.body);
+    let r = env
+        .call(
+            Method::PATCH,
+            &format!("{}?{G}", gallery_path(&env, "golden")),
+            Some(json!({"tags": {"team": "v".repeat(257)}})),
+        )
+        .await;
+    r.expect(400, "InvalidTagValueLength");
+}

@@ -208,6 +208,7 @@ async fn route_request(ctx: &mut Ctx<'_>, route: &Route) -> Result<Reply, ArmErr
                     "The request content was invalid and could not be deserialized: a JSON object is required.",
                 ));
             }
+            crate::tags::check(&body)?;
             let patch = req.method == Method::PATCH;
             match kind {
                 Kind::Image => images::put_image(ctx, &route.target, body, patch).await,
