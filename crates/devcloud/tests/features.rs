@@ -324,6 +324,25 @@ async fn bad_feature_combinations_are_rejected_before_any_write() {
             json!({"endOfLifeDate": "2020-01-01T00:00:00Z"}),
             "EndOfLifeInPast",
         ),
+        // Tags Azure would refuse on the version (the local ARM refuses them as Azure does).
+        (
+            "tag-name-with-slash",
+            vec![("os.vhd", &arm)],
+            json!({"tags": {"k8s.io/role": "golden"}}),
+            "TagsInvalid",
+        ),
+        (
+            "too-many-tags",
+            vec![("os.vhd", &arm)],
+            json!({"tags": (0..45).map(|i| (format!("t{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
+            "TagsInvalid",
+        ),
+        (
+            "long-definition-tag",
+            vec![("os.vhd", &arm)],
+            json!({"definition": {"tags": {"notes": "n".repeat(300)}}}),
+            "TagsInvalid",
+        ),
     ];
     for (folder, files, extra, _) in &cases {
         let manifest = merged(base("os.vhd", folder), extra.clone());

@@ -309,6 +309,38 @@ fn manifest_schema_and_parser_agree() {
         let m = serde_json::json!({"vhd": p, "imageDefinition": "x", "osType": "Linux", "hyperVGeneration": "V1"});
         assert!(!schema.is_valid(&m), "schema accepts vhd {p}");
     }
+    // Tags Azure refuses (or that leave no room for galleon's own): the schema refuses them and so does
+    // the plan, before any write.
+    let many: serde_json::Map<String, Value> = (0..45)
+        .map(|i| (format!("t{i}"), Value::from("v")))
+        .collect();
+    let tag_cases = [
+        serde_json::json!({"tags": {"k8s.io/role": "x"}}),
+        serde_json::json!({"tags": {"": "x"}}),
+        serde_json::json!({"tags": many}),
+        serde_json::json!({"tags": {"notes": "n".repeat(257)}}),
+        serde_json::json!({"definition": {"tags": {"a&b": "x"}}}),
+        serde_json::json!({"definition": {"tags": {"notes": "n".repeat(257)}}}),
+    ];
+    for extra in tag_cases {
+        let mut m = minimal.clone();
+        if let (Some(o), Some(e)) = (m.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        assert!(!schema.is_valid(&m), "schema accepts {m}");
+        let refused = Manifest::parse(m.to_string().as_bytes(), "m").and_then(|manifest| {
+            manifest.plan(
+                &example_policy(),
+                "/subscriptions/8c3e1f7a-2b4d-4e5f-9a6b-7c8d9e0f1a2b/resourceGroups/rg-images/providers/Microsoft.Storage/storageAccounts/ingest",
+                "https://ingest.blob.core.windows.net/images/ubuntu/m.manifest.json",
+                Utc::now(),
+            )
+        });
+        assert!(
+            refused.as_ref().is_err_and(|r| r.code == "TagsInvalid"),
+            "{m}: {refused:?}"
+        );
+    }
 }
 
 #[test]

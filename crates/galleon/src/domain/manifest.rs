@@ -301,6 +301,16 @@ impl Manifest {
                 "Publish to an allowed gallery, or ask the operators to add it to GALLEON_ALLOWED_GALLERIES.",
             ));
         }
+        let tag_fix = "Give at most 44 tags (the definition's: 50) with names Azure accepts (no <, >, %, &, \\, ?, /, up to 512 characters) and values of up to 256 characters, none named as galleon's own (galleon-run, galleon-source, galleon-source-etag, galleon-managed).";
+        super::tags::check(
+            &self.tags,
+            super::tags::OWNERSHIP.len() + super::tags::MARKS,
+        )
+        .map_err(|m| reason("TagsInvalid", format!("tags: {m}"), tag_fix))?;
+        if let Some(d) = &self.definition {
+            super::tags::check(&d.tags, 0)
+                .map_err(|m| reason("TagsInvalid", format!("definition.tags: {m}"), tag_fix))?;
+        }
         let version = match &self.version {
             Some(v) => v
                 .parse::<naming::Version>()

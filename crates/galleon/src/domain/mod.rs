@@ -16,3 +16,4 @@ pub mod resume;
 pub mod retention;
 pub mod runs;
 pub mod sharing;
+pub mod tags;

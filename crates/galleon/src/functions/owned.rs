@@ -13,9 +13,9 @@ use crate::{
     events::{BlobRef, ErrorDetail, LeftBehind, Plan},
 };
 
-pub const RUN_TAG: &str = "galleon-run";
-pub const SOURCE_TAG: &str = "galleon-source";
-pub const SOURCE_ETAG_TAG: &str = "galleon-source-etag";
+pub const RUN_TAG: &str = crate::domain::tags::RUN;
+pub const SOURCE_TAG: &str = crate::domain::tags::SOURCE;
+pub const SOURCE_ETAG_TAG: &str = crate::domain::tags::SOURCE_ETAG;
 const TAG_VALUE_MAX: usize = 256;
 
 /// An ETag as a tag value: without the quotes HTTP puts around it.
@@ -71,7 +71,7 @@ pub fn tags(run: &str, plan: &Plan, origin: Origin<'_>) -> BTreeMap<String, Stri
     tags.insert(RUN_TAG.into(), run.to_owned());
     tags.insert(SOURCE_TAG.into(), origin.source());
     tags.insert(SOURCE_ETAG_TAG.into(), origin.e_tag());
-    tags.insert("galleon-managed".into(), "true".into());
+    tags.insert(crate::domain::tags::MANAGED.into(), "true".into());
     tags
 }
 
