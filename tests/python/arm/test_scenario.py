@@ -158,6 +158,16 @@ def test_errors_users_see(group, compute):
     assert bad_name.value.status_code == 400
     with pytest.raises(ResourceNotFoundError):
         compute.gallery_image_versions.get(RG, "nogallery", "nodef", "1.0.0")
+    # Azure's tag rules hold for every resource, whatever the SDK lets through.
+    with pytest.raises(HttpResponseError) as bad_tag:
+        compute.galleries.begin_create_or_update(
+            RG, "tagged", {"location": LOC, "tags": {"k8s.io/role": "golden"}}).result()
+    assert bad_tag.value.status_code == 400
+    assert bad_tag.value.error.code == "InvalidTagNameCharacters"
+    with pytest.raises(HttpResponseError) as too_many:
+        compute.galleries.begin_create_or_update(
+            RG, "tagged", {"location": LOC, "tags": {f"t{i}": "v" for i in range(51)}}).result()
+    assert too_many.value.error.code == "InvalidTags"
 
 
 def test_deleting_a_group_takes_its_resources(resources, compute):
