@@ -560,6 +560,60 @@ async fn a_run_a_dead_letter_ends_deletes_its_managed_image_and_nothing_else() {
     s.stop().await;
 }
 
+/// A run can end while Azure still makes its managed image (its follow-up dead-lettered): Azure refuses to
+/// delete an image another operation holds, so the delete waits for that operation and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_ending_while_its_image_is_made_deletes_it_once_made() {
+    let s = start(&[]).await;
+    let vhd_url = s.upload_vhd_elsewhere("dead/busy.vhd").await;
+    let run = "5e5e5e5e-2222-5333-8444-555555555555";
+    let own = format!("{}/ubuntu-2404-2026.1121.1043-5e5e5e5e", managed_images());
+    s.fault(json!({"kind": "Images_CreateOrUpdate", "count": 1, "action": {"type": "stall"}}))
+        .await;
+    let made = s
+        .arm_put(
+            &own,
+            "2025-04-01",
+            &json!({"location": "westeurope", "tags": {"galleon-run": run, "galleon-source": vhd_url},
+                "properties": {"hyperVGeneration": "V2", "storageProfile": {"osDisk": {
+                    "osType": "Linux", "osState": "Generalized", "blobUri": vhd_url}}}}),
+        )
+        .await;
+    assert!(made["_status"] == 201, "{made:#}");
+    let creation = s.stalled("Images_CreateOrUpdate", 30).await;
+    let mut fact: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/image.created.v1.example.json"))
+            .expect("example"),
+    )
+    .expect("JSON");
+    let id = "0b6f3a9e-4c1d-5e2f-8a7b-0000000000c3";
+    fact["id"] = json!(id);
+    fact["correlationid"] = json!(run);
+    fact["data"]["imageId"] = json!(own);
+    fact["data"]["vhd"]["url"] = json!(vhd_url);
+    s.send_to_queue(
+        "galleon-deadletters",
+        id,
+        &fact.to_string(),
+        &[("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")],
+    )
+    .await;
+    // Azure finishes making the image a few seconds after the run's end began.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.release(&creation).await;
+    let failed = s.wait_for("io.galleon.step.failed.v1", 90).await;
+    assert!(
+        failed["data"]["leftBehind"]
+            .as_array()
+            .is_none_or(|left| left.is_empty()),
+        "the image was deleted once made, not left behind: {failed:#}"
+    );
+    s.wait_gone(&own, "the run's image goes once Azure has made it")
+        .await;
+    assert_catalog_valid(&s.receiver.received.all());
+    s.stop().await;
+}
+
 /// A `step.failed` that Service Bus dead-lettered (say Event Grid refused galleon's publishes for longer
 /// than the retries) is not announced again, which could loop, but kept: `galleon dead-letters` lists it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,21 +178,40 @@ pub async fn remove(
             return Ok(());
         }
     }
-    match ctx.arm.write(Method::DELETE, resource_id, api, None).await {
-        Err(e) if e.is_not_found() => Ok(()),
-        Ok(_) => {
-            tracing::info!(
-                resource = resource_id,
-                "deleted what this run made and no longer needs"
-            );
-            Ok(())
-        }
-        Err(e) => {
-            tracing::warn!(resource = resource_id, error = %e, "could not delete what this run made");
-            Err(left(detail_of(&e)))
+    // A run can end while Azure still makes its image (a follow-up dead-lettered, say): Azure refuses to
+    // delete a resource another operation holds (409), so the delete waits for that operation, bounded.
+    let started = std::time::Instant::now();
+    loop {
+        match ctx.arm.write(Method::DELETE, resource_id, api, None).await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            Ok(_) => {
+                tracing::info!(
+                    resource = resource_id,
+                    "deleted what this run made and no longer needs"
+                );
+                return Ok(());
+            }
+            Err(e) if e.is_conflict_in_progress() && started.elapsed() < BUSY_WAIT => {
+                let wait = e
+                    .retry_after()
+                    .unwrap_or(BUSY_LOOK)
+                    .min(BUSY_WAIT.saturating_sub(started.elapsed()));
+                tracing::info!(resource = resource_id, wait_s = wait.as_secs_f64(), error = %e, "another operation still runs on what this run made; deleting it once that has finished");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                tracing::warn!(resource = resource_id, error = %e, "could not delete what this run made");
+                return Err(left(detail_of(&e)));
+            }
         }
     }
 }
+
+/// How long a delete waits for an operation still running on the resource (Azure makes a managed image
+/// from a VHD in about a minute); past it, the resource is named in `leftBehind`.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(150);
+/// Between two tries of such a delete, unless Azure says `Retry-After`.
+const BUSY_LOOK: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
