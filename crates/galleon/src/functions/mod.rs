@@ -5,6 +5,7 @@ pub mod announce;
 pub mod build_image;
 pub mod control;
 pub mod create_image;
+pub mod ctx;
 pub mod dead_letter_list;
 pub mod dead_letters;
 pub mod distribute;
@@ -33,6 +34,7 @@ pub mod schedule_lifecycle;
 pub mod share_gallery;
 pub mod status_page;
 pub mod step;
+pub mod step_error;
 pub mod versions;
 
 use std::sync::Arc;
