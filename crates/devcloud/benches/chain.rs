@@ -128,7 +128,8 @@ async fn main() {
 
     // N images × R regions.
     let (n, r) = (6usize, 3usize);
-    let before: u64 = cloud.arm.requests_by_kind().values().sum();
+    let kinds_before = cloud.arm.requests_by_kind();
+    let before: u64 = kinds_before.values().sum();
     let started = Instant::now();
     for i in 0..n {
         let name = format!("bench-{i}");
@@ -176,6 +177,26 @@ async fn main() {
         "{n} images × {r} regions: {} ready in {wall:.1} s; {:.1} ARM requests per published image",
         ready.len(),
         requests as f64 / n.max(1) as f64
+    );
+    // Where the requests went, per image: the first publish to a definition makes it (and its gallery).
+    let mut by_kind: Vec<(String, f64)> = cloud
+        .arm
+        .requests_by_kind()
+        .into_iter()
+        .map(|(kind, count)| {
+            let was = kinds_before.get(&kind).copied().unwrap_or(0);
+            (kind, (count - was) as f64 / n.max(1) as f64)
+        })
+        .filter(|(_, per_image)| *per_image > 0.0)
+        .collect();
+    by_kind.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    println!(
+        "  per image: {}",
+        by_kind
+            .iter()
+            .map(|(kind, per_image)| format!("{kind} {per_image:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "  last region finished → image-ready at the subscriber: median {:.2} s, max {:.2} s",
