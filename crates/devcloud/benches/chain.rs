@@ -204,7 +204,7 @@ async fn main() {
         lags.iter().copied().fold(f64::NAN, f64::max)
     );
     println!(
-        "    of which waiting for the next look: median {:.2} s, max {:.2} s; {within}/{} looks within the policy's spacing   [target: all, max({FOLLOW_UP_SECONDS} s, a quarter of the replication time)]",
+        "    of which waiting for the next look: median {:.2} s, max {:.2} s; {within}/{} within max({FOLLOW_UP_SECONDS} s, a quarter of the replication time), the looks policy's spacing past the expected end (a replication that ends before galleon expected it is seen at the expected end)",
         median(waits.clone()),
         waits.iter().copied().fold(f64::NAN, f64::max),
         waits.len()
