@@ -26,6 +26,40 @@ fn managed_images() -> String {
     )
 }
 
+/// A recorded example fact, `events/{kind}.v1.example.json`.
+fn example(kind: &str) -> Value {
+    let path = repo_root().join(format!("events/{kind}.v1.example.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("example")).expect("JSON")
+}
+
+/// The recorded `image.created`, as fact `id` of run `run`: the managed image `image`, made from `vhd_url`.
+fn image_created(id: &str, run: &str, image: &str, vhd_url: &str) -> Value {
+    let mut fact = example("image.created");
+    fact["id"] = json!(id);
+    fact["correlationid"] = json!(run);
+    fact["data"]["imageId"] = json!(image);
+    fact["data"]["vhd"]["url"] = json!(vhd_url);
+    fact
+}
+
+/// `fact`, as Service Bus forwards a message it dead-lettered after its last delivery.
+async fn dead_letter(s: &Scenario, fact: &Value) {
+    let id = fact["id"].as_str().unwrap_or_default();
+    s.send_to_queue(
+        "galleon-deadletters",
+        id,
+        &fact.to_string(),
+        &[
+            ("DeadLetterReason", "\"MaxDeliveryCountExceeded\""),
+            (
+                "DeadLetterErrorDescription",
+                "\"Message could not be consumed after 10 delivery attempts.\"",
+            ),
+        ],
+    )
+    .await;
+}
+
 impl Scenario {
     /// Makes a managed image from `vhd_url` by hand, with `tags`, and waits until it is made (Azure
     /// refuses to delete an image still being made).
@@ -404,12 +438,8 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
     // A fact of a run, as Service Bus forwards it after dead-lettering it in the publish-version
     // subscription, and another fact of the same run dead-lettered at the same time (a step that sent
     // what follows it, then was killed delivery after delivery).
-    let example: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("events/vhd.accepted.v1.example.json"))
-            .expect("example"),
-    )
-    .expect("JSON");
-    let dead_letter = |id: &str| {
+    let example = example("vhd.accepted");
+    let fact = |id: &str| {
         let mut fact = example.clone();
         fact["id"] = json!(id);
         fact
@@ -419,19 +449,7 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
         "0b6f3a9e-4c1d-5e2f-8a7b-00000000dead".to_owned(),
     ];
     for id in &ids {
-        s.send_to_queue(
-            "galleon-deadletters",
-            id,
-            &dead_letter(id).to_string(),
-            &[
-                ("DeadLetterReason", "\"MaxDeliveryCountExceeded\""),
-                (
-                    "DeadLetterErrorDescription",
-                    "\"Message could not be consumed after 10 delivery attempts.\"",
-                ),
-            ],
-        )
-        .await;
+        dead_letter(&s, &fact(id)).await;
     }
     let failed = s.wait_for("io.galleon.step.failed.v1", 60).await;
     assert_eq!(
@@ -450,13 +468,7 @@ async fn a_dead_lettered_fact_ends_its_run_in_step_failed() {
     );
     // A third, later: the run has ended, so it is kept but not announced again.
     let later = "0b6f3a9e-4c1d-5e2f-8a7b-00000000deed";
-    s.send_to_queue(
-        "galleon-deadletters",
-        later,
-        &dead_letter(later).to_string(),
-        &[("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")],
-    )
-    .await;
+    dead_letter(&s, &fact(later)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let (url, key) = s.tool_env();
     loop {
@@ -498,11 +510,6 @@ async fn a_run_a_dead_letter_ends_deletes_its_managed_image_and_nothing_else() {
     let s = start(&[]).await;
     let vhd_url = s.upload_vhd_elsewhere("dead/disk.vhd").await;
     let images = managed_images();
-    let example: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("events/image.created.v1.example.json"))
-            .expect("example"),
-    )
-    .expect("JSON");
     // Run A's own image, named with its run's mark (the first 8 letters and digits of its id), and
     // someone's image that run B's fact names.
     let (run_a, run_b) = (
@@ -522,18 +529,7 @@ async fn a_run_a_dead_letter_ends_deletes_its_managed_image_and_nothing_else() {
         ("0b6f3a9e-4c1d-5e2f-8a7b-0000000000a1", run_a, &own),
         ("0b6f3a9e-4c1d-5e2f-8a7b-0000000000b2", run_b, &someones),
     ] {
-        let mut fact = example.clone();
-        fact["id"] = json!(id);
-        fact["correlationid"] = json!(run);
-        fact["data"]["imageId"] = json!(image);
-        fact["data"]["vhd"]["url"] = json!(vhd_url);
-        s.send_to_queue(
-            "galleon-deadletters",
-            id,
-            &fact.to_string(),
-            &[("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")],
-        )
-        .await;
+        dead_letter(&s, &image_created(id, run, image, &vhd_url)).await;
     }
     let failed = s.wait_for_n("io.galleon.step.failed.v1", 2, 60).await;
     for f in &failed {
@@ -581,23 +577,8 @@ async fn a_run_ending_while_its_image_is_made_deletes_it_once_made() {
         .await;
     assert!(made["_status"] == 201, "{made:#}");
     let creation = s.stalled("Images_CreateOrUpdate", 30).await;
-    let mut fact: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("events/image.created.v1.example.json"))
-            .expect("example"),
-    )
-    .expect("JSON");
     let id = "0b6f3a9e-4c1d-5e2f-8a7b-0000000000c3";
-    fact["id"] = json!(id);
-    fact["correlationid"] = json!(run);
-    fact["data"]["imageId"] = json!(own);
-    fact["data"]["vhd"]["url"] = json!(vhd_url);
-    s.send_to_queue(
-        "galleon-deadletters",
-        id,
-        &fact.to_string(),
-        &[("DeadLetterReason", "\"MaxDeliveryCountExceeded\"")],
-    )
-    .await;
+    dead_letter(&s, &image_created(id, run, &own, &vhd_url)).await;
     // Azure finishes making the image a few seconds after the run's end began.
     tokio::time::sleep(Duration::from_secs(3)).await;
     s.release(&creation).await;
@@ -619,25 +600,9 @@ async fn a_run_ending_while_its_image_is_made_deletes_it_once_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_lettered_failure_is_kept_for_operators_not_announced_again() {
     let s = start(&[]).await;
-    let example: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("events/step.failed.v1.example.json"))
-            .expect("example"),
-    )
-    .expect("JSON");
+    let example = example("step.failed");
     let id = example["id"].as_str().unwrap_or_default().to_owned();
-    s.send_to_queue(
-        "galleon-deadletters",
-        &id,
-        &example.to_string(),
-        &[
-            ("DeadLetterReason", "\"MaxDeliveryCountExceeded\""),
-            (
-                "DeadLetterErrorDescription",
-                "\"Message could not be consumed after 10 delivery attempts.\"",
-            ),
-        ],
-    )
-    .await;
+    dead_letter(&s, &example).await;
     let host = s.cloud.connection().functions_host;
     let key = s.cloud.functions_key.clone();
     let env = [
