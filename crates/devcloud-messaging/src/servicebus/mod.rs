@@ -6,6 +6,7 @@ pub mod filter;
 pub mod message;
 pub mod outage;
 pub mod rest;
+pub mod store;
 
 #[cfg(test)]
 mod broker_tests;
