@@ -578,7 +578,15 @@ async fn retries_with_backoff_then_dead_letter() {
     let c = client();
     let failing = failing_webhook(StatusCode::INTERNAL_SERVER_ERROR).await;
     let rejecting = failing_webhook(StatusCode::BAD_REQUEST).await;
-    for (name, r, max) in [("flaky", &failing, 3), ("rejecting", &rejecting, 5)] {
+    // A webhook's 401 and 403 are configuration errors too: never retried (Azure's delivery-and-retry).
+    let unauthorized = failing_webhook(StatusCode::UNAUTHORIZED).await;
+    let forbidden = failing_webhook(StatusCode::FORBIDDEN).await;
+    for (name, r, max) in [
+        ("flaky", &failing, 3),
+        ("rejecting", &rejecting, 5),
+        ("unauthorized", &unauthorized, 5),
+        ("forbidden", &forbidden, 5),
+    ] {
         let body = json!({"name": name, "topic": "galleon-events", "endpoint": r.url,
                           "eventDeliverySchema": "CloudEventSchemaV1_0", "maxDeliveryAttempts": max});
         assert_eq!(subscribe(&c, &eg, body).await.status(), 201);
@@ -607,7 +615,7 @@ async fn retries_with_backoff_then_dead_letter() {
             .json()
             .await
             .expect("json");
-        if dl.as_array().map(Vec::len) == Some(2) {
+        if dl.as_array().map(Vec::len) == Some(4) {
             break dl;
         }
         assert!(tokio::time::Instant::now() < deadline, "dead letters: {dl}");
@@ -630,6 +638,15 @@ async fn retries_with_backoff_then_dead_letter() {
     assert_eq!(rejected["deliveryattempts"], 1, "400 dead-letters at once");
     assert_eq!(rejected["lastdeliveryoutcome"], "BadRequest");
     assert_eq!(rejecting.notifications().len(), 1);
+    for (name, hook, outcome) in [
+        ("unauthorized", &unauthorized, "Unauthorized"),
+        ("forbidden", &forbidden, "Forbidden"),
+    ] {
+        let dead = by_sub(name);
+        assert_eq!(dead["deliveryattempts"], 1, "{name}: dead-lettered at once");
+        assert_eq!(dead["lastdeliveryoutcome"], outcome);
+        assert_eq!(hook.notifications().len(), 1, "{name}: one POST");
+    }
     let snap = devcloud_messaging::inspect::eventgrid_snapshot(&c, &eg.url(), 50)
         .await
         .expect("snapshot");

@@ -86,11 +86,12 @@ impl Default for DeliverySettings {
     }
 }
 
-/// Event Grid's retry schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, then hourly.
+/// Event Grid's retry schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h
+/// (within the event's time to live, 24 h by default).
 pub fn retry_delay(failed_attempts: u32, status: Option<u16>) -> Duration {
-    const SCHEDULE: [u64; 7] = [10, 30, 60, 300, 600, 1800, 3600];
+    const SCHEDULE: [u64; 9] = [10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600];
     let idx = (failed_attempts.max(1) - 1) as usize;
-    let base = SCHEDULE.get(idx).copied().unwrap_or(3600);
+    let base = SCHEDULE.get(idx).copied().unwrap_or(12 * 3600);
     let floor = match status {
         Some(401 | 403 | 404) => 300,
         Some(408) => 120,
@@ -98,6 +99,17 @@ pub fn retry_delay(failed_attempts: u32, status: Option<u16>) -> Duration {
         _ => 10,
     };
     Duration::from_secs(base.max(floor))
+}
+
+/// Answers Event Grid never retries, a configuration error that retrying cannot fix: the event is
+/// dead-lettered at once (or dropped). A webhook's 400, 401, 403 and 413; an Azure resource's (a
+/// function) 400, 403 and 413.
+pub fn is_final(destination: &Destination, status: Option<u16>) -> bool {
+    match status {
+        Some(400 | 403 | 413) => true,
+        Some(401) => matches!(destination, Destination::Webhook(_)),
+        _ => false,
+    }
 }
 
 /// The `lastDeliveryOutcome` word for a result.
@@ -717,7 +729,7 @@ impl Dispatcher {
                 return;
             }
             sub.failed_attempts.fetch_add(1, Ordering::Relaxed);
-            let reason = if matches!(status, Some(400 | 413)) {
+            let reason = if is_final(&sub.config.destination, status) {
                 Some("DeliveryFailed")
             } else if attempt >= sub.config.max_delivery_attempts {
                 Some("MaxDeliveryAttemptsExceeded")
@@ -804,6 +816,36 @@ mod tests {
         assert_eq!(retry_delay(1, Some(408)), Duration::from_secs(120));
         assert_eq!(retry_delay(1, Some(503)), Duration::from_secs(30));
         assert_eq!(retry_delay(7, Some(500)), Duration::from_secs(3600));
-        assert_eq!(retry_delay(20, Some(500)), Duration::from_secs(3600));
+        assert_eq!(retry_delay(8, Some(500)), Duration::from_secs(3 * 3600));
+        assert_eq!(retry_delay(9, Some(500)), Duration::from_secs(6 * 3600));
+        assert_eq!(retry_delay(10, Some(500)), Duration::from_secs(12 * 3600));
+        assert_eq!(retry_delay(20, Some(500)), Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn answers_never_retried() {
+        let hook = Destination::Webhook("https://example.com/hook".into());
+        let function = Destination::Function("Announce".into());
+        for (destination, status, is) in [
+            (&hook, Some(400), true),
+            (&hook, Some(401), true),
+            (&hook, Some(403), true),
+            (&hook, Some(413), true),
+            (&hook, Some(404), false),
+            (&hook, Some(429), false),
+            (&hook, Some(500), false),
+            (&hook, None, false),
+            (&function, Some(400), true),
+            (&function, Some(401), false),
+            (&function, Some(403), true),
+            (&function, Some(413), true),
+            (&function, Some(503), false),
+        ] {
+            assert_eq!(
+                is_final(destination, status),
+                is,
+                "{destination:?} {status:?}"
+            );
+        }
     }
 }
