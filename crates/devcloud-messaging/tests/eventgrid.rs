@@ -304,6 +304,23 @@ async fn publish_auth_and_errors_as_the_service() {
         assert_eq!(v["error"]["code"], "BadRequest");
         assert_eq!(v["error"]["details"][0]["code"], "InputJsonInvalid");
     }
+    // a CloudEvents topic takes only the CloudEvents content types: plain JSON, or none, is 415
+    for ct in [Some("application/json"), None] {
+        let mut rb = c.post(&url).header("aeg-sas-key", KEY).body(batch.clone());
+        if let Some(ct) = ct {
+            rb = rb.header("Content-Type", ct);
+        }
+        let r = rb.send().await.expect("plain json");
+        assert_eq!(r.status(), 415, "{ct:?}");
+        let v: Value = r.json().await.expect("error json");
+        assert_eq!(v["error"]["code"], "UnsupportedMediaType");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("application/cloudevents-batch+json")),
+            "{v}"
+        );
+    }
     // the Event Grid schema topic takes the documented sample
     let sample = include_str!("fixtures/eventgrid.custom-topic-publish.eventgrid-schema.docs.json");
     let r = c
@@ -331,6 +348,7 @@ async fn publish_auth_and_errors_as_the_service() {
     let r = c
         .post(eg.topic_endpoint("nope"))
         .header("aeg-sas-key", KEY)
+        .header("Content-Type", ct)
         .body(batch.clone())
         .send()
         .await
@@ -340,6 +358,7 @@ async fn publish_auth_and_errors_as_the_service() {
     let r = c
         .post(format!("{}/api/events", eg.url()))
         .header("aeg-sas-key", KEY)
+        .header("Content-Type", ct)
         .body(batch.clone())
         .send()
         .await

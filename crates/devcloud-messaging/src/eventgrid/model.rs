@@ -133,10 +133,26 @@ fn invalid(message: String) -> InvalidEvent {
 /// Most events in one publish request.
 pub const MAX_EVENTS_PER_REQUEST: usize = 5000;
 
+/// What a CloudEvents topic answers (415) to a publish whose `Content-Type` is missing or another type.
+pub const CLOUDEVENTS_CONTENT_TYPE_REQUIRED: &str = "The Content-Type header is either missing or it doesn't have a valid value. The content type header must either be application/cloudevents+json; charset=utf-8 or application/cloudevents-batch+json; charset=UTF-8.";
+
+/// Whether a publish to a CloudEvents topic has a content type the topic takes: structured
+/// `application/cloudevents+json` (one event) or `application/cloudevents-batch+json`. Plain
+/// `application/json`, or none, is refused with 415 ([`CLOUDEVENTS_CONTENT_TYPE_REQUIRED`]).
+pub fn cloudevents_content_type(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else {
+        return false;
+    };
+    let media = ct.split(';').next().unwrap_or_default().trim();
+    media.eq_ignore_ascii_case("application/cloudevents+json")
+        || media.eq_ignore_ascii_case("application/cloudevents-batch+json")
+}
+
 /// Parses and validates a publish body for a topic.
 ///
 /// CloudEvents topics take `application/cloudevents+json` (one object) or
-/// `application/cloudevents-batch+json` (array); plain `application/json` is taken as either.
+/// `application/cloudevents-batch+json` (array); the server refuses other content types first
+/// ([`cloudevents_content_type`]).
 /// Event Grid topics take an array (`application/json`). `topic_id` fills an Event Grid event's
 /// `topic` (which, when given, must equal it).
 pub fn parse_publish(
@@ -314,6 +330,26 @@ mod tests {
         // foreign topic
         let bad = br#"[{"id":"1","eventType":"x","subject":"s","eventTime":"2017-08-10T21:03:07+00:00","topic":"/other"}]"#;
         assert!(parse_publish(Schema::EventGrid, "application/json", bad, TOPIC).is_err());
+    }
+
+    #[test]
+    fn cloudevents_content_types() {
+        for (ct, ok) in [
+            (Some("application/cloudevents+json; charset=utf-8"), true),
+            (
+                Some("application/cloudevents-batch+json; charset=UTF-8"),
+                true,
+            ),
+            (Some("application/cloudevents+json"), true),
+            (Some("Application/CloudEvents-Batch+JSON"), true),
+            (Some("application/json"), false),
+            (Some("application/json; charset=utf-8"), false),
+            (Some("text/plain"), false),
+            (Some(""), false),
+            (None, false),
+        ] {
+            assert_eq!(cloudevents_content_type(ct), ok, "{ct:?}");
+        }
     }
 
     #[test]

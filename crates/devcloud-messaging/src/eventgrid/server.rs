@@ -20,7 +20,9 @@ use super::delivery::{
     DeliverySettings, Destination, Dispatcher, Subscription, SubscriptionConfig,
 };
 use super::filter::{EventFilter, FilterError};
-use super::model::{Schema, parse_publish};
+use super::model::{
+    CLOUDEVENTS_CONTENT_TYPE_REQUIRED, Schema, cloudevents_content_type, parse_publish,
+};
 use crate::auth::{EVENTGRID_AUDIENCE, Verifier, bearer_token};
 use crate::httpserv::{self, BodyError, Req, Resp, Server};
 use crate::routing::Routing;
@@ -369,6 +371,7 @@ fn error(status: StatusCode, detail_code: &str, message: &str) -> Resp {
         StatusCode::UNAUTHORIZED => "Unauthorized",
         StatusCode::NOT_FOUND => "NotFound",
         StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
         StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
         _ => "InternalServerError",
     };
@@ -524,8 +527,15 @@ async fn handle(inner: Arc<Inner>, req: Result<Req, (http::request::Parts, BodyE
     let ct = req
         .headers()
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
+        .and_then(|v| v.to_str().ok());
+    if topic.input_schema == Schema::CloudEvents && !cloudevents_content_type(ct) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            CLOUDEVENTS_CONTENT_TYPE_REQUIRED,
+        );
+    }
+    let ct = ct.unwrap_or("application/json");
     let topic_id = inner.config.topic_id(&topic.name);
     let events = match parse_publish(topic.input_schema, ct, req.body(), &topic_id) {
         Ok(e) => e,
