@@ -533,9 +533,21 @@ async fn errors_as_the_service() {
         .await
         .expect("bad props");
     assert_eq!(r.status(), 400);
+    // Send Message documents 403 for "quota exceeded or message too large".
     let big = "x".repeat(256 * 1024 + 1);
     let r = send(&c, &base, "q", &big, json!({}), &[]).await;
-    assert_eq!(r.status(), 413);
+    assert_eq!(r.status(), 403);
+    let note = format!("\"{}\"", "x".repeat(33 * 1024));
+    let r = send(
+        &c,
+        &base,
+        "q",
+        "small",
+        json!({}),
+        &[("note", note.as_str())],
+    )
+    .await;
+    assert_eq!(r.status(), 403, "a property over 32 KB");
     let r = c
         .post(format!("{base}/q/messages"))
         .bearer_auth(TOKEN)

@@ -113,6 +113,8 @@ pub enum BrokerError {
     EntityNotFound(String),
     #[error("the message of {size} bytes exceeds the maximum size of {max} bytes")]
     MessageTooLarge { size: usize, max: usize },
+    #[error("{0}")]
+    PropertiesTooLarge(String),
     #[error("the lock supplied is invalid: it has expired, or the message was already removed")]
     LockLost,
     #[error("sending to '{0}' is not supported: send to the queue or topic")]
@@ -377,6 +379,9 @@ impl Namespace {
                 return Err(BrokerError::CannotSendHere(target.display()));
             }
         };
+        if let Some(why) = msgs.iter().find_map(NewMessage::properties_too_large) {
+            return Err(BrokerError::PropertiesTooLarge(why));
+        }
         let total: usize = msgs.iter().map(NewMessage::size).sum();
         if let Some(big) = msgs.iter().find(|m| m.size() > config.max_message_size) {
             return Err(BrokerError::MessageTooLarge {

@@ -416,6 +416,30 @@ fn size_limit_and_errors() {
         ns.send(&q("orders"), vec![m], t0()),
         Err(BrokerError::MessageTooLarge { .. })
     ));
+    // Application properties: each at most 32 KB, all at most 64 KB, whatever the body.
+    let mut m = msg(Some("one big property"));
+    m.app_props
+        .insert("note".into(), PropValue::Str("x".repeat(32 * 1024)));
+    assert!(matches!(
+        ns.send(&q("orders"), vec![m], t0()),
+        Err(BrokerError::PropertiesTooLarge(why)) if why.contains("'note'")
+    ));
+    let mut m = msg(Some("many properties"));
+    for i in 0..3 {
+        m.app_props
+            .insert(format!("p{i}"), PropValue::Str("x".repeat(30 * 1024)));
+    }
+    assert!(matches!(
+        ns.send(&q("orders"), vec![m], t0()),
+        Err(BrokerError::PropertiesTooLarge(why)) if why.contains("collective")
+    ));
+    let mut m = msg(Some("properties that fit"));
+    for i in 0..2 {
+        m.app_props
+            .insert(format!("p{i}"), PropValue::Str("x".repeat(30 * 1024)));
+    }
+    ns.send(&q("orders"), vec![m], t0())
+        .expect("two 30 KB properties fit");
     let mut m = msg(Some("fits"));
     m.body = bytes::Bytes::from(vec![b'x'; STANDARD_MAX_MESSAGE_SIZE - 100]);
     ns.send(&q("orders"), vec![m], t0())

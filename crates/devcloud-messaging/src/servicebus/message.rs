@@ -209,7 +209,35 @@ pub struct NewMessage {
     pub app_props: BTreeMap<String, PropValue>,
 }
 
+/// Most bytes one application property (name and value) may take.
+pub const MAX_PROPERTY_SIZE: usize = 32 * 1024;
+/// Most bytes all application properties together may take.
+pub const MAX_PROPERTIES_SIZE: usize = 64 * 1024;
+
 impl NewMessage {
+    /// Why Service Bus refuses this message's application properties, if it does: each property at
+    /// most 32 KB, all of them at most 64 KB (`BrokeredMessage.Properties`).
+    pub fn properties_too_large(&self) -> Option<String> {
+        let sizes = self
+            .app_props
+            .iter()
+            .map(|(k, v)| (k, k.len() + v.to_header().len()));
+        let mut total = 0;
+        for (name, size) in sizes {
+            if size > MAX_PROPERTY_SIZE {
+                return Some(format!(
+                    "The property '{name}' is {size} bytes; the size of each property cannot exceed {MAX_PROPERTY_SIZE} bytes."
+                ));
+            }
+            total += size;
+        }
+        (total > MAX_PROPERTIES_SIZE).then(|| {
+            format!(
+                "The message's properties are {total} bytes; their collective size cannot exceed {MAX_PROPERTIES_SIZE} bytes."
+            )
+        })
+    }
+
     /// Size as Service Bus counts it: body plus properties (approximately: names and values as text).
     pub fn size(&self) -> usize {
         let p = &self.props;

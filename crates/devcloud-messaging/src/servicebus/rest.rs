@@ -210,7 +210,10 @@ fn broker_error(e: BrokerError) -> Resp {
     let status = match &e {
         // the REST reference documents 410 Gone for a queue, topic or subscription that does not exist
         BrokerError::EntityNotFound(_) => StatusCode::GONE,
-        BrokerError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        // Send Message's documented answer to "quota exceeded or message too large"
+        BrokerError::MessageTooLarge { .. } | BrokerError::PropertiesTooLarge(_) => {
+            StatusCode::FORBIDDEN
+        }
         BrokerError::LockLost => StatusCode::NOT_FOUND,
         BrokerError::CannotSendHere(_)
         | BrokerError::BadRequest(_)
