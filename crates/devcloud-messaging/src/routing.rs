@@ -119,6 +119,10 @@ pub struct EventGridTopic {
     pub input_schema: String,
     #[serde(default)]
     pub types: Vec<String>,
+    /// `disableLocalAuth`: only Microsoft Entra ID tokens may publish; access keys and shared access
+    /// signatures are refused (Azure's default: false).
+    #[serde(default)]
+    pub disable_local_auth: bool,
 }
 
 fn default_schema() -> String {

@@ -479,6 +479,7 @@ async fn dead_letters_are_written_to_the_dead_letter_container() {
             name: "grid".into(),
             input_schema: Schema::EventGrid,
             key: "k".into(),
+            disable_local_auth: false,
         }],
         subscriptions: vec![sub],
         delivery,

@@ -190,6 +190,7 @@ fn topic(name: &str, schema: Schema) -> TopicConfig {
         name: name.into(),
         input_schema: schema,
         key: KEY.into(),
+        disable_local_auth: false,
     }
 }
 
@@ -234,6 +235,10 @@ async fn publish_auth_and_errors_as_the_service() {
         vec![
             topic("galleon-events", Schema::CloudEvents),
             topic("grid", Schema::EventGrid),
+            TopicConfig {
+                disable_local_auth: true,
+                ..topic("entra-only", Schema::CloudEvents)
+            },
         ],
         vec![],
         None,
@@ -289,6 +294,39 @@ async fn publish_auth_and_errors_as_the_service() {
         .await
         .expect("key in query");
     assert_eq!(r.status(), 200);
+    // A topic with disableLocalAuth (as galleon's infra makes its topic) takes only Entra ID tokens.
+    let entra_only = eg.topic_endpoint("entra-only");
+    for (how, rb) in [
+        ("key", c.post(&entra_only).header("aeg-sas-key", KEY)),
+        (
+            "key in query",
+            c.post(format!("{entra_only}?aeg-sas-key={KEY}")),
+        ),
+    ] {
+        let r = rb
+            .header("Content-Type", ct)
+            .body(batch.clone())
+            .send()
+            .await
+            .expect("local auth");
+        assert_eq!(r.status(), 401, "{how}");
+        let v: Value = r.json().await.expect("error json");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("disableLocalAuth")),
+            "{how}: {v}"
+        );
+    }
+    let r = c
+        .post(&entra_only)
+        .bearer_auth(TOKEN)
+        .header("Content-Type", ct)
+        .body(batch.clone())
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(r.status(), 200, "a token publishes");
     // bad bodies
     for bad in ["{", "[]", r#"[{"specversion":"1.0","id":"1","type":"t"}]"#] {
         let r = c

@@ -23,6 +23,7 @@ async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
             name: "galleon-events".into(),
             input_schema: Schema::CloudEvents,
             key: "c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OQ==".into(),
+            disable_local_auth: false,
         }],
         delivery: DeliverySettings {
             time_factor: 0.001,

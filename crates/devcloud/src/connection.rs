@@ -1,5 +1,5 @@
 //! What an outside client needs to reach a running `devcloud up` (endpoints, the identity header, the CA,
-//! the Event Grid topic key, a storage connection string), written owner-only to the state directory as
+//! a storage connection string), written owner-only to the state directory as
 //! `connection.json` (read back by `devcloud upload` and `inspect`) and `connection.env` (for a shell).
 
 use std::{
@@ -55,11 +55,11 @@ pub struct Connection {
     /// Service Bus REST endpoint and the namespace name galleon is given.
     pub service_bus_endpoint: String,
     pub service_bus_namespace: String,
-    /// Event Grid base URL; galleon's public topic and its access key (`aeg-sas-key`).
+    /// Event Grid base URL and galleon's public topic. The topic takes only Entra ID tokens
+    /// (`disableLocalAuth`, as infra deploys it): no access key is handed out.
     pub event_grid_endpoint: String,
     pub event_grid_topic: String,
     pub event_grid_topic_endpoint: String,
-    pub event_grid_topic_key: String,
     /// The Functions host (admin under `/_devcloud/host/`).
     pub functions_host: String,
     /// Its host key, for the `authLevel: function` endpoints (`/api/runs`; the `galleon` tool).
@@ -107,10 +107,6 @@ impl Connection {
                 "DEVCLOUD_EVENTGRID_TOPIC_ENDPOINT",
                 self.event_grid_topic_endpoint.clone(),
             ),
-            (
-                "DEVCLOUD_EVENTGRID_TOPIC_KEY",
-                self.event_grid_topic_key.clone(),
-            ),
             ("DEVCLOUD_FUNCTIONS_HOST", self.functions_host.clone()),
             // What the `galleon` tool reads to reach a deployed app; here, the local one.
             ("GALLEON_URL", self.functions_host.clone()),
@@ -121,7 +117,7 @@ impl Connection {
     fn env_file(&self) -> String {
         let mut out = String::from(
             "# galleon's local cloud (devcloud up): load with  set -a; . ./.devcloud/connection.env; set +a\n\
-             # Holds the identity header, the topic key and the functions key: keep it to yourself (mode 0600).\n",
+             # Holds the identity header and the functions key: keep it to yourself (mode 0600).\n",
         );
         for (name, value) in self.env_lines() {
             out.push_str(&format!(
@@ -232,7 +228,6 @@ mod tests {
             event_grid_topic: "galleon-events".into(),
             event_grid_topic_endpoint: "https://127.0.0.1:7446/topics/galleon-events/api/events"
                 .into(),
-            event_grid_topic_key: "key".into(),
             functions_host: "http://127.0.0.1:7071".into(),
             functions_key: "host-key".into(),
             images_container: "images".into(),

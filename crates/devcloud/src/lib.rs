@@ -156,8 +156,6 @@ pub const INGEST_RESOURCE_GROUP: &str = devcloud_arm::DEFAULT_STORAGE_RESOURCE_G
 pub const GALLERY: &str = "golden";
 pub const HOME_REGION: &str = "westeurope";
 pub const TARGET_REGIONS: &str = "westeurope,northeurope,eastus2";
-pub const TOPIC_KEY_NOTE: &str =
-    "the custom topic key is random per start; galleon publishes with its identity";
 /// The container uploads go to.
 pub const IMAGES_CONTAINER: &str = "images";
 /// Galleon's public Event Grid topic.
@@ -179,7 +177,6 @@ pub struct Cloud {
     /// `https://127.0.0.1:<port>/devstoreaccount1`: the blob proxy in front of Azurite (it raises the
     /// storage events), the endpoint every client uses.
     pub blob_endpoint: String,
-    pub topic_key: String,
     /// The Functions host's key (random per start): `authLevel: function` endpoints such as `/api/runs`
     /// answer 401 without it, as in Azure.
     pub functions_key: String,
@@ -286,6 +283,7 @@ impl Cloud {
         let routing = devcloud_messaging::Routing::load(&options.routing_file)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("reading events/subscriptions.json")?;
+        // Azure gives every topic keys; galleon's refuses them (disableLocalAuth in the routing file).
         let topic_key = uuid::Uuid::new_v4().simple().to_string();
         let mut messaging = devcloud_messaging::MessagingOptions::new(
             routing,
@@ -425,7 +423,6 @@ impl Cloud {
             entra,
             settings,
             blob_endpoint,
-            topic_key,
             functions_key,
         })
     }
@@ -474,7 +471,6 @@ impl Cloud {
                 "{}/topics/{EVENTS_TOPIC}/api/events",
                 self.event_grid.url()
             ),
-            event_grid_topic_key: self.topic_key.clone(),
             functions_host: format!("http://{}", self.host.http_addr),
             functions_key: self.functions_key.clone(),
             images_container: IMAGES_CONTAINER.to_owned(),

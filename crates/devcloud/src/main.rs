@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the local cloud and keep it running until Ctrl-C. Prints the endpoints and writes what a
-    /// client needs (with the identity header and topic key) to <state-dir>/connection.env and
+    /// client needs (with the identity header) to <state-dir>/connection.env and
     /// connection.json, readable by you only.
     Up(UpArgs),
     /// Start the local cloud on free ports, make a 64 MiB fixed VHD with qemu-img, upload it with a

@@ -118,6 +118,25 @@ fn inconsistencies(src: &Path, root: &Path) -> Vec<String> {
             })
             .collect()
     };
+    // The deployed topics take only Entra ID tokens: the routing file says so too, so the local cloud
+    // refuses keys as Azure will.
+    let entra_only = files(&root.join("infra"), "bicep").iter().any(|f| {
+        let t = text(f);
+        t.contains("Microsoft.EventGrid/topics@") && t.contains("disableLocalAuth: true")
+    });
+    for topic in routing
+        .pointer("/eventGrid/topics")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if topic["disableLocalAuth"].as_bool().unwrap_or(false) != entra_only {
+            problems.push(format!(
+                "Event Grid topic {}: disableLocalAuth in events/subscriptions.json differs from infra ({entra_only})",
+                topic["name"]
+            ));
+        }
+    }
     let subscriptions = names("/serviceBus/subscriptions");
     let queues = names("/serviceBus/queues");
     let grid = names("/eventGrid/subscriptions");
@@ -351,6 +370,15 @@ fn the_consistency_check_fails_when_one_side_loses_an_entry() {
         "metricName: 'DeliverySuccessCount'",
     );
     expect(dir.path(), "DroppedEventCount");
+
+    // The routing file lets a deployed topic's local cloud twin take keys.
+    let dir = fresh();
+    edit(
+        &dir.path().join("events/subscriptions.json"),
+        "\"disableLocalAuth\": true",
+        "\"disableLocalAuth\": false",
+    );
+    expect(dir.path(), "disableLocalAuth");
 
     // infra stops reading the routing file.
     let dir = fresh();

@@ -43,6 +43,8 @@ pub struct TopicConfig {
     pub input_schema: Schema,
     /// The `aeg-sas-key` access key.
     pub key: String,
+    /// `disableLocalAuth`: the key and shared access signatures are refused; only Entra ID tokens publish.
+    pub disable_local_auth: bool,
 }
 
 /// Everything the local Event Grid needs.
@@ -98,6 +100,7 @@ impl EventGridConfig {
                 input_schema: Schema::parse(&t.input_schema)
                     .ok_or_else(|| ConfigError::Schema(t.name.clone(), t.input_schema.clone()))?,
                 key: key.to_string(),
+                disable_local_auth: t.disable_local_auth,
             });
         }
         for s in &eg.subscriptions {
@@ -493,7 +496,13 @@ async fn handle(inner: Arc<Inner>, req: Result<Req, (http::request::Parts, BodyE
             topic.name.to_uppercase()
         )
     };
-    let authorized = if let Some(k) = sas_key {
+    let authorized = if topic.disable_local_auth && (sas_key.is_some() || sas_token.is_some()) {
+        // Azure's wording is not on record; the cause and the fix are.
+        Err(format!(
+            "Local authentication is disabled for {} (disableLocalAuth): access keys and shared access signatures are refused. Publish with a Microsoft Entra ID token for https://eventgrid.azure.net from an identity with the EventGrid Data Sender role.",
+            topic.name.to_uppercase()
+        ))
+    } else if let Some(k) = sas_key {
         if !topic.key.is_empty() && same_key(&k, &topic.key) {
             Ok(())
         } else {
@@ -595,7 +604,7 @@ async fn admin(inner: &Inner, req: &Req, rest: &str) -> Resp {
                 .iter()
                 .map(|t| {
                     json!({"name": t.name, "inputSchema": t.input_schema.arm_name(),
-                           "endpoint": format!("/topics/{}/api/events", t.name), "id": inner.config.topic_id(&t.name)})
+                           "disableLocalAuth": t.disable_local_auth, "endpoint": format!("/topics/{}/api/events", t.name), "id": inner.config.topic_id(&t.name)})
                 })
                 .collect();
             if let Some(w) = &inner.config.blob_watch {

@@ -62,7 +62,7 @@ pub(super) async fn up(paths: Paths, args: UpArgs) -> Result<ExitCode> {
         conn.write(&state)?;
         println!(
             "galleon's local cloud is running:\n{}\n\n\
-             Everything a client needs, with the identity header, the Event Grid topic key and the \
+             Everything a client needs, with the identity header and the \
              storage connection string (Azure Storage Explorer, az storage):\n  {}\n  {}\n\
              (readable by you only; load with  set -a; . {}; set +a)\n\n\
              Try your own disk:  devcloud upload <file.vhd> [--definition NAME --regions a,b]\n\
