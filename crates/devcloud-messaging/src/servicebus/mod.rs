@@ -2,6 +2,7 @@
 //! admin endpoint under `/_devcloud/`. Start it with [`serve`].
 
 pub mod broker;
+pub mod entity;
 pub mod filter;
 pub mod message;
 pub mod outage;

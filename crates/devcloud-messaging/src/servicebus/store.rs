@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::broker::{BrokerError, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, EntityConfig};
+use super::entity::{BrokerError, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, EntityConfig};
 use super::message::{Message, PropValue};
 
 /// How a receive settles.
