@@ -76,14 +76,20 @@ async fn starts_both_services_from_the_routing_file() {
         .expect("json");
     assert_eq!(topics[0]["name"], "galleon-events");
     assert_eq!(topics[0]["inputSchema"], "CloudEventSchemaV1_0");
-    // the custom topic takes the key from the options
-    let r = c
-        .post(format!("{}/api/events", eg.url()))
-        .header("aeg-sas-key", "key")
-        .header("Content-Type", "application/cloudevents+json")
-        .body(r#"{"specversion":"1.0","id":"1","source":"/s","type":"io.galleon.image.ready.v1"}"#)
-        .send()
-        .await
-        .expect("publish");
-    assert_eq!(r.status(), 200);
+    assert_eq!(topics[0]["disableLocalAuth"], true);
+    // galleon's topic refuses the key from the options (disableLocalAuth) and takes a token
+    for (header, value, status) in [
+        ("aeg-sas-key", "key", 401),
+        ("authorization", "Bearer tok", 200),
+    ] {
+        let r = c
+            .post(format!("{}/api/events", eg.url()))
+            .header(header, value)
+            .header("Content-Type", "application/cloudevents+json")
+            .body(r#"{"specversion":"1.0","id":"1","source":"/s","type":"io.galleon.image.ready.v1"}"#)
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(r.status(), status, "{header}");
+    }
 }

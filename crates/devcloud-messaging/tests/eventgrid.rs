@@ -608,10 +608,19 @@ async fn routing_file_subscription_delivers_to_the_functions_host_after_the_hand
     .expect("serve");
     let c = client();
     let sent = json!([cloud_event("f1", "io.galleon.image.ready.v1")]);
-    assert_eq!(
-        publish(&c, &eg, "galleon-events", &sent).await.status(),
-        200
-    );
+    // galleon's topic takes only tokens (disableLocalAuth in the routing file)
+    let r = c
+        .post(eg.topic_endpoint("galleon-events"))
+        .bearer_auth(TOKEN)
+        .header(
+            "Content-Type",
+            "application/cloudevents-batch+json; charset=utf-8",
+        )
+        .body(sent.to_string())
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(r.status(), 200);
     let got = host
         .wait_for("function delivery", 1, |s| s.method == "POST")
         .await;
