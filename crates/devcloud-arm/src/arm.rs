@@ -207,10 +207,40 @@ impl Arm {
         }
     }
 
+    /// The faults that apply to one request of `kind`. Rules that answer the request (an error, a reset,
+    /// latency) roll first; rules about the operation the request starts (a stall, a failing region, an
+    /// error inside the operation, …) roll only when the request is carried out: a request Azure answers
+    /// 429 or 500 starts no operation, so such a rule neither applies nor counts.
     pub(crate) fn apply_faults(&self, kind: &str) -> Applied {
         let mut applied = Applied::default();
         let mut rules = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        for rule in rules.iter_mut() {
+        let about_operation = |a: &FaultAction| {
+            matches!(
+                a,
+                FaultAction::Stall
+                    | FaultAction::LocationOnly
+                    | FaultAction::FailRegion { .. }
+                    | FaultAction::FailDistribute { .. }
+                    | FaultAction::Error {
+                        in_operation: true,
+                        ..
+                    }
+            )
+        };
+        let (answering, operating): (Vec<_>, Vec<_>) = rules
+            .iter_mut()
+            .partition(|rule| !about_operation(&rule.action));
+        self.roll(kind, answering, &mut applied);
+        if applied.error.is_none() && !applied.reset {
+            self.roll(kind, operating, &mut applied);
+        }
+        // A rule used up stays listed (`GET /_devcloud/faults` tells how often each applied); the count
+        // check keeps it from applying again.
+        applied
+    }
+
+    fn roll(&self, kind: &str, rules: Vec<&mut FaultRule>, applied: &mut Applied) {
+        for rule in rules {
             if rule
                 .kind
                 .as_deref()
@@ -263,9 +293,6 @@ impl Arm {
                 }
             }
         }
-        // A rule used up stays listed (`GET /_devcloud/faults` tells how often each applied); the count
-        // check above keeps it from applying again.
-        applied
     }
 
     pub(crate) fn record(&self, entry: LogEntry) {

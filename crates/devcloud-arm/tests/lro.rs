@@ -351,12 +351,22 @@ async fn faults_fail_operations_return_errors_reset_and_stall() {
     env.admin(Method::POST, &format!("operations/{stalled}/release"), None)
         .await;
     assert_eq!(env.wait_async(&url).await["status"], "Succeeded");
-    // A region failure.
+    // A region failure, behind a throttled attempt: the 429 starts no operation, so the region's fault
+    // neither applies to it nor counts it.
     env.admin(
         Method::POST,
         "faults",
         Some(
-            json!({"kind": "GalleryImageVersions_CreateOrUpdate", "count": 1,
+            json!({"id": "throttled", "kind": "GalleryImageVersions_CreateOrUpdate", "count": 1,
+        "action": {"type": "error", "status": 429, "code": "TooManyRequests", "message": "throttled", "retryAfter": 1}}),
+        ),
+    )
+    .await;
+    env.admin(
+        Method::POST,
+        "faults",
+        Some(
+            json!({"id": "region", "kind": "GalleryImageVersions_CreateOrUpdate", "count": 1,
         "action": {"type": "failRegion", "region": "northeurope", "details": "copy failed"}}),
         ),
     )
@@ -364,6 +374,26 @@ async fn faults_fail_operations_return_errors_reset_and_stall() {
     let mut b2 = body.clone();
     b2["properties"]["publishingProfile"] =
         json!({"targetRegions": [{"name": "westeurope"}, {"name": "North Europe"}]});
+    let throttled = env
+        .call(
+            Method::PUT,
+            &format!("{d}/versions/1.0.2?{G}"),
+            Some(b2.clone()),
+        )
+        .await;
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    let rules = env.admin(Method::GET, "faults", None).await.body;
+    let applied = |id: &str| {
+        rules
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(rules["value"].as_array().into_iter().flatten())
+            .find(|r| r["id"] == id)
+            .map(|r| r["applied"].clone())
+    };
+    assert_eq!(applied("throttled"), Some(json!(1)), "{rules}");
+    assert_eq!(applied("region"), Some(json!(0)), "{rules}");
     let v = env
         .call(Method::PUT, &format!("{d}/versions/1.0.2?{G}"), Some(b2))
         .await;
@@ -397,7 +427,7 @@ async fn faults_fail_operations_return_errors_reset_and_stall() {
     );
     // Counts per kind.
     let counts = env.admin(Method::GET, "requests", None).await.body;
-    assert_eq!(counts["byKind"]["GalleryImageVersions_CreateOrUpdate"], 4);
+    assert_eq!(counts["byKind"]["GalleryImageVersions_CreateOrUpdate"], 5);
     assert!(
         counts["entries"]
             .as_array()

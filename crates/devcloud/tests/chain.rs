@@ -354,8 +354,9 @@ async fn throttling_server_errors_and_a_failing_region_are_ridden_out() {
     // minute at most.
     s.fault(json!({"rate": 0.3, "count": 6, "action": {"type": "error", "status": 429, "code": "TooManyRequests", "message": "throttled", "retryAfter": 1}})).await;
     s.fault(json!({"kind": "GalleryImageVersions_Get", "count": 3, "action": {"type": "error", "status": 503, "code": "ServiceUnavailable", "message": "try later"}})).await;
-    // Region writes fail northeurope whenever they include it, five writes long (a throttled write
-    // counts too): galleon takes it out and puts it back on its own, at least twice.
+    // Region writes fail northeurope whenever they include it, five writes carried out long (a
+    // throttled write starts no operation and does not count): galleon takes it out and puts it back
+    // on its own, at least twice.
     s.fault(json!({"kind": "GalleryImageVersions_Update", "count": 5, "action": {"type": "failRegion", "region": "northeurope", "details": "simulated capacity problem"}})).await;
     s.publish("t", "fixed", "8M", json!({})).await;
 
