@@ -194,6 +194,15 @@ fn topic(name: &str, schema: Schema) -> TopicConfig {
     }
 }
 
+/// Sends a publish request with its content type and body.
+async fn with_body(rb: reqwest::RequestBuilder, ct: &str, body: &str) -> reqwest::Response {
+    rb.header("Content-Type", ct)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("publish answers")
+}
+
 fn cloud_event(id: &str, ty: &str) -> Value {
     json!({"specversion": "1.0", "id": id, "source": "/galleon/test", "type": ty, "subject": "images/x",
            "time": "2026-11-21T11:00:00Z", "datacontenttype": "application/json", "data": {"n": 1, "s": "ü"},
@@ -303,12 +312,7 @@ async fn publish_auth_and_errors_as_the_service() {
             c.post(format!("{entra_only}?aeg-sas-key={KEY}")),
         ),
     ] {
-        let r = rb
-            .header("Content-Type", ct)
-            .body(batch.clone())
-            .send()
-            .await
-            .expect("local auth");
+        let r = with_body(rb, ct, &batch).await;
         assert_eq!(r.status(), 401, "{how}");
         let v: Value = r.json().await.expect("error json");
         assert!(
@@ -318,14 +322,7 @@ async fn publish_auth_and_errors_as_the_service() {
             "{how}: {v}"
         );
     }
-    let r = c
-        .post(&entra_only)
-        .bearer_auth(TOKEN)
-        .header("Content-Type", ct)
-        .body(batch.clone())
-        .send()
-        .await
-        .expect("token");
+    let r = with_body(c.post(&entra_only).bearer_auth(TOKEN), ct, &batch).await;
     assert_eq!(r.status(), 200, "a token publishes");
     // bad bodies
     for bad in ["{", "[]", r#"[{"specversion":"1.0","id":"1","type":"t"}]"#] {

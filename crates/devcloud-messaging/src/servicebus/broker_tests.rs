@@ -424,22 +424,24 @@ fn size_limit_and_errors() {
         ns.send(&q("orders"), vec![m], t0()),
         Err(BrokerError::PropertiesTooLarge(why)) if why.contains("'note'")
     ));
-    let mut m = msg(Some("many properties"));
-    for i in 0..3 {
-        m.app_props
-            .insert(format!("p{i}"), PropValue::Str("x".repeat(30 * 1024)));
-    }
+    let with_30k_properties = |id: &str, n: usize| {
+        let mut m = msg(Some(id));
+        for i in 0..n {
+            m.app_props
+                .insert(format!("p{i}"), PropValue::Str("x".repeat(30 * 1024)));
+        }
+        m
+    };
     assert!(matches!(
-        ns.send(&q("orders"), vec![m], t0()),
+        ns.send(&q("orders"), vec![with_30k_properties("many properties", 3)], t0()),
         Err(BrokerError::PropertiesTooLarge(why)) if why.contains("collective")
     ));
-    let mut m = msg(Some("properties that fit"));
-    for i in 0..2 {
-        m.app_props
-            .insert(format!("p{i}"), PropValue::Str("x".repeat(30 * 1024)));
-    }
-    ns.send(&q("orders"), vec![m], t0())
-        .expect("two 30 KB properties fit");
+    ns.send(
+        &q("orders"),
+        vec![with_30k_properties("properties that fit", 2)],
+        t0(),
+    )
+    .expect("two 30 KB properties fit");
     let mut m = msg(Some("fits"));
     m.body = bytes::Bytes::from(vec![b'x'; STANDARD_MAX_MESSAGE_SIZE - 100]);
     ns.send(&q("orders"), vec![m], t0())
