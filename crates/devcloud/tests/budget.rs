@@ -168,3 +168,54 @@ async fn when_the_budget_runs_low_new_images_wait_their_turn() {
     assert!(low, "the note shares a low budget: {note}");
     s.stop().await;
 }
+
+/// A throttled or failing Azure call while a blob is ingested is a retry that galleon schedules on
+/// Service Bus, paced as a chain step's, never a failed Event Grid delivery: Azure's Event Grid backs off
+/// 10 s, 30 s, 1 min, 5 min … up to 12 h between deliveries, and each one counts against the event's
+/// 30 attempts and 24 h.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_ingest_waits_on_service_bus_not_on_event_grid_redelivery() {
+    let s = start(&[
+        ("GALLEON_TARGET_REGIONS", "westeurope"),
+        ("GALLEON_MAX_ATTEMPTS", "2"),
+    ])
+    .await;
+    // Only the ingest reads the VHD's storage account: five 429s in a row (more than the failure budget
+    // of two, which throttling does not use up).
+    s.fault(json!({"kind": "StorageAccounts_GetProperties", "count": 5, "action": {"type": "error", "status": 429, "code": "TooManyRequests", "message": "throttled", "retryAfter": 1}})).await;
+    s.publish("thr", "fixed", "8M", json!({})).await;
+    s.wait_for("io.galleon.image.ready.v1", 120).await;
+    let ingest = s
+        .cloud
+        .event_grid
+        .dispatcher
+        .subscription("ingest-blob")
+        .expect("the ingest-blob subscription")
+        .state_json()
+        .await;
+    let answered: Vec<u16> = s
+        .cloud
+        .arm
+        .request_log()
+        .iter()
+        .filter(|e| e.kind == "StorageAccounts_GetProperties")
+        .map(|e| e.status)
+        .collect();
+    println!("storage account reads answered {answered:?}; ingest-blob: {ingest}");
+    assert_eq!(
+        answered.iter().filter(|s| **s == 429).count(),
+        5,
+        "the ingest met every fault: {answered:?}"
+    );
+    assert_eq!(
+        ingest["failedAttempts"], 0,
+        "the ingest failed Event Grid deliveries instead of retrying on Service Bus: {ingest}"
+    );
+    assert!(
+        s.receiver
+            .received
+            .of_type("io.galleon.step.failed.v1")
+            .is_empty()
+    );
+    s.stop().await;
+}

@@ -86,16 +86,12 @@ impl Default for DeliverySettings {
     }
 }
 
-/// Event Grid's retry schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, then hourly.
-///
-/// KNOWN KINDNESS: Azure's schedule goes on with 3 h, 6 h, then every 12 h. With it, galleon's ingest
-/// under a storm of 429s (the arm-faults chaos test) can wait hours: IngestBlob turns each throttled or
-/// failed ARM call into an Event Grid redelivery. Galleon must first stop spending deliveries on
-/// throttling; then this schedule becomes Azure's.
+/// Event Grid's retry schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h
+/// (within the event's time to live, 24 h by default).
 pub fn retry_delay(failed_attempts: u32, status: Option<u16>) -> Duration {
-    const SCHEDULE: [u64; 7] = [10, 30, 60, 300, 600, 1800, 3600];
+    const SCHEDULE: [u64; 9] = [10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600];
     let idx = (failed_attempts.max(1) - 1) as usize;
-    let base = SCHEDULE.get(idx).copied().unwrap_or(3600);
+    let base = SCHEDULE.get(idx).copied().unwrap_or(12 * 3600);
     let floor = match status {
         Some(401 | 403 | 404) => 300,
         Some(408) => 120,
@@ -820,7 +816,10 @@ mod tests {
         assert_eq!(retry_delay(1, Some(408)), Duration::from_secs(120));
         assert_eq!(retry_delay(1, Some(503)), Duration::from_secs(30));
         assert_eq!(retry_delay(7, Some(500)), Duration::from_secs(3600));
-        assert_eq!(retry_delay(20, Some(500)), Duration::from_secs(3600));
+        assert_eq!(retry_delay(8, Some(500)), Duration::from_secs(3 * 3600));
+        assert_eq!(retry_delay(9, Some(500)), Duration::from_secs(6 * 3600));
+        assert_eq!(retry_delay(10, Some(500)), Duration::from_secs(12 * 3600));
+        assert_eq!(retry_delay(20, Some(500)), Duration::from_secs(12 * 3600));
     }
 
     #[test]

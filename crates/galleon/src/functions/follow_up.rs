@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::step::{self, Ctx, Emit, StepError};
 use crate::{
     events::{Cause, Check, Fact, FactType, FollowUp},
-    host::{Failure, Invocation, Output},
+    host::{Failure, GridEvent, Invocation, Output},
 };
 
 pub const NAME: &str = "FollowUp";
@@ -58,6 +58,36 @@ async fn look(fact: Fact, ctx: Arc<Ctx>) -> Result<Vec<Emit>, StepError> {
             Some(data.deadline),
         )
         .await);
+    }
+    if let Check::RetryEvent {
+        event,
+        failures,
+        throttles,
+    } = &data.check
+    {
+        let event = GridEvent::from_json(event.clone()).map_err(StepError::unreadable)?;
+        let tries = step::Tries {
+            failures: *failures,
+            throttles: *throttles,
+        };
+        let Some(again_on_event) =
+            super::on_event::run_again(&fact, &data, event, tries, ctx.clone())
+        else {
+            return Err(StepError::failed(
+                "UnknownStep",
+                format!("no function triggered by Event Grid is named {}", data.step),
+                None,
+                "This follow-up was made by another galleon version; upload the blob again.",
+            ));
+        };
+        // It sends its own facts (or its next try); only a failure to send comes back here.
+        return match again_on_event.await {
+            Ok(_) => Ok(Vec::new()),
+            Err(failure) => {
+                tracing::warn!(step = %data.step, attempt = data.attempt, error = %failure, "could not finish the try on the event; trying it again later");
+                again(&fact, &data, &ctx, None)
+            }
+        };
     }
     let outcome = if Utc::now() > data.deadline {
         Err(StepError::failed(
@@ -183,7 +213,7 @@ async fn route(fact: &Fact, data: &FollowUp, ctx: &Ctx) -> Result<Vec<Emit>, Ste
         }
         Check::Build { .. } => super::build_image::look(ctx, fact, data).await,
         Check::RunDeadline { accepted_at } => run_deadline(ctx, fact, *accepted_at).await,
-        Check::Retry { .. } => Ok(Vec::new()),
+        Check::Retry { .. } | Check::RetryEvent { .. } => Ok(Vec::new()),
     }
 }
 

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::step::{self, Ctx, StepError};
+use super::{
+    on_event::{self, EventTry},
+    step::{Ctx, StepError},
+};
 use crate::{
     azure::arm,
     domain::manifest::{Manifest, is_managed_image_id},
@@ -75,7 +78,11 @@ pub fn manifest_from_tags(image: &Value) -> Option<Result<Manifest, crate::event
     ))
 }
 
-pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
+pub async fn run(
+    invocation: Invocation,
+    ctx: Arc<Ctx>,
+    tried: EventTry,
+) -> Result<Output, Failure> {
     let Trigger::EventGrid(event) = invocation.trigger else {
         return Err(Failure::new(
             "IngestImage is bound to an Event Grid trigger",
@@ -149,7 +156,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         super::foreign_image::publish(&ctx, &cause, &image_id, plan).await
     };
     let outcome = crate::azure::in_run(cause.correlation_id.clone(), work).await;
-    step::finish_event(&ctx, NAME, &cause, &event, outcome).await
+    on_event::finish(&ctx, NAME, &cause, &event, tried, outcome).await
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod ingest_build;
 pub mod ingest_image;
 pub mod lifecycle;
+pub mod on_event;
 pub mod operation;
 pub mod owned;
 pub mod pinned;
@@ -39,6 +40,7 @@ pub mod versions;
 
 use std::sync::Arc;
 
+use on_event::EventTry;
 use step::{Ctx, StepFn};
 
 use crate::{
@@ -110,6 +112,21 @@ pub fn step_named(name: &str) -> Option<StepFn> {
         lifecycle::NAME => Some(lifecycle::step),
         distribute::NAME => Some(distribute::step),
         share_gallery::NAME => Some(share_gallery::step),
+        _ => None,
+    }
+}
+
+/// The functions Event Grid triggers, run again on an event by name (from a `retryEvent` follow-up).
+pub fn event_function(
+    name: &str,
+    invocation: crate::host::Invocation,
+    ctx: Arc<Ctx>,
+    tried: on_event::EventTry,
+) -> Option<on_event::EventFuture> {
+    match name {
+        ingest::NAME => Some(Box::pin(ingest::run(invocation, ctx, tried))),
+        ingest_image::NAME => Some(Box::pin(ingest_image::run(invocation, ctx, tried))),
+        request_build::NAME => Some(Box::pin(request_build::run(invocation, ctx, tried))),
         _ => None,
     }
 }
@@ -202,7 +219,7 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             TriggerKind::EventGrid,
             ingest::TRIGGER,
             &[],
-            move |inv| ingest::run(inv, c1.clone()),
+            move |inv| ingest::run(inv, c1.clone(), EventTry::delivered(&c1)),
         )
         .function(
             create_image::NAME,
@@ -282,7 +299,7 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             TriggerKind::EventGrid,
             request_build::TRIGGER,
             &[],
-            move |inv| request_build::run(inv, c8.clone()),
+            move |inv| request_build::run(inv, c8.clone(), EventTry::delivered(&c8)),
         )
         .function(
             build_image::NAME,
@@ -319,7 +336,7 @@ pub fn app(ctx: Arc<Ctx>) -> App {
             TriggerKind::EventGrid,
             ingest_image::TRIGGER,
             &[],
-            move |inv| ingest_image::run(inv, c11.clone()),
+            move |inv| ingest_image::run(inv, c11.clone(), EventTry::delivered(&c11)),
         )
         .function(
             lifecycle::NAME,

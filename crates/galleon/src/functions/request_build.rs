@@ -10,7 +10,8 @@ use serde::Deserialize;
 use super::{
     build_image,
     ingest::parse_subject,
-    step::{self, Ctx, Emit, StepError},
+    on_event::{self, EventTry},
+    step::{Ctx, Emit, StepError},
 };
 use crate::{
     azure::blob::redact,
@@ -69,7 +70,11 @@ pub fn decide(
     Ok((request, id))
 }
 
-pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
+pub async fn run(
+    invocation: Invocation,
+    ctx: Arc<Ctx>,
+    tried: EventTry,
+) -> Result<Output, Failure> {
     let Trigger::EventGrid(event) = invocation.trigger else {
         return Err(Failure::new(
             "RequestBuild is bound to an Event Grid trigger",
@@ -123,7 +128,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
         )?)])
     };
     let outcome = crate::azure::in_run(cause.correlation_id.clone(), work).await;
-    step::finish_event(&ctx, NAME, &cause, &event, outcome).await
+    on_event::finish(&ctx, NAME, &cause, &event, tried, outcome).await
 }
 
 #[cfg(test)]

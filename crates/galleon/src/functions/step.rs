@@ -135,6 +135,111 @@ pub fn after_transient(
     }
 }
 
+/// A step's next try after trouble a later try can get past: when, after what, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub tries: Tries,
+    pub at: DateTime<Utc>,
+    pub why: String,
+}
+
+/// What follows a step that did not finish: another try within its deadline (transient trouble, a wait
+/// for Azure, a pace), or the [`Stop`] to announce (a permanent failure, the failure budget used up,
+/// the deadline reached).
+pub fn next_try(
+    ctx: &Ctx,
+    step: &str,
+    attempt: u32,
+    tries: Tries,
+    deadline: DateTime<Utc>,
+    error: StepError,
+) -> Result<Retry, Box<Stop>> {
+    match error {
+        StepError::Failed(stop) => {
+            tracing::warn!(step, code = %stop.error.code, message = %stop.error.message, left_behind = stop.left_behind.len(), "step failed");
+            Err(stop)
+        }
+        // Waiting for something Azure is making is a steady look bounded by the deadline.
+        StepError::Paced(hold) => {
+            let at = ctx.next_look(Some(hold));
+            tracing::info!(step, attempt, hold_seconds = hold.as_secs_f64(), retry_at = %at, "the subscription's ARM budget is low; this new image waits its turn");
+            if at > deadline {
+                return Err(Box::new(Stop {
+                    error: ErrorDetail::new(
+                        "StepDeadlineExceeded",
+                        format!("{step} was still waiting for ARM budget at its deadline {deadline}"),
+                    ),
+                    advice: "The subscription's Resource Manager budget stayed low until the step's deadline: publish fewer images at once, or raise GALLEON_STEP_DEADLINE_MINUTES, then upload the manifest again.".into(),
+                    left_behind: Vec::new(),
+                }));
+            }
+            Ok(Retry {
+                tries,
+                at,
+                why: "ARM budget".to_owned(),
+            })
+        }
+        StepError::Waiting(what) => {
+            tracing::info!(step, attempt, waiting_for = %what, "Azure is still at it; looking again later");
+            let at = ctx.next_look(None);
+            if at > deadline {
+                return Err(Box::new(Stop {
+                    error: ErrorDetail::new(
+                        "StepDeadlineExceeded",
+                        format!("{step} was still waiting at its deadline {deadline}: {what}"),
+                    ),
+                    advice: "Azure took longer than GALLEON_STEP_DEADLINE_MINUTES; look at the resource in the portal, then upload the manifest again to resume (steps are idempotent).".into(),
+                    left_behind: Vec::new(),
+                }));
+            }
+            Ok(Retry {
+                tries,
+                at,
+                why: what,
+            })
+        }
+        StepError::Transient(e) => {
+            let next = after_transient(
+                e.is_throttled(),
+                tries,
+                e.retry_after(),
+                ctx.config.follow_up,
+                ctx.config.max_attempts,
+            );
+            match next {
+                Next::Again { tries, wait } if ctx.next_look(Some(wait)) <= deadline => {
+                    let at = ctx.next_look(Some(wait));
+                    tracing::info!(step, attempt, failures = tries.failures, throttles = tries.throttles, error = %e, retry_at = %at, "transient trouble; trying this step again later");
+                    Ok(Retry {
+                        tries,
+                        at,
+                        why: e.to_string(),
+                    })
+                }
+                Next::Again { tries, .. } | Next::GiveUp { tries } => {
+                    tracing::warn!(step, attempt, failures = tries.failures, throttles = tries.throttles, error = %e, "giving up after transient failures");
+                    let advice = if e.is_throttled() {
+                        format!(
+                            "Azure kept throttling until the step's deadline ({} throttled answers); the chain stopped here. Publish fewer images at once or raise GALLEON_STEP_DEADLINE_MINUTES, then upload the manifest again.",
+                            tries.throttles
+                        )
+                    } else {
+                        format!(
+                            "Azure kept failing transiently ({} failures in {attempt} attempts); the chain stopped here. Once Azure recovers, upload the manifest again to re-run it.",
+                            tries.failures
+                        )
+                    };
+                    Err(Box::new(Stop {
+                        error: detail_of(&e),
+                        advice,
+                        left_behind: Vec::new(),
+                    }))
+                }
+            }
+        }
+    }
+}
+
 /// Runs `step` on `fact` and turns every outcome into facts to send: its own facts, a scheduled retry, or
 /// one `step.failed`.
 pub async fn run(
@@ -159,77 +264,12 @@ pub async fn run(
             Vec::new()
         }
     };
-    let (tries, at, why) = match outcome {
+    let Retry { tries, at, why } = match outcome {
         Ok(emits) => return emits,
-        Err(StepError::Failed(stop)) => {
-            tracing::warn!(step, code = %stop.error.code, message = %stop.error.message, left_behind = stop.left_behind.len(), "step failed");
-            return fail(*stop);
-        }
-        // Waiting for something Azure is making is a steady look bounded by the deadline.
-        Err(StepError::Paced(hold)) => {
-            let at = ctx.next_look(Some(hold));
-            tracing::info!(step, attempt, hold_seconds = hold.as_secs_f64(), retry_at = %at, "the subscription's ARM budget is low; this new image waits its turn");
-            if at > deadline {
-                return fail(Stop {
-                    error: ErrorDetail::new(
-                        "StepDeadlineExceeded",
-                        format!("{step} was still waiting for ARM budget at its deadline {deadline}"),
-                    ),
-                    advice: "The subscription's Resource Manager budget stayed low until the step's deadline: publish fewer images at once, or raise GALLEON_STEP_DEADLINE_MINUTES, then upload the manifest again.".into(),
-                    left_behind: Vec::new(),
-                });
-            }
-            (tries, at, "ARM budget".to_owned())
-        }
-        Err(StepError::Waiting(what)) => {
-            tracing::info!(step, attempt, waiting_for = %what, "Azure is still at it; looking again later");
-            if ctx.next_look(None) > deadline {
-                return fail(Stop {
-                    error: ErrorDetail::new(
-                        "StepDeadlineExceeded",
-                        format!("{step} was still waiting at its deadline {deadline}: {what}"),
-                    ),
-                    advice: "Azure took longer than GALLEON_STEP_DEADLINE_MINUTES; look at the resource in the portal, then upload the manifest again to resume (steps are idempotent).".into(),
-                    left_behind: Vec::new(),
-                });
-            }
-            (tries, ctx.next_look(None), what)
-        }
-        Err(StepError::Transient(e)) => {
-            let next = after_transient(
-                e.is_throttled(),
-                tries,
-                e.retry_after(),
-                ctx.config.follow_up,
-                ctx.config.max_attempts,
-            );
-            match next {
-                Next::Again { tries, wait } if ctx.next_look(Some(wait)) <= deadline => {
-                    let at = ctx.next_look(Some(wait));
-                    tracing::info!(step, attempt, failures = tries.failures, throttles = tries.throttles, error = %e, retry_at = %at, "transient trouble; trying this step again later");
-                    (tries, at, e.to_string())
-                }
-                Next::Again { tries, .. } | Next::GiveUp { tries } => {
-                    tracing::warn!(step, attempt, failures = tries.failures, throttles = tries.throttles, error = %e, "giving up after transient failures");
-                    let advice = if e.is_throttled() {
-                        format!(
-                            "Azure kept throttling until the step's deadline ({} throttled answers); the chain stopped here. Publish fewer images at once or raise GALLEON_STEP_DEADLINE_MINUTES, then upload the manifest again.",
-                            tries.throttles
-                        )
-                    } else {
-                        format!(
-                            "Azure kept failing transiently ({} failures in {attempt} attempts); the chain stopped here. Once Azure recovers, upload the manifest again to re-run it.",
-                            tries.failures
-                        )
-                    };
-                    return fail(Stop {
-                        error: detail_of(&e),
-                        advice,
-                        left_behind: Vec::new(),
-                    });
-                }
-            }
-        }
+        Err(error) => match next_try(&ctx, step, attempt, tries, deadline, error) {
+            Ok(retry) => retry,
+            Err(stop) => return fail(*stop),
+        },
     };
     let then = Announce {
         ty: fact.cloud_event_type().to_owned(),
@@ -258,44 +298,6 @@ pub async fn run(
             left_behind: Vec::new(),
         }),
     }
-}
-
-/// Sends what a function triggered by an Event Grid event (not a fact) produced: its facts, or for a
-/// permanent failure one `step.failed` naming the event as its input; anything else is a [`Failure`], so
-/// Event Grid delivers the event again later.
-pub async fn finish_event(
-    ctx: &Ctx,
-    step: &str,
-    cause: &Cause,
-    event: &crate::host::GridEvent,
-    outcome: Result<Vec<Emit>, StepError>,
-) -> Result<Output, Failure> {
-    let emits = match outcome {
-        Ok(emits) => emits,
-        Err(StepError::Failed(stop)) => {
-            tracing::warn!(step, code = %stop.error.code, message = %stop.error.message, "refused");
-            let subject = event.subject.clone().unwrap_or_else(|| step.to_owned());
-            let data = StepFailed {
-                step: step.to_owned(),
-                error: stop.error,
-                attempts: 1,
-                advice: stop.advice,
-                input: FailedInput {
-                    ty: event.event_type.clone(),
-                    id: event.id.clone(),
-                    subject: event.subject.clone(),
-                },
-                left_behind: stop.left_behind,
-            };
-            let fact = ctx
-                .fact(cause, &subject, step, &data)
-                .map_err(|e| Failure::new(format!("{e:?}")))?;
-            vec![Emit::now(fact)]
-        }
-        Err(e) => return Err(Failure::new(format!("{e:?}"))),
-    };
-    send(ctx, &emits).await?;
-    Ok(Output::default())
 }
 
 /// Exponential backoff from the follow-up interval, capped at 32×.

@@ -61,6 +61,20 @@ pub struct GridEvent {
     pub raw: Map<String, Value>,
 }
 
+impl GridEvent {
+    /// The event as it was delivered (`data` back in its place), to keep for a later try.
+    pub fn to_json(&self) -> Value {
+        let mut event = self.raw.clone();
+        event.insert("data".into(), self.data.clone());
+        Value::Object(event)
+    }
+
+    /// An event kept by [`GridEvent::to_json`], read as the trigger reads a delivery.
+    pub fn from_json(value: Value) -> Result<GridEvent, TriggerError> {
+        grid_event("event", value)
+    }
+}
+
 /// One Service Bus message, body as text, broker properties from the host's metadata.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BusMessage {

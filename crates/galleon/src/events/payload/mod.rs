@@ -514,6 +514,16 @@ pub enum Check {
         #[serde(default, skip_serializing_if = "is_zero")]
         throttles: u32,
     },
+    /// Run the function Event Grid triggered (`step`) again on this event, as it was delivered, after
+    /// trouble a later try can get past; counted like [`Check::Retry`].
+    #[serde(rename_all = "camelCase")]
+    RetryEvent {
+        event: serde_json::Value,
+        #[serde(default)]
+        failures: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        throttles: u32,
+    },
 }
 
 fn is_zero(n: &u32) -> bool {

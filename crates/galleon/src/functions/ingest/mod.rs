@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::step::{self, Ctx, Emit, StepError};
+use super::{
+    on_event::{self, EventTry},
+    step::{self, Ctx, Emit, StepError},
+};
 use crate::{
     azure::blob::redact,
     domain::manifest as manifest_rules,
@@ -79,7 +82,11 @@ pub fn sibling_manifest(url: &str) -> String {
     format!("{stem}{}", manifest_rules::SUFFIX)
 }
 
-pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failure> {
+pub async fn run(
+    invocation: Invocation,
+    ctx: Arc<Ctx>,
+    tried: EventTry,
+) -> Result<Output, Failure> {
     let Trigger::EventGrid(event) = invocation.trigger else {
         return Err(Failure::new("IngestBlob is bound to an Event Grid trigger"));
     };
@@ -133,7 +140,9 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
                 tracing::info!(blob = %redact(&arrived.url), "manifest is gone; nothing to do");
                 return Ok(Output::default());
             }
-            Err(e) => return step::finish_event(&ctx, NAME, &cause, &event, Err(e.into())).await,
+            Err(e) => {
+                return on_event::finish(&ctx, NAME, &cause, &event, tried, Err(e.into())).await;
+            }
         }
     } else {
         (cause, None)
@@ -152,7 +161,7 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
                     last_e_tag: None,
                     first_seen: Utc::now(),
                     attempt: 0,
-                    deadline: ctx.deadline_from_now(),
+                    deadline: tried.deadline,
                     storage_account_id: &arrived.storage_account_id,
                 };
                 bare::look(&ctx, look).await
@@ -160,9 +169,9 @@ pub async fn run(invocation: Invocation, ctx: Arc<Ctx>) -> Result<Output, Failur
             _ => Ok(Vec::new()),
         }
     };
-    // Event Grid delivers again on trouble, with its own backoff; the step is idempotent.
+    // Trouble a later try can get past is a retry on Service Bus (on_event); the step is idempotent.
     let outcome = crate::azure::in_run(cause.correlation_id.clone(), work).await;
-    step::finish_event(&ctx, NAME, &cause, &event, outcome).await
+    on_event::finish(&ctx, NAME, &cause, &event, tried, outcome).await
 }
 
 /// The rejection of a blob in a storage account galleon may not send tokens to (not marked: galleon has
