@@ -47,7 +47,7 @@ impl LocalCloud {
             Arc::new(move |token: &str, audience: &str| {
                 verifier_identity
                     .verify(Some(&format!("Bearer {token}")), audience)
-                    .map(|_| ())
+                    .map(|claims| Some(claims.oid))
                     .map_err(|e| e.to_string())
             });
         let addr = "127.0.0.1:0".parse().unwrap();

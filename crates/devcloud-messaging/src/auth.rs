@@ -12,10 +12,11 @@ pub const STORAGE_AUDIENCE: &str = "https://storage.azure.com";
 
 /// Verifies a bearer token (the text after `Bearer `) for an audience.
 ///
-/// Implementations answer `Err(reason)` for a missing, malformed, expired or wrong-audience token;
-/// the reason ends up in the service's error body (never the token itself).
+/// Implementations answer the caller's object id (`oid`, what role assignments name; `None` when the
+/// token names none) or `Err(reason)` for a missing, malformed, expired or wrong-audience token; the
+/// reason ends up in the service's error body (never the token itself).
 pub trait TokenVerifier: Send + Sync + 'static {
-    fn verify(&self, token: &str, audience: &str) -> Result<(), String>;
+    fn verify(&self, token: &str, audience: &str) -> Result<Option<String>, String>;
 }
 
 /// Shared handle to a verifier.
@@ -23,20 +24,21 @@ pub type Verifier = Arc<dyn TokenVerifier>;
 
 impl<F> TokenVerifier for F
 where
-    F: Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
+    F: Fn(&str, &str) -> Result<Option<String>, String> + Send + Sync + 'static,
 {
-    fn verify(&self, token: &str, audience: &str) -> Result<(), String> {
+    fn verify(&self, token: &str, audience: &str) -> Result<Option<String>, String> {
         self(token, audience)
     }
 }
 
-/// Accepts exactly one fixed token for any audience; for tests and for wiring before an identity exists.
+/// Accepts exactly one fixed token for any audience, naming no principal; for tests and for wiring
+/// before an identity exists.
 pub struct StaticToken(pub String);
 
 impl TokenVerifier for StaticToken {
-    fn verify(&self, token: &str, _audience: &str) -> Result<(), String> {
+    fn verify(&self, token: &str, _audience: &str) -> Result<Option<String>, String> {
         if !self.0.is_empty() && token == self.0 {
-            Ok(())
+            Ok(None)
         } else {
             Err("the token is not valid".to_string())
         }
@@ -82,7 +84,7 @@ pub fn identity_verifier(identity: devcloud_core::Identity) -> Verifier {
     Arc::new(move |token: &str, audience: &str| {
         identity
             .verify(Some(&format!("Bearer {token}")), audience)
-            .map(|_| ())
+            .map(|claims| Some(claims.oid))
             .map_err(|e| e.to_string())
     })
 }
@@ -96,7 +98,10 @@ mod identity_tests {
         let id = devcloud_core::Identity::from_key([9u8; 32]);
         let v = identity_verifier(id.clone());
         let token = id.issue(SERVICEBUS_AUDIENCE);
-        assert!(v.verify(&token, SERVICEBUS_AUDIENCE).is_ok());
+        assert_eq!(
+            v.verify(&token, SERVICEBUS_AUDIENCE),
+            Ok(Some(devcloud_core::identity::DEFAULT_OBJECT_ID.to_owned()))
+        );
         assert!(v.verify(&token, EVENTGRID_AUDIENCE).is_err());
         let other = devcloud_core::Identity::from_key([1u8; 32]).issue(SERVICEBUS_AUDIENCE);
         assert!(v.verify(&other, SERVICEBUS_AUDIENCE).is_err());

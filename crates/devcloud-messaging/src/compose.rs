@@ -3,6 +3,7 @@
 //! certificate for HTTPS, function subscriptions delivered to the local Functions host, and the blob
 //! system topic over Azurite.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,9 @@ pub struct MessagingOptions {
     /// Forces duplicate detection off on every Service Bus queue and topic, even where the routing
     /// file declares it (as in an Azure namespace whose topic was created without it).
     pub duplicate_detection_off: bool,
+    /// The object ids of the principals the routing file's role assignments name (`galleon`: the
+    /// managed identity the local identity endpoint issues tokens for).
+    pub principals: BTreeMap<String, String>,
 }
 
 impl MessagingOptions {
@@ -56,6 +60,7 @@ impl MessagingOptions {
             time_factor: 1.0,
             entity_defaults: EntityConfig::default(),
             duplicate_detection_off: false,
+            principals: BTreeMap::new(),
         }
     }
 }
@@ -79,8 +84,10 @@ pub enum StartError {
 pub async fn start(
     o: MessagingOptions,
 ) -> Result<(RunningServiceBus, RunningEventGrid), StartError> {
+    let access = o.routing.role_access(&o.principals)?;
     let mut sb_config = o.routing.servicebus_config(&o.entity_defaults)?;
     sb_config.duplicate_detection_off = o.duplicate_detection_off;
+    sb_config.access = access.service_bus;
     let sb = servicebus::serve(
         sb_config,
         o.verifier.clone(),
@@ -93,6 +100,9 @@ pub async fn start(
         source,
     })?;
     let mut eg_config = EventGridConfig::from_routing(&o.routing, &o.topic_key)?;
+    for topic in &mut eg_config.topics {
+        topic.access = access.topics.get(&topic.name).cloned().flatten();
+    }
     eg_config.delivery.functions_host = o.functions_host.clone();
     eg_config.delivery.time_factor = o.time_factor;
     eg_config.delivery.timeout = Duration::from_secs(30);

@@ -6,6 +6,7 @@ pub mod eventgrid;
 pub mod httpserv;
 pub mod inspect;
 pub mod iso;
+pub mod rbac;
 pub mod routing;
 pub mod servicebus;
 

@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 pub use crate::iso::parse_iso_duration;
 
+use std::collections::BTreeMap;
+
+use crate::rbac::{Access, BuiltInRole, RoleAssignment};
 use crate::servicebus::message::PropValue;
 use crate::servicebus::{
     CorrelationFilter, EntityConfig, Filter, Rule, ServiceBusConfig, SubscriptionSpec, TopicSpec,
@@ -40,6 +43,24 @@ pub struct ServiceBusRouting {
     /// Queues, e.g. the one every subscription forwards its dead letters to.
     #[serde(default)]
     pub queues: Vec<ServiceBusQueue>,
+    /// The namespace's data-plane role assignments (as infra makes them). Left out, roles are not
+    /// checked.
+    #[serde(default)]
+    pub role_assignments: Option<Vec<RoutingRoleAssignment>>,
+}
+
+/// A data-plane role assignment: a built-in role for a principal the local cloud knows by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoutingRoleAssignment {
+    /// A built-in role's name or id (`Azure Service Bus Data Sender`, `EventGrid Data Sender`).
+    pub role: String,
+    /// Who: `galleon`, the function app's managed identity.
+    pub principal: String,
+    /// An entity below the namespace (`queue`, `topic/subscriptions/name`); the whole namespace or topic
+    /// when left out.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// A queue of the routing file (ARM names for its settings).
@@ -123,6 +144,9 @@ pub struct EventGridTopic {
     /// signatures are refused (Azure's default: false).
     #[serde(default)]
     pub disable_local_auth: bool,
+    /// The topic's data-plane role assignments (as infra makes them). Left out, roles are not checked.
+    #[serde(default)]
+    pub role_assignments: Option<Vec<RoutingRoleAssignment>>,
 }
 
 fn default_schema() -> String {
@@ -221,6 +245,54 @@ pub enum RoutingError {
         value: String,
         expected: &'static str,
     },
+    #[error("{entity}: role assignment: {message}")]
+    RoleAssignment { entity: String, message: String },
+}
+
+/// The role assignments the routing file declares, resolved: per namespace and per topic, `None` where
+/// it declares none.
+#[derive(Debug, Clone, Default)]
+pub struct RoleAccess {
+    pub service_bus: Option<Access>,
+    pub topics: BTreeMap<String, Option<Access>>,
+}
+
+/// Resolves declared assignments; `principals` maps the names the file uses to object ids.
+fn resolve_assignments(
+    entity: &str,
+    declared: &Option<Vec<RoutingRoleAssignment>>,
+    principals: &BTreeMap<String, String>,
+) -> Result<Option<Access>, RoutingError> {
+    let Some(declared) = declared else {
+        return Ok(None);
+    };
+    let mut access = Access::default();
+    for a in declared {
+        let fail = |message: String| RoutingError::RoleAssignment {
+            entity: entity.to_owned(),
+            message,
+        };
+        let role = BuiltInRole::parse(&a.role).ok_or_else(|| {
+            fail(format!(
+                "'{}' is not a built-in data role of Service Bus or Event Grid ({})",
+                a.role,
+                BuiltInRole::ALL.map(BuiltInRole::name).join(", ")
+            ))
+        })?;
+        let principal_id = principals.get(&a.principal).ok_or_else(|| {
+            fail(format!(
+                "no principal named '{}' in the local cloud (known: {})",
+                a.principal,
+                principals.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        access.assignments.push(RoleAssignment {
+            principal_id: principal_id.clone(),
+            role,
+            scope: a.scope.clone().unwrap_or_default(),
+        });
+    }
+    Ok(Some(access))
 }
 
 /// Parses an ISO 8601 setting that must lie within `[min, max]`.
@@ -263,6 +335,27 @@ impl Routing {
 
     pub fn parse(text: &str) -> Result<Routing, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// The data-plane role assignments the file declares, with `principals` naming the object ids of
+    /// the principals it names (`galleon`: the local managed identity).
+    pub fn role_access(
+        &self,
+        principals: &BTreeMap<String, String>,
+    ) -> Result<RoleAccess, RoutingError> {
+        let mut access = RoleAccess::default();
+        if let Some(sb) = &self.service_bus {
+            access.service_bus =
+                resolve_assignments("Service Bus namespace", &sb.role_assignments, principals)?;
+        }
+        for t in self.event_grid.iter().flat_map(|eg| &eg.topics) {
+            let entity = format!("Event Grid topic {}", t.name);
+            access.topics.insert(
+                t.name.clone(),
+                resolve_assignments(&entity, &t.role_assignments, principals)?,
+            );
+        }
+        Ok(access)
     }
 
     /// The Service Bus topic and subscriptions (one correlation rule per type on `typeProperty`),
@@ -608,5 +701,57 @@ mod tests {
                 .servicebus_config(&EntityConfig::default())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn role_assignments_resolve_to_principals_and_built_in_roles() {
+        let text = r#"{ "serviceBus": { "topic": "t", "typeProperty": "type",
+            "roleAssignments": [ { "role": "Azure Service Bus Data Sender", "principal": "galleon" },
+                                 { "role": "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "principal": "galleon", "scope": "t/subscriptions/s" } ] },
+          "eventGrid": { "topics": [ { "name": "open" },
+                                     { "name": "closed", "roleAssignments": [] } ] } }"#;
+        let routing = Routing::parse(text).expect("parses");
+        let principals = BTreeMap::from([("galleon".to_owned(), "oid-1".to_owned())]);
+        let access = routing.role_access(&principals).expect("resolves");
+        let bus = access.service_bus.expect("declared");
+        assert_eq!(
+            bus.assignments,
+            vec![
+                RoleAssignment {
+                    principal_id: "oid-1".into(),
+                    role: BuiltInRole::ServiceBusDataSender,
+                    scope: String::new(),
+                },
+                RoleAssignment {
+                    principal_id: "oid-1".into(),
+                    role: BuiltInRole::ServiceBusDataReceiver,
+                    scope: "t/subscriptions/s".into(),
+                },
+            ]
+        );
+        // Left out: not checked; declared empty: nobody may publish.
+        assert_eq!(access.topics["open"], None);
+        assert_eq!(access.topics["closed"], Some(Access::default()));
+        // An unknown role or principal is refused, naming what exists.
+        for (bad, names) in [
+            (
+                r#"{ "role": "Owner", "principal": "galleon" }"#,
+                "EventGrid Data Sender",
+            ),
+            (
+                r#"{ "role": "EventGrid Data Sender", "principal": "someone" }"#,
+                "known: galleon",
+            ),
+        ] {
+            let text = format!(
+                r#"{{ "eventGrid": {{ "topics": [ {{ "name": "x", "roleAssignments": [ {bad} ] }} ] }} }}"#
+            );
+            let err = Routing::parse(&text)
+                .expect("parses")
+                .role_access(&principals)
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains(names) && err.contains("topic x"), "{err}");
+        }
     }
 }

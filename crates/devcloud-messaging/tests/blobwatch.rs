@@ -480,6 +480,7 @@ async fn dead_letters_are_written_to_the_dead_letter_container() {
             input_schema: Schema::EventGrid,
             key: "k".into(),
             disable_local_auth: false,
+            access: None,
         }],
         subscriptions: vec![sub],
         delivery,

@@ -191,6 +191,7 @@ fn topic(name: &str, schema: Schema) -> TopicConfig {
         input_schema: schema,
         key: KEY.into(),
         disable_local_auth: false,
+        access: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use devcloud_messaging::auth::identity_verifier;
 use devcloud_messaging::eventgrid::{self, DeliverySettings, EventGridConfig, Schema, TopicConfig};
+use devcloud_messaging::rbac::{Access, BuiltInRole, RoleAssignment};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
@@ -24,6 +25,14 @@ async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
             input_schema: Schema::CloudEvents,
             key: "c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OQ==".into(),
             disable_local_auth: false,
+            // The identity's principal has EventGrid Data Sender on the topic; another has no role.
+            access: Some(Access {
+                assignments: vec![RoleAssignment {
+                    principal_id: identity.object_id.clone(),
+                    role: BuiltInRole::EventGridDataSender,
+                    scope: String::new(),
+                }],
+            }),
         }],
         delivery: DeliverySettings {
             time_factor: 0.001,
@@ -43,6 +52,15 @@ async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
     .await
     .expect("event grid");
     let token = identity.issue("https://eventgrid.azure.net");
+    let without_role = identity.issue_for(
+        &devcloud_core::Principal {
+            tenant_id: &identity.tenant_id,
+            object_id: "7c1d0e52-2f3a-4b6c-9d8e-1a2b3c4d5e6f",
+            client_id: "7c1d0e52-2f3a-4b6c-9d8e-1a2b3c4d5e6f",
+        },
+        "https://eventgrid.azure.net",
+        3600,
+    );
     let out = tokio::process::Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
         .arg(format!("{root}/tests/python/eventgrid"))
@@ -55,6 +73,7 @@ async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
             "c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OQ==",
         )
         .env("DEVCLOUD_EVENTGRID_TOKEN", token)
+        .env("DEVCLOUD_EVENTGRID_TOKEN_WITHOUT_ROLE", without_role)
         .env("DEVCLOUD_EVENTGRID_ADMIN", eg.url())
         .env("REQUESTS_CA_BUNDLE", &tls.ca_pem)
         .env("SSL_CERT_FILE", &tls.ca_pem)
@@ -65,7 +84,7 @@ async fn azure_eventgrid_python_client_publishes_to_the_local_topic() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("5 passed"), "expected 5 passed:\n{stdout}");
+    assert!(stdout.contains("6 passed"), "expected 6 passed:\n{stdout}");
     assert!(
         !stdout.contains("skipped"),
         "nothing may be skipped:\n{stdout}"

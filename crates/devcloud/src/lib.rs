@@ -297,6 +297,10 @@ impl Cloud {
         messaging.functions_host = Some(format!("http://127.0.0.1:{host_port}"));
         messaging.time_factor = options.grid_time_factor;
         messaging.duplicate_detection_off = options.service_bus_duplicate_detection_off;
+        // The routing file's role assignments name galleon's managed identity.
+        messaging
+            .principals
+            .insert("galleon".to_owned(), identity.object_id.clone());
         let storage_identity = identity.clone();
         messaging.blob_watch = Some(devcloud_messaging::eventgrid::BlobWatchConfig {
             account_url: azurite.blob_endpoint(),

@@ -71,6 +71,69 @@ fn documented(docs: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The role definitions (ids, lower case) a Bicep module assigns to galleon's identity.
+fn roles_assigned_to_galleon(bicep: &str) -> BTreeSet<String> {
+    let vars: BTreeMap<String, String> =
+        regex::Regex::new(r"(?m)^var (\w+) = '([0-9a-fA-F-]{36})'")
+            .expect("regex")
+            .captures_iter(bicep)
+            .map(|c| (c[1].to_owned(), c[2].to_ascii_lowercase()))
+            .collect();
+    regex::Regex::new(
+        r"roleDefinitionId: subscriptionResourceId\('Microsoft.Authorization/roleDefinitions', (\w+)\)\s*principalId: galleonPrincipalId",
+    )
+    .expect("regex")
+    .captures_iter(bicep)
+    .filter_map(|c| vars.get(&c[1]).cloned())
+    .collect()
+}
+
+/// The roles the routing file gives `galleon` in `assignments` (ids, lower case; an unknown role as
+/// written).
+fn roles_declared_for_galleon(assignments: &Value) -> BTreeSet<String> {
+    assignments
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["principal"] == "galleon" && a.get("scope").is_none())
+        .filter_map(|a| a["role"].as_str())
+        .map(|r| {
+            devcloud_messaging::rbac::BuiltInRole::parse(r)
+                .map_or_else(|| r.to_owned(), |role| role.id().to_owned())
+        })
+        .collect()
+}
+
+/// The data roles the local Service Bus and Event Grid enforce (the routing file's `roleAssignments`) are
+/// the ones infra assigns galleon's identity on the namespace and on each topic.
+fn role_drift(root: &Path, routing: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let modules = root.join("infra/modules");
+    let bus = roles_assigned_to_galleon(&text(&modules.join("servicebus.bicep")));
+    let declared = roles_declared_for_galleon(&routing["serviceBus"]["roleAssignments"]);
+    if bus != declared {
+        problems.push(format!(
+            "Service Bus namespace: roleAssignments in events/subscriptions.json give galleon {declared:?}, infra assigns {bus:?}"
+        ));
+    }
+    let grid = roles_assigned_to_galleon(&text(&modules.join("eventgrid-topics.bicep")));
+    for topic in routing
+        .pointer("/eventGrid/topics")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let declared = roles_declared_for_galleon(&topic["roleAssignments"]);
+        if grid != declared {
+            problems.push(format!(
+                "Event Grid topic {}: roleAssignments in events/subscriptions.json give galleon {declared:?}, infra assigns {grid:?}",
+                topic["name"]
+            ));
+        }
+    }
+    problems
+}
+
 /// Every disagreement between the code in `src` and the tree at `root` (infra/, functions/, events/,
 /// docs/), each naming what is missing where.
 fn inconsistencies(src: &Path, root: &Path) -> Vec<String> {
@@ -137,6 +200,7 @@ fn inconsistencies(src: &Path, root: &Path) -> Vec<String> {
             ));
         }
     }
+    problems.extend(role_drift(root, &routing));
     let subscriptions = names("/serviceBus/subscriptions");
     let queues = names("/serviceBus/queues");
     let grid = names("/eventGrid/subscriptions");
@@ -379,6 +443,22 @@ fn the_consistency_check_fails_when_one_side_loses_an_entry() {
         "\"disableLocalAuth\": false",
     );
     expect(dir.path(), "disableLocalAuth");
+
+    // The local cloud would let galleon do more (or less) than its roles in Azure allow.
+    let dir = fresh();
+    edit(
+        &dir.path().join("events/subscriptions.json"),
+        "\"role\": \"Azure Service Bus Data Receiver\"",
+        "\"role\": \"Azure Service Bus Data Owner\"",
+    );
+    expect(dir.path(), "roleAssignments");
+    let dir = fresh();
+    edit(
+        &dir.path().join("infra/modules/eventgrid-topics.bicep"),
+        "roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventGridDataSender)",
+        "roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'none')",
+    );
+    expect(dir.path(), "roleAssignments");
 
     // infra stops reading the routing file.
     let dir = fresh();

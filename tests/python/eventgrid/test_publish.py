@@ -3,7 +3,7 @@
 checks that a webhook subscriber receives each event exactly as the client sent it.
 
 Run by ``cargo test -p devcloud-messaging --test python_eventgrid``, which starts the server over HTTPS
-and sets DEVCLOUD_EVENTGRID_{ENDPOINT,KEY,TOKEN,ADMIN} and REQUESTS_CA_BUNDLE.
+and sets DEVCLOUD_EVENTGRID_{ENDPOINT,KEY,TOKEN,TOKEN_WITHOUT_ROLE,ADMIN} and REQUESTS_CA_BUNDLE.
 """
 
 import json
@@ -24,6 +24,8 @@ from azure.eventgrid import EventGridPublisherClient, generate_sas
 ENDPOINT = os.environ.get("DEVCLOUD_EVENTGRID_ENDPOINT")
 KEY = os.environ.get("DEVCLOUD_EVENTGRID_KEY")
 TOKEN = os.environ.get("DEVCLOUD_EVENTGRID_TOKEN")
+# A valid token of a principal without the EventGrid Data Sender role on the topic.
+TOKEN_WITHOUT_ROLE = os.environ.get("DEVCLOUD_EVENTGRID_TOKEN_WITHOUT_ROLE")
 ADMIN = os.environ.get("DEVCLOUD_EVENTGRID_ADMIN")
 TOPIC = os.environ.get("DEVCLOUD_EVENTGRID_TOPIC", "galleon-events")
 
@@ -137,6 +139,15 @@ def test_publish_with_token_credential(receiver):
     client = EventGridPublisherClient(ENDPOINT, cred)
     publish_and_check(client, receiver, 2)
     assert cred.scopes == ["https://eventgrid.azure.net/.default"]
+
+
+def test_a_token_without_the_data_sender_role_is_refused():
+    client = EventGridPublisherClient(ENDPOINT, DevcloudToken(TOKEN_WITHOUT_ROLE))
+    with pytest.raises(ClientAuthenticationError) as refused:
+        client.send([CloudEvent(source="/x", type="t", data={})])
+    assert refused.value.status_code == 401
+    assert "does not have permission to send data" in str(refused.value)
+    assert "EventGrid Data Sender" in str(refused.value)
 
 
 def test_publish_with_shared_access_signature(receiver):

@@ -45,6 +45,10 @@ pub struct TopicConfig {
     pub key: String,
     /// `disableLocalAuth`: the key and shared access signatures are refused; only Entra ID tokens publish.
     pub disable_local_auth: bool,
+    /// The topic's data-plane role assignments: a token's principal publishes only with EventGrid Data
+    /// Sender (401 otherwise, as Azure answers). `None`: roles are not checked (a component test's topic
+    /// that declares none; galleon's always does).
+    pub access: Option<crate::rbac::Access>,
 }
 
 /// Everything the local Event Grid needs.
@@ -101,6 +105,7 @@ impl EventGridConfig {
                     .ok_or_else(|| ConfigError::Schema(t.name.clone(), t.input_schema.clone()))?,
                 key: key.to_string(),
                 disable_local_auth: t.disable_local_auth,
+                access: None,
             });
         }
         for s in &eg.subscriptions {
@@ -496,6 +501,8 @@ async fn handle(inner: Arc<Inner>, req: Result<Req, (http::request::Parts, BodyE
             topic.name.to_uppercase()
         )
     };
+    // Ok(None) for a key or signature (they carry no principal, and no role applies), Ok(Some(caller))
+    // for a token.
     let authorized = if topic.disable_local_auth && (sas_key.is_some() || sas_token.is_some()) {
         // Azure's wording is not on record; the cause and the fix are.
         Err(format!(
@@ -504,14 +511,14 @@ async fn handle(inner: Arc<Inner>, req: Result<Req, (http::request::Parts, BodyE
         ))
     } else if let Some(k) = sas_key {
         if !topic.key.is_empty() && same_key(&k, &topic.key) {
-            Ok(())
+            Ok(None)
         } else {
             Err(not_authorized())
         }
     } else if let Some(t) = sas_token {
         match super::sas::verify(&t, &topic.key, chrono::Utc::now()) {
             Ok(tok) if super::sas::resource_path(&tok.resource).eq_ignore_ascii_case(&path) => {
-                Ok(())
+                Ok(None)
             }
             Ok(_) => Err(format!(
                 "{} The shared access signature was made for another resource.",
@@ -523,6 +530,7 @@ async fn handle(inner: Arc<Inner>, req: Result<Req, (http::request::Parts, BodyE
         inner
             .auth
             .verify(token, EVENTGRID_AUDIENCE)
+            .map(Some)
             .map_err(|r| format!("The bearer token is not valid: {r}."))
     } else {
         Err(
@@ -530,8 +538,24 @@ async fn handle(inner: Arc<Inner>, req: Result<Req, (http::request::Parts, BodyE
                 .to_string(),
         )
     };
-    if let Err(message) = authorized {
-        return error(StatusCode::UNAUTHORIZED, "Unauthorized", &message);
+    let caller = match authorized {
+        Ok(caller) => caller,
+        Err(message) => return error(StatusCode::UNAUTHORIZED, "Unauthorized", &message),
+    };
+    // A valid token is not enough: its principal needs EventGrid Data Sender on the topic.
+    if let (Some(principal), Some(access)) = (caller, topic.access.as_ref())
+        && !access.allows(principal.as_deref(), crate::rbac::EVENTGRID_SEND, "")
+    {
+        // Azure's wording (recorded in Azure/azure-sdk-for-net#22831), then the fix.
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            &format!(
+                "The principal associated with access token presented with the incoming request does not have permission to send data to {}. Assign the EventGrid Data Sender role on the topic to {}.",
+                inner.config.topic_id(&topic.name),
+                principal.as_deref().unwrap_or("the caller")
+            ),
+        );
     }
     let ct = req
         .headers()

@@ -45,6 +45,10 @@ pub struct ServiceBusConfig {
     /// Create every queue and topic without duplicate detection, whatever the configuration or a
     /// later admin request asks for (as in a namespace whose entities were made without it).
     pub duplicate_detection_off: bool,
+    /// The namespace's data-plane role assignments: a caller sends or receives only what its roles
+    /// allow (401, as Azure answers). `None`: roles are not checked (a component test's namespace that
+    /// declares none; the local cloud's always does).
+    pub access: Option<crate::rbac::Access>,
 }
 
 /// Shared broker with waiting receivers.
@@ -175,9 +179,13 @@ pub async fn serve(
     let is_tls = tls.is_some();
     let scheme = if is_tls { "https" } else { "http" };
     let b = broker.clone();
+    let access = Arc::new(config.access.clone());
     let server = httpserv::serve(listener, tls, MAX_BODY, move |req| {
         let b = b.clone();
-        let auth = auth.clone();
+        let auth = Caller {
+            verifier: auth.clone(),
+            access: access.clone(),
+        };
         async move { handle(b, auth, scheme, req).await }
     })?;
     Ok(RunningServiceBus {
@@ -414,9 +422,15 @@ fn received_response(
     resp
 }
 
+/// Who may call: the token check, then the namespace's role assignments.
+struct Caller {
+    verifier: Verifier,
+    access: Arc<Option<crate::rbac::Access>>,
+}
+
 async fn handle(
     sb: ServiceBus,
-    auth: Verifier,
+    auth: Caller,
     scheme: &'static str,
     req: Result<Req, (http::request::Parts, BodyError)>,
 ) -> Resp {
@@ -447,22 +461,23 @@ async fn handle(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match bearer_token(header) {
+    let principal = match bearer_token(header) {
         None => {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "MissingToken: The authorization header was not found or is not a Bearer token.",
             );
         }
-        Some(token) => {
-            if let Err(reason) = auth.verify(token, SERVICEBUS_AUDIENCE) {
+        Some(token) => match auth.verifier.verify(token, SERVICEBUS_AUDIENCE) {
+            Ok(principal) => principal,
+            Err(reason) => {
                 return error(
                     StatusCode::UNAUTHORIZED,
                     &format!("InvalidSignature: The token is not valid: {reason}."),
                 );
             }
-        }
-    }
+        },
+    };
     let segs: Vec<String> = path
         .trim_matches('/')
         .split('/')
@@ -488,6 +503,27 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_string();
+    // A valid token is not enough: the caller's roles must allow the operation on this entity.
+    if let Some(access) = auth.access.as_ref() {
+        let sending = req.method() == Method::POST && tail.is_empty();
+        let (claim, action) = if sending {
+            ("Send", crate::rbac::SERVICEBUS_SEND)
+        } else {
+            ("Listen", crate::rbac::SERVICEBUS_RECEIVE)
+        };
+        if !access.allows(principal.as_deref(), action, &entity_text) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                &format!(
+                    "Unauthorized access. '{claim}' claim(s) are required to perform this operation. Resource: 'sb://{host}/{entity_text}'. The caller ({}) has no role that allows {action} here: assign Azure Service Bus Data {} to it on the namespace or this entity.",
+                    principal
+                        .as_deref()
+                        .unwrap_or("a token without an object id"),
+                    if sending { "Sender" } else { "Receiver" }
+                ),
+            );
+        }
+    }
     let entity = sb.ns.lock().await.resolve(parsed);
     if !sb.ns.lock().await.exists(&entity.entity) {
         return error(
